@@ -1,0 +1,123 @@
+"""Messages of the clinical path: watch alert → phone analysis → edge triage/escalation → report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messages.envelope import EcgStrip, Envelope, Id
+
+AlertKind = Literal["tachycardia", "bradycardia", "pause", "irregular_rhythm", "wide_complex_run"]
+ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
+
+TriageLevel = Literal["info", "urgent", "emergency"]
+TRIAGE_ORDER: dict[str, int] = {"info": 0, "urgent": 1, "emergency": 2}
+
+#: Rhythm vocabulary shared by the phone analysis and reports (fixed, documented in docs/messages.md).
+Rhythm = Literal[
+    "sinus", "sinus_tachycardia", "sinus_bradycardia", "af", "afl", "svt", "vt", "vf", "asystole",
+    "other", "inconclusive",
+]
+SignalQuality = Literal["good", "acceptable", "unusable"]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlertPayload(_Payload):
+    alert_id: Id
+    kind: AlertKind
+    detector: str = Field(max_length=64, description="Detector name/version that fired")
+    hr_bpm: float | None = Field(None, ge=0, le=400)
+    onset_s: float = Field(ge=0, description="Stream time the episode began, seconds")
+    detected_s: float = Field(ge=0, description="Stream time the detector fired, seconds")
+    evidence: dict[str, float] = Field(default_factory=dict, max_length=32)
+    strip: EcgStrip
+    stream_ref: str | None = Field(
+        None, max_length=128, description="Replay source (e.g. mitdb/203) for evaluation; never a person"
+    )
+
+
+class AlertMessage(Envelope):
+    type: Literal["alert"] = "alert"
+    payload: AlertPayload
+
+
+class AnalysisPayload(_Payload):
+    alert_id: Id
+    method: str = Field(max_length=64)
+    quality: SignalQuality
+    quality_score: float = Field(ge=0, le=1)
+    rhythm: Rhythm
+    n_beats: int = Field(ge=0)
+    hr_bpm: float | None = None
+    hr_min_bpm: float | None = None
+    hr_max_bpm: float | None = None
+    rr_mean_ms: float | None = None
+    sdnn_ms: float | None = None
+    rmssd_ms: float | None = None
+    pnn50: float | None = None
+    rr_irregularity: float | None = Field(None, description="Median |ΔRR| / median RR")
+    irregular: bool = False
+    max_rr_s: float | None = None
+    duration_s: float = Field(ge=0)
+    analysis_ms: float = Field(ge=0)
+
+
+class AnalysisMessage(Envelope):
+    type: Literal["analysis"] = "analysis"
+    payload: AnalysisPayload
+
+
+class TriagePayload(_Payload):
+    alert_id: Id
+    level: TriageLevel
+    stage: Literal["initial", "final"]
+    reasons: list[str] = Field(default_factory=list, max_length=32)
+    responses: list[str] = Field(default_factory=list, max_length=16)
+    analysis_received: bool = False
+
+
+class TriageMessage(Envelope):
+    type: Literal["triage"] = "triage"
+    payload: TriagePayload
+
+
+class Hop(_Payload):
+    """One step an episode passed, for latency tracing (the drill and the dashboard show these)."""
+
+    name: str = Field(max_length=64)
+    source: str = Field(max_length=64)
+    at: datetime
+
+
+class EscalationPayload(_Payload):
+    alert_id: Id
+    site: Id
+    level: TriageLevel
+    reasons: list[str] = Field(default_factory=list, max_length=32)
+    alert: AlertMessage
+    analysis: AnalysisMessage | None = None
+    triage: TriagePayload
+    hops: list[Hop] = Field(default_factory=list, max_length=64)
+
+
+class EscalationMessage(Envelope):
+    type: Literal["escalation"] = "escalation"
+    payload: EscalationPayload
+
+
+class ReportPayload(_Payload):
+    report_id: Id
+    alert_id: Id
+    level: TriageLevel
+    url: str = Field(max_length=256)
+    hops: list[Hop] = Field(default_factory=list, max_length=64)
+
+
+class ReportMessage(Envelope):
+    type: Literal["report"] = "report"
+    payload: ReportPayload

@@ -1,0 +1,64 @@
+"""Bytes ⇄ typed messages. The one place a bus payload is parsed, so every rejection is alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from shared.messages.clinical import (
+    AlertMessage,
+    AnalysisMessage,
+    EscalationMessage,
+    ReportMessage,
+    TriageMessage,
+)
+from shared.messages.device import CommandMessage, PresenceMessage, VitalsMessage
+from shared.messages.envelope import Envelope
+
+Message = Annotated[
+    AlertMessage | AnalysisMessage | TriageMessage | EscalationMessage | ReportMessage | VitalsMessage
+    | PresenceMessage | CommandMessage,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)
+
+RejectReason = Literal[
+    "oversized", "not_json", "unknown_type", "invalid", "wrong_type", "wrong_topic", "handler_error"
+]
+
+
+class DecodeError(ValueError):
+    """A payload that is not a valid CardioMesh message; `reason` is the counter it is filed under."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: RejectReason = reason
+        self.detail = detail
+
+
+def encode(message: Envelope) -> bytes:
+    return message.model_dump_json(by_alias=True).encode("utf-8")
+
+
+def decode(raw: bytes, *, max_bytes: int) -> Envelope:
+    if len(raw) > max_bytes:
+        raise DecodeError("oversized", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError("not_json", str(exc)[:200]) from None
+    if not isinstance(data, dict):
+        raise DecodeError("invalid", "top level is not an object")
+    if data.get("type") not in _TYPES:
+        raise DecodeError("unknown_type", f"type={str(data.get('type'))[:40]!r}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise DecodeError("invalid", f"{where}: {first.get('msg')} ({exc.error_count()} errors)") from None
+
+
+_TYPES = {"alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command"}

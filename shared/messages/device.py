@@ -1,0 +1,58 @@
+"""Device messages: vitals telemetry, presence, and commands sent to devices."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messages.envelope import Envelope, Id
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VitalsPayload(_Payload):
+    hr_bpm: float | None = Field(None, ge=0, le=400)
+    n_beats: int = Field(ge=0, description="Beats in the window behind hr_bpm")
+    window_s: float = Field(gt=0)
+    stream_s: float = Field(ge=0, description="Stream time of this reading")
+    signal_ok: bool = True
+
+
+class VitalsMessage(Envelope):
+    type: Literal["vitals"] = "vitals"
+    payload: VitalsPayload
+
+
+Role = Literal["watch", "phone", "edge", "cloud", "worker", "web", "cli"]
+
+
+class PresencePayload(_Payload):
+    status: Literal["online", "offline"]
+    role: Role
+    paired_with: list[Id] = Field(default_factory=list, max_length=16)
+    version: str = Field("0.1.0", max_length=32)
+
+
+class PresenceMessage(Envelope):
+    type: Literal["presence"] = "presence"
+    payload: PresencePayload
+
+
+CommandName = Literal["notify_wearer", "stream_strip", "stop_stream", "drill_inject"]
+DrillScenario = Literal["vt", "af", "brady", "pause"]
+
+
+class CommandPayload(_Payload):
+    command: CommandName
+    alert_id: Id | None = None
+    level: Literal["info", "urgent", "emergency"] | None = None
+    scenario: DrillScenario | None = Field(None, description="Only for drill_inject")
+    duration_s: float | None = Field(None, gt=0, le=600)
+
+
+class CommandMessage(Envelope):
+    type: Literal["command"] = "command"
+    payload: CommandPayload

@@ -1,0 +1,92 @@
+"""One settings object for every component, read from `CARDIOMESH_*` environment variables.
+
+Defaults run the whole system on one machine with nothing installed: the embedded broker answers on
+the configured MQTT URL, the cloud DB is a SQLite file and Celery uses a filesystem transport. Setting
+`CARDIOMESH_MQTT_URL`, `CARDIOMESH_DATABASE_URL` and `CARDIOMESH_CELERY_BROKER_URL` moves the same code
+onto Mosquitto, PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path | None:
+    """`../shared/datasets` beside the repository, when it is there."""
+    candidate = _REPO_ROOT.parent / "shared" / "datasets"
+    return candidate if candidate.is_dir() else None
+
+
+class Settings(BaseSettings):
+    """Every `CARDIOMESH_*` setting. The README's configuration table is generated from these fields."""
+
+    model_config = SettingsConfigDict(env_prefix="CARDIOMESH_", extra="ignore")
+
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker (MQTT 3.1.1), mqtt://host:port")
+    site: str = Field("home-1", description="Site (home or clinic) this edge hub and its devices belong to")
+    state_dir: Path = Field(Path("var"), description="Where local state lives: outboxes, edge DB, cloud DB")
+    database_url: str | None = Field(
+        None, description="Cloud DB (SQLAlchemy URL); default: SQLite file in state_dir"
+    )
+    celery_broker_url: str | None = Field(
+        None, description="Celery broker (e.g. redis://127.0.0.1:6379/0); default: filesystem queue"
+    )
+    data_dir: Path | None = Field(
+        default_factory=_default_data_dir,
+        description="PhysioNet datasets (holds mitdb/); default ../shared/datasets when present",
+    )
+    web_host: str = Field("127.0.0.1", description="Dashboard bind address")
+    web_port: int = Field(8000, description="Dashboard port")
+    max_payload_bytes: int = Field(
+        512 * 1024, description="Largest MQTT payload a component accepts; bigger ones are rejected"
+    )
+    analysis_timeout_s: float = Field(
+        5.0, description="How long the edge waits for phone findings before escalating without them"
+    )
+    report_sweep_s: float = Field(30.0, description="Report jobs unfinished for this long are re-enqueued")
+    pseudonym_key: str = Field(
+        "cardiomesh-demo-key", description="HMAC key turning record/patient names into pseudonymous ids"
+    )
+    log_level: str = Field("INFO", description="Python logging level")
+    log_json: bool = Field(False, description="Log one JSON object per line (for log shippers)")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in {"mqtt", "tcp"} or not parsed.hostname:
+            raise ValueError(f"expected mqtt://host:port, got {value!r}")
+        return value
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlparse(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        return urlparse(self.mqtt_url).port or 1883
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.state_dir / 'cloud.db').resolve()}"
+
+    @property
+    def mitdb_dir(self) -> Path | None:
+        if self.data_dir is None:
+            return None
+        candidate = self.data_dir / "mitdb"
+        return candidate if candidate.is_dir() else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,93 @@
+"""Every MQTT topic CardioMesh uses, built by functions: no topic string is spelled anywhere else.
+
+Layout: `cm/v1/{site}/{patient_id}/{device_id}/{kind}` for a patient's devices, and
+`cm/v1/{site}/presence/{device_id}` for retained presence. Wildcard patterns for subscribers come
+from the same functions with `"+"` arguments, so a producer and its consumers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+ROOT = "cm/v1"
+ANY = "+"
+
+DeviceKind = Literal["vitals", "alert", "analysis", "cmd", "triage", "escalation", "report"]
+DEVICE_KINDS: tuple[str, ...] = ("vitals", "alert", "analysis", "cmd", "triage", "escalation", "report")
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def _seg(value: str) -> str:
+    """A topic segment: a wildcard, or a safe id (no '/', '#', '+', spaces or control characters)."""
+    if value == ANY or _SEGMENT.match(value):
+        return value
+    raise ValueError(f"not a valid topic segment: {value!r}")
+
+
+def device(site: str, patient_id: str, device_id: str, kind: DeviceKind) -> str:
+    return f"{ROOT}/{_seg(site)}/{_seg(patient_id)}/{_seg(device_id)}/{kind}"
+
+
+def vitals(site: str, patient_id: str, device_id: str) -> str:
+    return device(site, patient_id, device_id, "vitals")
+
+
+def alert(site: str, patient_id: str, device_id: str) -> str:
+    return device(site, patient_id, device_id, "alert")
+
+
+def analysis(site: str, patient_id: str, device_id: str) -> str:
+    return device(site, patient_id, device_id, "analysis")
+
+
+def cmd(site: str, patient_id: str, device_id: str) -> str:
+    return device(site, patient_id, device_id, "cmd")
+
+
+def triage(site: str, patient_id: str, edge_id: str) -> str:
+    return device(site, patient_id, edge_id, "triage")
+
+
+def escalation(site: str, patient_id: str, edge_id: str) -> str:
+    return device(site, patient_id, edge_id, "escalation")
+
+
+def report(site: str, patient_id: str, service_id: str) -> str:
+    return device(site, patient_id, service_id, "report")
+
+
+def presence(site: str, device_id: str) -> str:
+    return f"{ROOT}/{_seg(site)}/presence/{_seg(device_id)}"
+
+
+def everything(site: str = ANY) -> str:
+    return f"{ROOT}/{_seg(site)}/#"
+
+
+def shared(group: str, pattern: str) -> str:
+    """A shared subscription: horizontally scaled consumers split the messages of `pattern`."""
+    return f"$share/{_seg(group)}/{pattern}"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicParts:
+    site: str
+    patient_id: str | None
+    device_id: str
+    kind: str
+
+
+def parse(topic: str) -> TopicParts:
+    """Split a concrete topic into its parts; `ValueError` for anything outside the layout."""
+    parts = topic.split("/")
+    if len(parts) < 3 or "/".join(parts[:2]) != ROOT:
+        raise ValueError(f"topic outside {ROOT}: {topic!r}")
+    rest = parts[2:]
+    if len(rest) == 3 and rest[1] == "presence":
+        return TopicParts(site=rest[0], patient_id=None, device_id=rest[2], kind="presence")
+    if len(rest) == 4 and rest[3] in DEVICE_KINDS:
+        return TopicParts(site=rest[0], patient_id=rest[1], device_id=rest[2], kind=rest[3])
+    raise ValueError(f"unknown topic layout: {topic!r}")

@@ -1,0 +1,60 @@
+"""An in-memory bus for unit tests of handlers and wiring: synchronous, no network, same semantics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from shared.transport.base import Handler, matches
+
+
+class InMemoryBus:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._subs: list[tuple[str, Handler]] = []
+        self.retained: dict[str, bytes] = {}
+        self.published: list[tuple[str, bytes, int, bool]] = []
+
+    def transport(self, client_id: str) -> InMemoryTransport:
+        return InMemoryTransport(self, client_id)
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        with self._lock:
+            self.published.append((topic, payload, qos, retain))
+            if retain:
+                self.retained[topic] = payload
+            targets = [h for p, h in self._subs if matches(p, topic)]
+        for handler in targets:
+            handler(topic, payload)
+
+    def _subscribe(self, pattern: str, handler: Handler) -> None:
+        with self._lock:
+            self._subs.append((pattern, handler))
+            retained = [(t, p) for t, p in self.retained.items() if matches(pattern, t)]
+        for topic, payload in retained:
+            handler(topic, payload)
+
+    def topics(self, predicate: Callable[[str], bool] = lambda _t: True) -> list[str]:
+        return [t for t, *_ in self.published if predicate(t)]
+
+
+class InMemoryTransport:
+    def __init__(self, bus: InMemoryBus, client_id: str) -> None:
+        self.client_id = client_id
+        self._bus = bus
+        self._started = False
+
+    def start(self, *, wait_s: float | None = None) -> None:
+        self._started = True
+
+    def stop(self) -> None:
+        self._started = False
+
+    def is_connected(self) -> bool:
+        return self._started
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        self._bus._publish(topic, payload, qos, retain)
+
+    def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
+        self._bus._subscribe(pattern, handler)
