@@ -1,0 +1,74 @@
+"""Shared fixtures: the real services on this machine, and the MIT-BIH data beside the repo.
+
+A test that needs a missing service skips with the reason, except under CI (`CI=true`), where a
+missing service fails the run: CI must never go green by skipping the real parts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def need_service(name: str, host: str, port: int) -> None:
+    if _answers(host, port):
+        return
+    message = f"{name} is not answering on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: services must be up)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> tuple[str, int]:
+    need_service("Mosquitto", "127.0.0.1", 1883)
+    return "127.0.0.1", 1883
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    need_service("Redis", "127.0.0.1", 6379)
+    return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    return os.environ.get("CARDIOMESH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def mitdb() -> Path:
+    """The MIT-BIH Arrhythmia Database directory, or skip (fail under CI) with the reason."""
+    directory = Settings().mitdb_dir
+    if directory is None or not (directory / "100.hea").exists():
+        pytest.skip("MIT-BIH data not found: set CARDIOMESH_DATA_DIR to a folder holding mitdb/")
+    return directory
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for client ids, sites and topics, so parallel runs never collide."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, unique: str) -> Iterator[Settings]:
+    yield Settings(state_dir=tmp_path / "state", site=f"t{unique}")
