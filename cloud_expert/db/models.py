@@ -1,0 +1,101 @@
+"""SQLAlchemy 2.0 models of the cloud: an episode per escalated alert, its report job and its report.
+
+The report job row is the source of truth for the report pipeline; Celery only carries the work.
+Timestamps are stored in UTC and always come back timezone-aware, on SQLite as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[dict[str, Any]]: JSON}
+
+
+class Episode(Base):
+    """One escalated alert (id = alert_id), with the messages that led to it kept verbatim as JSON."""
+
+    __tablename__ = "episodes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(64), index=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    alert_json: Mapped[dict[str, Any]]
+    analysis_json: Mapped[dict[str, Any] | None]
+    triage_json: Mapped[dict[str, Any]]
+    hops_json: Mapped[list[dict[str, Any]]]
+    escalation_message_id: Mapped[str] = mapped_column(String(64), unique=True)
+
+    job: Mapped[ReportJob | None] = relationship(back_populates="episode", uselist=False)
+    report: Mapped[Report | None] = relationship(back_populates="episode", uselist=False)
+
+
+class ReportJob(Base):
+    """The state of one episode's report; `attempts` counts how often it was handed to Celery."""
+
+    __tablename__ = "report_jobs"
+    __table_args__ = (CheckConstraint(f"status IN {JOB_STATUSES!r}", name="ck_report_jobs_status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    announced: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    episode: Mapped[Episode] = relationship(back_populates="job")
+
+
+class Report(Base):
+    """The rendered HTML report; at most one per episode (a re-run of the job cannot add a second)."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), unique=True)
+    html: Mapped[str] = mapped_column(Text)
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    level: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    rendered_ms: Mapped[float] = mapped_column(Float)
+
+    episode: Mapped[Episode] = relationship(back_populates="report")
