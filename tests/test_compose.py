@@ -1,0 +1,176 @@
+"""The multi-host deployment in compose/: the compose file validates and wires every service.
+
+This machine has no Docker daemon, so only `docker-compose config` runs here (Debian's
+docker-compose 1.29); building and starting the stack is documented in docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
+MOSQUITTO_CONF = ROOT / "compose" / "mosquitto" / "mosquitto.conf"
+
+INFRA = {"mosquitto", "redis", "postgres"}
+CARDIOMESH_SERVICES = {"edge", "ingest", "worker", "web", "watches", "phones"}
+COMMANDS = {
+    "edge": ["edge"],
+    "ingest": ["cloud"],
+    "worker": ["worker"],
+    "web": ["web"],
+    "watches": ["watch", "--synthetic", "--count", "4"],
+    "phones": ["phone", "--count", "4"],
+}
+
+
+def _need_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: tools must be present)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict[str, Any]:
+    """The compose file as docker-compose itself resolves it (anchors merged, env interpolated)."""
+    docker_compose = _need_tool("docker-compose")
+    result = subprocess.run(
+        [docker_compose, "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+    config = yaml.safe_load(result.stdout)
+    assert isinstance(config, dict)
+    return config
+
+
+def _directives(path: Path) -> dict[str, list[str]]:
+    """Mosquitto config as {directive: [value, ...]}, comments and blank lines dropped."""
+    found: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        found.setdefault(key, []).append(value.strip())
+    return found
+
+
+def test_compose_file_validates_with_every_service(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    assert set(services) == INFRA | CARDIOMESH_SERVICES
+
+
+def test_cardiomesh_services_share_the_image_and_run_their_subcommand(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    for name in CARDIOMESH_SERVICES:
+        service = services[name]
+        assert service["build"]["dockerfile"] == "compose/Dockerfile", name
+        assert service["command"] == COMMANDS[name], name
+    assert (ROOT / "compose" / "Dockerfile").is_file()
+
+
+def test_every_cardiomesh_service_gets_the_bus_db_and_broker_urls(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    for name in CARDIOMESH_SERVICES:
+        env = services[name]["environment"]
+        assert env["CARDIOMESH_MQTT_URL"] == "mqtt://mosquitto:1883", name
+        assert env["CARDIOMESH_DATABASE_URL"] == "postgresql+psycopg://cardiomesh@postgres:5432/cardiomesh", name
+        assert env["CARDIOMESH_CELERY_BROKER_URL"] == "redis://redis:6379/0", name
+        assert env["CARDIOMESH_SITE"], name
+
+
+def test_services_wait_for_healthy_infrastructure(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    for name in INFRA:
+        assert "healthcheck" in services[name], name
+    for name in CARDIOMESH_SERVICES:
+        depends_on = services[name]["depends_on"]
+        assert depends_on["mosquitto"]["condition"] == "service_healthy", name
+    for name in ("ingest", "worker", "web"):
+        assert set(services[name]["depends_on"]) == INFRA, name
+
+
+def test_worker_is_scalable(compose_config: dict[str, Any]) -> None:
+    worker = compose_config["services"]["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker  # a fixed host port would stop a second replica
+    assert worker.get("deploy", {}).get("replicas", 1) >= 2
+
+
+def test_web_publishes_the_dashboard_port(compose_config: dict[str, Any]) -> None:
+    web = compose_config["services"]["web"]
+    assert web["environment"]["CARDIOMESH_WEB_HOST"] == "0.0.0.0"
+    assert any(str(port.get("target")) == "8000" for port in web["ports"])
+
+
+def test_broker_mounts_the_project_mosquitto_conf(compose_config: dict[str, Any]) -> None:
+    mosquitto = compose_config["services"]["mosquitto"]
+    assert mosquitto["image"] == "eclipse-mosquitto:2"
+    mounts = [str(volume) for volume in mosquitto["volumes"]]
+    assert any(
+        str(MOSQUITTO_CONF) in mount and "/mosquitto/config/mosquitto.conf" in mount for mount in mounts
+    ), mounts
+
+
+def test_mosquitto_conf_directives() -> None:
+    directives = _directives(MOSQUITTO_CONF)
+    assert directives["set_tcp_nodelay"] == ["true"]
+    assert directives["listener"] == ["1883"]
+    assert directives["persistence"] == ["true"]
+    assert directives["allow_anonymous"] == ["true"]  # until security hardening lands
+    assert "SECURITY" in MOSQUITTO_CONF.read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_local_mosquitto_accepts_the_config(tmp_path: Path) -> None:
+    """The local Mosquitto 2 parses the same file (port and paths moved into tmp_path)."""
+    mosquitto = _need_tool("mosquitto")
+    port = _free_port()
+    text = MOSQUITTO_CONF.read_text()
+    text = re.sub(r"(?m)^listener 1883$", f"listener {port} 127.0.0.1", text)
+    text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {tmp_path}/", text)
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(text)
+
+    process = subprocess.Popen(
+        [mosquitto, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"mosquitto rejected the config (exit {process.returncode}):\n{output}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"mosquitto did not listen on 127.0.0.1:{port} within 5 s")
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
