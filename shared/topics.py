@@ -14,8 +14,8 @@ from typing import Literal
 ROOT = "cm/v1"
 ANY = "+"
 
-DeviceKind = Literal["vitals", "alert", "analysis", "cmd", "triage", "escalation", "report"]
-DEVICE_KINDS: tuple[str, ...] = ("vitals", "alert", "analysis", "cmd", "triage", "escalation", "report")
+DeviceKind = Literal["vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip"]
+DEVICE_KINDS: tuple[str, ...] = ("vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip")
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -41,6 +41,10 @@ def alert(site: str, patient_id: str, device_id: str) -> str:
 
 def analysis(site: str, patient_id: str, device_id: str) -> str:
     return device(site, patient_id, device_id, "analysis")
+
+
+def strip(site: str, patient_id: str, device_id: str) -> str:
+    return device(site, patient_id, device_id, "strip")
 
 
 def cmd(site: str, patient_id: str, device_id: str) -> str:

@@ -26,6 +26,8 @@ from shared.messages.device import (
     DrillScenario,
     PresenceMessage,
     PresencePayload,
+    StripMessage,
+    StripPayload,
     VitalsMessage,
     VitalsPayload,
 )
@@ -36,6 +38,6 @@ __all__ = [
     "AnalysisMessage", "AnalysisPayload", "CommandMessage", "CommandName", "CommandPayload",
     "DecodeError", "DrillScenario", "EcgStrip", "Envelope", "EscalationMessage", "EscalationPayload",
     "Hop", "Message", "PresenceMessage", "PresencePayload", "RejectReason", "ReportMessage",
-    "ReportPayload", "Rhythm", "TriageLevel", "TriageMessage", "TriagePayload", "VitalsMessage",
+    "ReportPayload", "Rhythm", "StripMessage", "StripPayload", "TriageLevel", "TriageMessage", "TriagePayload", "VitalsMessage",
     "VitalsPayload", "decode", "encode", "new_id", "utcnow",
 ]

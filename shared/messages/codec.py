@@ -14,12 +14,12 @@ from shared.messages.clinical import (
     ReportMessage,
     TriageMessage,
 )
-from shared.messages.device import CommandMessage, PresenceMessage, VitalsMessage
+from shared.messages.device import CommandMessage, PresenceMessage, StripMessage, VitalsMessage
 from shared.messages.envelope import Envelope
 
 Message = Annotated[
     AlertMessage | AnalysisMessage | TriageMessage | EscalationMessage | ReportMessage | VitalsMessage
-    | PresenceMessage | CommandMessage,
+    | PresenceMessage | CommandMessage | StripMessage,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)
@@ -61,4 +61,4 @@ def decode(raw: bytes, *, max_bytes: int) -> Envelope:
         raise DecodeError("invalid", f"{where}: {first.get('msg')} ({exc.error_count()} errors)") from None
 
 
-_TYPES = {"alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command"}
+_TYPES = {"alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command", "strip"}

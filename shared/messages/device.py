@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.messages.envelope import Envelope, Id
+from shared.messages.envelope import EcgStrip, Envelope, Id
 
 
 class _Payload(BaseModel):
@@ -56,3 +56,15 @@ class CommandPayload(_Payload):
 class CommandMessage(Envelope):
     type: Literal["command"] = "command"
     payload: CommandPayload
+
+
+class StripPayload(_Payload):
+    """A live ECG chunk, streamed after an edge `stream_strip` command (rapid response)."""
+
+    alert_id: Id | None = None
+    strip: EcgStrip
+
+
+class StripMessage(Envelope):
+    type: Literal["strip"] = "strip"
+    payload: StripPayload

@@ -66,6 +66,7 @@ class MqttTransport:
         self._host, self._port, self._keepalive = host, port, keepalive_s
         self._outbox = outbox
         self._online = online
+        self._will = will
         self._subs: list[tuple[str, Handler, int]] = []
         self._subs_lock = threading.Lock()
         self._connected = threading.Event()
@@ -105,7 +106,9 @@ class MqttTransport:
         if self._connected.is_set():
             # Let in-flight QoS 1 publishes finish so an orderly stop loses nothing from memory.
             deadline = time.monotonic() + 2.0
-            while self._mid_to_row and time.monotonic() < deadline:
+            if self._will is not None:  # an orderly stop says goodbye itself: the broker sends the will only on loss
+                self._client.publish(self._will.topic, self._will.payload, qos=1, retain=True)
+            while (self._mid_to_row or self._client.want_write()) and time.monotonic() < deadline:
                 time.sleep(0.01)
         self._client.disconnect()
         self._client.loop_stop()

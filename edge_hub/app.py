@@ -1,0 +1,234 @@
+"""The edge hub: fuses a site's devices per patient, triages, responds at once, escalates to the cloud.
+
+Wiring only: decode (Router) → domain (fusion.triage) → encode/publish. The hub never waits on the
+cloud: escalations go into the transport's durable outbox and the handler returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edge_hub.fusion import Decision, PatientContext, triage
+from edge_hub.store import EdgeStore, EpisodeRow
+from shared import topics
+from shared.identity import Stamper
+from shared.messages import (
+    TRIAGE_ORDER,
+    AlertMessage,
+    AnalysisMessage,
+    CommandMessage,
+    CommandPayload,
+    EscalationMessage,
+    EscalationPayload,
+    Hop,
+    PresenceMessage,
+    TriageMessage,
+    TriagePayload,
+    VitalsMessage,
+    utcnow,
+)
+from shared.metrics import Counters
+from shared.settings import Settings
+from shared.transport import Router, Transport
+
+log = logging.getLogger(__name__)
+
+CORROBORATION_WINDOW_S = 60.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    alert: AlertMessage
+    received_mono: float
+    initial_level: str
+    hops: list[Hop] = field(default_factory=list)
+
+
+class EdgeHub:
+    def __init__(self, settings: Settings, transport: Transport, *, edge_id: str = "edge-1",
+                 store: EdgeStore | None = None, counters: Counters | None = None) -> None:
+        self.settings = settings
+        self.edge_id = edge_id
+        self.counters = counters or Counters()
+        self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+        self.store = store or EdgeStore(settings.state_dir / f"{edge_id}.db")
+        self.stamp = Stamper(edge_id)
+        self._lock = threading.RLock()
+        self._pending: dict[str, _Pending] = {}
+        self._early: dict[str, AnalysisMessage] = {}
+        self._recent_alerts: dict[tuple[str, bool], dict[str, float]] = defaultdict(dict)
+        self.latest_vitals: dict[str, VitalsMessage] = {}
+        self.presence: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        site, any_ = self.settings.site, topics.ANY
+        self.router.on(topics.alert(site, any_, any_), AlertMessage, self.on_alert)
+        self.router.on(topics.analysis(site, any_, any_), AnalysisMessage, self.on_analysis)
+        self.router.on(topics.vitals(site, any_, any_), VitalsMessage, self.on_vitals, qos=0)
+        self.router.on(topics.presence(site, any_), PresenceMessage, self.on_presence)
+        self._recover()
+        self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=2)
+
+    def _recover(self) -> None:
+        """Episodes accepted before a crash but never finalized are finalized now, not forgotten."""
+        for row in self.store.open_episodes():
+            alert = AlertMessage.model_validate_json(row.alert_json)
+            with self._lock:
+                self._pending[row.alert_id] = _Pending(alert, row.received_mono, row.level,
+                                                       [Hop(name="watch_alert", source=alert.source,
+                                                            at=alert.created_at)])
+            if row.analysis_json:
+                self._early[row.alert_id] = AnalysisMessage.model_validate_json(row.analysis_json)
+            log.info("recovered open episode", extra={"trace_id": row.trace_id})
+
+    # -- handlers --------------------------------------------------------------------------------
+    def on_alert(self, parts: topics.TopicParts, msg: AlertMessage) -> None:
+        received = utcnow()
+        if not self.store.first_time(msg.id):
+            self.counters.inc("duplicate.alert")
+            return
+        assert msg.patient_id is not None
+        alert = msg.payload
+        context = self._context(msg.patient_id, msg.source, msg.drill)
+        decision = triage(alert, None, context)
+        hops = [Hop(name="watch_alert", source=msg.source, at=msg.created_at),
+                Hop(name="edge_received", source=self.edge_id, at=received)]
+        self.store.add_episode(EpisodeRow(
+            alert_id=alert.alert_id, patient_id=msg.patient_id, device_id=msg.source, trace_id=msg.trace_id,
+            drill=msg.drill, alert_json=msg.model_dump_json(by_alias=True), analysis_json=None,
+            level=decision.level, finalized=False, escalated=False, received_mono=time.monotonic(),
+            received_at=time.time(),
+        ))
+        self._respond(msg, decision, parts.site)
+        hops.append(Hop(name="edge_response", source=self.edge_id, at=utcnow()))
+        self._publish_triage(msg, decision, stage="initial", analysis_received=False)
+        self.counters.inc("alerts.drill" if msg.drill else "alerts.clinical")
+        log.info("alert triaged", extra={"trace_id": msg.trace_id, "kind": alert.kind, "level": decision.level,
+                                          "drill": msg.drill})
+        with self._lock:
+            self._pending[alert.alert_id] = _Pending(msg, time.monotonic(), decision.level, hops)
+            early = self._early.pop(alert.alert_id, None)
+        if early is not None:
+            self._finalize(alert.alert_id, early)
+
+    def on_analysis(self, parts: topics.TopicParts, msg: AnalysisMessage) -> None:
+        if not self.store.first_time(msg.id):
+            self.counters.inc("duplicate.analysis")
+            return
+        alert_id = msg.payload.alert_id
+        self.store.set_analysis(alert_id, msg.model_dump_json(by_alias=True))
+        with self._lock:
+            known = alert_id in self._pending
+            if not known:
+                self._early[alert_id] = msg  # findings overtook their alert, or arrived too late
+        if known:
+            self._finalize(alert_id, msg)
+        else:
+            self.counters.inc("analysis.unmatched")
+
+    def on_vitals(self, parts: topics.TopicParts, msg: VitalsMessage) -> None:
+        if not msg.drill:
+            self.latest_vitals[msg.source] = msg
+
+    def on_presence(self, parts: topics.TopicParts, msg: PresenceMessage) -> None:
+        self.presence[msg.source] = msg.payload.status
+
+    # -- domain glue -----------------------------------------------------------------------------
+    def _context(self, patient_id: str, device_id: str, drill: bool) -> PatientContext:
+        """Other devices of this patient alerting recently; drills only ever corroborate drills."""
+        now = time.monotonic()
+        with self._lock:
+            recent = self._recent_alerts[(patient_id, drill)]
+            for dev, at in list(recent.items()):
+                if now - at > CORROBORATION_WINDOW_S:
+                    del recent[dev]
+            others = sum(1 for dev in recent if dev != device_id)
+            recent[device_id] = now
+        return PatientContext(other_devices_alerting=others)
+
+    def _respond(self, msg: AlertMessage, decision: Decision, site: str) -> None:
+        assert msg.patient_id is not None
+        for command in decision.responses:
+            cmd = CommandMessage(
+                **self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),
+                payload=CommandPayload(command=command, alert_id=msg.payload.alert_id, level=decision.level,
+                                       duration_s=30.0 if command == "stream_strip" else None),
+            )
+            self.router.publish(topics.cmd(site, msg.patient_id, msg.source), cmd, qos=1)
+            self.counters.inc("responses")
+
+    def _publish_triage(self, msg: AlertMessage, decision: Decision, *, stage: Literal["initial", "final"],
+                        analysis_received: bool) -> None:
+        assert msg.patient_id is not None
+        triage_msg = TriageMessage(
+            **self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),
+            payload=TriagePayload(alert_id=msg.payload.alert_id, level=decision.level, stage=stage,
+                                  reasons=list(decision.reasons), responses=list(decision.responses),
+                                  analysis_received=analysis_received),
+        )
+        self.router.publish(topics.triage(self.settings.site, msg.patient_id, self.edge_id), triage_msg, qos=1)
+
+    def _finalize(self, alert_id: str, analysis: AnalysisMessage | None) -> None:
+        with self._lock:
+            pending = self._pending.pop(alert_id, None)
+        if pending is None:
+            return
+        msg = pending.alert
+        assert msg.patient_id is not None
+        context = self._context(msg.patient_id, msg.source, msg.drill)
+        decision = triage(msg.payload, analysis.payload if analysis else None, context)
+        if analysis is None:
+            decision = Decision(decision.level, (*decision.reasons, "no phone findings in time"), decision.responses)
+        if TRIAGE_ORDER[decision.level] > TRIAGE_ORDER[pending.initial_level] and pending.initial_level == "info":
+            self._respond(msg, decision, self.settings.site)
+        hops = list(pending.hops)
+        if analysis is not None:
+            hops.append(Hop(name="phone_analysis", source=analysis.source, at=analysis.created_at))
+        self._publish_triage(msg, decision, stage="final", analysis_received=analysis is not None)
+        hops.append(Hop(name="edge_triage", source=self.edge_id, at=utcnow()))
+        if decision.escalate:
+            escalation = EscalationMessage(
+                **self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),
+                payload=EscalationPayload(alert_id=alert_id, site=self.settings.site, level=decision.level,
+                                          reasons=list(decision.reasons), alert=msg, analysis=analysis,
+                                          triage=TriagePayload(alert_id=alert_id, level=decision.level,
+                                                               stage="final", reasons=list(decision.reasons),
+                                                               responses=list(decision.responses),
+                                                               analysis_received=analysis is not None),
+                                          hops=hops),
+            )
+            self.router.publish(topics.escalation(self.settings.site, msg.patient_id, self.edge_id), escalation)
+            self.counters.inc("escalations")
+        self.store.finalize(alert_id, decision.level, decision.escalate)
+        log.info("episode finalized", extra={"trace_id": msg.trace_id, "level": decision.level,
+                                             "escalated": decision.escalate, "with_analysis": analysis is not None})
+
+    def _timeout_loop(self) -> None:
+        while not self._stop.wait(0.1):
+            self.finalize_overdue()
+
+    def finalize_overdue(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            overdue = [a for a, p in self._pending.items()
+                       if now - p.received_mono >= self.settings.analysis_timeout_s]
+        for alert_id in overdue:
+            self.counters.inc("analysis.timeout")
+            self._finalize(alert_id, self._early.pop(alert_id, None))
+
+    def __repr__(self) -> str:
+        return f"EdgeHub({self.edge_id!r}, site={self.settings.site!r}, open={len(self._pending)})"

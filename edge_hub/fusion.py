@@ -1,0 +1,113 @@
+"""Triage rules: watch alert (+ phone findings, + what other devices of the patient say) → a level.
+
+Pure and deterministic, so every rule is unit-tested and a clinician can read the whole policy here.
+Principles:
+- The edge acts on the watch alert alone at once (rapid response within milliseconds); the phone's
+  findings refine the level when they arrive.
+- Poor signal quality never *downgrades* an alert: "inconclusive" is not "normal".
+- A second device of the same patient alerting in the same window corroborates (one level up).
+- Thresholds follow common ambulatory-monitoring practice (e.g. pauses ≥ 3 s and sustained
+  wide-complex tachycardia are urgent/emergent; HR < 30 bpm is emergent); the expert rules with their
+  guideline citations live in the cloud's report rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.messages import TRIAGE_ORDER, AlertPayload, AnalysisPayload, CommandName, TriageLevel
+
+LEVELS: tuple[TriageLevel, ...] = ("info", "urgent", "emergency")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientContext:
+    """What the hub knows about the patient beyond this alert."""
+
+    other_devices_alerting: int = 0  # distinct other devices with an alert in the last minute
+    latest_hr_bpm: dict[str, float] | None = None  # device_id → latest vitals HR
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    level: TriageLevel
+    reasons: tuple[str, ...]
+    responses: tuple[CommandName, ...]
+
+    @property
+    def escalate(self) -> bool:
+        return self.level != "info"
+
+
+def _max(a: TriageLevel, b: TriageLevel) -> TriageLevel:
+    return a if TRIAGE_ORDER[a] >= TRIAGE_ORDER[b] else b
+
+
+def _bump(level: TriageLevel) -> TriageLevel:
+    return LEVELS[min(TRIAGE_ORDER[level] + 1, len(LEVELS) - 1)]
+
+
+def level_from_alert(alert: AlertPayload) -> tuple[TriageLevel, list[str]]:
+    hr = alert.hr_bpm
+    kind = alert.kind
+    if kind == "wide_complex_run":
+        return "emergency", ["sustained wide-complex run (possible ventricular tachycardia)"]
+    if kind == "pause":
+        pause_s = alert.evidence.get("pause_s", 0.0)
+        if pause_s >= 5.0:
+            return "emergency", [f"pause {pause_s:.1f} s (≥ 5 s)"]
+        return "urgent", [f"pause {pause_s:.1f} s"]
+    if kind == "bradycardia":
+        if hr is not None and hr < 30:
+            return "emergency", [f"bradycardia {hr:.0f} bpm (< 30)"]
+        return "urgent", [f"bradycardia {hr:.0f} bpm" if hr is not None else "bradycardia"]
+    if kind == "tachycardia":
+        if hr is not None and hr >= 180:
+            return "emergency", [f"tachycardia {hr:.0f} bpm (≥ 180)"]
+        if hr is not None and hr >= 150:
+            return "urgent", [f"tachycardia {hr:.0f} bpm (≥ 150)"]
+        return "info", [f"tachycardia {hr:.0f} bpm" if hr is not None else "tachycardia"]
+    return "urgent", ["irregular rhythm (possible atrial fibrillation)"]
+
+
+def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPayload,
+                         analysis: AnalysisPayload) -> TriageLevel:
+    """Phone findings can confirm (keep/raise) or, with good signal, soften an irregular-rhythm alert."""
+    if analysis.quality == "unusable" or analysis.rhythm == "inconclusive":
+        reasons.append("phone analysis inconclusive (signal quality); alert level kept")
+        return level
+    if analysis.rhythm in ("vt", "vf", "asystole"):
+        reasons.append(f"phone analysis: {analysis.rhythm}")
+        return "emergency"
+    if analysis.max_rr_s is not None and analysis.max_rr_s >= 3.0:
+        reasons.append(f"phone analysis: pause {analysis.max_rr_s:.1f} s (≥ 3 s)")
+        level = _max(level, "urgent")
+    if analysis.hr_bpm is not None and analysis.hr_bpm < 30:
+        reasons.append(f"phone analysis: HR {analysis.hr_bpm:.0f} bpm")
+        level = "emergency"
+    if alert.kind == "irregular_rhythm":
+        if analysis.irregular or analysis.rhythm in ("af", "afl"):
+            reasons.append(f"phone analysis confirms irregular rhythm ({analysis.rhythm})")
+        elif analysis.rhythm.startswith("sinus"):
+            reasons.append(f"phone analysis: regular {analysis.rhythm.replace('_', ' ')} (good signal)")
+            level = "info"
+    if alert.kind == "tachycardia" and analysis.rhythm in ("svt", "af", "afl"):
+        reasons.append(f"phone analysis: {analysis.rhythm} at {analysis.hr_bpm or 0:.0f} bpm")
+        level = _max(level, "urgent")
+    return level
+
+
+def responses_for(level: TriageLevel) -> tuple[CommandName, ...]:
+    if level == "info":
+        return ()
+    return ("notify_wearer", "stream_strip")
+
+
+def triage(alert: AlertPayload, analysis: AnalysisPayload | None, context: PatientContext) -> Decision:
+    level, reasons = level_from_alert(alert)
+    if analysis is not None:
+        level = refine_with_analysis(level, reasons, alert, analysis)
+    if context.other_devices_alerting > 0 and level != "info":
+        level = _bump(level)
+        reasons.append(f"corroborated by {context.other_devices_alerting} other device(s)")
+    return Decision(level=level, reasons=tuple(reasons), responses=responses_for(level))

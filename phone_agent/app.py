@@ -1,0 +1,119 @@
+"""The paired phone: on its watch's alert, analyse the strip locally and publish the findings.
+
+Wiring only (decode → `analysis.analyze_strip` → publish). A `PhoneFleet` runs many phones in one
+process, each with its own connection, discovering its watch from the watch's retained presence.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from phone_agent.analysis import METHOD, Analysis, analyze_strip
+from shared import topics
+from shared.identity import Stamper
+from shared.messages import AlertMessage, AnalysisMessage, AnalysisPayload, PresenceMessage, PresencePayload, encode
+from shared.metrics import Counters
+from shared.settings import Settings
+from shared.transport import Router, Transport, Will
+
+log = logging.getLogger(__name__)
+
+_SEEN_MAX = 4096
+
+
+def to_payload(alert_id: str, result: Analysis) -> AnalysisPayload:
+    return AnalysisPayload(
+        alert_id=alert_id, method=METHOD, quality=result.quality,  # type: ignore[arg-type]
+        quality_score=result.quality_score, rhythm=result.rhythm, n_beats=result.n_beats, hr_bpm=result.hr_bpm,
+        hr_min_bpm=result.hr_min_bpm, hr_max_bpm=result.hr_max_bpm, rr_mean_ms=result.rr_mean_ms,
+        sdnn_ms=result.sdnn_ms, rmssd_ms=result.rmssd_ms, pnn50=result.pnn50,
+        rr_irregularity=result.rr_irregularity, irregular=result.irregular, max_rr_s=result.max_rr_s,
+        duration_s=round(result.duration_s, 3), analysis_ms=round(result.analysis_ms, 2),
+    )
+
+
+class PhoneAgent:
+    def __init__(self, settings: Settings, transport: Transport, *, phone_id: str, watch_id: str,
+                 patient_id: str, counters: Counters | None = None) -> None:
+        self.settings = settings
+        self.phone_id, self.watch_id, self.patient_id = phone_id, watch_id, patient_id
+        self.transport = transport
+        self.counters = counters or Counters()
+        self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+        self.stamp = Stamper(phone_id)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def start(self) -> None:
+        self.router.on(topics.alert(self.settings.site, self.patient_id, self.watch_id), AlertMessage, self.on_alert)
+
+    def on_alert(self, parts: topics.TopicParts, msg: AlertMessage) -> None:
+        if msg.id in self._seen:
+            self.counters.inc("duplicate.alert")
+            return
+        self._seen[msg.id] = None
+        while len(self._seen) > _SEEN_MAX:
+            self._seen.popitem(last=False)
+        strip = msg.payload.strip
+        result = analyze_strip(strip.to_mv(), strip.fs)
+        out = AnalysisMessage(**self.stamp(patient_id=self.patient_id, trace_id=msg.trace_id, drill=msg.drill),
+                              payload=to_payload(msg.payload.alert_id, result))
+        self.router.publish(topics.analysis(self.settings.site, self.patient_id, self.phone_id), out, qos=1)
+        self.counters.inc("analyses")
+        log.info("strip analysed", extra={"trace_id": msg.trace_id, "rhythm": result.rhythm,
+                                          "quality": result.quality, "ms": round(result.analysis_ms, 1)})
+
+
+class PhoneFleet:
+    """Phones for every watch that announces one as its pair (retained presence), up to `limit`."""
+
+    def __init__(self, settings: Settings, make_transport: Callable[[str, Will | None, Will | None], Transport],
+                 *, limit: int | None = None, counters: Counters | None = None) -> None:
+        self.settings = settings
+        self._make_transport = make_transport
+        self.limit = limit
+        self.counters = counters or Counters()
+        self.phones: dict[str, tuple[PhoneAgent, Transport]] = {}
+        self._lock = threading.Lock()
+        self._discovery: Transport | None = None
+
+    def start(self) -> None:
+        self._discovery = self._make_transport(f"phone-discovery-{self.settings.site}", None, None)
+        router = Router(self._discovery, counters=self.counters, max_bytes=self.settings.max_payload_bytes)
+        router.on(topics.presence(self.settings.site, topics.ANY), PresenceMessage, self.on_presence)
+        self._discovery.start()
+
+    def on_presence(self, parts: topics.TopicParts, msg: PresenceMessage) -> None:
+        if msg.payload.role != "watch" or msg.payload.status != "online" or msg.patient_id is None:
+            return
+        for phone_id in msg.payload.paired_with:
+            self.ensure_phone(phone_id, msg.source, msg.patient_id)
+
+    def ensure_phone(self, phone_id: str, watch_id: str, patient_id: str) -> None:
+        with self._lock:
+            if phone_id in self.phones or (self.limit is not None and len(self.phones) >= self.limit):
+                return
+            presence = topics.presence(self.settings.site, phone_id)
+
+            def _presence(status: str) -> bytes:
+                return encode(PresenceMessage(source=phone_id, patient_id=patient_id,
+                                              payload=PresencePayload(status=status, role="phone",  # type: ignore[arg-type]
+                                                                      paired_with=[watch_id])))
+
+            transport = self._make_transport(phone_id, Will(presence, _presence("offline")),
+                                             Will(presence, _presence("online")))
+            phone = PhoneAgent(self.settings, transport, phone_id=phone_id, watch_id=watch_id,
+                               patient_id=patient_id, counters=self.counters)
+            phone.start()
+            transport.start()
+            self.phones[phone_id] = (phone, transport)
+        log.info("phone paired", extra={"phone": phone_id, "watch": watch_id})
+
+    def stop(self) -> None:
+        with self._lock:
+            for _, transport in self.phones.values():
+                transport.stop()
+            if self._discovery is not None:
+                self._discovery.stop()

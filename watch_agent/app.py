@@ -1,0 +1,220 @@
+"""The wearable: replay ECG, detect on the device, publish vitals and alerts, obey commands.
+
+Wiring only. The replay thread feeds chunks to the detector (`detector.py`); each event becomes an
+`AlertMessage` with the strip around it. Commands from the edge (notify, stream strips) and drills
+(splice an episode into the live stream) arrive on the watch's `cmd` topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from shared.ecg.drill import drill_segment
+
+from shared import topics
+from shared.identity import Stamper
+from shared.messages import (
+    AlertMessage,
+    AlertPayload,
+    CommandMessage,
+    EcgStrip,
+    PresenceMessage,
+    PresencePayload,
+    StripMessage,
+    StripPayload,
+    VitalsMessage,
+    VitalsPayload,
+    encode,
+    new_id,
+)
+from shared.metrics import Counters
+from shared.settings import Settings
+from shared.transport import Router, Transport, Will
+from watch_agent.detector import Detector, DetectorEvent, make_detector
+from watch_agent.replay import Chunk, Replay
+
+log = logging.getLogger(__name__)
+
+DRILL_GRACE_S = 12.0  # stream seconds after a splice during which alerts still belong to the drill
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    device_id: str
+    patient_id: str
+    phone_id: str | None = None
+    detector: str = "baseline"
+    strip_pre_s: float = 10.0
+    strip_min_s: float = 10.0
+    strip_max_s: float = 30.0
+    vitals_every_s: float = 1.0
+    stream_ref: str | None = None
+
+
+def presence_wills(site: str, config: WatchConfig) -> tuple[Will, Will]:
+    def _msg(status: str) -> bytes:
+        return encode(PresenceMessage(
+            source=config.device_id, patient_id=config.patient_id,
+            payload=PresencePayload(status=status, role="watch",  # type: ignore[arg-type]
+                                    paired_with=[config.phone_id] if config.phone_id else []),
+        ))
+
+    topic = topics.presence(site, config.device_id)
+    return Will(topic, _msg("offline")), Will(topic, _msg("online"))
+
+
+class WatchAgent:
+    def __init__(self, settings: Settings, transport: Transport, config: WatchConfig, replay: Replay, *,
+                 detector: Detector | None = None, counters: Counters | None = None) -> None:
+        self.settings = settings
+        self.config = config
+        self.replay = replay
+        self.fs = replay.fs
+        self.detector = detector or make_detector(config.detector, self.fs)
+        self.counters = counters or Counters()
+        self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+        self.stamp = Stamper(config.device_id)
+        keep = int((config.strip_max_s + config.strip_pre_s + 5) * self.fs)
+        self._buffer: deque[np.ndarray] = deque()
+        self._buffer_len = 0
+        self._buffer_keep = keep
+        self._buffer_end = 0  # absolute sample index one past the newest buffered sample
+        self._next_vitals_s = 0.0
+        self._drill_trace: str | None = None
+        self._drill_until_s = -1.0
+        self._stream_until_s = -1.0
+        self._stream_alert: str | None = None
+        self._next_strip_s = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.wearer_notifications = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, *, run: bool = True) -> None:
+        site, c = self.settings.site, self.config
+        self.router.on(topics.cmd(site, c.patient_id, c.device_id), CommandMessage, self.on_command)
+        if run:
+            self._thread = threading.Thread(target=self._run, name=f"watch-{c.device_id}", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            chunk = self.replay.next_chunk()
+            if chunk is None:
+                log.info("replay finished", extra={"device": self.config.device_id})
+                return
+            try:
+                self.process(chunk)
+            except Exception:
+                self.counters.inc("watch.errors")
+                log.exception("chunk processing failed", extra={"device": self.config.device_id})
+            self._stop.wait(self.replay.wait_s())
+
+    # -- the stream ------------------------------------------------------------------------------
+    def process(self, chunk: Chunk) -> list[AlertMessage]:
+        """Feed one chunk: buffer it, detect, publish alerts/vitals/strips. Returns the alerts sent."""
+        with self._lock:
+            self._append(chunk.samples_mv)
+            if chunk.drill_trace is not None:
+                self._drill_trace = chunk.drill_trace
+                self._drill_until_s = chunk.t0_s + len(chunk.samples_mv) / self.fs + DRILL_GRACE_S
+            events = self.detector.feed(chunk.samples_mv)
+            now_s = self.replay.stream_s
+            alerts = [self._alert(ev) for ev in events]
+            if self._drill_trace is not None and now_s > self._drill_until_s:
+                # the drill is over: its episode must not linger in the clinical detector's state
+                self._drill_trace = None
+                self.detector = make_detector(self.config.detector, self.fs)
+        for alert in alerts:
+            self.router.publish(topics.alert(self.settings.site, self.config.patient_id, self.config.device_id),
+                                alert, qos=1)
+            self.counters.inc("alerts.drill" if alert.drill else "alerts.clinical")
+            log.info("alert raised", extra={"trace_id": alert.trace_id, "kind": alert.payload.kind,
+                                            "drill": alert.drill, "device": self.config.device_id})
+        if now_s >= self._next_vitals_s:
+            self._next_vitals_s = now_s + self.config.vitals_every_s
+            self._vitals(now_s, chunk.drill_trace is not None)
+        if now_s < self._stream_until_s and now_s >= self._next_strip_s:
+            self._next_strip_s = now_s + 2.0
+            self._stream_strip(now_s)
+        return alerts
+
+    def _append(self, samples: np.ndarray) -> None:
+        self._buffer.append(np.asarray(samples, dtype=np.float64))
+        self._buffer_len += len(samples)
+        self._buffer_end += len(samples)
+        while self._buffer and self._buffer_len - len(self._buffer[0]) >= self._buffer_keep:
+            self._buffer_len -= len(self._buffer.popleft())
+
+    def _excerpt(self, start_s: float, end_s: float) -> tuple[np.ndarray, float]:
+        """Samples between two stream times (clipped to what is buffered) and the actual start time."""
+        data = np.concatenate(list(self._buffer)) if self._buffer else np.zeros(0)
+        first = self._buffer_end - len(data)
+        lo = max(int(start_s * self.fs), first)
+        hi = min(int(end_s * self.fs), self._buffer_end)
+        return data[lo - first: max(hi, lo) - first], lo / self.fs
+
+    def _alert(self, event: DetectorEvent) -> AlertMessage:
+        c = self.config
+        start = min(event.onset_s - c.strip_pre_s, event.detected_s - c.strip_min_s)
+        start = max(start, event.detected_s - c.strip_max_s)
+        samples, t0 = self._excerpt(start, event.detected_s)
+        strip = EcgStrip.from_mv(samples, fs=self.fs, t0_s=t0, event_s=max(0.0, event.onset_s - t0))
+        alert_id = new_id()
+        drill = self._drill_trace is not None
+        return AlertMessage(
+            **self.stamp(patient_id=c.patient_id, trace_id=self._drill_trace or alert_id, drill=drill),
+            payload=AlertPayload(alert_id=alert_id, kind=event.kind, detector=self.detector.name,
+                                 hr_bpm=event.hr_bpm, onset_s=max(0.0, event.onset_s),
+                                 detected_s=event.detected_s, evidence=dict(event.evidence), strip=strip,
+                                 stream_ref=c.stream_ref),
+        )
+
+    def _vitals(self, now_s: float, drill: bool) -> None:
+        hr = self.detector.heart_rate_bpm
+        msg = VitalsMessage(**self.stamp(patient_id=self.config.patient_id, drill=drill),
+                            payload=VitalsPayload(hr_bpm=None if hr is None else round(hr, 1),
+                                                  n_beats=self.detector.beats_in_window, window_s=10.0,
+                                                  stream_s=round(now_s, 3), signal_ok=hr is not None))
+        self.router.publish(topics.vitals(self.settings.site, self.config.patient_id, self.config.device_id), msg,
+                            qos=0)
+
+    def _stream_strip(self, now_s: float) -> None:
+        samples, t0 = self._excerpt(now_s - 2.0, now_s)
+        msg = StripMessage(**self.stamp(patient_id=self.config.patient_id, drill=self._drill_trace is not None),
+                           payload=StripPayload(alert_id=self._stream_alert,
+                                                strip=EcgStrip.from_mv(samples, fs=self.fs, t0_s=t0)))
+        self.router.publish(topics.strip(self.settings.site, self.config.patient_id, self.config.device_id), msg,
+                            qos=0)
+
+    # -- commands --------------------------------------------------------------------------------
+    def on_command(self, parts: topics.TopicParts, msg: CommandMessage) -> None:
+        cmd = msg.payload
+        self.counters.inc(f"commands.{cmd.command}")
+        if cmd.command == "notify_wearer":
+            self.wearer_notifications += 1
+            log.info("wearer notified", extra={"trace_id": msg.trace_id, "level": cmd.level})
+        elif cmd.command == "stream_strip":
+            self._stream_until_s = self.replay.stream_s + (cmd.duration_s or 30.0)
+            self._stream_alert = cmd.alert_id
+        elif cmd.command == "stop_stream":
+            self._stream_until_s = -1.0
+        elif cmd.command == "drill_inject":
+            if not msg.drill or cmd.scenario is None:
+                self.counters.inc("rejected.drill_not_marked")
+                log.warning("drill command without drill flag or scenario refused", extra={"trace_id": msg.trace_id})
+                return
+            segment = drill_segment(cmd.scenario, self.fs, self.settings.mitdb_dir)
+            self.replay.splice(segment.samples_mv, msg.trace_id)
+            log.info("drill spliced", extra={"trace_id": msg.trace_id, "scenario": cmd.scenario,
+                                             "seconds": round(segment.duration_s, 1)})
