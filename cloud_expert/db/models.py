@@ -7,7 +7,7 @@ Timestamps are stored in UTC and always come back timezone-aware, on SQLite as o
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.engine import Dialect
@@ -39,7 +39,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[dict[str, Any]]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        # none_as_null: a missing analysis is SQL NULL, not the JSON value null.
+        datetime: UtcDateTime, dict[str, Any]: JSON(none_as_null=True), list[dict[str, Any]]: JSON(none_as_null=True),
+    }
 
 
 class Episode(Base):

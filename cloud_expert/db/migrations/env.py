@@ -8,7 +8,7 @@ from sqlalchemy.pool import NullPool
 
 from cloud_expert.db.engine import make_engine
 from cloud_expert.db.models import Base
-from shared.settings import Settings
+from shared.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,7 +25,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = config.get_main_option("sqlalchemy.url") or Settings().effective_database_url
+    url = config.get_main_option("sqlalchemy.url") or get_settings().effective_database_url
     engine = make_engine(url, poolclass=NullPool)
     with engine.connect() as fresh:
         _run(fresh)

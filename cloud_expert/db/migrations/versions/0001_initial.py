@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("drill", sa.Boolean(), nullable=False),
         sa.Column("received_at", _TS, nullable=False),
         sa.Column("alert_json", sa.JSON(), nullable=False),
-        sa.Column("analysis_json", sa.JSON(), nullable=True),
+        sa.Column("analysis_json", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("triage_json", sa.JSON(), nullable=False),
         sa.Column("hops_json", sa.JSON(), nullable=False),
         sa.Column("escalation_message_id", sa.String(64), nullable=False),

@@ -1,0 +1,71 @@
+"""Realistic escalations for cloud tests: a synthetic VT-like ECG strip, alert, analysis, triage, hops."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from shared.messages import (
+    AlertMessage,
+    AlertPayload,
+    AnalysisMessage,
+    AnalysisPayload,
+    EcgStrip,
+    EscalationMessage,
+    EscalationPayload,
+    Hop,
+    TriagePayload,
+    new_id,
+    utcnow,
+)
+
+FS = 360.0
+
+
+def synthetic_ecg(*, seconds: float = 10.0, hr_bpm: float = 180.0, fs: float = FS, seed: int = 7) -> np.ndarray:
+    """Gaussian QRS complexes plus T waves and a little noise, in mV (seeded, so tests are repeatable)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    signal = 0.02 * rng.standard_normal(len(t))
+    for beat in np.arange(0.2, seconds, 60.0 / hr_bpm):
+        signal += 1.4 * np.exp(-(((t - beat) / 0.018) ** 2))
+        signal += 0.3 * np.exp(-(((t - beat - 0.16) / 0.04) ** 2))
+    return signal
+
+
+def make_escalation(
+    *, site: str, patient_id: str, edge_id: str = "edge-1", device_id: str = "watch-1",
+    alert_id: str | None = None, drill: bool = False, level: str = "emergency",
+    with_analysis: bool = True, created_at: datetime | None = None,
+) -> EscalationMessage:
+    created = created_at or utcnow()
+    trace_id = new_id()
+    alert_id = alert_id or new_id()
+    strip = EcgStrip.from_mv(synthetic_ecg(), fs=FS, t0_s=120.0, event_s=5.0)
+    alert = AlertMessage(
+        source=device_id, patient_id=patient_id, trace_id=trace_id, drill=drill, created_at=created,
+        payload=AlertPayload(alert_id=alert_id, kind="tachycardia", detector="rate-v1", hr_bpm=182.0,
+                             onset_s=123.0, detected_s=125.0, evidence={"hr_bpm": 182.0, "qrs_ms": 95.0},
+                             strip=strip),
+    )
+    analysis = AnalysisMessage(
+        source="phone-1", patient_id=patient_id, trace_id=trace_id, drill=drill,
+        created_at=created + timedelta(milliseconds=40),
+        payload=AnalysisPayload(alert_id=alert_id, method="nk-0.2", quality="good", quality_score=0.93,
+                                rhythm="sinus_tachycardia", n_beats=30, hr_bpm=180.0, hr_min_bpm=176.0,
+                                hr_max_bpm=184.0, rr_mean_ms=333.0, sdnn_ms=8.0, rmssd_ms=5.0, pnn50=0.0,
+                                rr_irregularity=0.02, duration_s=10.0, analysis_ms=12.5),
+    ) if with_analysis else None
+    triage = TriagePayload(alert_id=alert_id, level=level, stage="final",  # type: ignore[arg-type]
+                           reasons=["HR 182 bpm > 150", "phone confirms tachycardia"],
+                           responses=["notify_wearer"], analysis_received=with_analysis)
+    hops = [Hop(name="watch_alert", source=device_id, at=created),
+            Hop(name="phone_analysis", source="phone-1", at=created + timedelta(milliseconds=40)),
+            Hop(name="edge_escalation", source=edge_id, at=created + timedelta(milliseconds=55))]
+    return EscalationMessage(
+        source=edge_id, patient_id=patient_id, trace_id=trace_id, drill=drill,
+        created_at=created + timedelta(milliseconds=55),
+        payload=EscalationPayload(alert_id=alert_id, site=site, level=level,  # type: ignore[arg-type]
+                                  reasons=triage.reasons, alert=alert, analysis=analysis, triage=triage, hops=hops),
+    )
