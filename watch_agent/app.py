@@ -99,8 +99,11 @@ class WatchAgent:
         site, c = self.settings.site, self.config
         self.router.on(topics.cmd(site, c.patient_id, c.device_id), CommandMessage, self.on_command)
         if run:
-            self._thread = threading.Thread(target=self._run, name=f"watch-{c.device_id}", daemon=True)
-            self._thread.start()
+            self.start_replay()
+
+    def start_replay(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"watch-{self.config.device_id}", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,0 +1,3 @@
+from cardiomesh.cli import main
+
+main()

@@ -1,0 +1,226 @@
+"""The `cardiomesh` command: one verb per component, plus the demo and drills.
+
+Commands are thin: they read settings, build the component and wait for Ctrl-C. Domain errors are
+turned into a one-line message and exit code 1 here, and only here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared import logs
+from shared.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="CardioMesh: cardiac monitoring on a message bus — watches, phones, edge hub, cloud.\n\n"
+    "Start with `cardiomesh demo`: it runs everything on this machine. Settings come from CARDIOMESH_* "
+    "environment variables (see README).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+drill_app = typer.Typer(help="Anomaly drills: splice a real episode into a running watch and follow it.",
+                        no_args_is_help=True)
+app.add_typer(drill_app, name="drill")
+
+log = logging.getLogger("cardiomesh")
+
+
+def _setup(verbose: bool = False) -> Settings:
+    settings = get_settings()
+    logs.configure("DEBUG" if verbose else settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+@app.command()
+def demo(
+    watches: Annotated[int, typer.Option(min=1, max=48, help="Watch+phone pairs, one per MIT-BIH record with a "
+                                         "known arrhythmia (synthetic ECG when the data is absent).")] = 4,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).",
+                                                   min=1)] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Write the run's summary JSON here on exit.")] = None,
+    speed: Annotated[float, typer.Option(help="Replay speed: 1 = real time.", min=0.1, max=50)] = 1.0,
+    web: Annotated[bool, typer.Option(help="Serve the dashboard.")] = True,
+    verbose: Verbose = False,
+) -> None:
+    """Run the whole system on this machine: broker (Mosquitto if one answers, else embedded), edge hub,
+    cloud ingest, a Celery worker, the dashboard and N watch+phone pairs.
+
+    Prints the dashboard URL and a live progress line; on Ctrl-C or after --duration it drains, shuts
+    down cleanly and (with --summary-json) writes {"alerts", "analyses", "responses", "escalations",
+    "reports", "lost"} — lost = alerts that never got a triage decision, or escalated without a report.
+    """
+    from cardiomesh.demo import DemoOptions, run_demo
+
+    settings = _setup(verbose)
+    summary = run_demo(settings, DemoOptions(watches=watches, duration_s=duration, speed=speed, web=web))
+    text = json.dumps(summary, indent=2)
+    if summary_json is not None:
+        summary_json.write_text(text + "\n")
+    typer.echo(text)
+
+
+@app.command()
+def watch(
+    record: Annotated[list[str] | None, typer.Option("--record", "-r", help="Source to replay: mitdb/203, a .hea "
+                                                     "or .csv path, or synthetic[:tachycardia,pause,...]. Repeat "
+                                                     "for several watches.")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Replay synthetic ECG with injected episodes (for demos).")] = False,
+    count: Annotated[int, typer.Option(min=1, max=200, help="Number of watches in this process.")] = 1,
+    speed: Annotated[float, typer.Option(min=0.1, max=100, help="Replay speed (1 = real time).")] = 1.0,
+    start: Annotated[float, typer.Option(min=0, help="Start this many seconds into each record.")] = 0.0,
+    verbose: Verbose = False,
+) -> None:
+    """Run simulated watches: replay ECG, detect on the device, publish vitals and alerts."""
+    from cardiomesh.runtime import stop_event_on_signals, transport_factory
+    from watch_agent.fleet import WatchFleet, WatchSpec
+    from watch_agent.replay import SourceError
+
+    settings = _setup(verbose)
+    sources = list(record or [])
+    if synthetic or not sources:
+        sources = sources or ["synthetic:tachycardia,pause,irregular,bradycardia"]
+    specs = [WatchSpec(sources[i % len(sources)], start) for i in range(max(count, len(sources)))]
+    try:
+        fleet = WatchFleet(settings, transport_factory(settings), specs, speed=speed)
+    except SourceError as exc:
+        raise _fail(str(exc)) from None
+    stop = stop_event_on_signals()
+    fleet.start()
+    typer.echo(f"{len(fleet.watches)} watch(es) replaying at {speed}× on {settings.mqtt_url}; Ctrl-C to stop")
+    stop.wait()
+    fleet.stop()
+
+
+@app.command()
+def phone(
+    count: Annotated[int, typer.Option(min=1, max=500, help="Most phones to run; each pairs with a watch that "
+                                       "announces it in its presence.")] = 1,
+    verbose: Verbose = False,
+) -> None:
+    """Run paired phones: analyse each alert's strip locally (neurokit2) and publish the findings."""
+    from cardiomesh.runtime import stop_event_on_signals, transport_factory
+    from phone_agent.app import PhoneFleet
+
+    settings = _setup(verbose)
+    fleet = PhoneFleet(settings, transport_factory(settings), limit=count)
+    stop = stop_event_on_signals()
+    fleet.start()
+    typer.echo(f"phones waiting for watches on site {settings.site}; Ctrl-C to stop")
+    stop.wait()
+    fleet.stop()
+
+
+@app.command()
+def edge(
+    edge_id: Annotated[str, typer.Option(help="This hub's id (unique per site).", envvar="CARDIOMESH_EDGE_ID")]
+    = "edge-1",
+    verbose: Verbose = False,
+) -> None:
+    """Run the edge hub: fuse devices per patient, triage, respond at once, escalate to the cloud."""
+    from cardiomesh.runtime import mqtt_transport, stop_event_on_signals
+    from edge_hub.app import EdgeHub
+
+    settings = _setup(verbose)
+    transport = mqtt_transport(settings, f"{settings.site}-{edge_id}", outbox=True)
+    hub = EdgeHub(settings, transport, edge_id=edge_id)
+    hub.start()
+    transport.start()
+    stop = stop_event_on_signals()
+    typer.echo(f"edge hub {edge_id} serving site {settings.site} on {settings.mqtt_url}; Ctrl-C to stop")
+    stop.wait()
+    hub.stop()
+    transport.stop()
+
+
+@app.command()
+def cloud(verbose: Verbose = False) -> None:
+    """Run the cloud ingest: store escalations, queue report jobs, announce finished reports, sweep lost jobs."""
+    from cloud_expert.service import CloudService, celery_enqueue
+
+    from cardiomesh.runtime import mqtt_transport, stop_event_on_signals
+
+    settings = _setup(verbose)
+    transport = mqtt_transport(settings, "cloud-ingest", outbox=True)
+    service = CloudService(settings, transport, enqueue=celery_enqueue)
+    service.start()
+    transport.start()
+    stop = stop_event_on_signals()
+    typer.echo(f"cloud ingest on {settings.mqtt_url}, DB {settings.effective_database_url.split('@')[-1]}")
+    stop.wait()
+    service.stop()
+    transport.stop()
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Worker processes.")] = 1,
+    verbose: Verbose = False,
+) -> None:
+    """Run a Celery worker that renders reports (broker: CARDIOMESH_CELERY_BROKER_URL or a local folder)."""
+    import subprocess
+
+    _setup(verbose)
+    argv = [sys.executable, "-m", "celery", "-A", "cloud_expert.worker.celery_app", "worker",
+            "--loglevel", "DEBUG" if verbose else "INFO", "-c", str(concurrency)]
+    raise typer.Exit(subprocess.call(argv))
+
+
+@app.command(name="web")
+def web_cmd(
+    host: Annotated[str | None, typer.Option(help="Bind address (default CARDIOMESH_WEB_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CARDIOMESH_WEB_PORT).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Serve the clinician dashboard and the JSON API (OpenAPI docs at /docs)."""
+    import uvicorn
+    from cloud_expert.web.app import create_app
+
+    settings = _setup(verbose)
+    uvicorn.run(create_app(settings), host=host or settings.web_host, port=port or settings.web_port,
+                log_level="info" if verbose else "warning")
+
+
+@drill_app.command("run")
+def drill_run(
+    scenario: Annotated[str, typer.Option(help="Episode to splice in: vt, af, brady or pause.")],
+    watch_id: Annotated[str | None, typer.Option("--watch", help="Watch device id (default: the first online "
+                                                 "watch on the site).")] = None,
+    timeout: Annotated[float, typer.Option(min=5, help="Give up after this many seconds.")] = 120.0,
+    verbose: Verbose = False,
+) -> None:
+    """Ask a running watch to splice a real episode into its stream, follow it through every hop and
+    wait for its DRILL report. Everything it causes carries drill=true and never counts clinically."""
+    from cardiomesh.drill import DrillError, run_drill
+
+    if scenario not in ("vt", "af", "brady", "pause"):
+        raise _fail(f"unknown scenario {scenario!r}: choose vt, af, brady or pause")
+    settings = _setup(verbose)
+    try:
+        result = run_drill(settings, scenario, watch_id=watch_id, timeout_s=timeout,  # type: ignore[arg-type]
+                           echo=typer.echo)
+    except DrillError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"DRILL report: {result.report_url}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""`cardiomesh drill run`: splice a real episode into a running watch and follow it hop by hop.
+
+The drill travels the real path — watch detector, phone analysis, edge triage and response, cloud
+ingest, report worker — and every message it causes carries `drill: true` and the drill's trace_id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared import topics
+from shared.identity import Stamper
+from shared.messages import (
+    AlertMessage,
+    AnalysisMessage,
+    CommandMessage,
+    CommandPayload,
+    DecodeError,
+    DrillScenario,
+    Envelope,
+    EscalationMessage,
+    PresenceMessage,
+    ReportMessage,
+    TriageMessage,
+    decode,
+    encode,
+    utcnow,
+)
+from shared.settings import Settings
+from shared.transport import BrokerUnavailable, MqttTransport
+
+
+class DrillError(RuntimeError):
+    """The drill could not be run or did not complete; the message says how far it got."""
+
+
+@dataclass(frozen=True, slots=True)
+class HopLine:
+    name: str
+    source: str
+    at: datetime
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class DrillResult:
+    trace_id: str
+    watch_id: str
+    hops: list[HopLine] = field(default_factory=list)
+    report_url: str | None = None
+
+
+def describe(message: Envelope) -> tuple[str, str] | None:
+    """A hop name and detail for a message of the drill's trace, or None if it is not a hop."""
+    if isinstance(message, AlertMessage):
+        return "watch alert", f"{message.payload.kind}, HR {message.payload.hr_bpm or 0:.0f} bpm"
+    if isinstance(message, AnalysisMessage):
+        p = message.payload
+        return "phone analysis", f"{p.rhythm}, quality {p.quality}, {p.analysis_ms:.0f} ms"
+    if isinstance(message, CommandMessage) and message.payload.command != "drill_inject":
+        return "edge response", message.payload.command
+    if isinstance(message, TriageMessage):
+        return f"edge triage ({message.payload.stage})", message.payload.level
+    if isinstance(message, EscalationMessage):
+        return "edge escalation", message.payload.level
+    if isinstance(message, ReportMessage):
+        return "report rendered", message.payload.url
+    return None
+
+
+def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | None = None, timeout_s: float = 120.0,
+              echo: Callable[[str], None] = lambda _s: None) -> DrillResult:
+    site = settings.site
+    watches: dict[str, str] = {}  # watch id → patient id, from retained presence
+    trace_id = uuid.uuid4().hex
+    messages: list[Envelope] = []
+    done = threading.Event()
+    cond = threading.Condition()
+
+    def on_raw(topic: str, raw: bytes) -> None:
+        try:
+            message = decode(raw, max_bytes=settings.max_payload_bytes)
+        except DecodeError:
+            return
+        with cond:
+            if isinstance(message, PresenceMessage):
+                if message.payload.role == "watch" and message.patient_id:
+                    if message.payload.status == "online":
+                        watches[message.source] = message.patient_id
+                    else:
+                        watches.pop(message.source, None)
+            elif message.trace_id == trace_id and message.drill:
+                messages.append(message)
+                if isinstance(message, ReportMessage):
+                    done.set()
+                if isinstance(message, TriageMessage) and message.payload.stage == "final" \
+                        and message.payload.level == "info":
+                    done.set()
+            cond.notify_all()
+
+    transport = MqttTransport(client_id=f"cli-drill-{trace_id[:8]}", host=settings.mqtt_host,
+                              port=settings.mqtt_port, clean_session=True)
+    transport.subscribe(topics.everything(site), on_raw, qos=1)
+    try:
+        transport.start(wait_s=5)
+    except BrokerUnavailable as exc:
+        raise DrillError(f"{exc}: is `cardiomesh demo` running?") from None
+    try:
+        deadline = time.monotonic() + 3.0
+        with cond:
+            while not (watches if watch_id is None else watch_id in watches) and time.monotonic() < deadline:
+                cond.wait(0.1)
+            online = dict(watches)
+        if not online:
+            raise DrillError(f"no watch is online on site {site!r}")
+        target = watch_id or sorted(online, key=lambda w: (len(w), w))[0]
+        if target not in online:
+            raise DrillError(f"watch {target!r} is not online; online: {', '.join(sorted(online))}")
+        patient_id = online[target]
+        requested = utcnow()
+        command = CommandMessage(**Stamper("cli-drill")(patient_id=patient_id, trace_id=trace_id, drill=True),
+                                 payload=CommandPayload(command="drill_inject", scenario=scenario))
+        transport.publish(topics.cmd(site, patient_id, target), encode(command), qos=1)
+        echo(f"drill {scenario} → {target} (trace {trace_id})")
+        result = DrillResult(trace_id=trace_id, watch_id=target)
+        result.hops.append(HopLine("drill requested", "cli-drill", requested))
+        shown = 0
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            finished = done.wait(0.2)
+            with cond:
+                fresh = messages[shown:]
+                shown = len(messages)
+            for message in fresh:
+                hop = describe(message)
+                if hop is None:
+                    continue
+                line = HopLine(hop[0], message.source, message.created_at, hop[1])
+                result.hops.append(line)
+                ms = (line.at - requested).total_seconds() * 1000
+                echo(f"  +{ms:9.1f} ms  {line.name:<22} {line.source:<14} {line.detail}")
+                if isinstance(message, ReportMessage):
+                    result.report_url = message.payload.url
+            if finished and result.report_url:
+                return result
+            if finished:
+                raise DrillError("the edge triaged the drill episode as info: nothing was escalated, so no report")
+        raise DrillError(f"no DRILL report within {timeout_s:.0f} s; hops seen: "
+                         f"{', '.join(h.name for h in result.hops) or 'none'}")
+    finally:
+        transport.stop()

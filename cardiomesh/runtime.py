@@ -1,0 +1,42 @@
+"""Process plumbing shared by the CLI commands: transports, stop signals, the demo's fleet of watches."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from pathlib import Path
+
+from shared.settings import Settings
+from shared.transport import MqttTransport, Outbox, Transport, Will
+
+
+def safe_name(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", value)[:64]
+
+
+def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = None, online: Will | None = None,
+                   outbox: bool = False, clean_session: bool = False) -> MqttTransport:
+    """One MQTT connection; devices (`outbox=True`) write QoS 1 messages to SQLite before sending."""
+    box = Outbox(Path(settings.state_dir) / "outbox" / f"{safe_name(client_id)}.db") if outbox else None
+    return MqttTransport(client_id=client_id, host=settings.mqtt_host, port=settings.mqtt_port,
+                         clean_session=clean_session, outbox=box, will=will, online=online)
+
+
+def transport_factory(settings: Settings, *, outbox: bool = True):  # type: ignore[no-untyped-def]
+    def make(client_id: str, will: Will | None, online: Will | None) -> Transport:
+        return mqtt_transport(settings, client_id, will=will, online=online, outbox=outbox)
+
+    return make
+
+
+def stop_event_on_signals() -> threading.Event:
+    """An Event set by Ctrl-C or SIGTERM, so every loop can end cleanly instead of dying mid-write."""
+    stop = threading.Event()
+
+    def _handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+    return stop
