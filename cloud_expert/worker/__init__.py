@@ -1,0 +1,1 @@
+"""The report worker: Celery configuration (`celery_app`) and thin tasks (`tasks`)."""

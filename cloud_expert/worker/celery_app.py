@@ -1,0 +1,58 @@
+"""Celery configuration, from settings only. Start a worker with
+
+    python -m celery -A cloud_expert.worker.celery_app worker --pool=solo -c 1 -Q reports
+
+Broker: `CARDIOMESH_CELERY_BROKER_URL` (Redis in production and tests), or, when unset, kombu's
+filesystem transport under `state_dir/celery`, so a single machine needs no Redis. The queue name is
+`CARDIOMESH_CELERY_QUEUE` (default "reports"). No result backend: the report job row is the truth.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from shared.settings import Settings, get_settings
+
+DEFAULT_QUEUE = "reports"
+QUEUE = os.environ.get("CARDIOMESH_CELERY_QUEUE", DEFAULT_QUEUE)
+
+
+def filesystem_broker_options(state_dir: Path) -> dict[str, Any]:
+    """One folder for producers and consumers on this machine (kombu reads `in`, writes `out`)."""
+    root = (state_dir / "celery").resolve()
+    messages, processed, control = root / "messages", root / "processed", root / "control"
+    for folder in (messages, processed, control):
+        folder.mkdir(parents=True, exist_ok=True)
+    return {"data_folder_in": str(messages), "data_folder_out": str(messages), "processed_folder": str(processed),
+            "control_folder": str(control), "store_processed": False, "polling_interval": 0.2}
+
+
+def make_app(settings: Settings, *, queue: str = QUEUE) -> Celery:
+    """The Celery app for `settings`; tests build their own to point at a private queue or folder."""
+    app = Celery("cloud_expert", include=["cloud_expert.worker.tasks"])
+    if settings.celery_broker_url:
+        app.conf.broker_url = settings.celery_broker_url
+    else:
+        app.conf.broker_url = "filesystem://"
+        app.conf.broker_transport_options = filesystem_broker_options(settings.state_dir)
+        app.conf.worker_enable_remote_control = False  # broadcast control needs a shared fanout store
+    app.conf.update(
+        task_default_queue=queue,
+        task_acks_late=True,  # tasks are idempotent by job id: a crashed worker's job is simply redelivered
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app(get_settings())
