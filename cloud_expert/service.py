@@ -1,0 +1,187 @@
+"""The cloud ingest service: escalations from the bus into the DB, report jobs to Celery, reports back out.
+
+Order matters: an escalation is committed before its job is enqueued (the worker must find the row),
+and a report is announced before it is marked announced (at-least-once; the announcement's message id
+is the report id, so consumers dedupe a repeat). A background loop announces finished reports and
+sweeps jobs that were lost (broker down at enqueue time, worker crash, render failure).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud_expert.db import Episode, Report, ReportJob, make_engine, make_session_factory, upgrade_to_head
+from cloud_expert.ingest import store_escalation
+from shared import topics
+from shared.messages import EscalationMessage, Hop, ReportMessage, ReportPayload, utcnow
+from shared.metrics import Counters
+from shared.settings import Settings
+from shared.transport import Router, Transport
+
+log = logging.getLogger(__name__)
+
+SERVICE_ID = "cloud"
+INGEST_GROUP = "cloud-ingest"
+REPORT_HOP = "report_rendered"
+#: A job is handed to Celery at most this often before it is left as failed for a person to look at.
+MAX_ATTEMPTS = 5
+LOOP_INTERVAL_S = 0.5
+
+
+class CloudService:
+    """Subscribes to escalations (shared subscription), stores them, enqueues and announces reports."""
+
+    def __init__(
+        self, settings: Settings, transport: Transport, *, enqueue: Callable[[str], None] | None = None,
+        manage_transport: bool = True, now: Callable[[], datetime] = utcnow,
+        loop_interval_s: float | None = LOOP_INTERVAL_S,
+    ) -> None:
+        """`enqueue` defaults to the configured Celery app; `loop_interval_s=None` leaves `tick()` to the caller."""
+        self.settings = settings
+        self.transport = transport
+        self.counters = Counters()
+        self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+        self._enqueue_fn = enqueue
+        self._manage_transport = manage_transport
+        self._now = now
+        self._interval = loop_interval_s
+        self._sessions: sessionmaker[Session] | None = None
+        self._stop = threading.Event()
+        self._loop: threading.Thread | None = None
+        self._last_seq = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        url = self.settings.effective_database_url
+        upgrade_to_head(url)
+        self._engine = make_engine(url)
+        self._sessions = make_session_factory(self._engine)
+        if self._enqueue_fn is None:
+            from cloud_expert.worker.enqueue import default_enqueuer  # imports Celery only when used
+
+            self._enqueue_fn = default_enqueuer()
+        pattern = topics.shared(INGEST_GROUP, topics.escalation(topics.ANY, topics.ANY, topics.ANY))
+        self.router.on(pattern, EscalationMessage, self._on_escalation)
+        if self._manage_transport:
+            self.transport.start()
+        self._stop.clear()
+        if self._interval is not None:
+            self._loop = threading.Thread(target=self._run_loop, args=(self._interval,), name="cloud-reports",
+                                          daemon=True)
+            self._loop.start()
+        log.info("cloud service started", extra={"client_id": self.transport.client_id})
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._loop is not None:
+            self._loop.join(timeout=5)
+        if self._manage_transport:
+            self.transport.stop()
+        if self._sessions is not None:
+            self._engine.dispose()
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            raise RuntimeError("CloudService.start() was not called")
+        return self._sessions
+
+    # -- ingest ----------------------------------------------------------------------------------
+    def _on_escalation(self, parts: topics.TopicParts, msg: EscalationMessage) -> None:
+        with self.sessions() as session:
+            episode, job, created = store_escalation(session, msg, self._now(), service_id=SERVICE_ID)
+            session.commit()
+        extra = {"trace_id": msg.trace_id, "alert_id": episode.id, "job_id": job.id}
+        if not created:
+            self.counters.inc("duplicates")
+            log.info("duplicate escalation ignored", extra={**extra, "message_id": msg.id})
+            return
+        self.counters.inc("stored")
+        self._enqueue(job.id, extra)
+
+    def _enqueue(self, job_id: str, extra: dict[str, str]) -> None:
+        """Hand a committed job to Celery; when the broker is down the sweeper tries again later."""
+        assert self._enqueue_fn is not None
+        try:
+            self._enqueue_fn(job_id)
+        except Exception:  # any broker/transport failure: the DB row keeps the job, the sweeper retries
+            self.counters.inc("enqueue_failed")
+            log.exception("enqueue failed; the sweeper will retry", extra=extra)
+        else:
+            self.counters.inc("enqueued")
+
+    # -- background loop -------------------------------------------------------------------------
+    def _run_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.tick()
+
+    def tick(self) -> None:
+        """One pass of the loop: announce finished reports, re-enqueue lost jobs. Never raises."""
+        for step in (self.announce_reports, self.sweep_jobs):
+            try:
+                step()
+            except Exception:  # DB unreachable or a bug: log, count, try again next tick
+                self.counters.inc("loop_errors")
+                log.exception("background step failed", extra={"step": step.__name__})
+
+    def announce_reports(self) -> int:
+        """Publish a ReportMessage for every done, unannounced job; returns how many were announced."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(ReportJob, Report, Episode)
+                .join(Episode, ReportJob.episode_id == Episode.id)
+                .join(Report, Report.episode_id == Episode.id)
+                .where(ReportJob.status == "done", ReportJob.announced.is_(False))
+                .order_by(Report.created_at)
+                .limit(100)
+            ).all()
+            for job, report, episode in rows:
+                self.router.publish(topics.report(episode.site, episode.patient_id, SERVICE_ID),
+                                    self._report_message(report, episode), qos=1)
+                job.announced = True
+                session.commit()
+                self.counters.inc("announced")
+                log.info("report announced", extra={"trace_id": episode.trace_id, "report_id": report.id,
+                                                     "alert_id": episode.id})
+            return len(rows)
+
+    def _report_message(self, report: Report, episode: Episode) -> ReportMessage:
+        hops = [Hop.model_validate(h) for h in episode.hops_json]
+        hops.append(Hop(name=REPORT_HOP, source=SERVICE_ID, at=report.created_at))
+        self._last_seq = max(self._last_seq + 1, int(time.time() * 1000))
+        # call-arg: mypy (no pydantic plugin) misses the positional default of Envelope.schema_version.
+        return ReportMessage(  # type: ignore[call-arg]
+            id=report.id, source=SERVICE_ID, patient_id=episode.patient_id, seq=self._last_seq,
+            trace_id=episode.trace_id, drill=episode.drill,
+            payload=ReportPayload(report_id=report.id, alert_id=episode.id, level=episode.level,  # type: ignore[arg-type]
+                                  url=f"/reports/{report.id}", hops=hops[-64:]),
+        )
+
+    def sweep_jobs(self) -> int:
+        """Re-enqueue jobs stuck queued/running past `report_sweep_s`, and failed ones with attempts left."""
+        now = self._now()
+        cutoff = now - timedelta(seconds=self.settings.report_sweep_s)
+        with self.sessions() as session:
+            jobs = session.scalars(
+                select(ReportJob).where(or_(
+                    and_(ReportJob.status == "queued", ReportJob.enqueued_at < cutoff),
+                    and_(ReportJob.status == "running", ReportJob.started_at < cutoff),
+                    ReportJob.status == "failed",
+                ), ReportJob.attempts < MAX_ATTEMPTS).limit(100)
+            ).all()
+            for job in jobs:
+                job.status, job.attempts, job.enqueued_at = "queued", job.attempts + 1, now
+            session.commit()
+            ids = [(job.id, job.episode_id) for job in jobs]
+        for job_id, alert_id in ids:
+            self.counters.inc("requeued")
+            log.warning("re-enqueueing report job", extra={"job_id": job_id, "alert_id": alert_id})
+            self._enqueue(job_id, {"job_id": job_id, "alert_id": alert_id})
+        return len(ids)
