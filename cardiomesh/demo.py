@@ -8,6 +8,7 @@ in threads of this process, each with its own MQTT connection, exactly as it wou
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -136,10 +137,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
                                 port=settings.mqtt_port, clean_session=True)
 
         def _observe(topic: str, raw: bytes) -> None:
-            try:
+            with contextlib.suppress(DecodeError):
                 observer.observe(decode(raw, max_bytes=settings.max_payload_bytes))
-            except DecodeError:
-                pass
 
         watcher.subscribe(topics.everything(settings.site), _observe)
         watcher.start(wait_s=10)

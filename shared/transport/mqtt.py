@@ -126,7 +126,7 @@ class MqttTransport:
 
     # -- publish / subscribe ---------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        row_id = self._outbox.add(topic, payload, qos, retain) if (self._outbox and qos > 0) else None
+        row_id = self._outbox.add(topic, payload, qos, retain) if (self._outbox is not None and qos > 0) else None
         self._send(topic, payload, qos, retain, row_id)
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool, row_id: int | None) -> None:

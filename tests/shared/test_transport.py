@@ -1,0 +1,178 @@
+"""Transport tests: the in-memory bus, the router's rejections, the outbox, and paho on real Mosquitto."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shared import topics
+from shared.embedded_broker import EmbeddedBroker
+from shared.messages import AlertMessage, encode
+from shared.metrics import Counters
+from shared.transport import InMemoryBus, MqttTransport, Outbox, Router, Will
+from tests import factories
+
+
+def _router(bus: InMemoryBus) -> tuple[Router, list[AlertMessage], Counters]:
+    counters = Counters()
+    router = Router(bus.transport("t"), counters=counters, max_bytes=64 * 1024)
+    got: list[AlertMessage] = []
+    router.on(topics.alert("s", topics.ANY, topics.ANY), AlertMessage, lambda _p, m: got.append(m))
+    return router, got, counters
+
+
+def test_router_delivers_valid_messages() -> None:
+    bus = InMemoryBus()
+    _, got, counters = _router(bus)
+    msg = factories.alert(device="watch-1", patient="pt-1")
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(msg))
+    assert got == [msg] and counters.get("accepted.alert") == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"garbage", "not_json"),
+        (b"{" + b" " * 70_000 + b"}", "oversized"),
+        (b'{"type": "alert", "payload": {}}', "invalid"),
+        (b'{"type": "mystery"}', "unknown_type"),
+    ],
+)
+def test_router_rejects_and_counts(payload: bytes, reason: str) -> None:
+    bus = InMemoryBus()
+    _, got, counters = _router(bus)
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), payload)
+    assert got == [] and counters.get(f"rejected.{reason}") == 1
+
+
+def test_router_rejects_wrong_type_and_spoofed_source() -> None:
+    bus = InMemoryBus()
+    _, got, counters = _router(bus)
+    alert = factories.alert(device="watch-1", patient="pt-1")
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-2"), encode(alert))
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(factories.analysis(alert)))
+    assert got == []
+    assert counters.get("rejected.wrong_topic") == 1 and counters.get("rejected.wrong_type") == 1
+
+
+def test_router_survives_handler_errors() -> None:
+    bus = InMemoryBus()
+    counters = Counters()
+    router = Router(bus.transport("t"), counters=counters, max_bytes=1 << 20)
+
+    def boom(_p: topics.TopicParts, _m: AlertMessage) -> None:
+        raise RuntimeError("bug")
+
+    router.on(topics.alert("s", topics.ANY, topics.ANY), AlertMessage, boom)
+    alert = factories.alert(device="watch-1", patient="pt-1")
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(alert))
+    assert counters.get("rejected.handler_error") == 1
+
+
+def test_outbox_keeps_rows_and_sequence_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "ob.db"
+    box = Outbox(path)
+    row = box.add("t/1", b"x", 1, False)
+    assert [box.next_seq("w"), box.next_seq("w")] == [1, 2]
+    box.close()
+    box = Outbox(path)
+    assert [r.row_id for r in box.pending()] == [row]
+    assert box.next_seq("w") == 3
+    box.remove(row)
+    assert len(box) == 0
+
+
+def _roundtrip(host: str, port: int, unique: str, tmp_path: Path) -> None:
+    received: list[bytes] = []
+    event = threading.Event()
+    sub = MqttTransport(client_id=f"sub-{unique}", host=host, port=port)
+    sub.subscribe(f"cm/v1/t{unique}/#", lambda _t, p: (received.append(p), event.set()))
+    sub.start(wait_s=5)
+    box = Outbox(tmp_path / "pub.db")
+    pub = MqttTransport(client_id=f"pub-{unique}", host=host, port=port, outbox=box)
+    pub.start(wait_s=5)
+    try:
+        pub.publish(f"cm/v1/t{unique}/x", b"hello", qos=1)
+        assert event.wait(5), "message did not arrive"
+        assert received == [b"hello"]
+        deadline = time.monotonic() + 3
+        while len(box) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(box) == 0, "acked message left in the outbox"
+    finally:
+        pub.stop()
+        sub.stop()
+
+
+@pytest.mark.integration
+def test_mqtt_roundtrip_on_mosquitto(mosquitto: tuple[str, int], unique: str, tmp_path: Path) -> None:
+    _roundtrip(*mosquitto, unique, tmp_path)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mqtt_roundtrip_on_embedded_broker(unique: str, tmp_path: Path) -> None:
+    port = _free_port()
+    broker = EmbeddedBroker("127.0.0.1", port)
+    broker.start()
+    try:
+        _roundtrip("127.0.0.1", port, unique, tmp_path)
+    finally:
+        broker.stop()
+
+
+@pytest.mark.integration
+def test_offline_publishes_survive_a_restart(mosquitto: tuple[str, int], unique: str, tmp_path: Path) -> None:
+    """A device that published while the broker was unreachable, then died, sends on its next start."""
+    host, port = mosquitto
+    path = tmp_path / "dev.db"
+    dead = MqttTransport(client_id=f"dev-{unique}", host=host, port=_free_port(), outbox=Outbox(path))
+    dead.publish(f"cm/v1/t{unique}/late", b"kept", qos=1)  # never connected: only the outbox has it
+    dead.stop()
+    received: list[bytes] = []
+    event = threading.Event()
+    sub = MqttTransport(client_id=f"sub2-{unique}", host=host, port=port)
+    sub.subscribe(f"cm/v1/t{unique}/#", lambda _t, p: (received.append(p), event.set()))
+    sub.start(wait_s=5)
+    revived = MqttTransport(client_id=f"dev-{unique}", host=host, port=port, outbox=Outbox(path))
+    revived.start(wait_s=5)
+    try:
+        assert event.wait(5) and received == [b"kept"]
+    finally:
+        revived.stop()
+        sub.stop()
+
+
+@pytest.mark.integration
+def test_presence_will_and_goodbye(mosquitto: tuple[str, int], unique: str) -> None:
+    host, port = mosquitto
+    topic = f"cm/v1/t{unique}/presence/dev"
+    seen: list[bytes] = []
+    event = threading.Event()
+    sub = MqttTransport(client_id=f"ps-{unique}", host=host, port=port, clean_session=True)
+    sub.subscribe(topic, lambda _t, p: (seen.append(p), event.set()))
+    sub.start(wait_s=5)
+    dev = MqttTransport(client_id=f"pd-{unique}", host=host, port=port,
+                        will=Will(topic, b"offline"), online=Will(topic, b"online"))
+    dev.start(wait_s=5)
+    deadline = time.monotonic() + 5
+    while b"online" not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    dev.stop()
+    while b"offline" not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sub.stop()
+    assert seen[-2:] == [b"online", b"offline"]
+    cleaner = MqttTransport(client_id=f"pc-{unique}", host=host, port=port, clean_session=True)
+    cleaner.start(wait_s=5)
+    cleaner.publish(topic, b"", qos=1, retain=True)  # remove the retained test presence
+    cleaner.stop()
