@@ -1,0 +1,137 @@
+"""The hub's wiring on the in-memory bus: respond at once, escalate after findings, never lose or repeat."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_hub.app import EdgeHub
+from edge_hub.store import EdgeStore
+from shared import topics
+from shared.messages import CommandMessage, EscalationMessage, TriageMessage, decode, encode
+from shared.settings import Settings
+from shared.transport import InMemoryBus
+from tests import factories
+
+SITE = "home-t"
+
+
+def _hub(tmp_path: Path, bus: InMemoryBus, timeout_s: float = 5.0) -> EdgeHub:
+    settings = Settings(site=SITE, state_dir=tmp_path, analysis_timeout_s=timeout_s)
+    hub = EdgeHub(settings, bus.transport("edge"), store=EdgeStore(tmp_path / "edge.db"))
+    hub.start()
+    return hub
+
+
+def _sent(bus: InMemoryBus, kind: str) -> list:
+    return [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/" + kind)]
+
+
+def _publish_alert(bus: InMemoryBus, alert) -> None:  # type: ignore[no-untyped-def]
+    bus.transport("w").publish(topics.alert(SITE, alert.patient_id, alert.source), encode(alert))
+
+
+def test_alert_gets_immediate_response_then_escalation_with_findings(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    alert = factories.alert(kind="wide_complex_run")
+    started = time.perf_counter()
+    _publish_alert(bus, alert)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    commands = _sent(bus, "cmd")
+    assert [c.payload.command for c in commands] == ["notify_wearer", "stream_strip"]
+    assert all(isinstance(c, CommandMessage) and c.trace_id == alert.trace_id for c in commands)
+    assert elapsed_ms < 1000  # sanity only; latency is measured in bench/alert_latency.py
+    assert _sent(bus, "escalation") == []  # waits for the phone
+    analysis = factories.analysis(alert, rhythm="sinus_tachycardia")
+    bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"), encode(analysis))
+    escalations = _sent(bus, "escalation")
+    assert len(escalations) == 1
+    esc = escalations[0]
+    assert isinstance(esc, EscalationMessage) and esc.trace_id == alert.trace_id
+    assert esc.payload.analysis == analysis and esc.payload.level == "emergency"
+    assert [h.name for h in esc.payload.hops][:3] == ["watch_alert", "edge_received", "edge_response"]
+    triages = [m for m in _sent(bus, "triage") if isinstance(m, TriageMessage)]
+    assert [t.payload.stage for t in triages] == ["initial", "final"]
+    assert hub.store.counts() == {"episodes": 1, "finalized": 1, "escalated": 1}
+
+
+def test_duplicate_alert_and_analysis_are_counted_once(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    alert = factories.alert()
+    _publish_alert(bus, alert)
+    _publish_alert(bus, alert)
+    analysis = factories.analysis(alert)
+    for _ in range(2):
+        bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"), encode(analysis))
+    assert len(_sent(bus, "escalation")) == 1 and len(_sent(bus, "cmd")) == 2
+    assert hub.counters.get("duplicate.alert") == 1 and hub.counters.get("duplicate.analysis") == 1
+
+
+def test_missing_phone_findings_escalate_after_timeout(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus, timeout_s=0.2)
+    alert = factories.alert(kind="pause", evidence={"pause_s": 3.2})
+    _publish_alert(bus, alert)
+    hub.finalize_overdue(now=time.monotonic() + 1)
+    (esc,) = _sent(bus, "escalation")
+    assert esc.payload.analysis is None and "no phone findings in time" in esc.payload.reasons
+
+
+def test_info_level_is_triaged_but_not_escalated(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    alert = factories.alert(kind="tachycardia", hr=125)
+    _publish_alert(bus, alert)
+    bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"),
+                               encode(factories.analysis(alert, rhythm="sinus_tachycardia", hr=125)))
+    assert _sent(bus, "escalation") == [] and _sent(bus, "cmd") == []
+    assert [t.payload.level for t in _sent(bus, "triage")] == ["info", "info"]
+    assert hub.store.counts()["finalized"] == 1
+
+
+def test_open_episodes_survive_a_restart(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    alert = factories.alert()
+    _publish_alert(bus, alert)
+    hub.stop()
+    hub.store.close()
+    bus2 = InMemoryBus()
+    revived = _hub(tmp_path, bus2)  # same edge.db
+    revived.finalize_overdue(now=time.monotonic() + 60)
+    (esc,) = _sent(bus2, "escalation")
+    assert esc.payload.alert_id == alert.payload.alert_id
+
+
+def test_drills_keep_their_flag_and_never_corroborate_clinical_alerts(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    drill = factories.alert(kind="pause", device="watch-1", drill=True, evidence={"pause_s": 3.0})
+    _publish_alert(bus, drill)
+    real = factories.alert(kind="pause", device="watch-2", evidence={"pause_s": 3.0})
+    _publish_alert(bus, real)
+    hub.finalize_overdue(now=time.monotonic() + 60)
+    by_alert = {e.payload.alert_id: e for e in _sent(bus, "escalation")}
+    assert by_alert[drill.payload.alert_id].drill is True
+    assert by_alert[real.payload.alert_id].drill is False
+    assert by_alert[real.payload.alert_id].payload.level == "urgent"  # not bumped by the drill
+    assert all(c.drill for c in _sent(bus, "cmd") if c.trace_id == drill.trace_id)
+
+
+@pytest.mark.parametrize("kind", ["alert", "analysis", "vitals", "presence"])
+@pytest.mark.parametrize("payload", [b"\x00\x01", b"{}", b'{"type":"alert"}', b"[" * 10, b"x" * 600_000,
+                                     json.dumps({"type": "vitals", "source": "w", "payload": {}}).encode()])
+def test_malformed_messages_on_every_topic_are_counted_not_fatal(tmp_path: Path, kind: str, payload: bytes) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    topic = topics.presence(SITE, "w") if kind == "presence" else topics.device(SITE, "pt-1", "w", kind)  # type: ignore[arg-type]
+    bus.transport("x").publish(topic, payload)
+    assert hub.counters.total("rejected.") == 1
+    alert = factories.alert()
+    _publish_alert(bus, alert)  # still alive and working
+    assert len(_sent(bus, "cmd")) == 2

@@ -1,0 +1,67 @@
+"""The triage policy, rule by rule (pure: no bus, no clock)."""
+
+import pytest
+
+from edge_hub.fusion import PatientContext, triage
+from tests import factories
+
+NONE = PatientContext()
+
+
+def test_wide_complex_run_is_an_emergency_with_responses() -> None:
+    decision = triage(factories.alert(kind="wide_complex_run").payload, None, NONE)
+    assert decision.level == "emergency" and decision.escalate
+    assert decision.responses == ("notify_wearer", "stream_strip")
+
+
+@pytest.mark.parametrize(("pause_s", "level"), [(2.6, "urgent"), (5.5, "emergency")])
+def test_pause_levels(pause_s: float, level: str) -> None:
+    alert = factories.alert(kind="pause", evidence={"pause_s": pause_s}).payload
+    assert triage(alert, None, NONE).level == level
+
+
+@pytest.mark.parametrize(("hr", "level"), [(125, "info"), (160, "urgent"), (190, "emergency")])
+def test_tachycardia_by_rate(hr: float, level: str) -> None:
+    decision = triage(factories.alert(kind="tachycardia", hr=hr).payload, None, NONE)
+    assert decision.level == level
+    assert decision.escalate == (level != "info")
+    assert (decision.responses == ()) == (level == "info")
+
+
+@pytest.mark.parametrize(("hr", "level"), [(38, "urgent"), (25, "emergency")])
+def test_bradycardia_by_rate(hr: float, level: str) -> None:
+    assert triage(factories.alert(kind="bradycardia", hr=hr).payload, None, NONE).level == level
+
+
+def test_phone_confirms_irregular_rhythm() -> None:
+    alert = factories.alert(kind="irregular_rhythm", hr=110)
+    decision = triage(alert.payload, factories.analysis(alert, rhythm="af", irregular=True).payload, NONE)
+    assert decision.level == "urgent" and any("confirms" in r for r in decision.reasons)
+
+
+def test_good_quality_regular_sinus_softens_irregular_alert() -> None:
+    alert = factories.alert(kind="irregular_rhythm", hr=80)
+    decision = triage(alert.payload, factories.analysis(alert, rhythm="sinus", hr=80).payload, NONE)
+    assert decision.level == "info" and not decision.escalate
+
+
+def test_poor_quality_never_downgrades() -> None:
+    alert = factories.alert(kind="irregular_rhythm")
+    poor = factories.analysis(alert, rhythm="inconclusive", quality="unusable").payload
+    decision = triage(alert.payload, poor, NONE)
+    assert decision.level == "urgent" and any("inconclusive" in r for r in decision.reasons)
+
+
+def test_phone_vt_raises_to_emergency_and_long_rr_to_urgent() -> None:
+    alert = factories.alert(kind="tachycardia", hr=130)
+    assert triage(alert.payload, factories.analysis(alert, rhythm="vt").payload, NONE).level == "emergency"
+    long_rr = factories.analysis(alert, rhythm="sinus_tachycardia", max_rr_s=3.4).payload
+    assert triage(alert.payload, long_rr, NONE).level == "urgent"
+
+
+def test_corroboration_by_another_device_bumps_one_level() -> None:
+    alert = factories.alert(kind="pause", evidence={"pause_s": 3.0}).payload
+    decision = triage(alert, None, PatientContext(other_devices_alerting=1))
+    assert decision.level == "emergency" and any("corroborated" in r for r in decision.reasons)
+    info_alert = factories.alert(kind="tachycardia", hr=121).payload
+    assert triage(info_alert, None, PatientContext(other_devices_alerting=2)).level == "info"
