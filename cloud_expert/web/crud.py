@@ -1,0 +1,56 @@
+"""Read queries behind the routes (keyword-only), so handlers hold no query code."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud_expert.db import Episode, Report, ReportJob
+from cloud_expert.web.schemas import AlertPublic, ReportPublic
+
+
+def report_url(report_id: str) -> str:
+    return f"/reports/{report_id}"
+
+
+def list_alerts(*, session: Session, limit: int, include_drills: bool) -> list[AlertPublic]:
+    stmt = (
+        select(Episode, ReportJob.status, Report.id)
+        .outerjoin(ReportJob, ReportJob.episode_id == Episode.id)
+        .outerjoin(Report, Report.episode_id == Episode.id)
+        .order_by(Episode.received_at.desc(), Episode.id)
+        .limit(limit)
+    )
+    if not include_drills:
+        stmt = stmt.where(Episode.drill.is_(False))
+    return [
+        AlertPublic(alert_id=e.id, trace_id=e.trace_id, site=e.site, patient_id=e.patient_id, device_id=e.device_id,
+                    kind=e.kind, level=e.level, drill=e.drill, received_at=e.received_at, report_status=status,
+                    report_id=rid, report_url=report_url(rid) if rid else None)
+        for e, status, rid in session.execute(stmt).all()
+    ]
+
+
+def _public(report: Report, episode: Episode) -> ReportPublic:
+    return ReportPublic(report_id=report.id, alert_id=episode.id, trace_id=episode.trace_id, site=episode.site,
+                        patient_id=episode.patient_id, kind=episode.kind, level=report.level, drill=report.drill,
+                        created_at=report.created_at, rendered_ms=report.rendered_ms, url=report_url(report.id))
+
+
+def list_reports(*, session: Session, limit: int, include_drills: bool) -> list[ReportPublic]:
+    stmt = (select(Report, Episode).join(Episode, Report.episode_id == Episode.id)
+            .order_by(Report.created_at.desc(), Report.id).limit(limit))
+    if not include_drills:
+        stmt = stmt.where(Report.drill.is_(False))
+    return [_public(r, e) for r, e in session.execute(stmt).all()]
+
+
+def get_report(*, session: Session, report_id: str) -> ReportPublic | None:
+    row = session.execute(
+        select(Report, Episode).join(Episode, Report.episode_id == Episode.id).where(Report.id == report_id)
+    ).first()
+    return _public(row[0], row[1]) if row else None
+
+
+def get_report_html(*, session: Session, report_id: str) -> str | None:
+    return session.scalar(select(Report.html).where(Report.id == report_id))

@@ -1,0 +1,41 @@
+"""Response shapes of the API, separate from the DB models (the report HTML and raw JSON never leak here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class AlertPublic(BaseModel):
+    alert_id: str
+    trace_id: str
+    site: str
+    patient_id: str = Field(description="Pseudonymous patient id")
+    device_id: str
+    kind: str
+    level: str
+    drill: bool
+    received_at: datetime
+    report_status: str | None = Field(description="queued | running | done | failed")
+    report_id: str | None
+    report_url: str | None
+
+
+class ReportPublic(BaseModel):
+    report_id: str
+    alert_id: str
+    trace_id: str
+    site: str
+    patient_id: str
+    kind: str
+    level: str
+    drill: bool
+    created_at: datetime
+    rendered_ms: float
+    url: str = Field(description="The HTML report")
+
+
+class Health(BaseModel):
+    status: str
+    database: str

@@ -1,0 +1,45 @@
+"""/ and /healthz and /docs."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from tests.cloud_expert.web.conftest import Seeded
+
+
+def test_dashboard_lists_alerts_and_marks_drills(client: TestClient, seeded: Seeded) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.text
+    assert 'http-equiv="refresh"' in page
+    assert f'href="/reports/{seeded.clinical_report}"' in page and f'href="/reports/{seeded.drill_report}"' in page
+    assert page.count('<span class="drill-tag">DRILL</span>') == 2  # once in alerts, once in reports
+    assert "2 episodes, 1 reports" in page  # clinical figures exclude the drill
+
+
+def test_dashboard_empty(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and "No escalations yet." in response.text
+
+
+def test_dashboard_bad_method(client: TestClient) -> None:
+    assert client.post("/").status_code == 405
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_healthz_reports_an_unreachable_database(client: TestClient) -> None:
+    broken = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
+    client.app.state.sessions = sessionmaker(broken)  # type: ignore[attr-defined]
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["database"] == "unreachable"
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/alerts", "/api/reports", "/api/reports/{report_id}", "/reports/{report_id}"} <= set(paths)
