@@ -41,9 +41,10 @@ class CloudService:
     def __init__(
         self, settings: Settings, transport: Transport, *, enqueue: Callable[[str], None] | None = None,
         manage_transport: bool = True, now: Callable[[], datetime] = utcnow,
-        loop_interval_s: float | None = LOOP_INTERVAL_S,
+        loop_interval_s: float | None = LOOP_INTERVAL_S, ingest_group: str = INGEST_GROUP,
     ) -> None:
-        """`enqueue` defaults to the configured Celery app; `loop_interval_s=None` leaves `tick()` to the caller."""
+        """`enqueue` defaults to the configured Celery app; `loop_interval_s=None` leaves `tick()` to the caller;
+        instances sharing `ingest_group` split the escalations between them."""
         self.settings = settings
         self.transport = transport
         self.counters = Counters()
@@ -52,6 +53,7 @@ class CloudService:
         self._manage_transport = manage_transport
         self._now = now
         self._interval = loop_interval_s
+        self._group = ingest_group
         self._sessions: sessionmaker[Session] | None = None
         self._stop = threading.Event()
         self._loop: threading.Thread | None = None
@@ -67,7 +69,7 @@ class CloudService:
             from cloud_expert.worker.enqueue import default_enqueuer  # imports Celery only when used
 
             self._enqueue_fn = default_enqueuer()
-        pattern = topics.shared(INGEST_GROUP, topics.escalation(topics.ANY, topics.ANY, topics.ANY))
+        pattern = topics.shared(self._group, topics.escalation(topics.ANY, topics.ANY, topics.ANY))
         self.router.on(pattern, EscalationMessage, self._on_escalation)
         if self._manage_transport:
             self.transport.start()
