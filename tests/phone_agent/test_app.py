@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from shared import topics
+from shared.messages import AnalysisMessage, decode, encode
+from shared.settings import Settings
+from shared.transport import InMemoryBus
+from phone_agent.app import PhoneAgent
+from tests import factories
+
+
+def test_phone_analyses_its_watch_alert_with_the_same_trace() -> None:
+    bus = InMemoryBus()
+    phone = PhoneAgent(Settings(site="s"), bus.transport("phone-1"), phone_id="phone-1", watch_id="watch-1",
+                       patient_id="pt-1")
+    phone.start()
+    alert = factories.alert(device="watch-1", patient="pt-1", drill=True)
+    for _ in range(2):  # a redelivery is analysed once
+        bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(alert))
+    out = [decode(p, max_bytes=1 << 20) for t, p, *_ in bus.published if t.endswith("/analysis")]
+    assert len(out) == 1
+    msg = out[0]
+    assert isinstance(msg, AnalysisMessage)
+    assert msg.trace_id == alert.trace_id and msg.drill and msg.payload.alert_id == alert.payload.alert_id
+    assert msg.payload.n_beats > 5 and msg.payload.hr_bpm is not None
+    assert phone.counters.get("duplicate.alert") == 1
+
+
+def test_phone_ignores_other_watches_and_rejects_garbage() -> None:
+    bus = InMemoryBus()
+    phone = PhoneAgent(Settings(site="s"), bus.transport("phone-1"), phone_id="phone-1", watch_id="watch-1",
+                       patient_id="pt-1")
+    phone.start()
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-2"), encode(factories.alert(device="watch-2",
+                                                                                              patient="pt-1")))
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), b"not json")
+    assert not [t for t, *_ in bus.published if t.endswith("/analysis")]
+    assert phone.counters.get("rejected.not_json") == 1
