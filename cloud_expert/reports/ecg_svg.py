@@ -62,6 +62,8 @@ def strip_svg(signal_mv: np.ndarray, *, fs: float, event_s: float | None = None,
     row_w = _CAL_MM + min(duration, ROW_SECONDS) * MM_PER_S
     width = float(np.ceil(row_w / 5.0) * 5.0)
     height = row_h * n_rows
+    # Centre the signal's range in each row; the calibration pulse stands on the median (the baseline).
+    centre_mv = (float(y_all.max()) + float(y_all.min())) / 2 if len(y_all) else 0.0
     baseline_mv = float(np.median(y_all)) if len(y_all) else 0.0
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="ecg" viewBox="0 0 {width:g} {height:g}" '
@@ -80,15 +82,16 @@ def strip_svg(signal_mv: np.ndarray, *, fs: float, event_s: float | None = None,
     for row in range(n_rows):
         r0, r1 = row * ROW_SECONDS, (row + 1) * ROW_SECONDS
         mid = row * row_h + row_h / 2
-        cal_top = mid - MM_PER_MV
-        parts.append(f'<path class="cal" d="M 0.5 {mid:.2f} H 1.5 V {cal_top:.2f} H 3.5 V {mid:.2f} H 4.5" '
+        base_y = mid - (baseline_mv - centre_mv) * MM_PER_MV
+        cal_top = base_y - MM_PER_MV
+        parts.append(f'<path class="cal" d="M 0.5 {base_y:.2f} H 1.5 V {cal_top:.2f} H 3.5 V {base_y:.2f} H 4.5" '
                      'fill="none" stroke="#000" stroke-width="0.25"/>')
         rel = t_all - t_all[0] if len(t_all) else t_all
         mask = (rel >= r0) & (rel < r1)
         t_row, y_row = _downsample(rel[mask] - r0, y_all[mask], int(ROW_SECONDS * MM_PER_S * POINTS_PER_MM))
         if len(y_row):
             xs = _CAL_MM + t_row * MM_PER_S
-            ys = mid - (y_row - baseline_mv) * MM_PER_MV
+            ys = mid - (y_row - centre_mv) * MM_PER_MV
             points = " ".join(f"{x:.2f},{y:.2f}" for x, y in zip(xs, ys, strict=True))
             parts.append(f'<polyline class="trace" points="{points}" fill="none" stroke="#111" '
                          'stroke-width="0.3" stroke-linejoin="round"/>')

@@ -78,3 +78,13 @@ def test_drills_are_marked_and_excluded_from_clinical_counts(sqlite_sessions: se
     assert counts.episodes == 2
     assert counts.by_level == {"emergency": 1, "urgent": 1}
     assert counts.reports == 0
+
+
+def test_missing_analysis_is_sql_null(sessions: sessionmaker[Session], unique: str) -> None:
+    msg = make_escalation(site=f"s{unique}", patient_id=f"p{unique}", with_analysis=False)
+    with sessions() as session:
+        store_escalation(session, msg, utcnow())
+        session.commit()
+        found = session.scalar(select(Episode.id).where(Episode.id == msg.payload.alert_id,
+                                                        Episode.analysis_json.is_(None)))
+    assert found == msg.payload.alert_id

@@ -39,7 +39,7 @@ def redis_queue(redis_url: str, unique: str) -> Iterator[str]:
     name = f"cm-test-{unique}"
     yield name
     client = redis.Redis.from_url(redis_url)
-    client.delete(name, f"_kombu.binding.{name}")
+    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
     for key in ("_kombu.binding.celery.pidbox", "_kombu.binding.reply.celery.pidbox"):
         for member in client.smembers(key):
             if name.encode() in member:
