@@ -1,0 +1,80 @@
+"""Helpers for benchmarks: a private Mosquitto with the project's config, result files, tables."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def project_mosquitto() -> Iterator[tuple[int, str]]:
+    """A Mosquitto started from compose/mosquitto/mosquitto.conf (set_tcp_nodelay true) on a free port.
+
+    The machine's own Mosquitto runs Debian's config without TCP_NODELAY, so a benchmark against it
+    would measure Nagle's algorithm, not CardioMesh. Falls back to 127.0.0.1:1883 if no binary.
+    """
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        yield 1883, "system Mosquitto on 127.0.0.1:1883 (no binary to start a private one)"
+        return
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = []
+        for line in (ROOT / "compose" / "mosquitto" / "mosquitto.conf").read_text().splitlines():
+            key = line.split(" ", 1)[0]
+            if key in {"listener", "persistence_location", "persistence", "log_dest", "autosave_interval"}:
+                continue
+            lines.append(line)
+        lines += [f"listener {port} 127.0.0.1", "persistence false", "log_dest none"]
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            yield port, f"private Mosquitto (project config, set_tcp_nodelay true) on 127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def write_result(name: str, result: dict[str, Any], table: list[tuple[str, str]]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    width = max(len(k) for k, _ in table)
+    print(f"\n{name}")
+    for key, value in table:
+        print(f"  {key:<{width}}  {value}")
+    print(f"  → {path.relative_to(ROOT)}")
+    return path
