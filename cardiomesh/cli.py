@@ -150,20 +150,16 @@ def edge(
 @app.command()
 def cloud(verbose: Verbose = False) -> None:
     """Run the cloud ingest: store escalations, queue report jobs, announce finished reports, sweep lost jobs."""
-    from cloud_expert.service import CloudService, celery_enqueue
-
     from cardiomesh.runtime import mqtt_transport, stop_event_on_signals
+    from cloud_expert.service import CloudService
 
     settings = _setup(verbose)
-    transport = mqtt_transport(settings, "cloud-ingest", outbox=True)
-    service = CloudService(settings, transport, enqueue=celery_enqueue)
+    service = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True))
     service.start()
-    transport.start()
     stop = stop_event_on_signals()
     typer.echo(f"cloud ingest on {settings.mqtt_url}, DB {settings.effective_database_url.split('@')[-1]}")
     stop.wait()
     service.stop()
-    transport.stop()
 
 
 @app.command()
@@ -188,7 +184,8 @@ def web_cmd(
 ) -> None:
     """Serve the clinician dashboard and the JSON API (OpenAPI docs at /docs)."""
     import uvicorn
-    from cloud_expert.web.app import create_app
+
+    from cloud_expert.web.main import create_app
 
     settings = _setup(verbose)
     uvicorn.run(create_app(settings), host=host or settings.web_host, port=port or settings.web_port,

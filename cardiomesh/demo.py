@@ -72,7 +72,8 @@ def _free_port(host: str, preferred: int) -> int:
 class _Web:
     def __init__(self, settings: Settings) -> None:
         import uvicorn
-        from cloud_expert.web.app import create_app
+
+        from cloud_expert.web.main import create_app
 
         self.port = _free_port(settings.web_host, settings.web_port)
         self.url = f"http://{settings.web_host}:{self.port}/"
@@ -125,9 +126,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     broker: EmbeddedBroker | None = ensure_broker(settings.mqtt_host, settings.mqtt_port)
     print(f"broker: {'embedded amqtt' if broker else 'existing'} at {settings.mqtt_url}", file=sys.stderr)
     try:
-        from cloud_expert.service import CloudService, celery_enqueue
-
         from cloud_expert.db.migrate import upgrade_to_head
+        from cloud_expert.service import CloudService
 
         upgrade_to_head(settings.effective_database_url)
         worker = _start_worker(settings, state / "worker.log")
@@ -144,11 +144,9 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         watcher.start(wait_s=10)
         parts.append(watcher)
 
-        cloud_transport = mqtt_transport(settings, "cloud-ingest", outbox=True)
-        cloud = CloudService(settings, cloud_transport, enqueue=celery_enqueue)
+        cloud = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True))
         cloud.start()
-        cloud_transport.start(wait_s=10)
-        parts += [cloud_transport, cloud]
+        parts.append(cloud)
 
         edge_transport = mqtt_transport(settings, f"{settings.site}-edge-1", outbox=True)
         hub = EdgeHub(settings, edge_transport, edge_id="edge-1")
