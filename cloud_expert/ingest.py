@@ -49,7 +49,7 @@ def store_escalation(
         return _existing(session, found)
     payload = msg.payload
     hops = [*payload.hops, Hop(name=INGEST_HOP, source=service_id, at=now)]
-    inserted = insert_ignoring_conflicts(session, Episode.__table__, {  # type: ignore[arg-type]
+    inserted = insert_ignoring_conflicts(session, Episode, {
         "id": payload.alert_id,
         "trace_id": msg.trace_id,
         "site": payload.site,
@@ -66,7 +66,7 @@ def store_escalation(
         "escalation_message_id": msg.id,
     })
     if inserted:
-        insert_ignoring_conflicts(session, ReportJob.__table__, {  # type: ignore[arg-type]
+        insert_ignoring_conflicts(session, ReportJob, {
             "id": new_id(), "episode_id": payload.alert_id, "status": "queued", "attempts": 1,
             "enqueued_at": now, "started_at": None, "finished_at": None, "error": None, "announced": False,
         })

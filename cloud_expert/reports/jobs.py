@@ -69,7 +69,7 @@ def run_report_job(sessions: sessionmaker[Session], job_id: str, *, now: Callabl
             log.exception("report rendering failed", extra=extra)
             return "failed"
         rendered_ms = (time.perf_counter() - started) * 1000.0
-        inserted = insert_ignoring_conflicts(session, Report.__table__, {  # type: ignore[arg-type]
+        inserted = insert_ignoring_conflicts(session, Report, {
             "id": report_id, "episode_id": episode.id, "html": html, "drill": episode.drill,
             "level": episode.level, "created_at": created_at, "rendered_ms": rendered_ms,
         })

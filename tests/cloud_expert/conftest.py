@@ -59,4 +59,4 @@ def pg_sessions(pg_schema_url: str) -> Iterator[sessionmaker[Session]]:
 def sessions(request: pytest.FixtureRequest) -> sessionmaker[Session]:
     """The same test on both supported databases."""
     name = "sqlite_sessions" if request.param == "sqlite" else "pg_sessions"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+    return request.getfixturevalue(name)

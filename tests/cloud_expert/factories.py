@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from shared.messages import (
     EscalationMessage,
     EscalationPayload,
     Hop,
+    TriageLevel,
     TriagePayload,
     new_id,
     utcnow,
@@ -39,6 +41,7 @@ def make_escalation(
     alert_id: str | None = None, drill: bool = False, level: str = "emergency",
     with_analysis: bool = True, created_at: datetime | None = None,
 ) -> EscalationMessage:
+    triage_level = cast(TriageLevel, level)
     created = created_at or utcnow()
     trace_id = new_id()
     alert_id = alert_id or new_id()
@@ -57,7 +60,7 @@ def make_escalation(
                                 hr_max_bpm=184.0, rr_mean_ms=333.0, sdnn_ms=8.0, rmssd_ms=5.0, pnn50=0.0,
                                 rr_irregularity=0.02, duration_s=10.0, analysis_ms=12.5),
     ) if with_analysis else None
-    triage = TriagePayload(alert_id=alert_id, level=level, stage="final",  # type: ignore[arg-type]
+    triage = TriagePayload(alert_id=alert_id, level=triage_level, stage="final",
                            reasons=["HR 182 bpm > 150", "phone confirms tachycardia"],
                            responses=["notify_wearer"], analysis_received=with_analysis)
     hops = [Hop(name="watch_alert", source=device_id, at=created),
@@ -66,6 +69,6 @@ def make_escalation(
     return EscalationMessage(
         source=edge_id, patient_id=patient_id, trace_id=trace_id, drill=drill,
         created_at=created + timedelta(milliseconds=55),
-        payload=EscalationPayload(alert_id=alert_id, site=site, level=level,  # type: ignore[arg-type]
+        payload=EscalationPayload(alert_id=alert_id, site=site, level=triage_level,
                                   reasons=triage.reasons, alert=alert, analysis=analysis, triage=triage, hops=hops),
     )

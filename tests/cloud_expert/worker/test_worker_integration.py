@@ -77,9 +77,17 @@ def test_escalation_over_mqtt_becomes_one_report_via_redis_worker_and_postgresql
         edge.start(wait_s=5)
         service.start()
         try:
-            assert cloud_transport.wait_connected(5)
             msg: EscalationMessage = make_escalation(site=site, patient_id=patient, edge_id="edge-1")
             topic = topics.escalation(site, patient, "edge-1")
+
+            def subscribed() -> bool | None:
+                """Connected is not yet subscribed: send garbage until the service has rejected one."""
+                if service.counters.get("rejected.not_json"):
+                    return True
+                edge.publish(topic, b"probe")
+                return None
+
+            wait_for(subscribed, timeout_s=10, what="the cloud's subscription to take effect")
             edge.publish(topic, encode(msg), qos=1)
 
             report = wait_for(lambda: received.get(timeout=0.2) if not received.empty() else None,
