@@ -22,12 +22,12 @@ import uuid
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
-from bench._common import percentile, project_mosquitto, write_result  # noqa: E402
-from shared import topics  # noqa: E402
-from shared.messages import CommandMessage, decode, encode  # noqa: E402
-from shared.transport import MqttTransport  # noqa: E402
-from tests.factories import alert as make_alert  # noqa: E402
-from tests.factories import ecg_strip  # noqa: E402
+from bench._common import percentile, project_mosquitto, write_result
+from shared import topics
+from shared.messages import CommandMessage, decode, encode
+from shared.transport import MqttTransport
+from tests.factories import alert as make_alert
+from tests.factories import ecg_strip
 
 
 def run(watches: int, per_watch: int, spread_s: float) -> dict[str, object]:

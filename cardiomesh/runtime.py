@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from shared.settings import Settings
@@ -23,7 +24,10 @@ def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = No
                          clean_session=clean_session, outbox=box, will=will, online=online)
 
 
-def transport_factory(settings: Settings, *, outbox: bool = True):  # type: ignore[no-untyped-def]
+MakeTransport = Callable[[str, Will | None, Will | None], Transport]
+
+
+def transport_factory(settings: Settings, *, outbox: bool = True) -> MakeTransport:
     def make(client_id: str, will: Will | None, online: Will | None) -> Transport:
         return mqtt_transport(settings, client_id, will=will, online=online, outbox=outbox)
 

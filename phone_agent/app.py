@@ -26,7 +26,7 @@ _SEEN_MAX = 4096
 
 def to_payload(alert_id: str, result: Analysis) -> AnalysisPayload:
     return AnalysisPayload(
-        alert_id=alert_id, method=METHOD, quality=result.quality,  # type: ignore[arg-type]
+        alert_id=alert_id, method=METHOD, quality=result.quality,
         quality_score=result.quality_score, rhythm=result.rhythm, n_beats=result.n_beats, hr_bpm=result.hr_bpm,
         hr_min_bpm=result.hr_min_bpm, hr_max_bpm=result.hr_max_bpm, rr_mean_ms=result.rr_mean_ms,
         sdnn_ms=result.sdnn_ms, rmssd_ms=result.rmssd_ms, pnn50=result.pnn50,
@@ -99,7 +99,7 @@ class PhoneFleet:
 
             def _presence(status: str) -> bytes:
                 return encode(PresenceMessage(source=phone_id, patient_id=patient_id,
-                                              payload=PresencePayload(status=status, role="phone",  # type: ignore[arg-type]
+                                              payload=PresencePayload(status=status, role="phone",
                                                                       paired_with=[watch_id])))
 
             transport = self._make_transport(phone_id, Will(presence, _presence("offline")),

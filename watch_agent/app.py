@@ -13,9 +13,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from shared.ecg.drill import drill_segment
 
 from shared import topics
+from shared.ecg.drill import drill_segment
 from shared.identity import Stamper
 from shared.messages import (
     AlertMessage,
@@ -59,7 +59,7 @@ def presence_wills(site: str, config: WatchConfig) -> tuple[Will, Will]:
     def _msg(status: str) -> bytes:
         return encode(PresenceMessage(
             source=config.device_id, patient_id=config.patient_id,
-            payload=PresencePayload(status=status, role="watch",  # type: ignore[arg-type]
+            payload=PresencePayload(status=status, role="watch",
                                     paired_with=[config.phone_id] if config.phone_id else []),
         ))
 

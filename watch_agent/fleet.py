@@ -36,7 +36,8 @@ class WatchFleet:
             label = f"{ref}@{spec.start_s:.0f}" if spec.start_s else ref
             # Devices are named by position, patients by a keyed hash: no record name goes on the bus.
             device_id = f"watch-{index}"
-            config = WatchConfig(device_id=device_id, patient_id=pseudonym(f"{label}#{index}", key=settings.pseudonym_key),
+            patient_id = pseudonym(f"{label}#{index}", key=settings.pseudonym_key)
+            config = WatchConfig(device_id=device_id, patient_id=patient_id,
                                  phone_id=f"phone-{index}" if with_phones else None, stream_ref=ref)
             will, online = presence_wills(settings.site, config)
             transport = make_transport(device_id, will, online)

@@ -38,6 +38,6 @@ __all__ = [
     "AnalysisMessage", "AnalysisPayload", "CommandMessage", "CommandName", "CommandPayload",
     "DecodeError", "DrillScenario", "EcgStrip", "Envelope", "EscalationMessage", "EscalationPayload",
     "Hop", "Message", "PresenceMessage", "PresencePayload", "RejectReason", "ReportMessage",
-    "ReportPayload", "Rhythm", "StripMessage", "StripPayload", "TriageLevel", "TriageMessage", "TriagePayload", "VitalsMessage",
-    "VitalsPayload", "decode", "encode", "new_id", "utcnow",
+    "ReportPayload", "Rhythm", "StripMessage", "StripPayload", "TriageLevel", "TriageMessage", "TriagePayload",
+    "VitalsMessage", "VitalsPayload", "decode", "encode", "new_id", "utcnow",
 ]
