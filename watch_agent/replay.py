@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from shared.ecg.sources import SyntheticEpisode, load_csv, load_wfdb, synthetic
 
 from shared.ecg.signal import MODEL_FS, Signal, resample
+from shared.ecg.sources import SyntheticEpisode, load_csv, load_wfdb, synthetic
 from shared.settings import Settings
 
 SYNTHETIC_KINDS = ("tachycardia", "bradycardia", "pause", "irregular")

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
+from phone_agent.app import PhoneAgent
 from shared import topics
 from shared.messages import AnalysisMessage, decode, encode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
-from phone_agent.app import PhoneAgent
 from tests import factories
 
 
