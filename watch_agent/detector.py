@@ -70,10 +70,10 @@ class BaselineConfig:
     irregular_open: float = 0.12
     irregular_close: float = 0.07
     # wide-complex run (VT): ≥ run_beats consecutive wide beats at ≥ run_min_bpm
-    run_beats: int = 4
+    run_beats: int = 3
     run_min_bpm: float = 100.0
-    wide_lf_ratio_abs: float = 1.5  # a beat is wide if its low/high-band energy ratio is over both this …
-    wide_lf_ratio_rel: float = 2.0  # … and this many times the running median of recent beats
+    wide_lf_ratio_abs: float = 1.2  # a beat is wide if its low/high-band energy ratio is over both this …
+    wide_lf_ratio_rel: float = 1.6  # … and this many times the running median of recent beats
     wide_reference_beats: int = 64
     # noise guard: windows with intervals outside this range (impossible rates) are not judged
     min_rr_s: float = 0.2

@@ -125,6 +125,13 @@ def summarise(results: list[RecordResult]) -> dict[str, Any]:
             if ep["matched"] is not None:
                 row["scored"] += 1
                 row["matched"] += int(ep["matched"])
+    records_with: dict[str, set[str]] = defaultdict(set)
+    records_hit: dict[str, set[str]] = defaultdict(set)
+    for res in results:
+        for ep in res.episodes:
+            records_with[ep["rhythm"]].add(res.record)
+            if ep["matched"]:
+                records_hit[ep["rhythm"]].add(res.record)
     normal_h = sum(r.normal_s for r in results) / 3600
     false_by_kind: dict[str, int] = defaultdict(int)
     for res in results:
@@ -145,6 +152,8 @@ def summarise(results: list[RecordResult]) -> dict[str, Any]:
                 **v,
                 "sensitivity_matched": round(v["matched"] / v["scored"], 3) if v["scored"] else None,
                 "sensitivity_any": round(v["any"] / v["episodes"], 3) if v["episodes"] else None,
+                "records": len(records_with[k]),
+                "records_matched": len(records_hit[k]),
             }
             for k, v in sorted(per.items())
         },
@@ -169,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         results = pool.map(evaluate_record, jobs)
     summary = summarise(results)
     print(f"{summary['records']} records, {summary['hours']} h; {summary['alerts']} alerts")
-    print(f"{'rhythm':8} {'episodes':>8} {'matched':>12} {'any alert':>12}")
+    print(f"{'rhythm':8} {'episodes':>8} {'matched':>12} {'any alert':>12} {'records matched':>16}")
     for rhythm, row in summary["episodes"].items():
         matched = f"{row['matched']}/{row['scored']}" if row["scored"] else "—"
-        print(f"{rhythm:8} {row['episodes']:8d} {matched:>12} {row['any']:>5}/{row['episodes']:<6}")
+        rec = f"{row['records_matched']}/{row['records']}" if row["scored"] else "—"
+        print(f"{rhythm:8} {row['episodes']:8d} {matched:>12} {row['any']:>5}/{row['episodes']:<6} {rec:>16}")
     print(f"false alerts: {summary['false_alerts']} over {summary['normal_hours']} h of normal rhythm "
           f"= {summary['false_alerts_per_hour']}/h; by kind {summary['false_alerts_by_kind']}")
     print(f"by record {summary['false_alerts_by_record']}")
