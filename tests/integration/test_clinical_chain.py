@@ -40,10 +40,12 @@ from watch_agent.fleet import WatchFleet, WatchSpec
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.data]
 
 LEAD_IN_S = 12.0
+VT_KINDS = {"wide_complex_run", "tachycardia"}
+EXPECTED = {"watch-1": VT_KINDS, "watch-2": VT_KINDS, "watch-3": {"irregular_rhythm"}}  # 203, 207, 201
 
 
 def _episode_start(mitdb: Path, record: str, rhythm: str) -> float:
-    intervals = [i for i in load_annotations(mitdb / record).rhythms if i.rhythm == rhythm and i.end_s - i.start_s > 3]
+    intervals = [i for i in load_annotations(mitdb / record).rhythms if i.rhythm == rhythm]
     assert intervals, f"record {record} has no annotated {rhythm}"
     return max(0.0, intervals[0].start_s - LEAD_IN_S)
 
@@ -79,7 +81,8 @@ def test_alert_to_report_on_real_services(mosquitto: tuple[str, int], redis_url:
         spy.subscribe(topics.everything(site), collect)
         spy.start(wait_s=5)
         cloud = CloudService(settings, make("cloud", None, None),
-                             enqueue=celery_enqueuer(make_app(settings, queue=queue), queue=queue))
+                             enqueue=celery_enqueuer(make_app(settings, queue=queue), queue=queue),
+                             ingest_group=f"cloud-{unique}")  # stale sessions in a shared group would take a share
         cloud.start()
         edge_transport = make("edge", None, None)
         hub = EdgeHub(settings, edge_transport)
@@ -100,11 +103,15 @@ def test_alert_to_report_on_real_services(mosquitto: tuple[str, int], redis_url:
                                 found[m.source].append(m)
                     return found
 
-            deadline = time.monotonic() + 90
-            while len(alerts_by_watch()) < 3 and time.monotonic() < deadline:
+            def kinds() -> dict[str, set[str]]:
+                return {watch: {a.payload.kind for a in alerts} for watch, alerts in alerts_by_watch().items()}
+
+            deadline = time.monotonic() + 120
+            while not all(kinds().get(w, set()) & k for w, k in EXPECTED.items()) and time.monotonic() < deadline:
                 time.sleep(0.5)
             fleet.stop()  # no new alerts from here on; let every open one reach its end
-            assert len(alerts_by_watch()) == 3, f"alerts only from {sorted(alerts_by_watch())}"
+            for watch, expected in EXPECTED.items():
+                assert kinds().get(watch, set()) & expected, f"{watch}: {kinds().get(watch)}, wanted {expected}"
 
             def finished(trace: str) -> bool:
                 with lock:
@@ -126,11 +133,9 @@ def test_alert_to_report_on_real_services(mosquitto: tuple[str, int], redis_url:
             spy.stop()
 
     lost = [t for t in traces if not finished(t)]
-    assert not lost, f"{len(lost)} of {len(traces)} alerts never reached their end"
-    kinds = {watch: {a.payload.kind for a in alerts} for watch, alerts in alerts_by_watch().items()}
-    assert kinds["watch-1"] & {"wide_complex_run", "tachycardia"}, kinds  # 203 VT
-    assert kinds["watch-2"] & {"wide_complex_run", "tachycardia"}, kinds  # 207 VT
-    assert "irregular_rhythm" in kinds["watch-3"], kinds  # 201 AF
+    seen = {t: [m.type + (f":{m.payload.stage}:{m.payload.level}" if isinstance(m, TriageMessage) else "")
+                for m in by_trace[t]] for t in lost}
+    assert not lost, f"{len(lost)} of {len(traces)} alerts never reached their end: {seen}"
     reported = 0
     for trace in traces:
         messages = by_trace[trace]
