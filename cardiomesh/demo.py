@@ -127,7 +127,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     print(f"broker: {'embedded amqtt' if broker else 'existing'} at {settings.mqtt_url}", file=sys.stderr)
     try:
         from cloud_expert.db.migrate import upgrade_to_head
-        from cloud_expert.service import CloudService
+        from cloud_expert.service import INGEST_GROUP, CloudService
 
         upgrade_to_head(settings.effective_database_url)
         worker = _start_worker(settings, state / "worker.log")
@@ -144,7 +144,9 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         watcher.start(wait_s=10)
         parts.append(watcher)
 
-        cloud = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True))
+        # amqtt (the embedded broker) has no $share subscriptions: one ingest instance subscribes plainly
+        cloud = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True),
+                             ingest_group=None if broker is not None else INGEST_GROUP)
         cloud.start()
         parts.append(cloud)
 

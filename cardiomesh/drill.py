@@ -129,6 +129,7 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
         echo(f"drill {scenario} → {target} (trace {trace_id})")
         result = DrillResult(trace_id=trace_id, watch_id=target)
         result.hops.append(HopLine("drill requested", "cli-drill", requested))
+        echo(f"  +{0.0:9.1f} ms  {'drill requested':<22} {'cli-drill':<14} scenario {scenario}")
         shown = 0
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -146,6 +147,9 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                 echo(f"  +{ms:9.1f} ms  {line.name:<22} {line.source:<14} {line.detail}")
                 if isinstance(message, ReportMessage):
                     result.report_url = message.payload.url
+                    echo("  hops recorded on the episode (ms after the drill request):")
+                    for hop in message.payload.hops:
+                        echo(f"  +{(hop.at - requested).total_seconds() * 1000:9.1f} ms  {hop.name:<22} {hop.source}")
             if finished and result.report_url:
                 return result
             if finished:

@@ -41,10 +41,11 @@ class CloudService:
     def __init__(
         self, settings: Settings, transport: Transport, *, enqueue: Callable[[str], None] | None = None,
         manage_transport: bool = True, now: Callable[[], datetime] = utcnow,
-        loop_interval_s: float | None = LOOP_INTERVAL_S, ingest_group: str = INGEST_GROUP,
+        loop_interval_s: float | None = LOOP_INTERVAL_S, ingest_group: str | None = INGEST_GROUP,
     ) -> None:
         """`enqueue` defaults to the configured Celery app; `loop_interval_s=None` leaves `tick()` to the caller;
-        instances sharing `ingest_group` split the escalations between them."""
+        instances sharing `ingest_group` split the escalations between them; `None` subscribes plainly (one
+        instance only — the embedded amqtt broker has no shared subscriptions)."""
         self.settings = settings
         self.transport = transport
         self.counters = Counters()
@@ -69,7 +70,9 @@ class CloudService:
             from cloud_expert.worker.enqueue import default_enqueuer  # imports Celery only when used
 
             self._enqueue_fn = default_enqueuer()
-        pattern = topics.shared(self._group, topics.escalation(topics.ANY, topics.ANY, topics.ANY))
+        pattern = topics.escalation(topics.ANY, topics.ANY, topics.ANY)
+        if self._group is not None:
+            pattern = topics.shared(self._group, pattern)
         self.router.on(pattern, EscalationMessage, self._on_escalation)
         if self._manage_transport:
             self.transport.start()
