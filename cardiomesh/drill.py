@@ -148,8 +148,9 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                 if isinstance(message, ReportMessage):
                     result.report_url = message.payload.url
                     echo("  hops recorded on the episode (ms after the drill request):")
-                    for hop in message.payload.hops:
-                        echo(f"  +{(hop.at - requested).total_seconds() * 1000:9.1f} ms  {hop.name:<22} {hop.source}")
+                    for recorded in message.payload.hops:
+                        at_ms = (recorded.at - requested).total_seconds() * 1000
+                        echo(f"  +{at_ms:9.1f} ms  {recorded.name:<22} {recorded.source}")
             if finished and result.report_url:
                 return result
             if finished:
