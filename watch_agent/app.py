@@ -209,6 +209,7 @@ class WatchAgent:
             log.info("wearer notified", extra={"trace_id": msg.trace_id, "level": cmd.level})
         elif cmd.command == "stream_strip":
             self._stream_until_s = self.replay.stream_s + (cmd.duration_s or 30.0)
+            self._next_strip_s = self.replay.stream_s + 2.0  # whole 2 s chunks, from the command on
             self._stream_alert = cmd.alert_id
         elif cmd.command == "stop_stream":
             self._stream_until_s = -1.0

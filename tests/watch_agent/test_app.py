@@ -1,0 +1,122 @@
+"""The watch's wiring on the in-memory bus: alerts with strips, vitals, commands, drills, bad commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared import topics
+from shared.ecg.signal import MODEL_FS
+from shared.ecg.sources import SyntheticEpisode, synthetic
+from shared.messages import AlertMessage, CommandMessage, CommandPayload, VitalsMessage, decode, encode
+from shared.settings import Settings
+from shared.transport import InMemoryBus
+from watch_agent.app import WatchAgent, WatchConfig
+from watch_agent.replay import Replay, SourceError, open_source
+
+SITE = "s"
+
+
+def _watch(signal_episodes: list[SyntheticEpisode], seconds: float = 60.0) -> tuple[WatchAgent, InMemoryBus]:
+    bus = InMemoryBus()
+    signal = synthetic(seconds, MODEL_FS, episodes=signal_episodes, seed=5)
+    config = WatchConfig(device_id="watch-1", patient_id="pt-1", phone_id="phone-1", stream_ref="synthetic")
+    agent = WatchAgent(Settings(site=SITE, data_dir=None), bus.transport("watch-1"), config,
+                       Replay(signal, loop=False))
+    agent.start(run=False)
+    return agent, bus
+
+
+def _drain(agent: WatchAgent) -> None:
+    while (chunk := agent.replay.next_chunk()) is not None:
+        agent.process(chunk)
+
+
+def _messages(bus: InMemoryBus, kind: str) -> list:
+    return [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/" + kind)]
+
+
+def test_pause_raises_one_alert_with_a_strip_of_context() -> None:
+    agent, bus = _watch([SyntheticEpisode("pause", 30.0, 4.0)])
+    _drain(agent)
+    alerts = _messages(bus, "alert")
+    assert [a.payload.kind for a in alerts] == ["pause"]
+    alert = alerts[0]
+    assert isinstance(alert, AlertMessage) and not alert.drill and alert.trace_id == alert.payload.alert_id
+    strip = alert.payload.strip
+    assert strip.fs == MODEL_FS and 10.0 <= strip.duration_s <= 30.0
+    assert strip.t0_s <= alert.payload.onset_s <= strip.t0_s + strip.duration_s
+    assert alert.seq >= 1 and alert.payload.stream_ref == "synthetic"
+
+
+def test_vitals_once_per_stream_second_with_heart_rate() -> None:
+    agent, bus = _watch([], seconds=20.0)
+    _drain(agent)
+    vitals = _messages(bus, "vitals")
+    assert 18 <= len(vitals) <= 21
+    assert all(isinstance(v, VitalsMessage) for v in vitals)
+    late = [v.payload.hr_bpm for v in vitals[-5:]]
+    assert all(hr is not None and 55 < hr < 90 for hr in late)
+
+
+def _command(bus: InMemoryBus, payload: CommandPayload, *, drill: bool = False, trace: str = "t1") -> None:
+    msg = CommandMessage(source="edge-1", patient_id="pt-1", drill=drill, trace_id=trace, payload=payload)
+    bus.transport("edge").publish(topics.cmd(SITE, "pt-1", "watch-1"), encode(msg))
+
+
+def test_drill_splice_marks_every_alert_and_leaves_clinical_stream_clean() -> None:
+    agent, bus = _watch([], seconds=120.0)
+    for _ in range(50):  # 10 s of normal rhythm first
+        agent.process(agent.replay.next_chunk())  # type: ignore[arg-type]
+    _command(bus, CommandPayload(command="drill_inject", scenario="pause"), drill=True, trace="drill-trace-1")
+    _drain(agent)
+    alerts = _messages(bus, "alert")
+    assert alerts and all(a.drill and a.trace_id == "drill-trace-1" for a in alerts)
+    assert {a.payload.kind for a in alerts} == {"pause"}
+
+
+def test_drill_command_without_drill_flag_is_refused() -> None:
+    agent, bus = _watch([], seconds=30.0)
+    _command(bus, CommandPayload(command="drill_inject", scenario="vt"), drill=False)
+    _drain(agent)
+    assert _messages(bus, "alert") == []
+    assert agent.counters.get("rejected.drill_not_marked") == 1
+
+
+def test_stream_strip_and_notify_commands() -> None:
+    agent, bus = _watch([], seconds=20.0)
+    _command(bus, CommandPayload(command="notify_wearer", level="urgent"))
+    _command(bus, CommandPayload(command="stream_strip", duration_s=6.0))
+    _drain(agent)
+    strips = _messages(bus, "strip")
+    assert agent.wearer_notifications == 1
+    assert 2 <= len(strips) <= 4 and all(s.payload.strip.duration_s == pytest.approx(2.0, abs=0.25) for s in strips)
+
+
+@pytest.mark.parametrize("payload", [b"\x00", b"{}", b'{"type":"command"}', b"y" * 600_000])
+def test_malformed_commands_are_counted_not_fatal(payload: bytes) -> None:
+    agent, bus = _watch([SyntheticEpisode("pause", 20.0, 4.0)], seconds=40.0)
+    bus.transport("x").publish(topics.cmd(SITE, "pt-1", "watch-1"), payload)
+    assert agent.counters.total("rejected.") == 1
+    _drain(agent)
+    assert [a.payload.kind for a in _messages(bus, "alert")] == ["pause"]
+
+
+def test_sources_resolve_or_explain() -> None:
+    settings = Settings(data_dir=None)
+    signal, ref = open_source("synthetic:pause", settings)
+    assert signal.fs == MODEL_FS and ref == "synthetic:pause"
+    with pytest.raises(SourceError, match="unknown synthetic"):
+        open_source("synthetic:zombie", settings)
+    with pytest.raises(SourceError, match="no WFDB record"):
+        open_source("mitdb/999", settings)
+
+
+def test_replay_paces_at_speed_and_loops() -> None:
+    signal = synthetic(2.0, MODEL_FS, seed=1)
+    replay = Replay(signal, chunk_s=0.5, speed=10.0, loop=True)
+    chunks = [replay.next_chunk() for _ in range(6)]
+    assert all(c is not None for c in chunks)
+    assert replay.stream_s == pytest.approx(3.0)
+    assert np.allclose(chunks[4].samples_mv, chunks[0].samples_mv)  # type: ignore[union-attr]
+    assert replay.wait_s() <= 0.3 + 1e-6
