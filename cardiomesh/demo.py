@@ -144,8 +144,10 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         watcher.start(wait_s=10)
         parts.append(watcher)
 
-        # amqtt (the embedded broker) has no $share subscriptions: one ingest instance subscribes plainly
-        cloud = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True),
+        # amqtt (the embedded broker) has no $share subscriptions: one ingest instance subscribes plainly.
+        # A clean session: a demo starts its whole world at once and must not inherit a backlog of other
+        # sites' escalations queued for an earlier run (`cardiomesh cloud` keeps a persistent session).
+        cloud = CloudService(settings, mqtt_transport(settings, "cloud-ingest-demo", outbox=True, clean_session=True),
                              ingest_group=None if broker is not None else INGEST_GROUP)
         cloud.start()
         parts.append(cloud)
