@@ -84,7 +84,12 @@ class EdgeHub:
             self._timer.join(timeout=2)
 
     def _recover(self) -> None:
-        """Episodes accepted before a crash but never finalized are finalized now, not forgotten."""
+        """Reload device state, and finalize episodes accepted before a crash instead of forgetting them."""
+        for device_id, _role, status, vitals_json in self.store.devices():
+            if status:
+                self.presence[device_id] = status
+            if vitals_json:
+                self.latest_vitals[device_id] = VitalsMessage.model_validate_json(vitals_json)
         for row in self.store.open_episodes():
             alert = AlertMessage.model_validate_json(row.alert_json)
             with self._lock:
@@ -141,11 +146,13 @@ class EdgeHub:
             self.counters.inc("analysis.unmatched")
 
     def on_vitals(self, parts: topics.TopicParts, msg: VitalsMessage) -> None:
-        if not msg.drill:
+        if not msg.drill:  # drills never become the patient's state
             self.latest_vitals[msg.source] = msg
+            self.store.save_vitals(msg.source, msg.patient_id, msg.model_dump_json(by_alias=True))
 
     def on_presence(self, parts: topics.TopicParts, msg: PresenceMessage) -> None:
         self.presence[msg.source] = msg.payload.status
+        self.store.save_presence(msg.source, msg.patient_id, msg.payload.role, msg.payload.status)
 
     # -- domain glue -----------------------------------------------------------------------------
     def _context(self, patient_id: str, device_id: str, drill: bool) -> PatientContext:

@@ -47,6 +47,10 @@ class EdgeStore:
                 escalated INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL
             );
             CREATE INDEX IF NOT EXISTS episodes_open ON episodes (finalized);
+            CREATE TABLE IF NOT EXISTS devices (
+                device_id TEXT PRIMARY KEY, patient_id TEXT, role TEXT, status TEXT,
+                vitals_json TEXT, updated_at REAL NOT NULL
+            );
             """
         )
 
@@ -88,6 +92,29 @@ class EdgeStore:
                        now_mono - (now_wall - r[10]), r[10])
             for r in rows
         ]
+
+    def save_vitals(self, device_id: str, patient_id: str | None, vitals_json: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO devices (device_id, patient_id, vitals_json, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(device_id) DO UPDATE SET patient_id = excluded.patient_id,"
+                " vitals_json = excluded.vitals_json, updated_at = excluded.updated_at",
+                (device_id, patient_id, vitals_json, time.time()),
+            )
+
+    def save_presence(self, device_id: str, patient_id: str | None, role: str, status: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO devices (device_id, patient_id, role, status, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(device_id) DO UPDATE SET patient_id = excluded.patient_id, role = excluded.role,"
+                " status = excluded.status, updated_at = excluded.updated_at",
+                (device_id, patient_id, role, status, time.time()),
+            )
+
+    def devices(self) -> list[tuple[str, str | None, str | None, str | None]]:
+        """(device_id, role, status, latest vitals JSON) for every device the hub has heard from."""
+        with self._lock:
+            return list(self._db.execute("SELECT device_id, role, status, vitals_json FROM devices").fetchall())
 
     def counts(self) -> dict[str, int]:
         with self._lock:

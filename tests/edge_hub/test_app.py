@@ -135,3 +135,24 @@ def test_malformed_messages_on_every_topic_are_counted_not_fatal(tmp_path: Path,
     alert = factories.alert()
     _publish_alert(bus, alert)  # still alive and working
     assert len(_sent(bus, "cmd")) == 2
+
+
+def test_device_state_is_kept_across_restarts_and_drill_vitals_are_not(tmp_path: Path) -> None:
+    from shared.messages import PresenceMessage, PresencePayload, VitalsMessage, VitalsPayload
+
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    vitals = VitalsMessage(source="watch-1", patient_id="pt-1",
+                           payload=VitalsPayload(hr_bpm=72.0, n_beats=12, window_s=10.0, stream_s=5.0))
+    drill_vitals = VitalsMessage(source="watch-1", patient_id="pt-1", drill=True,
+                                 payload=VitalsPayload(hr_bpm=190.0, n_beats=30, window_s=10.0, stream_s=6.0))
+    presence = PresenceMessage(source="watch-1", patient_id="pt-1",
+                               payload=PresencePayload(status="online", role="watch"))
+    bus.transport("w").publish(topics.vitals(SITE, "pt-1", "watch-1"), encode(vitals), qos=0)
+    bus.transport("w").publish(topics.vitals(SITE, "pt-1", "watch-1"), encode(drill_vitals), qos=0)
+    bus.transport("w").publish(topics.presence(SITE, "watch-1"), encode(presence), retain=True)
+    hub.stop()
+    hub.store.close()
+    revived = _hub(tmp_path, InMemoryBus())
+    assert revived.latest_vitals["watch-1"] == vitals
+    assert revived.presence["watch-1"] == "online"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from phone_agent.app import PhoneAgent
 from shared import topics
 from shared.messages import AnalysisMessage, decode, encode
@@ -35,3 +37,17 @@ def test_phone_ignores_other_watches_and_rejects_garbage() -> None:
     bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), b"not json")
     assert not [t for t, *_ in bus.published if t.endswith("/analysis")]
     assert phone.counters.get("rejected.not_json") == 1
+
+
+@pytest.mark.parametrize(("payload", "reason"), [(b"\x00garbage", "not_json"), (b"{" + b" " * 600_000 + b"}", "oversized"),
+                                                 (b'{"type": "alert", "payload": {"kind": "x"}}', "invalid")])
+def test_phone_rejects_bad_alerts_and_keeps_working(payload: bytes, reason: str) -> None:
+    bus = InMemoryBus()
+    phone = PhoneAgent(Settings(site="s"), bus.transport("phone-1"), phone_id="phone-1", watch_id="watch-1",
+                       patient_id="pt-1")
+    phone.start()
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), payload)
+    assert phone.counters.get(f"rejected.{reason}") == 1
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(factories.alert(device="watch-1",
+                                                                                              patient="pt-1")))
+    assert len([t for t, *_ in bus.published if t.endswith("/analysis")]) == 1
