@@ -39,8 +39,11 @@ def test_phone_ignores_other_watches_and_rejects_garbage() -> None:
     assert phone.counters.get("rejected.not_json") == 1
 
 
-@pytest.mark.parametrize(("payload", "reason"), [(b"\x00garbage", "not_json"), (b"{" + b" " * 600_000 + b"}", "oversized"),
-                                                 (b'{"type": "alert", "payload": {"kind": "x"}}', "invalid")])
+BAD = [(b"\x00garbage", "not_json"), (b"{" + b" " * 600_000 + b"}", "oversized"),
+       (b'{"type": "alert", "payload": {"kind": "x"}}', "invalid")]
+
+
+@pytest.mark.parametrize(("payload", "reason"), BAD)
 def test_phone_rejects_bad_alerts_and_keeps_working(payload: bytes, reason: str) -> None:
     bus = InMemoryBus()
     phone = PhoneAgent(Settings(site="s"), bus.transport("phone-1"), phone_id="phone-1", watch_id="watch-1",
