@@ -25,14 +25,10 @@ _SEEN_MAX = 4096
 
 
 def to_payload(alert_id: str, result: Analysis) -> AnalysisPayload:
-    return AnalysisPayload(
-        alert_id=alert_id, method=METHOD, quality=result.quality,
-        quality_score=result.quality_score, rhythm=result.rhythm, n_beats=result.n_beats, hr_bpm=result.hr_bpm,
-        hr_min_bpm=result.hr_min_bpm, hr_max_bpm=result.hr_max_bpm, rr_mean_ms=result.rr_mean_ms,
-        sdnn_ms=result.sdnn_ms, rmssd_ms=result.rmssd_ms, pnn50=result.pnn50,
-        rr_irregularity=result.rr_irregularity, irregular=result.irregular, max_rr_s=result.max_rr_s,
-        duration_s=round(result.duration_s, 3), analysis_ms=round(result.analysis_ms, 2),
-    )
+    """The bus shape of an analysis: every payload field the result has, rounded for the wire."""
+    values = {name: getattr(result, name) for name in AnalysisPayload.model_fields if hasattr(result, name)}
+    values.update(duration_s=round(result.duration_s, 3), analysis_ms=round(result.analysis_ms, 2))
+    return AnalysisPayload(alert_id=alert_id, method=METHOD, **values)
 
 
 class PhoneAgent:
