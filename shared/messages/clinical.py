@@ -65,6 +65,23 @@ class AnalysisPayload(_Payload):
     max_rr_s: float | None = None
     duration_s: float = Field(ge=0)
     analysis_ms: float = Field(ge=0)
+    # Clinical depth (issue 5); optional so older phones stay valid. Each interval with the beats it rests on.
+    rhythm_confidence: float | None = Field(None, ge=0, le=1)
+    pr_ms: float | None = None
+    pr_beats: int | None = None
+    qrs_ms: float | None = None
+    qrs_beats: int | None = None
+    qt_ms: float | None = None
+    qt_beats: int | None = None
+    qtc_bazett_ms: float | None = None
+    qtc_fridericia_ms: float | None = None
+    pauses: int | None = Field(None, ge=0, description="RR intervals > 2 s")
+    ectopic_beats: int | None = Field(None, ge=0)
+    ectopic_burden: float | None = Field(None, ge=0, le=1)
+    ventricular_run_beats: int | None = Field(None, ge=0, description="Longest run of consecutive ventricular beats")
+    hrv_freq: dict[str, float] | None = Field(None, max_length=16, description="LF/HF etc. on long strips")
+    segment_quality: list[str] | None = Field(None, max_length=64, description="Per-segment quality labels")
+    notes: list[str] | None = Field(None, max_length=16)
 
 
 class AnalysisMessage(Envelope):
