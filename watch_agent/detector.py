@@ -144,15 +144,17 @@ class BaselineDetector:
         baseline = float(np.median(ref)) if len(ref) >= 8 else beat.lf_ratio
         return beat.lf_ratio >= max(self.config.wide_lf_ratio_abs, self.config.wide_lf_ratio_rel * baseline)
 
-    def _fire(self, kind: AlertKind, onset_s: float, events: list[DetectorEvent], evidence: dict[str, float]) -> None:
+    def _fire(self, kind: AlertKind, onset_s: float, events: list[DetectorEvent], evidence: dict[str, float],
+              hr_bpm: float | None = None) -> None:
+        """Raise `kind` unless in its refractory; `hr_bpm` is the episode's own rate when the rule knows it."""
         episode = self._episodes[kind]
         episode.open, episode.onset_s = True, onset_s
         if self.now_s - episode.last_fired_s < self.config.refractory_s:
             log.debug("%s reopened inside refractory; not raised", kind)
             return
         episode.last_fired_s = self.now_s
-        hr = self.heart_rate_bpm
-        events.append(DetectorEvent(kind, onset_s, self.now_s, hr, evidence))
+        hr = hr_bpm if hr_bpm is not None else self.heart_rate_bpm
+        events.append(DetectorEvent(kind, onset_s, self.now_s, None if hr is None else round(hr, 1), evidence))
         log.info("detector event %s onset=%.1fs detected=%.1fs", kind, onset_s, self.now_s)
 
     def _close(self, kind: str) -> None:
@@ -164,14 +166,14 @@ class BaselineDetector:
         last = self._beats[-1].t_s
         gap = self.now_s - self._confirm_delay_s - last
         if gap > self.config.pause_s and not self._episodes["pause"].open:
-            self._fire("pause", last, events, {"gap_s": round(gap, 3)})
+            self._fire("pause", last, events, {"pause_s": round(gap, 3)})
 
     def _on_beat(self, beat: Beat, events: list[DetectorEvent]) -> None:
         cfg = self.config
         if self._beats and not self._episodes["pause"].open:
             gap = beat.t_s - self._beats[-1].t_s
             if gap > cfg.pause_s:
-                self._fire("pause", self._beats[-1].t_s, events, {"gap_s": round(gap, 3)})
+                self._fire("pause", self._beats[-1].t_s, events, {"pause_s": round(gap, 3)})
         if self._beats:
             self._close("pause")  # a beat ends any pause
         wide = self._is_wide(beat)
@@ -197,7 +199,8 @@ class BaselineDetector:
             crossed = bpm > bpm_open if open_hi else bpm < bpm_open
             cleared = bpm < bpm_close if open_hi else bpm > bpm_close
             if not episode.open and crossed:
-                self._fire(kind, window[0].t_s, events, {"window_bpm": round(bpm, 1), "beats": float(n)})  # type: ignore[arg-type]
+                self._fire(kind, window[0].t_s, events, {"window_bpm": round(bpm, 1), "beats": float(n)},  # type: ignore[arg-type]
+                           hr_bpm=bpm)
             elif episode.open and cleared:
                 self._close(kind)
 
@@ -235,7 +238,10 @@ class BaselineDetector:
             self._close("wide_complex_run")
             return
         if self._run_len >= cfg.run_beats and not self._episodes["wide_complex_run"].open:
-            self._fire("wide_complex_run", self._run_start or beat.t_s, events, {"run_beats": float(self._run_len)})
+            run_rr = [b.rr_s for b in list(self._beats)[-(self._run_len - 1):] if b.rr_s is not None]
+            run_bpm = 60.0 / float(np.mean(run_rr)) if run_rr else None
+            self._fire("wide_complex_run", self._run_start or beat.t_s, events, {"run_beats": float(self._run_len)},
+                       hr_bpm=run_bpm)
 
 
 DetectorFactory = Callable[[float], Detector]
