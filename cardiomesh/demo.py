@@ -142,6 +142,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
 
         watcher.subscribe(topics.everything(settings.site), _observe)
         watcher.start(wait_s=10)
+        watcher.wait_subscribed(10)
         parts.append(watcher)
 
         # amqtt (the embedded broker) has no $share subscriptions: one ingest instance subscribes plainly.

@@ -110,6 +110,7 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
         transport.start(wait_s=5)
     except BrokerUnavailable as exc:
         raise DrillError(f"{exc}: is `cardiomesh demo` running?") from None
+    transport.wait_subscribed(5)  # follow every hop from the very first one
     try:
         deadline = time.monotonic() + 3.0
         with cond:

@@ -70,6 +70,9 @@ class MqttTransport:
         self._subs: list[tuple[str, Handler, int]] = []
         self._subs_lock = threading.Lock()
         self._connected = threading.Event()
+        self._suback_lock = threading.Lock()
+        self._pending_subacks: set[int] = set()
+        self._subscribed = threading.Event()
         self._ack_lock = threading.Lock()
         self._mid_to_row: dict[int, int] = {}
         self._early_acks: set[int] = set()
@@ -90,6 +93,7 @@ class MqttTransport:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, wait_s: float | None = None) -> None:
@@ -124,6 +128,10 @@ class MqttTransport:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """True once the broker acknowledged every subscription: publishing before that can miss messages."""
+        return self._subscribed.wait(timeout_s)
+
     # -- publish / subscribe ---------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         row_id = self._outbox.add(topic, payload, qos, retain) if (self._outbox is not None and qos > 0) else None
@@ -147,7 +155,21 @@ class MqttTransport:
         with self._subs_lock:
             self._subs.append((pattern, handler, qos))
         if self._connected.is_set():
-            self._client.subscribe(pattern, qos=qos)
+            self._track_subscribe(self._client, pattern, qos)
+
+    def _track_subscribe(self, client: mqtt.Client, pattern: str, qos: int) -> None:
+        with self._suback_lock:
+            self._subscribed.clear()
+            _, mid = client.subscribe(pattern, qos=qos)
+            if mid is not None:
+                self._pending_subacks.add(mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: object,
+                      properties: object) -> None:
+        with self._suback_lock:
+            self._pending_subacks.discard(mid)
+            if not self._pending_subacks:
+                self._subscribed.set()
 
     # -- paho callbacks (network thread: keep them short) ----------------------------------------
     def _on_socket_open(self, client: mqtt.Client, userdata: object, sock: object) -> None:
@@ -161,8 +183,10 @@ class MqttTransport:
             return
         with self._subs_lock:
             patterns = {p: q for p, _, q in self._subs}
+        if not patterns:
+            self._subscribed.set()
         for pattern, qos in patterns.items():
-            client.subscribe(pattern, qos=qos)
+            self._track_subscribe(client, pattern, qos)
         if self._online is not None:
             client.publish(self._online.topic, self._online.payload, qos=1, retain=True)
         self._connected.set()

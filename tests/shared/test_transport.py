@@ -91,6 +91,7 @@ def _roundtrip(host: str, port: int, unique: str, tmp_path: Path) -> None:
     sub = MqttTransport(client_id=f"sub-{unique}", host=host, port=port)
     sub.subscribe(f"cm/v1/t{unique}/#", lambda _t, p: (received.append(p), event.set()))
     sub.start(wait_s=5)
+    assert sub.wait_subscribed(5), "broker never acknowledged the subscription"
     box = Outbox(tmp_path / "pub.db")
     pub = MqttTransport(client_id=f"pub-{unique}", host=host, port=port, outbox=box)
     pub.start(wait_s=5)
