@@ -39,7 +39,7 @@ def synthetic_vt(duration_s: float, fs: float, *, rate_bpm: float = 180.0, seed:
     tachycardia; a VT drill has to look like VT.
     """
     rng = np.random.default_rng(seed)
-    n = int(round(duration_s * fs))
+    n = round(duration_s * fs)
     t = np.arange(n) / fs
     signal = np.zeros(n)
     beat_t = 0.4
