@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -89,7 +100,11 @@ class ReportJob(Base):
 
 
 class Report(Base):
-    """The rendered HTML report; at most one per episode (a re-run of the job cannot add a second)."""
+    """The rendered report (HTML + PDF + the assessment as JSON); at most one per episode.
+
+    A re-run of the job cannot add a second. `signed_at`/`signed_by` stay NULL until a clinician signs:
+    until then every rendering says "preliminary" and the FHIR status is `preliminary`.
+    """
 
     __tablename__ = "reports"
 
@@ -100,5 +115,10 @@ class Report(Base):
     level: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(index=True)
     rendered_ms: Mapped[float] = mapped_column(Float)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    assessment_json: Mapped[dict[str, Any] | None]
+    severity: Mapped[str | None] = mapped_column(String(16))
+    signed_at: Mapped[datetime | None]
+    signed_by: Mapped[str | None] = mapped_column(String(128))
 
     episode: Mapped[Episode] = relationship(back_populates="report")

@@ -10,6 +10,8 @@ from sqlalchemy import inspect, text
 from cloud_expert.db import make_engine, upgrade_to_head
 
 TABLES = {"alembic_version", "episodes", "report_jobs", "reports"}
+HEAD = "0002_report_content"
+REPORT_COLUMNS = {"pdf", "assessment_json", "severity", "signed_at", "signed_by"}
 
 
 def _concurrently(url: str, n: int = 4) -> list[BaseException]:
@@ -33,8 +35,9 @@ def _check(url: str) -> None:
     engine = make_engine(url)
     try:
         assert set(inspect(engine).get_table_names()) >= TABLES
+        assert {c["name"] for c in inspect(engine).get_columns("reports")} >= REPORT_COLUMNS
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001_initial"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
     finally:
         engine.dispose()
 
