@@ -67,6 +67,26 @@ def presence(site: str, device_id: str) -> str:
     return f"{ROOT}/{_seg(site)}/presence/{_seg(device_id)}"
 
 
+def fl_round() -> str:
+    """The current round's announcement (retained)."""
+    return f"{ROOT}/fl/round"
+
+
+def fl_model() -> str:
+    """The signed global model (retained)."""
+    return f"{ROOT}/fl/model"
+
+
+def fl_update(site: str, device_id: str) -> str:
+    """A client's (chunked) update, to its site's edge hub."""
+    return f"{ROOT}/fl/update/{_seg(site)}/{_seg(device_id)}"
+
+
+def fl_aggregate(site: str, edge_id: str) -> str:
+    """An edge hub's (chunked) sum of its clients' updates, to the cloud coordinator."""
+    return f"{ROOT}/fl/aggregate/{_seg(site)}/{_seg(edge_id)}"
+
+
 def everything(site: str = ANY) -> str:
     return f"{ROOT}/{_seg(site)}/#"
 
@@ -90,6 +110,12 @@ def parse(topic: str) -> TopicParts:
     if len(parts) < 3 or "/".join(parts[:2]) != ROOT:
         raise ValueError(f"topic outside {ROOT}: {topic!r}")
     rest = parts[2:]
+    if rest[0] == "fl":
+        if len(rest) == 2 and rest[1] in ("round", "model"):
+            return TopicParts(site="*", patient_id=None, device_id="*", kind=f"fl_{rest[1]}")
+        if len(rest) == 4 and rest[1] in ("update", "aggregate"):
+            return TopicParts(site=rest[2], patient_id=None, device_id=rest[3], kind=f"fl_{rest[1]}")
+        raise ValueError(f"unknown fl topic: {topic!r}")
     if len(rest) == 3 and rest[1] == "presence":
         return TopicParts(site=rest[0], patient_id=None, device_id=rest[2], kind="presence")
     if len(rest) == 4 and rest[3] in DEVICE_KINDS:

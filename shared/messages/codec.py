@@ -16,10 +16,12 @@ from shared.messages.clinical import (
 )
 from shared.messages.device import CommandMessage, PresenceMessage, StripMessage, VitalsMessage
 from shared.messages.envelope import Envelope
+from shared.messages.fl import AggregateMessage, ModelMessage, RoundMessage, UpdateMessage
 
 Message = Annotated[
     AlertMessage | AnalysisMessage | TriageMessage | EscalationMessage | ReportMessage | VitalsMessage
-    | PresenceMessage | CommandMessage | StripMessage,
+    | PresenceMessage | CommandMessage | StripMessage | RoundMessage | ModelMessage | UpdateMessage
+    | AggregateMessage,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)
@@ -61,4 +63,5 @@ def decode(raw: bytes, *, max_bytes: int) -> Envelope:
         raise DecodeError("invalid", f"{where}: {first.get('msg')} ({exc.error_count()} errors)") from None
 
 
-_TYPES = {"alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command", "strip"}
+_TYPES = {"alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command", "strip", "fl_round",
+          "fl_model", "fl_update", "fl_aggregate"}

@@ -51,7 +51,7 @@ class Router:
             if not isinstance(message, message_type):
                 raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {message.type}")
             parts = topics.parse(topic)
-            if check_source and parts.kind != "cmd" and (
+            if check_source and parts.kind not in ("cmd", "fl_round", "fl_model") and (
                 message.source != parts.device_id
                 or (parts.patient_id is not None and message.patient_id != parts.patient_id)
             ):

@@ -1,0 +1,99 @@
+"""Federated-learning messages: round announcements, signed global models, chunked updates, aggregates.
+
+Binary bodies (model bytes, ciphertexts, float16 deltas) travel base64-encoded in `chunk_b64`, split
+into chunks under the broker's message-size limit; each body carries its SHA-256 so a tampered or
+truncated body is rejected before it is added to anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messages.envelope import Envelope, Id
+
+Algorithm = Literal["fedavg", "fedprox"]
+Mechanism = Literal["none", "gaussian", "laplace"]
+Mode = Literal["sync", "async"]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DpConfig(_Payload):
+    mechanism: Mechanism = "none"
+    epsilon: float | None = Field(None, gt=0, description="Per-round ε of the aggregate")
+    delta: float | None = Field(None, ge=0, lt=1)
+    noise_scale: float = Field(0.0, ge=0, description="σ (Gaussian) or b (Laplace) of the aggregate noise")
+    planned_clients: int = Field(1, ge=1, description="Noise shares are sized for this many clients")
+
+
+class RoundPayload(_Payload):
+    round_id: int = Field(ge=0)
+    model_version: int = Field(ge=0, description="The global model clients must train from")
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    mode: Mode = "sync"
+    algorithm: Algorithm = "fedavg"
+    mu: float = Field(0.0, ge=0, description="FedProx proximal weight")
+    epochs: int = Field(5, ge=1, le=100)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: float = Field(0.001, gt=0, le=1)
+    max_beats: int | None = Field(None, ge=1, description="Cap on local training beats per round")
+    clip_norm: float = Field(gt=0)
+    dp: DpConfig = DpConfig()
+    encrypt: bool = True
+    public_key_b64: str | None = Field(None, max_length=4096)
+    quant_bits: int = Field(16, ge=4, le=32)
+    max_clients: int = Field(64, ge=1, description="Headroom of the packed sum (BatchCrypt)")
+    min_clients: int = Field(2, ge=1, description="k: fewer reports and nothing is decrypted")
+    deadline: datetime
+    chunk_bytes: int = Field(64 * 1024, ge=1024)
+
+
+class RoundMessage(Envelope):
+    type: Literal["fl_round"] = "fl_round"
+    payload: RoundPayload
+
+
+class ModelPayload(_Payload):
+    """A signed global model, published retained; devices refuse unsigned, wrongly signed or stale ones."""
+
+    version: int = Field(ge=0)
+    round_id: int = Field(ge=-1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signature_b64: str = Field(max_length=256)
+    model_b64: str = Field(max_length=2_000_000)
+
+
+class ModelMessage(Envelope):
+    type: Literal["fl_model"] = "fl_model"
+    payload: ModelPayload
+
+
+class ChunkPayload(_Payload):
+    """One chunk of a client update (watch → edge) or of an edge aggregate (edge → cloud)."""
+
+    round_id: int = Field(ge=0)
+    base_version: int = Field(ge=0)
+    chunk_index: int = Field(ge=0)
+    chunk_count: int = Field(ge=1, le=4096)
+    body_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    body_bytes: int = Field(ge=0, le=64 * 1024 * 1024)
+    encrypted: bool
+    clients: int = Field(1, ge=1, description="Client updates summed into this body (1 for a client update)")
+    contributors: list[Id] = Field(default_factory=list, max_length=4096)
+    samples: int = Field(0, ge=0, description="Training beats behind this update (sum for an aggregate)")
+    chunk_b64: str = Field(max_length=400_000)
+
+
+class UpdateMessage(Envelope):
+    type: Literal["fl_update"] = "fl_update"
+    payload: ChunkPayload
+
+
+class AggregateMessage(Envelope):
+    type: Literal["fl_aggregate"] = "fl_aggregate"
+    payload: ChunkPayload
