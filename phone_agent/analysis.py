@@ -1,8 +1,11 @@
-"""The phone's local ECG analysis of an alert strip (neurokit2 underneath; `fs` always explicit).
+"""The phone's local ECG analysis of a strip, to clinical depth (neurokit2 underneath; `fs` always explicit).
 
-Steps: sanity checks (length, flat line) → clean → R-peaks → quality (template correlation) → rate,
-RR statistics and time-domain HRV → a rhythm label from the fixed vocabulary, or `inconclusive` when
-the signal does not support a reading. Deeper analysis (intervals, delineation) comes later.
+Pipeline: sanity checks (length, finite, lead off) → resample to 250 Hz (every rule then works in one
+time base, whatever the watch sent: 128–1000 Hz) → clean → beats from two independent detectors
+(neurokit2's and `StreamingQrsDetector`, whose per-beat `lf_ratio` marks ventricular beats) →
+per-segment quality from their agreement → ectopy → RR statistics, HRV → intervals by wavelet
+delineation → rhythm rules (`phone_agent.rhythm`). A strip the signal does not support gets
+`inconclusive` and says why in `notes`, never a guess.
 """
 
 from __future__ import annotations
@@ -10,34 +13,38 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import neurokit2 as nk
 import numpy as np
-from scipy.stats import kurtosis
 
+from phone_agent import rhythm as rules
+from phone_agent.ectopy import BeatFeatures, classify_ectopic
+from phone_agent.intervals import Intervals, measure_intervals, p_wave_consistency
+from phone_agent.quality import SegmentQuality, assess_segments, is_lead_off, overall_quality
+from shared.ecg.qrs import StreamingQrsDetector
+from shared.ecg.signal import Signal, resample
 from shared.messages import Rhythm
 
 log = logging.getLogger(__name__)
 
 METHOD = f"neurokit2-{nk.__version__}"
-MIN_DURATION_S = 4.0
-FLAT_PTP_MV = 0.05
-GOOD_QUALITY = 0.7
-USABLE_QUALITY = 0.45
-NOISE_KURTOSIS = 3.6  # ECG is peaky (kurtosis 4–20, lower at high rates); Gaussian noise sits at ≈ 3
-LOW_KURTOSIS = 4.5
-IRREGULAR_RATIO = 0.10  # median |ΔRR| / median RR: sinus ≈ 0.01–0.05, AF ≈ 0.15+
+ANALYSIS_FS = 250.0
+MIN_DURATION_S = 8.0
+HRV_FREQ_MIN_S = 60.0
+MATCH_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
+    """Findings on one strip. Fields named like `AnalysisPayload`'s are what goes on the bus."""
+
     quality: str  # good | acceptable | unusable
     quality_score: float
     rhythm: Rhythm
     n_beats: int
     duration_s: float
-    r_peaks: np.ndarray
+    r_peaks: np.ndarray  # sample indices at the caller's fs
     hr_bpm: float | None = None
     hr_min_bpm: float | None = None
     hr_max_bpm: float | None = None
@@ -48,89 +55,204 @@ class Analysis:
     rr_irregularity: float | None = None
     irregular: bool = False
     max_rr_s: float | None = None
-    note: str = ""
     analysis_ms: float = 0.0
+    rhythm_confidence: float | None = None
+    pr_ms: float | None = None
+    pr_beats: int | None = None
+    qrs_ms: float | None = None
+    qrs_beats: int | None = None
+    qt_ms: float | None = None
+    qt_beats: int | None = None
+    qtc_bazett_ms: float | None = None
+    qtc_fridericia_ms: float | None = None
+    pauses: int | None = None
+    ectopic_beats: int | None = None
+    ectopic_burden: float | None = None
+    ventricular_run_beats: int | None = None
+    hrv_freq: dict[str, float] | None = None
+    segment_quality: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    # local detail, not on the bus
+    ventricular: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    segments: list[SegmentQuality] = field(default_factory=list)
+    features: rules.RhythmFeatures | None = None
+    ectopy_method: str = ""
+
+    @property
+    def note(self) -> str:
+        return "; ".join(self.notes)
 
 
-def _unusable(duration_s: float, note: str, started: float) -> Analysis:
-    return Analysis(quality="unusable", quality_score=0.0, rhythm="inconclusive", n_beats=0,
-                    duration_s=duration_s, r_peaks=np.array([], dtype=int), note=note,
+def _unusable(duration_s: float, note: str, started: float, *, segments: list[str] | None = None) -> Analysis:
+    return Analysis(quality="unusable", quality_score=0.0, rhythm="inconclusive", n_beats=0, duration_s=duration_s,
+                    r_peaks=np.array([], dtype=int), rhythm_confidence=0.0, notes=[note], segment_quality=segments,
                     analysis_ms=(time.perf_counter() - started) * 1000)
 
 
-def _peakiness(cleaned: np.ndarray, fs: float) -> float:
-    """Median kurtosis over 5 s segments, filter transients at the ends dropped."""
-    core = cleaned[int(0.5 * fs): len(cleaned) - int(0.5 * fs)]
-    step = int(5 * fs)
-    values = [float(kurtosis(core[i:i + step], fisher=False)) for i in range(0, max(len(core) - step, 0) + 1, step)]
-    return float(np.median(values)) if values else 0.0
+def _nearest(sorted_a: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index into `sorted_a` of the nearest element to each value, and the distance."""
+    if len(sorted_a) == 0:
+        return np.zeros(len(values), dtype=int), np.full(len(values), np.inf)
+    idx = np.clip(np.searchsorted(sorted_a, values), 0, len(sorted_a) - 1)
+    prev = np.clip(idx - 1, 0, len(sorted_a) - 1)
+    use_prev = np.abs(sorted_a[prev] - values) < np.abs(sorted_a[idx] - values)
+    best = np.where(use_prev, prev, idx)
+    return best, np.abs(sorted_a[best] - values)
 
 
-def classify_rhythm(hr_bpm: float, irregular: bool) -> Rhythm:
-    if irregular:
-        return "af"
-    if hr_bpm > 150:
-        return "svt"
-    if hr_bpm > 100:
-        return "sinus_tachycardia"
-    if hr_bpm < 50:
-        return "sinus_bradycardia"
-    return "sinus"
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end-exclusive) of each run of True."""
+    out: list[tuple[int, int]] = []
+    start = None
+    for i, f in enumerate(flags):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, len(flags)))
+    return out
 
 
-def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
-    """Analyse one single-lead strip. Never raises on bad signal: it says `unusable` instead."""
-    started = time.perf_counter()
-    signal = np.asarray(samples_mv, dtype=np.float64)
-    if fs <= 0:
-        raise ValueError(f"sampling rate must be positive, got {fs}")
-    duration_s = len(signal) / fs
-    if duration_s < MIN_DURATION_S:
-        return _unusable(duration_s, f"strip too short ({duration_s:.1f} s < {MIN_DURATION_S:.0f} s)", started)
-    if not np.all(np.isfinite(signal)):
-        return _unusable(duration_s, "non-finite samples", started)
-    if np.ptp(signal) < FLAT_PTP_MV:
-        return _unusable(duration_s, "flat signal (lead off or asystole): needs review", started)
+def _hrv_frequency(nn_ms: np.ndarray, nn_t_s: np.ndarray) -> dict[str, float] | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            cleaned = nk.ecg_clean(signal, sampling_rate=fs)
-            peakiness = _peakiness(cleaned, fs)
-            _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, correct_artifacts=False)
-            peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
-        except Exception as exc:  # neurokit raises assorted errors on pathological input
-            log.info("peak detection failed", extra={"error": str(exc)[:200]})
-            return _unusable(duration_s, "no beats could be found", started)
-        if len(peaks) < 3:
-            return _unusable(duration_s, f"only {len(peaks)} beats found", started)
-        try:
-            quality_score = float(np.nanmean(nk.ecg_quality(cleaned, rpeaks=peaks, sampling_rate=fs)))
-        except Exception:
-            quality_score = 0.0
-    quality_score = 0.0 if not np.isfinite(quality_score) else max(0.0, min(1.0, quality_score))
-    if not peakiness >= NOISE_KURTOSIS or (peakiness < LOW_KURTOSIS and quality_score < 0.6):
-        quality_score = min(quality_score, USABLE_QUALITY / 2)  # noise-like: beats found in it are not beats
-    quality = "good" if quality_score >= GOOD_QUALITY else "acceptable" if quality_score >= USABLE_QUALITY \
-        else "unusable"
+            table = nk.hrv_frequency({"RRI": nn_ms, "RRI_Time": nn_t_s}, sampling_rate=1000)
+        except Exception as exc:
+            log.info("frequency-domain HRV failed", extra={"error": str(exc)[:200]})
+            return None
+    out: dict[str, float] = {}
+    for key, column in (("lf", "HRV_LF"), ("hf", "HRV_HF"), ("lf_hf", "HRV_LFHF"), ("lf_nu", "HRV_LFn"),
+                        ("hf_nu", "HRV_HFn"), ("total_power", "HRV_TP")):
+        value = float(table[column].iloc[0]) if column in table else float("nan")
+        if np.isfinite(value):
+            out[key] = round(value, 4)
+    return out or None
 
-    rr_s = np.diff(peaks) / fs
-    rr_ms = rr_s * 1000
-    inst_hr = 60.0 / rr_s
-    median_rr = float(np.median(rr_s))
-    irregularity = float(np.median(np.abs(np.diff(rr_s))) / median_rr) if len(rr_s) >= 3 else 0.0
-    irregular = len(rr_s) >= 8 and irregularity > IRREGULAR_RATIO
-    hr = 60.0 / float(np.mean(rr_s))
-    diffs = np.diff(rr_ms)
-    rhythm: Rhythm = classify_rhythm(hr, irregular) if quality != "unusable" else "inconclusive"
+
+def _detect(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cleaned, neurokit peaks, streaming-detector samples, streaming lf_ratios)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cleaned = np.asarray(nk.ecg_clean(x, sampling_rate=fs), dtype=float)
+        try:
+            _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, correct_artifacts=False)
+            peaks = np.unique(np.asarray(info["ECG_R_Peaks"], dtype=int))
+        except Exception as exc:  # neurokit raises assorted errors on pathological input
+            log.info("neurokit peak detection failed", extra={"error": str(exc)[:200]})
+            peaks = np.array([], dtype=int)
+    detector = StreamingQrsDetector(fs)
+    flush = np.full(int(1.0 * fs), x[-1])  # the detector judges peaks with a look-ahead: flush the end
+    beats = [b for b in detector.feed(np.concatenate([x, flush])) if b.sample < len(x)]
+    sq = np.array([b.sample for b in beats], dtype=int)
+    lf = np.array([np.nan if b.lf_ratio is None else b.lf_ratio for b in beats], dtype=float)
+    return cleaned, peaks, sq, lf
+
+
+def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
+    """Analyse one single-lead strip (mV at `fs` Hz). Never raises on bad signal: it says `unusable` instead."""
+    started = time.perf_counter()
+    if not fs > 0:
+        raise ValueError(f"sampling rate must be positive, got {fs}")
+    raw = np.asarray(samples_mv, dtype=np.float64).ravel()
+    duration_s = len(raw) / fs
+    if duration_s < MIN_DURATION_S:
+        return _unusable(duration_s, f"strip too short ({duration_s:.1f} s < {MIN_DURATION_S:.0f} s)", started)
+    if not np.all(np.isfinite(raw)):
+        return _unusable(duration_s, "non-finite samples", started)
+    if is_lead_off(raw):
+        return _unusable(duration_s, "flat line: lead off (or asystole with a dead lead) — check the patient",
+                         started)
+    x = resample(Signal(raw, float(fs), "strip", "strip"), ANALYSIS_FS).samples_mv
+    afs = ANALYSIS_FS
+    cleaned, peaks, sq, sq_lf = _detect(x, afs)
+    segments = assess_segments(x, cleaned, afs, peaks, sq)
+    quality, quality_score = overall_quality(segments)
+    labels = [s.label for s in segments]
+    notes: list[str] = []
+
+    # per-beat ventricular flags from the matched streaming-detector beat's lf_ratio
+    idx, dist = _nearest(sq, peaks)
+    lf = np.where(dist <= MATCH_S * afs, sq_lf[idx] if len(sq) else np.nan, np.nan)
+    rr_prev = np.concatenate([[np.nan], np.diff(peaks) / afs]) if len(peaks) else np.zeros(0)
+    ventricular, ectopy_method = classify_ectopic(BeatFeatures(peaks, afs, lf, rr_prev))
+    seg_of = np.minimum((peaks / afs / (duration_s / len(segments))).astype(int), len(segments) - 1)
+    readable = np.array([labels[k] != "unusable" for k in seg_of], dtype=bool)
+
+    # organised activity, VF, asystole: judged before the quality gate (VF looks like noise to it)
+    organised = any(s.label == "usable" and s.bsqi >= 0.9 for s in segments)
+    band = x - np.convolve(x, np.ones(int(0.5 * afs)) / int(0.5 * afs), mode="same")
+    vf_hz, vf_conc = rules.dominant_frequency(band, afs)
+    edges = np.concatenate([[0], peaks, [len(x)]]) / afs
+    gaps = np.diff(edges)
+    asystole_s = 0.0
+    for g0, g in zip(edges[:-1], gaps, strict=True):
+        lo, hi = int(g0 * afs), int((g0 + g) * afs)
+        quiet = not np.any((sq > lo + 0.2 * afs) & (sq < hi - 0.2 * afs))  # neither detector saw a QRS
+        if g > asystole_s and quiet and not is_lead_off(x[lo:hi]) and np.ptp(x[lo:hi]) < 1.0:
+            asystole_s = float(g)
+
+    n = len(peaks)
+    rr = np.diff(peaks) / afs if n >= 2 else np.zeros(0)
+    # NN: both ends conducted beats in readable segments
+    nn_mask = (~ventricular[1:] & ~ventricular[:-1] & readable[1:] & readable[:-1]) if n >= 2 else np.zeros(0, bool)
+    nn = rr[nn_mask]
+    nrmssd, drr, sampen, tpr = rules.irregularity(nn)
+    conducted = ~ventricular & readable
+    p_cons = p_wave_consistency(cleaned, afs, peaks, conducted)
+    intervals = measure_intervals(cleaned, afs, peaks, conducted, rr_prev) if quality != "unusable" else Intervals()
+
+    runs = [(a, b) for a, b in _runs(ventricular) if b - a >= rules.VT_MIN_RUN]
+    fast_runs = [(a, b) for a, b in runs if 60.0 / float(np.median(rr[a:b - 1])) >= rules.VT_RATE_BPM]
+    longest_any = max((b - a for a, b in _runs(ventricular)), default=0)
+    longest = max(fast_runs, key=lambda r: r[1] - r[0], default=None)
+    run_beats = 0 if longest is None else longest[1] - longest[0]
+    run_s = 0.0 if longest is None else float((peaks[longest[1] - 1] - peaks[longest[0]]) / afs)
+
+    usable_rr = rr[readable[1:] & readable[:-1]] if n >= 2 else rr
+    hr = 60.0 / float(np.mean(usable_rr)) if len(usable_rr) else None
+    features = rules.RhythmFeatures(
+        hr_bpm=hr, n_beats=n, n_nn=len(nn), nrmssd=nrmssd, drr=drr, sampen=sampen, tpr=tpr, p_consistency=p_cons,
+        qrs_ms=intervals.qrs_ms, quality=quality, longest_vt_run=run_beats, vt_run_s=run_s, duration_s=duration_s,
+        vf_frequency_hz=vf_hz, vf_concentration=vf_conc, organised=organised, asystole_s=asystole_s,
+    )
+    label, confidence, rule_notes = rules.classify(features)
+    notes += rule_notes
+    if quality != "good":
+        notes.append(f"quality {quality}: {labels.count('unusable')} of {len(labels)} segments unusable")
+
+    pauses = int(np.sum(rr > rules.PAUSE_S))
+    hrv_freq = None
+    if len(nn) >= 4:
+        if duration_s >= HRV_FREQ_MIN_S:
+            t_nn = peaks[1:][nn_mask] / afs
+            hrv_freq = _hrv_frequency(nn * 1000, t_nn)
+        else:
+            notes.append(f"frequency-domain HRV needs ≥ {HRV_FREQ_MIN_S:.0f} s (strip is {duration_s:.0f} s)")
+    smooth_hr = 60.0 / np.convolve(usable_rr, np.ones(5) / 5, mode="valid") if len(usable_rr) >= 5 else \
+        (60.0 / usable_rr if len(usable_rr) else np.zeros(0))
+    d_nn = np.diff(nn * 1000)
+    ectopic = int(np.sum(ventricular))
     return Analysis(
-        quality=quality, quality_score=round(quality_score, 3), rhythm=rhythm, n_beats=len(peaks),
-        duration_s=duration_s, r_peaks=peaks, hr_bpm=round(hr, 1),
-        hr_min_bpm=round(float(inst_hr.min()), 1), hr_max_bpm=round(float(inst_hr.max()), 1),
-        rr_mean_ms=round(float(rr_ms.mean()), 1),
-        sdnn_ms=round(float(np.std(rr_ms, ddof=1)), 1) if len(rr_ms) >= 2 else None,
-        rmssd_ms=round(float(np.sqrt(np.mean(diffs**2))), 1) if len(diffs) else None,
-        pnn50=round(float(np.mean(np.abs(diffs) > 50)), 3) if len(diffs) else None,
-        rr_irregularity=round(irregularity, 4), irregular=irregular, max_rr_s=round(float(rr_s.max()), 3),
-        note="" if quality != "unusable" else "signal quality too poor for a rhythm reading",
+        quality=quality, quality_score=quality_score, rhythm=label, n_beats=n, duration_s=duration_s,
+        r_peaks=np.round(peaks * fs / afs).astype(int),
+        hr_bpm=None if hr is None else round(hr, 1),
+        hr_min_bpm=round(float(smooth_hr.min()), 1) if len(smooth_hr) else None,
+        hr_max_bpm=round(float(smooth_hr.max()), 1) if len(smooth_hr) else None,
+        rr_mean_ms=round(float(np.mean(usable_rr)) * 1000, 1) if len(usable_rr) else None,
+        sdnn_ms=round(float(np.std(nn * 1000, ddof=1)), 1) if len(nn) >= 2 else None,
+        rmssd_ms=round(float(np.sqrt(np.mean(d_nn**2))), 1) if len(d_nn) else None,
+        pnn50=round(float(np.mean(np.abs(d_nn) > 50)), 3) if len(d_nn) else None,
+        rr_irregularity=drr, irregular=rules.af_votes(features) >= rules.AF_VOTES and len(nn) >= rules.MIN_NN_FOR_AF,
+        max_rr_s=round(float(rr.max()), 3) if len(rr) else None,
+        rhythm_confidence=confidence,
+        pr_ms=intervals.pr_ms, pr_beats=intervals.pr_beats, qrs_ms=intervals.qrs_ms, qrs_beats=intervals.qrs_beats,
+        qt_ms=intervals.qt_ms, qt_beats=intervals.qt_beats, qtc_bazett_ms=intervals.qtc_bazett_ms,
+        qtc_fridericia_ms=intervals.qtc_fridericia_ms,
+        pauses=pauses, ectopic_beats=ectopic, ectopic_burden=round(ectopic / n, 4) if n else None,
+        ventricular_run_beats=int(longest_any), hrv_freq=hrv_freq, segment_quality=labels, notes=notes[:16],
+        ventricular=ventricular, segments=segments, features=features, ectopy_method=ectopy_method,
         analysis_ms=(time.perf_counter() - started) * 1000,
     )

@@ -1,0 +1,123 @@
+"""Signal quality of a strip, per segment: can the beats found in it be trusted?
+
+Two independent QRS detectors (neurokit2's and the repo's streaming Pan–Tompkins) agree on real
+beats and disagree on noise, so their agreement (bSQI, Li et al. 2008) is the core score. Flat or
+clipped stretches (lead off, amplifier saturation) and noise-like amplitude statistics (kurtosis near
+Gaussian) are checked apart, because both detectors can agree on nothing, or on the same artefact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import kurtosis
+
+SEGMENT_S = 5.0
+MAX_SEGMENTS = 64  # the payload carries at most 64 labels: longer strips get longer segments
+MATCH_S = 0.1  # two detections of one QRS lie within 100 ms of each other
+LEAD_OFF_STD_MV = 0.005  # a connected lead always shows some baseline activity; a digital flat line does not
+SATURATION_FRACTION = 0.08  # this share of samples pinned at the extremes → clipped (amplifier saturation)
+NOISE_KURTOSIS = 4.0  # ECG is peaky (kurtosis 5–30); Gaussian noise sits at 3, slow motion artefact lower
+USABLE_BSQI = 0.9
+NOISY_BSQI = 0.7
+MAX_RATE_BPM = 300.0
+
+SegmentLabel = str  # usable | noisy | unusable
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentQuality:
+    start_s: float
+    end_s: float
+    label: SegmentLabel
+    score: float
+    bsqi: float
+    kurtosis: float
+    lead_off: bool
+    saturated: bool
+
+
+def segment_length_s(duration_s: float) -> float:
+    """5 s segments, longer when the strip would need more than MAX_SEGMENTS of them."""
+    return max(SEGMENT_S, math.ceil(duration_s / MAX_SEGMENTS))
+
+
+def bsqi(a_s: np.ndarray, b_s: np.ndarray, tolerance_s: float = MATCH_S) -> float:
+    """Agreement of two beat lists (times in s): matched / (|a| + |b| − matched); 1 when both are empty."""
+    if len(a_s) == 0 and len(b_s) == 0:
+        return 1.0
+    if len(a_s) == 0 or len(b_s) == 0:
+        return 0.0
+    idx = np.clip(np.searchsorted(b_s, a_s), 1, len(b_s) - 1) if len(b_s) > 1 else np.zeros(len(a_s), dtype=int)
+    nearest = np.minimum(np.abs(b_s[idx] - a_s), np.abs(b_s[np.maximum(idx - 1, 0)] - a_s))
+    matched = int(np.sum(nearest <= tolerance_s))
+    return matched / (len(a_s) + len(b_s) - matched)
+
+
+def is_lead_off(raw_mv: np.ndarray) -> bool:
+    return bool(np.std(raw_mv) < LEAD_OFF_STD_MV)
+
+
+def is_saturated(raw_mv: np.ndarray) -> bool:
+    """Clipping pins many samples at exactly the same extreme value."""
+    if len(raw_mv) == 0:
+        return False
+    top, bottom = np.max(raw_mv), np.min(raw_mv)
+    span = top - bottom
+    if span <= 0:
+        return False
+    pinned = np.mean(raw_mv >= top - 1e-3 * span) + np.mean(raw_mv <= bottom + 1e-3 * span)
+    return bool(pinned > SATURATION_FRACTION)
+
+
+def assess_segments(raw_mv: np.ndarray, cleaned_mv: np.ndarray, fs: float, beats_a: np.ndarray,
+                    beats_b: np.ndarray) -> list[SegmentQuality]:
+    """Label each segment usable / noisy / unusable from detector agreement and amplitude statistics.
+
+    `beats_a`/`beats_b` are sample indices (at `fs`) from the two independent detectors.
+    """
+    duration = len(raw_mv) / fs
+    step = segment_length_s(duration)
+    n_segments = max(1, round(duration / step))
+    a_s, b_s = np.sort(beats_a) / fs, np.sort(beats_b) / fs
+    out: list[SegmentQuality] = []
+    for k in range(n_segments):
+        t0 = k * duration / n_segments
+        t1 = (k + 1) * duration / n_segments
+        lo, hi = int(t0 * fs), int(t1 * fs)
+        raw, clean = raw_mv[lo:hi], cleaned_mv[lo:hi]
+        lead_off, saturated = is_lead_off(raw), is_saturated(raw)
+        in_a = a_s[(a_s >= t0) & (a_s < t1)]
+        in_b = b_s[(b_s >= t0) & (b_s < t1)]
+        agreement = bsqi(in_a, in_b)
+        kurt = float(kurtosis(clean, fisher=False)) if np.std(clean) > 0 else 0.0
+        too_fast = len(in_a) > (t1 - t0) * MAX_RATE_BPM / 60
+        score = agreement * min(1.0, max(0.0, (kurt - 3.0) / (NOISE_KURTOSIS + 1.0 - 3.0)))
+        if lead_off or saturated or too_fast or agreement < NOISY_BSQI or kurt < NOISE_KURTOSIS - 0.5:
+            label, score = "unusable", min(score, 0.3)
+        elif agreement < USABLE_BSQI or kurt < NOISE_KURTOSIS:
+            label = "noisy"
+        else:
+            label = "usable"
+        if lead_off:
+            score = 0.0
+        out.append(SegmentQuality(round(t0, 3), round(t1, 3), label, round(score, 3), round(agreement, 3),
+                                  round(kurt, 2), lead_off, saturated))
+    return out
+
+
+def overall_quality(segments: list[SegmentQuality]) -> tuple[str, float]:
+    """good: ≥ 80 % usable; acceptable: ≥ 50 % usable or noisy and most of it not unusable; else unusable."""
+    if not segments:
+        return "unusable", 0.0
+    labels = [s.label for s in segments]
+    usable = labels.count("usable") / len(labels)
+    readable = (labels.count("usable") + labels.count("noisy")) / len(labels)
+    score = float(np.mean([s.score for s in segments]))
+    if usable >= 0.8:
+        return "good", round(max(score, 0.7), 3)
+    if readable >= 0.6:
+        return "acceptable", round(min(max(score, 0.45), 0.69), 3)
+    return "unusable", round(min(score, 0.44), 3)
