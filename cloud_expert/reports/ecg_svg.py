@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,7 +21,7 @@ POINTS_PER_MM = 4
 _CAL_MM = 5.0  # width reserved at the left of each row for the 1 mV calibration pulse
 
 
-def _downsample(t_s: np.ndarray, y: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
+def downsample_minmax(t_s: np.ndarray, y: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of each column, in time order, when there are more samples than columns."""
     if len(y) <= 2 * columns:
         return t_s, y
@@ -47,8 +48,12 @@ def _window(n: int, fs: float, event_s: float) -> tuple[int, int]:
     return start, start + max_n
 
 
-def strip_svg(signal_mv: np.ndarray, *, fs: float, event_s: float | None = None, label: str = "") -> str:
-    """Render `signal_mv` (millivolts, sampled at `fs` Hz) as SVG; a red marker at `event_s` seconds."""
+def strip_svg(
+    signal_mv: np.ndarray, *, fs: float, event_s: float | None = None, label: str = "",
+    beats_s: Sequence[float] = (),
+) -> str:
+    """Render `signal_mv` (millivolts, sampled at `fs` Hz) as SVG; a red marker at `event_s` seconds and a
+    blue tick above each R peak in `beats_s` (seconds from the first sample)."""
     if fs <= 0:
         raise ValueError("fs must be positive")
     y_all = np.nan_to_num(np.asarray(signal_mv, dtype=np.float64))
@@ -88,13 +93,20 @@ def strip_svg(signal_mv: np.ndarray, *, fs: float, event_s: float | None = None,
                      'fill="none" stroke="#000" stroke-width="0.25"/>')
         rel = t_all - t_all[0] if len(t_all) else t_all
         mask = (rel >= r0) & (rel < r1)
-        t_row, y_row = _downsample(rel[mask] - r0, y_all[mask], int(ROW_SECONDS * MM_PER_S * POINTS_PER_MM))
+        t_row, y_row = downsample_minmax(rel[mask] - r0, y_all[mask], int(ROW_SECONDS * MM_PER_S * POINTS_PER_MM))
         if len(y_row):
             xs = _CAL_MM + t_row * MM_PER_S
             ys = mid - (y_row - centre_mv) * MM_PER_MV
             points = " ".join(f"{x:.2f},{y:.2f}" for x, y in zip(xs, ys, strict=True))
             parts.append(f'<polyline class="trace" points="{points}" fill="none" stroke="#111" '
                          'stroke-width="0.3" stroke-linejoin="round"/>')
+        if len(t_all):
+            for beat in beats_s:
+                rel_b = beat - t_all[0]
+                if r0 <= rel_b < r1:
+                    xb = _CAL_MM + (rel_b - r0) * MM_PER_S
+                    parts.append(f'<path class="beat" d="M {xb:.2f} {row * row_h + 1:.2f} v 2" stroke="#1f5fbf" '
+                                 'stroke-width="0.4"/>')
         if event_s is not None and len(t_all):
             ev = event_s - t_all[0]
             if r0 <= ev < r1:

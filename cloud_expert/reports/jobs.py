@@ -7,6 +7,7 @@ job returns at once, and the unique report-per-episode constraint makes a concur
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_expert.db.models import Episode, Report, ReportJob
 from cloud_expert.db.upsert import insert_ignoring_conflicts
-from cloud_expert.reports.render import ReportInput, render_report_html
+from cloud_expert.reports.history import load_history
+from cloud_expert.reports.render import ReportInput, render_report
 from shared.messages import new_id
 
 log = logging.getLogger(__name__)
@@ -28,13 +30,24 @@ TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OperationalError,)
 
 JobOutcome = Literal["done", "already_done", "missing", "failed"]
 
+#: TEST-ONLY: seconds to sleep inside rendering, so an integration test can SIGKILL a worker mid-report.
+TEST_DELAY_ENV = "CARDIOMESH_TEST_REPORT_DELAY_S"
 
-def report_input(episode: Episode, *, report_id: str, created_at: datetime) -> ReportInput:
+
+def _test_delay(extra: dict[str, str]) -> None:
+    delay = float(os.environ.get(TEST_DELAY_ENV) or 0)
+    if delay > 0:
+        log.warning("test-only report delay", extra={**extra, "delay_s": delay})
+        time.sleep(delay)
+
+
+def report_input(session: Session, episode: Episode, *, report_id: str, created_at: datetime) -> ReportInput:
+    """The episode as plain data, with the patient's earlier non-drill episodes (the rules compare against them)."""
     return ReportInput.from_json(
         report_id=report_id, site=episode.site, patient_id=episode.patient_id, level=episode.level,
         drill=episode.drill, trace_id=episode.trace_id, alert_json=episode.alert_json,
         analysis_json=episode.analysis_json, triage_json=episode.triage_json, hops_json=episode.hops_json,
-        created_at=created_at,
+        created_at=created_at, history=tuple(load_history(session, episode)),
     )
 
 
@@ -62,7 +75,10 @@ def run_report_job(sessions: sessionmaker[Session], job_id: str, *, now: Callabl
         report_id, created_at = new_id(), now()
         started = time.perf_counter()
         try:
-            html = render_report_html(report_input(episode, report_id=report_id, created_at=created_at))
+            data = report_input(session, episode, report_id=report_id, created_at=created_at)
+            session.commit()  # end the read transaction: rendering holds no DB snapshot or lock
+            _test_delay(extra)
+            rendered = render_report(data)
         except Exception as exc:  # a rendering bug: record it on the job (the sweeper retries a few times)
             job.status, job.finished_at, job.error = "failed", now(), f"{type(exc).__name__}: {exc}"[:2000]
             session.commit()
@@ -70,10 +86,13 @@ def run_report_job(sessions: sessionmaker[Session], job_id: str, *, now: Callabl
             return "failed"
         rendered_ms = (time.perf_counter() - started) * 1000.0
         inserted = insert_ignoring_conflicts(session, Report, {
-            "id": report_id, "episode_id": episode.id, "html": html, "drill": episode.drill,
-            "level": episode.level, "created_at": created_at, "rendered_ms": rendered_ms,
+            "id": report_id, "episode_id": episode.id, "html": rendered.html, "drill": episode.drill,
+            "level": episode.level, "created_at": created_at, "rendered_ms": rendered_ms, "pdf": rendered.pdf,
+            "assessment_json": rendered.assessment_json, "severity": rendered.severity,
+            "signed_at": None, "signed_by": None,
         })
         _finish(session, job, now())
         log.info("report stored" if inserted else "report existed already",
-                 extra={**extra, "report_id": report_id, "rendered_ms": round(rendered_ms, 1)})
+                 extra={**extra, "report_id": report_id, "rendered_ms": round(rendered_ms, 1),
+                        "severity": rendered.severity})
         return "done" if inserted else "already_done"

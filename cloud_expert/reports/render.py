@@ -1,8 +1,12 @@
-"""The first (preliminary) HTML report of an episode: pure, plain data in, one HTML string out."""
+"""A report from plain data: the assessment (rules), the HTML page and the PDF. Pure: no DB, no clock.
+
+`render_report` computes the view once (R peaks, measurements, rules) and renders both documents from it,
+so the HTML, the PDF, the stored assessment JSON and the FHIR export always say the same thing.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -10,13 +14,16 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from cloud_expert.reports.beats import BeatMarks, detect_r_peaks
 from cloud_expert.reports.ecg_svg import strip_svg
+from cloud_expert.reports.measurements import Measurements, measurements_from
+from cloud_expert.reports.rules import Assessment, PastEpisode, assess
 from shared.messages import AlertMessage, AnalysisMessage, Hop, TriagePayload
 
 
 @dataclass(frozen=True, slots=True)
 class ReportInput:
-    """Everything a report shows; built from a stored episode, free of DB types."""
+    """Everything a report shows; built from a stored episode and its patient's history, free of DB types."""
 
     report_id: str
     site: str
@@ -29,12 +36,15 @@ class ReportInput:
     triage: TriagePayload
     hops: list[Hop]
     created_at: datetime
+    history: tuple[PastEpisode, ...] = field(default=())
+    signed_at: datetime | None = None
+    signed_by: str | None = None
 
     @classmethod
     def from_json(
         cls, *, report_id: str, site: str, patient_id: str, level: str, drill: bool, trace_id: str,
         alert_json: dict[str, Any], analysis_json: dict[str, Any] | None, triage_json: dict[str, Any],
-        hops_json: list[dict[str, Any]], created_at: datetime,
+        hops_json: list[dict[str, Any]], created_at: datetime, history: tuple[PastEpisode, ...] = (),
     ) -> ReportInput:
         """Rebuild the typed messages from the JSON an episode row keeps verbatim."""
         return cls(
@@ -43,8 +53,45 @@ class ReportInput:
             analysis=AnalysisMessage.model_validate(analysis_json) if analysis_json else None,
             triage=TriagePayload.model_validate(triage_json),
             hops=[Hop.model_validate(h) for h in hops_json],
-            created_at=created_at,
+            created_at=created_at, history=history,
         )
+
+    @property
+    def pdf_url(self) -> str:
+        return f"/reports/{self.report_id}.pdf"
+
+    @property
+    def fhir_url(self) -> str:
+        return f"/fhir/DiagnosticReport/{self.report_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportView:
+    """The input plus what the cloud derived from it (R peaks, merged measurements, the rules' assessment)."""
+
+    data: ReportInput
+    beats: BeatMarks
+    assessment: Assessment
+
+    @property
+    def measurements(self) -> Measurements:
+        return self.assessment.measurements
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedReport:
+    html: str
+    pdf: bytes
+    assessment_json: dict[str, Any]
+    severity: str
+
+
+def build_view(data: ReportInput) -> ReportView:
+    """R peaks at the strip's own rate, measurements from all sources, and the rules with the history."""
+    strip = data.alert.payload.strip
+    beats = detect_r_peaks(strip.to_mv(), fs=strip.fs)
+    m = measurements_from(data.alert.payload, data.analysis.payload if data.analysis else None, beats)
+    return ReportView(data=data, beats=beats, assessment=assess(m, data.history, now=data.alert.created_at))
 
 
 @lru_cache(maxsize=1)
@@ -59,17 +106,59 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _hop_rows(alert_created: datetime, hops: list[Hop]) -> list[dict[str, Any]]:
+def hop_rows(alert_created: datetime, hops: list[Hop]) -> list[dict[str, Any]]:
     return [{"name": h.name, "source": h.source, "at": h.at.isoformat(timespec="milliseconds"),
              "ms": (h.at - alert_created).total_seconds() * 1000.0} for h in hops]
 
 
-def render_report_html(data: ReportInput) -> str:
-    """The report page: drill banner, triage, watch alert, phone findings, ECG strip, hop timeline."""
+def measurement_rows(m: Measurements) -> list[tuple[str, str, str]]:
+    """(measurement, value, source) rows shared by the HTML and the PDF; unmeasured values show as '—'."""
+
+    def v(value: float | None, unit: str, digits: int = 0) -> str:
+        return "not measured" if value is None else f"{value:.{digits}f} {unit}".strip()
+
+    rhythm = m.rhythm or "not analysed"
+    if m.rhythm_confidence is not None:
+        rhythm += f" (confidence {m.rhythm_confidence:.2f})"
+    run = "not measured" if m.ventricular_run_beats is None else (
+        f"{m.ventricular_run_beats} beats" + (f", ~{m.ventricular_run_s:.1f} s" if m.ventricular_run_s else ""))
+    return [
+        ("Heart rate", v(m.hr_bpm, "bpm"), m.hr_source or "—"),
+        ("Heart rate at alert", v(m.watch_hr_bpm, "bpm"), "watch"),
+        ("Rhythm", rhythm, "phone"),
+        ("PR interval", v(m.pr_ms, "ms"), "phone"),
+        ("QRS duration", v(m.qrs_ms, "ms"), "phone"),
+        ("QT interval", v(m.qt_ms, "ms"), "phone"),
+        ("QTc Bazett / Fridericia", f"{_num(m.qtc_bazett_ms)} / {_num(m.qtc_fridericia_ms)} ms", "phone"),
+        ("Longest RR", v(m.max_rr_s, "s", 2), "phone / watch"),
+        ("Pauses (RR > 2 s)", "not measured" if m.pauses is None else str(m.pauses), "phone"),
+        ("Longest ventricular run", run, "phone / watch"),
+        ("Ectopic burden", "not measured" if m.ectopic_burden is None else f"{m.ectopic_burden:.1%}", "phone"),
+        ("Beats marked on the strip", "—" if m.n_beats_cloud is None else str(m.n_beats_cloud), "cloud R peaks"),
+    ]
+
+
+def _html(view: ReportView) -> str:
+    data = view.data
     strip = data.alert.payload.strip
-    svg = strip_svg(strip.to_mv(), fs=strip.fs, event_s=strip.event_s, label=strip.lead)
+    svg = strip_svg(strip.to_mv(), fs=strip.fs, event_s=strip.event_s, label=strip.lead, beats_s=view.beats.r_peaks_s)
     return _env().get_template("report.html").render(
         d=data, alert=data.alert.payload, analysis=data.analysis.payload if data.analysis else None,
         triage=data.triage, strip=strip, strip_svg=Markup(svg),  # svg: numbers + escaped label
-        hops=_hop_rows(data.alert.created_at, data.hops),
+        hops=hop_rows(data.alert.created_at, data.hops), a=view.assessment,
+        rows=measurement_rows(view.measurements), h=view.assessment.history,
     )
+
+
+def render_report(data: ReportInput) -> RenderedReport:
+    """The whole report: HTML page, PDF and the assessment (for the DB, the API and FHIR)."""
+    from cloud_expert.reports.pdf import render_report_pdf  # reportlab is imported only where PDFs are made
+
+    view = build_view(data)
+    return RenderedReport(html=_html(view), pdf=render_report_pdf(view), assessment_json=view.assessment.to_json(),
+                          severity=view.assessment.severity)
+
+
+def render_report_html(data: ReportInput) -> str:
+    """The report page alone (drill banner, assessment, measurements, ECG strip with beats, hops)."""
+    return _html(build_view(data))

@@ -59,7 +59,7 @@ def test_rendering_error_is_recorded(sqlite_sessions: sessionmaker[Session], uni
     def broken(_data: object) -> str:
         raise KeyError("template bug")
 
-    monkeypatch.setattr(jobs, "render_report_html", broken)
+    monkeypatch.setattr(jobs, "render_report", broken)
     assert jobs.run_report_job(sqlite_sessions, job_id, now=utcnow) == "failed"
     with sqlite_sessions() as session:
         job = session.get(ReportJob, job_id)
