@@ -35,6 +35,9 @@ class RoundPayload(_Payload):
     round_id: int = Field(ge=0)
     model_version: int = Field(ge=0, description="The global model clients must train from")
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    params: int = Field(ge=1, le=10_000_000, description="Length of the update vector")
+    participants: list[str] = Field(default_factory=list, max_length=10_000,
+                                    description="Selected clients as 'site/device'; empty = everyone")
     mode: Mode = "sync"
     algorithm: Algorithm = "fedavg"
     mu: float = Field(0.0, ge=0, description="FedProx proximal weight")

@@ -1,0 +1,1 @@
+"""The federated-learning coordinator: announces rounds, decrypts only aggregates, signs global models."""

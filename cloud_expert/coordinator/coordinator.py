@@ -1,0 +1,203 @@
+"""Round loop of the coordinator (FedAvg / FedProx, synchronous; hierarchical over edge hubs).
+
+The coordinator owns every publish and receive (Flower's `start()` lesson); the math it applies is the
+pure functions of `shared.fl`. It decrypts only the *sum* over all edges, and only when at least
+`min_clients` updates went into it — fewer, and the round fails without decrypting anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import numpy as np
+
+from cloud_expert.coordinator.keys import CoordinatorKeys
+from shared import topics
+from shared.chunking import ChunkError, Reassembler, sha256_hex
+from shared.crypto.paillier import public_key_to_bytes
+from shared.crypto.signing import sign_model
+from shared.fl.aggregate import aggregate_mean
+from shared.fl.updates import apply_update
+from shared.fl_codec import CodecError, UpdateCodec, codec_for_round
+from shared.identity import Stamper
+from shared.messages import (
+    AggregateMessage,
+    DpConfig,
+    ModelMessage,
+    ModelPayload,
+    RoundMessage,
+    RoundPayload,
+    utcnow,
+)
+from shared.metrics import Counters
+from shared.settings import Settings
+from shared.transport import Router, Transport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """What every round announces; defaults from the issue (5 epochs, batch 32, lr 0.001, FedAvg)."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 0.001
+    algorithm: Literal["fedavg", "fedprox"] = "fedavg"
+    mu: float = 0.0
+    clip_norm: float = 1.0
+    max_beats: int | None = None
+    encrypt: bool = True
+    quant_bits: int = 16
+    max_clients: int = 64
+    min_clients: int = 2
+    round_timeout_s: float = 120.0
+    grace_s: float = 5.0
+    chunk_bytes: int = 64 * 1024
+    server_lr: float = 1.0
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    status: str  # ok | too_few | failed
+    clients: int
+    contributors: list[str]
+    seconds: float
+    aggregate_bytes: int
+    epsilon: float | None
+    delta: float | None
+    metrics: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Coordinator:
+    def __init__(self, settings: Settings, transport: Transport, *, keys: CoordinatorKeys, initial: np.ndarray,
+                 config: RoundConfig, participants: list[str], dp: DpConfig | None = None,
+                 epsilon_after: Callable[[int], float | None] | None = None,
+                 evaluate: Callable[[np.ndarray], dict[str, Any]] | None = None,
+                 counters: Counters | None = None) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.vector = np.asarray(initial, dtype=np.float32).copy()
+        self.version = 0
+        self.config = config
+        self.participants = participants
+        self.dp = dp or DpConfig()
+        self._epsilon_after = epsilon_after or (lambda _rounds: None)
+        self._evaluate = evaluate
+        self.counters = counters or Counters()
+        self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+        self.stamp = Stamper("fl-coordinator")
+        self._reassembler = Reassembler()
+        self._lock = threading.Condition()
+        self._aggregates: dict[str, tuple[bytes, int, list[str]]] = {}  # edge → (body, clients, contributors)
+        self._round_id = -1
+        self._codec: UpdateCodec | None = None
+        self.records: list[RoundRecord] = []
+
+    def start(self) -> None:
+        self.router.on(topics.fl_aggregate(topics.ANY, topics.ANY), AggregateMessage, self.on_aggregate)
+
+    # -- publishing ------------------------------------------------------------------------------
+    def publish_model(self) -> None:
+        blob = self.vector.astype("<f4").tobytes()
+        signed = sign_model(self.keys.signing, blob, version=self.version, round=max(self._round_id, 0))
+        payload = ModelPayload(version=self.version, round_id=self._round_id, sha256=signed.metadata.sha256,
+                               signature_b64=base64.b64encode(signed.signature or b"").decode(),
+                               model_b64=base64.b64encode(blob).decode())
+        self.router.publish(topics.fl_model(), ModelMessage(**self.stamp(patient_id=None), payload=payload),
+                            qos=1, retain=True)
+
+    def _announce(self, round_id: int) -> RoundPayload:
+        c = self.config
+        public = self.keys.paillier.public_key
+        spec = RoundPayload(
+            round_id=round_id, model_version=self.version,
+            model_sha256=sha256_hex(self.vector.astype("<f4").tobytes()), params=int(self.vector.size),
+            participants=self.participants, algorithm=c.algorithm,
+            mu=c.mu, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, max_beats=c.max_beats,
+            clip_norm=c.clip_norm, dp=self.dp, encrypt=c.encrypt,
+            public_key_b64=base64.b64encode(public_key_to_bytes(public)).decode() if c.encrypt else None,
+            quant_bits=c.quant_bits, max_clients=c.max_clients, min_clients=c.min_clients,
+            deadline=utcnow() + timedelta(seconds=c.round_timeout_s), chunk_bytes=c.chunk_bytes,
+        )
+        with self._lock:
+            self._round_id = round_id
+            self._aggregates.clear()
+            self._codec = codec_for_round(spec, private_key=self.keys.paillier.private_key)
+        self.router.publish(topics.fl_round(), RoundMessage(**self.stamp(patient_id=None), payload=spec),
+                            qos=1, retain=True)
+        return spec
+
+    # -- receiving -------------------------------------------------------------------------------
+    def on_aggregate(self, parts: topics.TopicParts, msg: AggregateMessage) -> None:
+        edge = f"{parts.site}/{parts.device_id}"
+        try:
+            body = self._reassembler.add(edge, msg.payload)
+        except ChunkError as exc:
+            self.counters.inc("fl.rejected_aggregate")
+            log.warning("aggregate chunk rejected", extra={"edge": edge, "why": str(exc)})
+            return
+        if body is None:
+            return
+        with self._lock:
+            if body.meta.round_id != self._round_id or body.meta.base_version != self.version:
+                self.counters.inc("fl.stale_aggregate")
+                return
+            if edge in self._aggregates:
+                self.counters.inc("fl.duplicate_aggregate")
+                return
+            self._aggregates[edge] = (body.data, body.meta.clients, list(body.meta.contributors))
+            self._lock.notify_all()
+
+    # -- the round -------------------------------------------------------------------------------
+    def run_round(self, round_id: int) -> RoundRecord:
+        started = time.perf_counter()
+        spec = self._announce(round_id)
+        expected = len(self.participants)
+        deadline = time.monotonic() + self.config.round_timeout_s + self.config.grace_s
+        with self._lock:
+            while sum(c for _, c, _ in self._aggregates.values()) < expected and time.monotonic() < deadline:
+                self._lock.wait(0.05)
+            aggregates = dict(self._aggregates)
+            codec = self._codec
+        assert codec is not None
+        clients = sum(c for _, c, _ in aggregates.values())
+        contributors = sorted(f"{edge.split('/')[0]}/{d}" for edge, (_, _, ds) in aggregates.items() for d in ds)
+        size = sum(len(b) for b, _, _ in aggregates.values())
+        epsilon = self._epsilon_after(len([r for r in self.records if r.status == "ok"]) + 1)
+        record = RoundRecord(round=round_id, status="ok", clients=clients, contributors=contributors, seconds=0.0,
+                             aggregate_bytes=size, epsilon=epsilon, delta=self.dp.delta)
+        if clients < spec.min_clients:
+            record.status, record.epsilon = "too_few", self._epsilon_after(len([r for r in self.records
+                                                                              if r.status == "ok"]))
+            log.warning("round below k: nothing decrypted", extra={"round": round_id, "clients": clients})
+        else:
+            try:
+                total = None
+                for body, _, _ in aggregates.values():
+                    total = body if total is None else codec.add_sums(total, body)
+                assert total is not None
+                mean = aggregate_mean(codec.decode_sum(total, clients), clients)
+                self.vector = apply_update(self.vector, mean, server_lr=self.config.server_lr).astype(np.float32)
+                self.version += 1
+                self.publish_model()
+            except CodecError as exc:
+                record.status = "failed"
+                log.error("aggregate could not be decoded", extra={"round": round_id, "why": str(exc)})
+        record.seconds = round(time.perf_counter() - started, 3)
+        if record.status == "ok" and self._evaluate is not None:
+            record.metrics = self._evaluate(self.vector)
+        self.records.append(record)
+        return record

@@ -1,0 +1,169 @@
+"""The watch's federated-learning client: data stays, the model moves.
+
+On a round announcement it trains the current signed global model on the wearer's own beats, then
+sends only the update: delta → L2 clip → its share of the round's DP noise → (packed, Paillier-
+encrypted) → chunks to its edge hub. Global models are installed only when signed by the coordinator
+and newer than the one it has (unsigned, wrongly signed, tampered or stale models are refused).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from shared import topics
+from shared.chunking import chunk_payloads
+from shared.crypto.signing import ModelMetadata, ModelVerificationError, SignedModel, verify_model
+from shared.fl.updates import clip_by_l2, delta
+from shared.fl_codec import UpdateCodec, codec_for_round
+from shared.identity import Stamper
+from shared.messages import DpConfig, ModelMessage, RoundMessage, RoundPayload, UpdateMessage, utcnow
+from shared.metrics import Counters
+from shared.settings import Settings
+from shared.transport import Router, Transport
+
+log = logging.getLogger(__name__)
+
+
+class Learner(Protocol):
+    """What the FL client needs of a model: load a flat parameter vector, train, hand it back."""
+
+    def load_vector(self, vector: np.ndarray) -> None: ...
+
+    def vector(self) -> np.ndarray: ...
+
+    def train(self, spec: RoundPayload, global_vector: np.ndarray) -> int:
+        """Train locally from the loaded parameters; returns the number of training examples used."""
+
+
+def noise_share(dp: DpConfig, params: int, rng: np.random.Generator) -> np.ndarray:
+    """This client's share of the aggregate noise: the shares of `planned_clients` clients sum to it.
+
+    Gaussian N(0, σ²/K) each; Laplace as Gamma(1/K, b) − Gamma(1/K, b) each, whose sum over K clients is
+    exactly Laplace(b) (infinite divisibility), so the *aggregate* meets the round's (ε, δ).
+    """
+    k = dp.planned_clients
+    if dp.mechanism == "gaussian":
+        return rng.normal(0.0, dp.noise_scale / np.sqrt(k), params)
+    if dp.mechanism == "laplace":
+        return rng.gamma(1.0 / k, dp.noise_scale, params) - rng.gamma(1.0 / k, dp.noise_scale, params)
+    return np.zeros(params)
+
+
+@dataclass(frozen=True, slots=True)
+class SentUpdate:
+    round_id: int
+    samples: int
+    bytes: int
+    train_s: float
+    encode_s: float
+    norm: float
+
+
+class FlClient:
+    def __init__(self, settings: Settings, transport: Transport, *, device_id: str, learner: Learner,
+                 verify_key: Ed25519PublicKey, counters: Counters | None = None, seed: int = 0,
+                 codec_factory: Callable[[RoundPayload], UpdateCodec] | None = None,
+                 after_install: Callable[[np.ndarray], None] | None = None) -> None:
+        self.settings = settings
+        self.device_id = device_id
+        self.learner = learner
+        self.verify_key = verify_key
+        self.counters = counters or Counters()
+        self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+        self.stamp = Stamper(device_id)
+        self._rng = np.random.default_rng(seed)
+        self._codec_factory = codec_factory or (lambda spec: codec_for_round(spec, rng=self._rng))
+        self._after_install = after_install
+        self._lock = threading.Lock()
+        self.version: int | None = None
+        self.global_vector: np.ndarray | None = None
+        self._pending: RoundPayload | None = None
+        self._done_rounds: set[int] = set()
+        self.sent: list[SentUpdate] = []
+        self.paused = False  # a test (or a flat battery) can make a client drop out
+
+    def start(self) -> None:
+        self.router.on(topics.fl_model(), ModelMessage, self.on_model)
+        self.router.on(topics.fl_round(), RoundMessage, self.on_round)
+
+    # -- model installation ----------------------------------------------------------------------
+    def on_model(self, parts: topics.TopicParts, msg: ModelMessage) -> None:
+        p = msg.payload
+        try:
+            blob = base64.b64decode(p.model_b64, validate=True)
+            signed = SignedModel(blob=blob, metadata=ModelMetadata(version=p.version, round=max(p.round_id, 0),
+                                                                   sha256=p.sha256),
+                                 signature=base64.b64decode(p.signature_b64) if p.signature_b64 else None)
+            verify_model(self.verify_key, signed, current_version=self.version)
+        except ModelVerificationError as exc:
+            self.counters.inc(f"fl.model_refused.{type(exc).__name__}")
+            log.warning("global model refused", extra={"device": self.device_id, "why": str(exc)})
+            return
+        except ValueError as exc:
+            self.counters.inc("fl.model_refused.malformed")
+            log.warning("global model refused", extra={"device": self.device_id, "why": str(exc)})
+            return
+        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        with self._lock:
+            self.version, self.global_vector = p.version, vector
+        self.learner.load_vector(vector)
+        if self._after_install is not None:
+            self._after_install(vector)
+        self.counters.inc("fl.model_installed")
+        self._maybe_train()
+
+    # -- rounds ----------------------------------------------------------------------------------
+    def on_round(self, parts: topics.TopicParts, msg: RoundMessage) -> None:
+        spec = msg.payload
+        selected = not spec.participants or f"{self.settings.site}/{self.device_id}" in spec.participants
+        if not selected:
+            return
+        with self._lock:
+            self._pending = spec
+        self._maybe_train()
+
+    def _maybe_train(self) -> None:
+        with self._lock:
+            spec = self._pending
+            if (spec is None or self.paused or spec.round_id in self._done_rounds or self.version != spec.model_version
+                    or self.global_vector is None or utcnow() >= spec.deadline):
+                return
+            self._done_rounds.add(spec.round_id)
+            global_vector = self.global_vector.copy()
+        threading.Thread(target=self._train_and_send, args=(spec, global_vector), daemon=True,
+                         name=f"fl-{self.device_id}-r{spec.round_id}").start()
+
+    def _train_and_send(self, spec: RoundPayload, global_vector: np.ndarray) -> None:
+        try:
+            self.send_update(spec, global_vector)
+        except Exception:
+            self.counters.inc("fl.client_errors")
+            log.exception("local training failed", extra={"device": self.device_id, "round": spec.round_id})
+
+    def send_update(self, spec: RoundPayload, global_vector: np.ndarray) -> SentUpdate:
+        started = time.perf_counter()
+        self.learner.load_vector(global_vector)
+        samples = self.learner.train(spec, global_vector)
+        trained = time.perf_counter()
+        clipped, norm = clip_by_l2(delta(self.learner.vector(), global_vector), spec.clip_norm)
+        noised = clipped + noise_share(spec.dp, spec.params, self._rng)
+        body = self._codec_factory(spec).encode(noised)
+        encoded = time.perf_counter()
+        for chunk in chunk_payloads(body, chunk_bytes=spec.chunk_bytes, round_id=spec.round_id,
+                                    base_version=spec.model_version, encrypted=spec.encrypt, samples=samples):
+            self.router.publish(topics.fl_update(self.settings.site, self.device_id),
+                                UpdateMessage(**self.stamp(patient_id=None), payload=chunk), qos=1)
+        self.learner.load_vector(global_vector)  # the device keeps serving the global model (or its personal head)
+        sent = SentUpdate(spec.round_id, samples, len(body), trained - started, encoded - trained, float(norm))
+        self.sent.append(sent)
+        self.counters.inc("fl.updates_sent")
+        return sent
