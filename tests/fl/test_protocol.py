@@ -73,7 +73,7 @@ def _federation(keys: CoordinatorKeys, *, clients: int = 4, encrypt: bool = True
 
 @pytest.mark.parametrize("encrypt", [False, True])
 def test_rounds_converge_to_the_federated_optimum(coordinator_keys: CoordinatorKeys, encrypt: bool) -> None:
-    bus, coordinator, edges, clients, optimum = _federation(coordinator_keys, encrypt=encrypt, sites=2)
+    _bus, coordinator, edges, clients, optimum = _federation(coordinator_keys, encrypt=encrypt, sites=2)
     for r in range(6):
         record = coordinator.run_round(r)
         assert record.status == "ok" and record.clients == 4
@@ -85,7 +85,7 @@ def test_rounds_converge_to_the_federated_optimum(coordinator_keys: CoordinatorK
 
 
 def test_duplicate_and_tampered_updates(coordinator_keys: CoordinatorKeys) -> None:
-    bus, coordinator, (edge,), clients, _ = _federation(coordinator_keys, clients=3)
+    bus, coordinator, (edge,), _clients, _ = _federation(coordinator_keys, clients=3)
     record = coordinator.run_round(0)
     assert record.clients == 3
     sent = [(t, p) for t, p, *_ in bus.published if "/fl/update/" in t]
@@ -128,7 +128,7 @@ def test_a_duplicate_update_inside_an_open_round_counts_once(coordinator_keys: C
 
 
 def test_a_dropout_does_not_stall_the_round(coordinator_keys: CoordinatorKeys) -> None:
-    bus, coordinator, edges, clients, _ = _federation(coordinator_keys, clients=4, timeout_s=1.5)
+    _bus, coordinator, _edges, clients, _ = _federation(coordinator_keys, clients=4, timeout_s=1.5)
     clients[3].paused = True
     record = coordinator.run_round(0)
     assert record.status == "ok" and record.clients == 3 and record.seconds < 10
@@ -137,7 +137,7 @@ def test_a_dropout_does_not_stall_the_round(coordinator_keys: CoordinatorKeys) -
 
 def test_fewer_than_k_clients_means_nothing_is_decrypted(coordinator_keys: CoordinatorKeys,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    bus, coordinator, edges, clients, _ = _federation(coordinator_keys, clients=3, min_clients=3, timeout_s=1.0)
+    _bus, coordinator, _edges, clients, _ = _federation(coordinator_keys, clients=3, min_clients=3, timeout_s=1.0)
     clients[0].paused = True
     decrypted: list[int] = []
     import shared.crypto.packing as packing
@@ -153,7 +153,7 @@ def test_fewer_than_k_clients_means_nothing_is_decrypted(coordinator_keys: Coord
 def test_unsigned_wrongly_signed_and_stale_models_are_refused(coordinator_keys: CoordinatorKeys) -> None:
     from shared.crypto.signing import generate_signing_key, sign_model
 
-    bus, coordinator, edges, clients, _ = _federation(coordinator_keys, clients=2)
+    bus, _coordinator, _edges, clients, _ = _federation(coordinator_keys, clients=2)
     client = clients[0]
     assert client.version == 0
     good = [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t == topics.fl_model()][-1]
@@ -174,7 +174,7 @@ def test_unsigned_wrongly_signed_and_stale_models_are_refused(coordinator_keys: 
 
 
 def test_the_edge_never_holds_the_private_key(coordinator_keys: CoordinatorKeys) -> None:
-    bus, coordinator, (edge,), clients, _ = _federation(coordinator_keys, clients=2)
+    bus, coordinator, (edge,), _clients, _ = _federation(coordinator_keys, clients=2)
     coordinator.run_round(0)
 
     def reachable(obj: object, depth: int = 0, seen: set[int] | None = None) -> bool:
