@@ -265,7 +265,7 @@ def _check_spec(public_key: PaillierPublicKey, spec: PackingSpec) -> None:
 
 
 def encrypted_vector_to_bytes(public_key: PaillierPublicKey, vector: EncryptedVector) -> bytes:
-    """Header (34 B: spec, length, count, key id) then fixed-width ciphertexts (512 B each at 2048 bits)."""
+    """Header (32 B: spec, length, count, key id) then fixed-width ciphertexts (512 B each at 2048 bits)."""
     s = vector.spec
     header = _HEADER.pack(
         _VECTOR_MAGIC, _VECTOR_VERSION, s.value_bits, s.max_clients, s.plaintext_bits, s.clip,
