@@ -126,6 +126,44 @@ def phone(
 
 
 @app.command()
+def analyze(
+    paths: Annotated[list[Path], typer.Argument(help="WFDB records (.hea/.dat/.mat or the path without "
+                                                "extension), CSV (time_s,mv or one mV column with --fs), "
+                                                "EDF files, or directories (every record in them).")],
+    fs: Annotated[float | None, typer.Option(help="Sampling rate (Hz) of single-column CSV files.", min=1)] = None,
+    start: Annotated[float, typer.Option(help="Start of the analysed window, seconds.", min=0)] = 0.0,
+    seconds: Annotated[float, typer.Option(help="Length of the analysed window, seconds.", min=1)] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record per line.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Analyse ECG files as the phone would: rhythm, quality, HR, intervals (PR, QRS, QT, QTc), ectopy.
+
+    Bad files get a one-line error on stderr and the others are still analysed; the exit code is 1 only
+    when nothing could be analysed.
+    """
+    from phone_agent.batch import analyze_paths, summary_text, to_row
+
+    _setup(verbose)
+    many = len(paths) > 1 or any(p.is_dir() for p in paths)
+
+    def _progress(i: int, path: Path) -> None:
+        if many:
+            typer.echo(f"[{i}] {path}", err=True)
+
+    analysed = 0
+    for outcome in analyze_paths(paths, fs=fs, start_s=start, seconds=seconds, progress=_progress):
+        if outcome.analysis is None:
+            typer.secho(f"error: {outcome.error}", fg=typer.colors.RED, err=True)
+            if as_json:
+                typer.echo(json.dumps(to_row(outcome)))
+            continue
+        analysed += 1
+        typer.echo(json.dumps(to_row(outcome)) if as_json else summary_text(outcome))
+    if analysed == 0:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def edge(
     edge_id: Annotated[str, typer.Option(help="This hub's id (unique per site).", envvar="CARDIOMESH_EDGE_ID")]
     = "edge-1",

@@ -44,16 +44,25 @@ def segment_length_s(duration_s: float) -> float:
     return max(SEGMENT_S, math.ceil(duration_s / MAX_SEGMENTS))
 
 
+def matched(a_s: np.ndarray, b_s: np.ndarray, tolerance_s: float = MATCH_S) -> np.ndarray:
+    """For each time in `a_s`, whether some time in sorted `b_s` lies within the tolerance."""
+    if len(a_s) == 0 or len(b_s) == 0:
+        return np.zeros(len(a_s), dtype=bool)
+    idx = np.clip(np.searchsorted(b_s, a_s), 0, len(b_s) - 1)
+    prev = np.maximum(idx - 1, 0)
+    return np.minimum(np.abs(b_s[idx] - a_s), np.abs(b_s[prev] - a_s)) <= tolerance_s
+
+
 def bsqi(a_s: np.ndarray, b_s: np.ndarray, tolerance_s: float = MATCH_S) -> float:
     """Agreement of two beat lists (times in s): matched / (|a| + |b| − matched); 1 when both are empty."""
-    if len(a_s) == 0 and len(b_s) == 0:
+    return _agreement(matched(a_s, b_s, tolerance_s), matched(b_s, a_s, tolerance_s))
+
+
+def _agreement(match_a: np.ndarray, match_b: np.ndarray) -> float:
+    if len(match_a) == 0 and len(match_b) == 0:
         return 1.0
-    if len(a_s) == 0 or len(b_s) == 0:
-        return 0.0
-    idx = np.clip(np.searchsorted(b_s, a_s), 1, len(b_s) - 1) if len(b_s) > 1 else np.zeros(len(a_s), dtype=int)
-    nearest = np.minimum(np.abs(b_s[idx] - a_s), np.abs(b_s[np.maximum(idx - 1, 0)] - a_s))
-    matched = int(np.sum(nearest <= tolerance_s))
-    return matched / (len(a_s) + len(b_s) - matched)
+    both = (int(np.sum(match_a)) + int(np.sum(match_b))) / 2
+    return float(both / (len(match_a) + len(match_b) - both))
 
 
 def is_lead_off(raw_mv: np.ndarray) -> bool:
@@ -82,6 +91,7 @@ def assess_segments(raw_mv: np.ndarray, cleaned_mv: np.ndarray, fs: float, beats
     step = segment_length_s(duration)
     n_segments = max(1, round(duration / step))
     a_s, b_s = np.sort(beats_a) / fs, np.sort(beats_b) / fs
+    match_a, match_b = matched(a_s, b_s), matched(b_s, a_s)  # over the whole strip: no edge effects
     out: list[SegmentQuality] = []
     for k in range(n_segments):
         t0 = k * duration / n_segments
@@ -89,11 +99,10 @@ def assess_segments(raw_mv: np.ndarray, cleaned_mv: np.ndarray, fs: float, beats
         lo, hi = int(t0 * fs), int(t1 * fs)
         raw, clean = raw_mv[lo:hi], cleaned_mv[lo:hi]
         lead_off, saturated = is_lead_off(raw), is_saturated(raw)
-        in_a = a_s[(a_s >= t0) & (a_s < t1)]
-        in_b = b_s[(b_s >= t0) & (b_s < t1)]
-        agreement = bsqi(in_a, in_b)
+        in_a, in_b = (a_s >= t0) & (a_s < t1), (b_s >= t0) & (b_s < t1)
+        agreement = _agreement(match_a[in_a], match_b[in_b])
         kurt = float(kurtosis(clean, fisher=False)) if np.std(clean) > 0 else 0.0
-        too_fast = len(in_a) > (t1 - t0) * MAX_RATE_BPM / 60
+        too_fast = int(np.sum(in_a)) > (t1 - t0) * MAX_RATE_BPM / 60
         score = agreement * min(1.0, max(0.0, (kurt - 3.0) / (NOISE_KURTOSIS + 1.0 - 3.0)))
         if lead_off or saturated or too_fast or agreement < NOISY_BSQI or kurt < NOISE_KURTOSIS - 0.5:
             label, score = "unusable", min(score, 0.3)
