@@ -138,5 +138,6 @@ def codec_for_round(spec: RoundPayload, *, private_key: PaillierPrivateKey | Non
     if not spec.public_key_b64:
         raise CodecError("encrypted round without a public key")
     public_key = public_key_from_bytes(base64.b64decode(spec.public_key_b64))
-    packing = packing_spec(public_key, clip=spec.clip_norm, max_clients=spec.max_clients, value_bits=spec.quant_bits)
+    packing = packing_spec(public_key, clip=spec.quant_range or spec.clip_norm, max_clients=spec.max_clients,
+                           value_bits=spec.quant_bits)
     return PackedPaillierCodec(public_key, packing, private_key=private_key, min_clients=spec.min_clients, rng=rng)

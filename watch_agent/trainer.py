@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from shared import topics
 from shared.chunking import chunk_payloads
 from shared.crypto.signing import ModelMetadata, ModelVerificationError, SignedModel, verify_model
-from shared.fl.updates import clip_by_l2, delta
+from shared.fl.noise import gaussian_share, laplace_share
+from shared.fl.updates import clip_by_l1, clip_by_l2, delta
 from shared.fl_codec import UpdateCodec, codec_for_round
 from shared.identity import Stamper
 from shared.messages import DpConfig, ModelMessage, RoundMessage, RoundPayload, UpdateMessage, utcnow
@@ -50,11 +51,10 @@ def noise_share(dp: DpConfig, params: int, rng: np.random.Generator) -> np.ndarr
     Gaussian N(0, σ²/K) each; Laplace as Gamma(1/K, b) − Gamma(1/K, b) each, whose sum over K clients is
     exactly Laplace(b) (infinite divisibility), so the *aggregate* meets the round's (ε, δ).
     """
-    k = dp.planned_clients
     if dp.mechanism == "gaussian":
-        return rng.normal(0.0, dp.noise_scale / np.sqrt(k), params)
+        return gaussian_share(params, dp.noise_scale, dp.planned_clients, rng)
     if dp.mechanism == "laplace":
-        return rng.gamma(1.0 / k, dp.noise_scale, params) - rng.gamma(1.0 / k, dp.noise_scale, params)
+        return laplace_share(params, dp.noise_scale, dp.planned_clients, rng)
     return np.zeros(params)
 
 
@@ -154,7 +154,9 @@ class FlClient:
         self.learner.load_vector(global_vector)
         samples = self.learner.train(spec, global_vector)
         trained = time.perf_counter()
-        clipped, norm = clip_by_l2(delta(self.learner.vector(), global_vector), spec.clip_norm)
+        # Laplace needs L1 sensitivity, Gaussian L2: clip in the norm the round's mechanism is calibrated for
+        clip = clip_by_l1 if spec.dp.mechanism == "laplace" else clip_by_l2
+        clipped, norm = clip(delta(self.learner.vector(), global_vector), spec.clip_norm)
         noised = clipped + noise_share(spec.dp, spec.params, self._rng)
         body = self._codec_factory(spec).encode(noised)
         encoded = time.perf_counter()

@@ -50,6 +50,7 @@ class RoundPayload(_Payload):
     encrypt: bool = True
     public_key_b64: str | None = Field(None, max_length=4096)
     quant_bits: int = Field(16, ge=4, le=32)
+    quant_range: float | None = Field(None, gt=0, description="Packing range c (values in [-c, c]); default clip_norm")
     max_clients: int = Field(64, ge=1, description="Headroom of the packed sum (BatchCrypt)")
     min_clients: int = Field(2, ge=1, description="k: fewer reports and nothing is decrypted")
     deadline: datetime
