@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_expert.db import Episode, Report, ReportJob
+from cloud_expert.reports.fhir import FhirInput
 from cloud_expert.web.schemas import AlertPublic, ReportPublic
 
 
 def report_url(report_id: str) -> str:
     return f"/reports/{report_id}"
+
+
+def pdf_url(report_id: str) -> str:
+    return f"/reports/{report_id}.pdf"
+
+
+def fhir_url(report_id: str) -> str:
+    return f"/fhir/DiagnosticReport/{report_id}"
 
 
 def list_alerts(*, session: Session, limit: int, include_drills: bool) -> list[AlertPublic]:
@@ -34,7 +45,11 @@ def list_alerts(*, session: Session, limit: int, include_drills: bool) -> list[A
 def _public(report: Report, episode: Episode) -> ReportPublic:
     return ReportPublic(report_id=report.id, alert_id=episode.id, trace_id=episode.trace_id, site=episode.site,
                         patient_id=episode.patient_id, kind=episode.kind, level=report.level, drill=report.drill,
-                        created_at=report.created_at, rendered_ms=report.rendered_ms, url=report_url(report.id))
+                        created_at=report.created_at, rendered_ms=report.rendered_ms, url=report_url(report.id),
+                        pdf_url=pdf_url(report.id) if report.severity is not None else None,
+                        fhir_url=fhir_url(report.id), severity=report.severity,
+                        status="final" if report.signed_at else "preliminary", signed_at=report.signed_at,
+                        signed_by=report.signed_by)
 
 
 def list_reports(*, session: Session, limit: int, include_drills: bool) -> list[ReportPublic]:
@@ -54,3 +69,22 @@ def get_report(*, session: Session, report_id: str) -> ReportPublic | None:
 
 def get_report_html(*, session: Session, report_id: str) -> str | None:
     return session.scalar(select(Report.html).where(Report.id == report_id))
+
+
+def get_report_pdf(*, session: Session, report_id: str) -> bytes | None:
+    """The stored PDF; None when there is no such report or it predates PDFs (migration 0002)."""
+    return session.scalar(select(Report.pdf).where(Report.id == report_id))
+
+
+def get_fhir_input(*, session: Session, report_id: str) -> FhirInput | None:
+    row = session.execute(
+        select(Report, Episode).join(Episode, Report.episode_id == Episode.id).where(Report.id == report_id)
+    ).first()
+    if row is None:
+        return None
+    report, episode = row
+    alert_time = (episode.alert_json or {}).get("created_at")
+    effective = datetime.fromisoformat(alert_time) if isinstance(alert_time, str) else episode.received_at
+    return FhirInput(report_id=report.id, patient_id=episode.patient_id, trace_id=episode.trace_id,
+                     drill=report.drill, effective_at=effective, issued_at=report.created_at,
+                     assessment=report.assessment_json or {}, signed_at=report.signed_at)

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 
 from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
-from cloud_expert.web.routes import alerts, dashboard, reports
+from cloud_expert.web.routes import alerts, dashboard, fhir, reports
 from shared.settings import Settings, get_settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -24,7 +24,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = make_engine(url)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-    for module in (alerts, reports, dashboard):
+    for module in (alerts, reports, fhir, dashboard):
         app.include_router(module.router)
     app.include_router(reports.pages)
     return app

@@ -34,6 +34,12 @@ class ReportPublic(BaseModel):
     created_at: datetime
     rendered_ms: float
     url: str = Field(description="The HTML report")
+    pdf_url: str | None = Field(description="The PDF report (None for reports rendered before PDFs existed)")
+    fhir_url: str = Field(description="FHIR R4 DiagnosticReport (application/fhir+json)")
+    severity: str | None = Field(description="Automated assessment: normal | info | moderate | high | critical")
+    status: str = Field(description="preliminary until a clinician signs, then final")
+    signed_at: datetime | None
+    signed_by: str | None
 
 
 class Health(BaseModel):

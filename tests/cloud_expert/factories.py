@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,13 +40,16 @@ def synthetic_ecg(*, seconds: float = 10.0, hr_bpm: float = 180.0, fs: float = F
 def make_escalation(
     *, site: str, patient_id: str, edge_id: str = "edge-1", device_id: str = "watch-1",
     alert_id: str | None = None, drill: bool = False, level: str = "emergency",
-    with_analysis: bool = True, created_at: datetime | None = None,
+    with_analysis: bool = True, created_at: datetime | None = None, analysis_fields: Mapping[str, Any] | None = None,
+    strip_seconds: float = 10.0, hr_bpm: float = 180.0,
 ) -> EscalationMessage:
+    """`analysis_fields` overrides phone-payload fields (e.g. the optional clinical-depth ones: qtc_fridericia_ms)."""
     triage_level = cast(TriageLevel, level)
     created = created_at or utcnow()
     trace_id = new_id()
     alert_id = alert_id or new_id()
-    strip = EcgStrip.from_mv(synthetic_ecg(), fs=FS, t0_s=120.0, event_s=5.0)
+    strip = EcgStrip.from_mv(synthetic_ecg(seconds=strip_seconds, hr_bpm=hr_bpm), fs=FS, t0_s=120.0,
+                             event_s=min(5.0, strip_seconds / 2))
     alert = AlertMessage(
         source=device_id, patient_id=patient_id, trace_id=trace_id, drill=drill, created_at=created,
         payload=AlertPayload(alert_id=alert_id, kind="tachycardia", detector="rate-v1", hr_bpm=182.0,
@@ -55,10 +59,12 @@ def make_escalation(
     analysis = AnalysisMessage(
         source="phone-1", patient_id=patient_id, trace_id=trace_id, drill=drill,
         created_at=created + timedelta(milliseconds=40),
-        payload=AnalysisPayload(alert_id=alert_id, method="nk-0.2", quality="good", quality_score=0.93,
-                                rhythm="sinus_tachycardia", n_beats=30, hr_bpm=180.0, hr_min_bpm=176.0,
-                                hr_max_bpm=184.0, rr_mean_ms=333.0, sdnn_ms=8.0, rmssd_ms=5.0, pnn50=0.0,
-                                rr_irregularity=0.02, duration_s=10.0, analysis_ms=12.5),
+        payload=AnalysisPayload(**{
+            "alert_id": alert_id, "method": "nk-0.2", "quality": "good", "quality_score": 0.93,
+            "rhythm": "sinus_tachycardia", "n_beats": 30, "hr_bpm": 180.0, "hr_min_bpm": 176.0, "hr_max_bpm": 184.0,
+            "rr_mean_ms": 333.0, "sdnn_ms": 8.0, "rmssd_ms": 5.0, "pnn50": 0.0, "rr_irregularity": 0.02,
+            "duration_s": strip_seconds, "analysis_ms": 12.5, **dict(analysis_fields or {}),
+        }),
     ) if with_analysis else None
     triage = TriagePayload(alert_id=alert_id, level=triage_level, stage="final",
                            reasons=["HR 182 bpm > 150", "phone confirms tachycardia"],

@@ -1,9 +1,9 @@
-"""`/api/reports` (JSON metadata) and `/reports/{id}` (the HTML report itself)."""
+"""`/api/reports` (JSON metadata), `/reports/{id}` (the HTML report) and `/reports/{id}.pdf` (the PDF)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from cloud_expert.web import crud
 from cloud_expert.web.deps import SessionDep
@@ -29,6 +29,17 @@ def get_report(session: SessionDep, report_id: ReportId) -> ReportPublic:
     if report is None:
         raise _not_found(report_id)
     return report
+
+
+# Declared before `/{report_id}`: a report id may contain dots, so "/x.pdf" must reach this route first.
+@pages.get("/{report_id}.pdf", response_class=Response,
+           responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No such report or PDF"}})
+def report_pdf(session: SessionDep, report_id: ReportId) -> Response:
+    pdf = crud.get_report_pdf(session=session, report_id=report_id)
+    if pdf is None:
+        raise HTTPException(status_code=404, detail=f"no PDF for report {report_id!r}")
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="cardiomesh-report-{report_id}.pdf"'})
 
 
 @pages.get("/{report_id}", response_class=HTMLResponse, responses={404: {"description": "No such report"}})
