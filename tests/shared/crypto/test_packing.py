@@ -154,3 +154,20 @@ def test_production_2048_roundtrip_and_wire_format(keys_2048: PaillierKeyPair) -
         packing.encrypted_vector_from_bytes(pk, wire[0][:-1])
     with pytest.raises(ValueError, match="more noise"):
         packing.encrypt_vector(pk, vectors[0], spec, noise=[1, 2, 3])
+
+
+@settings(max_examples=30, deadline=None)
+@given(max_clients=st.integers(1, 10), extra=st.integers(1, 5), split=st.integers(0, 100))
+def test_overflow_is_always_an_error(keys_small: PaillierKeyPair, max_clients: int, extra: int, split: int) -> None:
+    """However the over-full sum is formed (one batch or two partial sums), it raises before any wrap."""
+    pk = keys_small.public_key
+    spec = packing.packing_spec(pk, clip=CLIP, max_clients=max_clients, value_bits=8)
+    one = packing.encrypt_vector(pk, np.full(4, CLIP), spec)
+    total = max_clients + extra
+    with pytest.raises(HeadroomExceededError):
+        packing.sum_encrypted(pk, [one] * total)
+    left = 1 + split % max_clients
+    right = total - left
+    if right <= max_clients:
+        with pytest.raises(HeadroomExceededError):
+            packing.add_encrypted(pk, packing.sum_encrypted(pk, [one] * left), packing.sum_encrypted(pk, [one] * right))
