@@ -40,3 +40,21 @@ def test_bad_input(client: TestClient) -> None:
     assert client.get("/api/reports/bad id!").status_code == 422
     assert client.get("/reports/" + "x" * 65).status_code == 422
     assert client.get("/api/reports", params={"limit": -1}).status_code == 422
+
+
+def test_report_json_links_pdf_and_fhir(client: TestClient, seeded: Seeded) -> None:
+    body = client.get(f"/api/reports/{seeded.clinical_report}").json()
+    assert body["pdf_url"] == f"/reports/{seeded.clinical_report}.pdf"
+    assert body["fhir_url"] == f"/fhir/DiagnosticReport/{seeded.clinical_report}"
+    assert body["status"] == "preliminary" and body["signed_at"] is None and body["severity"] == "moderate"
+    html = client.get(body["url"]).text
+    assert f'href="{body["pdf_url"]}"' in html and f'href="{body["fhir_url"]}"' in html
+
+
+def test_report_pdf(client: TestClient, seeded: Seeded) -> None:
+    response = client.get(f"/reports/{seeded.drill_report}.pdf")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF-") and b"[DRILL] CardioMesh report" in response.content
+    assert "inline" in response.headers["content-disposition"]
+    missing = client.get("/reports/nope.pdf")
+    assert missing.status_code == 404 and missing.json()["detail"] == "no PDF for report 'nope'"
