@@ -86,7 +86,7 @@ class Coordinator:
                  config: RoundConfig, participants: list[str], dp: DpConfig | None = None,
                  epsilon_after: Callable[[int], float | None] | None = None,
                  evaluate: Callable[[np.ndarray], dict[str, Any]] | None = None,
-                 counters: Counters | None = None) -> None:
+                 counters: Counters | None = None, quant_range: float | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.vector = np.asarray(initial, dtype=np.float32).copy()
@@ -94,6 +94,7 @@ class Coordinator:
         self.config = config
         self.participants = participants
         self.dp = dp or DpConfig()
+        self.quant_range = quant_range
         self._epsilon_after = epsilon_after or (lambda _rounds: None)
         self._evaluate = evaluate
         self.counters = counters or Counters()
@@ -129,7 +130,7 @@ class Coordinator:
             mu=c.mu, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, max_beats=c.max_beats,
             clip_norm=c.clip_norm, dp=self.dp, encrypt=c.encrypt,
             public_key_b64=base64.b64encode(public_key_to_bytes(public)).decode() if c.encrypt else None,
-            quant_bits=c.quant_bits, max_clients=c.max_clients, min_clients=c.min_clients,
+            quant_bits=c.quant_bits, quant_range=self.quant_range, max_clients=c.max_clients, min_clients=c.min_clients,
             deadline=utcnow() + timedelta(seconds=c.round_timeout_s), chunk_bytes=c.chunk_bytes,
         )
         with self._lock:
