@@ -1,0 +1,97 @@
+"""Evaluate a saved beat model on a folder of WFDB records — the logic behind `cardiomesh evaluate`.
+
+Records may be at any sampling rate: each is resampled to `MODEL_FS`, its beats are found by the
+watch's own `StreamingQrsDetector` and matched to the reference annotations within 150 ms (see
+`shared.model.data`). Every record in the folder with a `.hea` and an `.atr` is used unless `only`
+names some; in an MIT-BIH folder the paced records (102 104 107 217) are left out, as the
+inter-patient protocol does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.model.data import PACED, BeatSet, concat, record_beats
+from shared.model.serialize import load_model
+from shared.model.train import metrics, predict
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(ValueError):
+    """Nothing to evaluate (no records, unknown names) or a bad model file; the message says which."""
+
+
+def is_mitdb(directory: Path) -> bool:
+    """An MIT-BIH Arrhythmia folder: has the release's RECORDS file listing 100, or 100.hea and 234.hea."""
+    records = directory / "RECORDS"
+    if records.is_file() and "100" in records.read_text().split():
+        return (directory / "234.hea").exists() or (directory / "100.hea").exists()
+    return (directory / "100.hea").exists() and (directory / "234.hea").exists()
+
+
+def find_records(directory: Path | str, only: Sequence[str] | None = None) -> list[Path]:
+    """Record paths (without extension) in `directory` that have both a header and `.atr` annotations."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise EvaluationError(f"{directory}: not a directory")
+    names = sorted(p.stem for p in directory.glob("*.hea") if (directory / f"{p.stem}.atr").is_file())
+    if only:
+        wanted = [o.strip() for o in only if o.strip()]
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise EvaluationError(f"{directory}: no record(s) {', '.join(unknown)} with .hea and .atr")
+        names = [n for n in names if n in set(wanted)]
+    elif is_mitdb(directory):
+        names = [n for n in names if n not in PACED]
+    if not names:
+        raise EvaluationError(f"{directory}: no WFDB records with .hea and .atr annotations found")
+    return [directory / n for n in names]
+
+
+def evaluate_records(
+    model_path: Path | str,
+    records_dir: Path | str,
+    *,
+    only: Sequence[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """{"per_class": …, "macro_f1", "auroc", "beats"} of the model over the records (pooled beats)."""
+    model, _meta = load_model(model_path)
+    paths = find_records(records_dir, only)
+    sets: list[BeatSet] = []
+    for i, path in enumerate(paths):
+        if progress is not None:
+            progress(path.name, i, len(paths))
+        sets.append(record_beats(path).labelled())
+    if progress is not None:
+        progress("", len(paths), len(paths))
+    beats = concat(sets)
+    pred, score = predict(model, beats)
+    if len(beats) == 0:
+        log.warning("no labelled beats in %d record(s)", len(paths))
+        return metrics(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    return metrics(beats.y, pred, score)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The metrics as a small plain-text table for people."""
+
+    def pct(v: float | None) -> str:
+        return "   n/a" if v is None else f"{100 * v:5.1f}%"
+
+    lines = ["class   Se       +P", "-----  -------  -------"]
+    for name, m in result["per_class"].items():
+        lines.append(f"{name:<5}  {pct(m['se'])}   {pct(m['ppv'])}")
+    f1 = result["macro_f1"]
+    auroc = result["auroc"]
+    lines.append("")
+    lines.append(f"macro-F1  {'n/a' if f1 is None else f'{f1:.3f}'}")
+    lines.append(f"AUROC     {'n/a' if auroc is None else f'{auroc:.3f}'}  (abnormal S/V/F vs N)")
+    lines.append(f"beats     {result['beats']}")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Training decreases loss, is deterministic, handles imbalance; metrics are exact on a hand-made confusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared.model.data import BeatSet
+from shared.model.net import BeatNet, abnormal_score
+from shared.model.serialize import parameters_vector
+from shared.model.train import (
+    class_weights,
+    evaluate,
+    finetune_head,
+    metrics,
+    metrics_from_confusion,
+    threshold_for_sensitivity,
+    train_local,
+)
+from tests.shared.model.conftest import TINY
+
+
+def test_tiny_training_decreases_loss(tiny_model: BeatNet, toy: BeatSet) -> None:
+    before = evaluate(tiny_model, toy)["macro_f1"]
+    result = train_local(tiny_model, toy, epochs=6, batch_size=16, lr=1e-2, seed=1)
+    assert result.n == len(toy) - 3  # Q and unmatched dropped
+    assert result.epoch_losses[-1] < 0.7 * result.epoch_losses[0]
+    assert evaluate(tiny_model, toy)["macro_f1"] > before
+
+
+def test_training_is_deterministic(toy: BeatSet) -> None:
+    vecs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = BeatNet(TINY)
+        train_local(model, toy, epochs=1, batch_size=16, seed=5, max_beats=100)
+        vecs.append(parameters_vector(model))
+    np.testing.assert_array_equal(vecs[0], vecs[1])
+
+
+def test_fedprox_keeps_parameters_closer(toy: BeatSet) -> None:
+    def drift(mu: float) -> float:
+        torch.manual_seed(0)
+        model = BeatNet(TINY)
+        start = parameters_vector(model)
+        train_local(model, toy, epochs=2, batch_size=16, lr=1e-2, mu=mu, seed=0)
+        return float(np.linalg.norm(parameters_vector(model) - start))
+
+    assert drift(1.0) < drift(0.0)
+
+
+def test_class_weights() -> None:
+    y = np.array([0] * 90 + [1] * 10)
+    w = class_weights(y, "balanced")
+    assert w[0] * 90 == pytest.approx(w[1] * 10) and w[2] == 0 and w[3] == 0
+    assert class_weights(y, "none").tolist() == [1, 1, 1, 1]
+    assert class_weights(y, [1, 2, 3, 4]).tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError):
+        class_weights(y, "bogus")
+
+
+def test_metrics_on_hand_made_confusion() -> None:
+    cm = np.array([
+        [80, 5, 5, 0],  # N: 90 true
+        [2, 8, 0, 0],  # S: 10 true
+        [1, 0, 18, 1],  # V: 20 true
+        [0, 0, 0, 0],  # F: none
+    ])
+    m = metrics_from_confusion(cm, auroc=0.9)
+    assert set(m) == {"per_class", "macro_f1", "auroc", "beats"}
+    assert list(m["per_class"]) == ["N", "S", "V", "F"]
+    assert m["per_class"]["N"] == {"se": round(80 / 90, 4), "ppv": round(80 / 83, 4)}
+    assert m["per_class"]["S"] == {"se": 0.8, "ppv": round(8 / 13, 4)}
+    assert m["per_class"]["V"] == {"se": 0.9, "ppv": round(18 / 23, 4)}
+    assert m["per_class"]["F"] == {"se": None, "ppv": 0.0}  # predicted once, never true
+    f1 = [2 * 80 / 173, 2 * 8 / 23, 2 * 18 / 43, 0.0]
+    assert m["macro_f1"] == pytest.approx(np.mean(f1), abs=1e-4)
+    assert m["beats"] == 120 and m["auroc"] == 0.9
+
+
+def test_metrics_from_labels_and_auroc() -> None:
+    y = np.array([0, 0, 0, 1, 2, 3])
+    pred = np.array([0, 0, 1, 1, 2, 0])
+    score = np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.25])  # one abnormal (0.25) below one normal (0.3)
+    m = metrics(y, pred, score)
+    assert m["auroc"] == pytest.approx(8 / 9, abs=1e-4)
+    assert m["per_class"]["F"] == {"se": 0.0, "ppv": None}
+    assert m["beats"] == 6
+
+
+def test_evaluate_shape(tiny_model: BeatNet, toy: BeatSet) -> None:
+    m = evaluate(tiny_model, {"a": toy, "b": toy})
+    assert m["beats"] == 2 * (len(toy) - 3)
+    assert all(set(v) == {"se", "ppv"} for v in m["per_class"].values())
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0]])
+    assert float(abnormal_score(logits)) == pytest.approx(1 - float(torch.softmax(logits, 1)[0, 0]))
+
+
+def test_threshold_for_sensitivity(tiny_model: BeatNet, toy: BeatSet) -> None:
+    train_local(tiny_model, toy, epochs=3, batch_size=16, lr=1e-2)
+    t = threshold_for_sensitivity(tiny_model, toy, target_se=0.9)
+    from shared.model.train import as_beatset, predict
+
+    beats = as_beatset(toy)
+    _, score = predict(tiny_model, beats)
+    assert np.mean(score[beats.y != 0] >= t) >= 0.9
+    normal_only = beats.subset(np.flatnonzero(beats.y == 0))
+    assert threshold_for_sensitivity(tiny_model, normal_only, default=0.42) == 0.42
+
+
+def test_finetune_head_changes_only_the_head(tiny_model: BeatNet, toy: BeatSet) -> None:
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    result = finetune_head(tiny_model, toy, epochs=2, lr=1e-2)
+    assert result.n == len(toy) - 3
+    after = tiny_model.state_dict()
+    for key, value in before.items():
+        changed = not torch.equal(value, after[key])
+        assert changed == key.startswith("head."), key
+    assert all(p.requires_grad for p in tiny_model.parameters())
