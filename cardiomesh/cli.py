@@ -316,6 +316,35 @@ def fl_run(
                            "final": result.final_metrics}, indent=2))
 
 
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Saved beat model (e.g. bench/results/model.pt).")],
+    records: Annotated[Path, typer.Option(help="Folder of WFDB records (.hea + .dat + .atr), any sampling rate.")],
+    only: Annotated[str | None, typer.Option(help="Comma-separated record names, e.g. 100,101 (default: every "
+                                             "record with .atr; paced ones left out in an MIT-BIH folder).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON only.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Score a beat model on annotated records: beats from the watch's own detector, matched to the
+    annotations within 150 ms; per-class Se/+P (N, S, V, F), macro-F1 and AUROC (abnormal vs N)."""
+    from shared.model.evaluation import EvaluationError, evaluate_records, format_table
+    from shared.model.serialize import ModelFileError
+
+    _setup(verbose)
+
+    def progress(name: str, done: int, total: int) -> None:
+        width = 30
+        filled = round(width * done / max(1, total))
+        typer.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name:<12}", err=True,
+                   nl=done >= total)
+
+    try:
+        result = evaluate_records(model, records, only=only.split(",") if only else None, progress=progress)
+    except (EvaluationError, ModelFileError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(result) if as_json else format_table(result))
+
+
 def main() -> None:
     app()
 
