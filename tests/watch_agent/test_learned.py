@@ -1,0 +1,101 @@
+"""Learned detector: a registered `Detector`; the baseline's alerts plus a model-based V-run rule and ectopy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.ecg.qrs import Beat
+from shared.ecg.signal import MODEL_FS, resample
+from shared.ecg.sources import load_wfdb
+from shared.model.features import N_CONTEXT, WAVE_CHANNELS, WAVE_LEN, BeatFeatures
+from shared.model.net import BeatNet, NetConfig
+from watch_agent import learned
+from watch_agent.detector import BaselineDetector, Detector, DetectorEvent, make_detector
+from watch_agent.learned import DEFAULT_MODEL, LearnedDetector
+
+TINY = NetConfig(channels=(4, 4), kernel=5, groups=2, pooled=2, context_hidden=8, hidden=8)
+needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason=f"no trained model at {DEFAULT_MODEL}")
+
+
+def _run(det: Detector, x: np.ndarray, chunk_s: float = 1.0) -> list[DetectorEvent]:
+    step = max(1, round(chunk_s * det.fs))
+    return [e for i in range(0, len(x), step) for e in det.feed(x[i:i + step])]
+
+
+def _record(mitdb: Path, record: str, start: float, end: float) -> np.ndarray:
+    return resample(load_wfdb(mitdb / record, start_s=start, end_s=end), MODEL_FS).samples_mv
+
+
+def test_registered_and_protocol() -> None:
+    det = make_detector("learned", MODEL_FS)
+    assert isinstance(det, Detector) and isinstance(det, LearnedDetector) and det.fs == MODEL_FS
+    with pytest.raises(FileNotFoundError):
+        LearnedDetector(MODEL_FS, model_path="/nonexistent/model.pt")
+
+
+def test_without_model_it_is_the_baseline(mitdb: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(learned, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    x = _record(mitdb, "207", 30.0, 55.0)
+    det = LearnedDetector(MODEL_FS)
+    assert det.model is None
+    assert [(e.kind, e.onset_s) for e in _run(det, x)] == [(e.kind, e.onset_s) for e in _run(BaselineDetector(MODEL_FS), x)]
+
+
+def _row(t: float, rr: float) -> BeatFeatures:
+    s = round(t * MODEL_FS)
+    beat = Beat(s, s / MODEL_FS, rr, 0.12, 1.0, 3.0)
+    return BeatFeatures(beat, np.zeros((WAVE_CHANNELS, WAVE_LEN), np.float32), np.zeros(N_CONTEXT, np.float32))
+
+
+def test_model_v_run_rule_fires_once() -> None:
+    det = LearnedDetector(MODEL_FS, model=BeatNet(TINY))
+    events: list[DetectorEvent] = []
+    for i, (cls, rr) in enumerate([(0, 0.8), (2, 0.5), (2, 0.45), (0, 0.45), (2, 0.5), (2, 0.5), (2, 0.5), (2, 0.5)]):
+        det._on_classified(_row(10 + i * 0.5, rr), cls, events)
+    assert [e.kind for e in events] == ["wide_complex_run"]
+    assert events[0].onset_s == pytest.approx(12.0) and events[0].hr_bpm == pytest.approx(120.0)
+    assert det.ectopy["V"] == 6 and det.ectopy["beats"] == 8 and det.ectopy["ectopic_burden"] == pytest.approx(0.75)
+    slow: list[DetectorEvent] = []
+    det2 = LearnedDetector(MODEL_FS, model=BeatNet(TINY))
+    for i in range(5):  # V beats at 60 bpm: not a run
+        det2._on_classified(_row(10 + i, 1.0), 2, slow)
+    assert slow == []
+
+
+def test_scores_every_beat_on_a_real_slice(mitdb: Path) -> None:
+    """Record 119 (ventricular bigeminy), 40 s: every detected beat but the last is classified, chunk-invariant."""
+    x = _record(mitdb, "119", 0.0, 40.0)
+    counts = []
+    for chunk_s in (0.04, 2.0):
+        det = LearnedDetector(MODEL_FS, model=BeatNet(TINY))
+        _run(det, x, chunk_s)
+        counts.append(det.ectopy)
+        assert det.ectopy["beats"] >= len(det._beats) - 2 >= 30
+    assert counts[0] == counts[1]
+
+
+@needs_model
+def test_trained_model_quiet_on_sinus_and_counts_pvcs(mitdb: Path) -> None:
+    det = LearnedDetector(MODEL_FS)
+    assert _run(det, _record(mitdb, "100", 0.0, 120.0)) == []
+    assert det.ectopy["V"] <= 2
+    det = LearnedDetector(MODEL_FS)
+    _run(det, _record(mitdb, "119", 0.0, 60.0))
+    assert det.ectopy["V"] >= 15  # bigeminy: about every other beat is a PVC
+
+
+@needs_model
+@pytest.mark.parametrize(
+    ("record", "start", "vt_start", "vt_end"), [("205", 290.0, 298.8, 306.3), ("207", 30.0, 38.5, 40.0)]
+)
+def test_trained_model_fires_in_annotated_vt(mitdb: Path, record: str, start: float, vt_start: float,
+                                             vt_end: float) -> None:
+    x = _record(mitdb, record, start, vt_end + 15)
+    events = _run(LearnedDetector(MODEL_FS), x)
+    hits = [e for e in events if e.kind in {"wide_complex_run", "tachycardia"}]
+    assert any(vt_start - start - 2 <= e.onset_s and e.detected_s <= vt_end - start + 10 for e in hits), events
+    baseline = _run(BaselineDetector(MODEL_FS), x)
+    assert {e.kind for e in baseline} <= {e.kind for e in events}  # never fewer alert kinds than the baseline
