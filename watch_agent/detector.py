@@ -255,6 +255,8 @@ def register_detector(name: str, factory: DetectorFactory) -> None:
 
 def make_detector(name: str, fs: float) -> Detector:
     """Build a detector by name at the stream's rate."""
+    if name == "learned" and name not in _FACTORIES:
+        import watch_agent.learned  # noqa: F401  (registers "learned"; imported lazily: torch is heavy)
     try:
         factory = _FACTORIES[name]
     except KeyError:
