@@ -61,6 +61,8 @@ class LearnedDetector(BaselineDetector):
                 raise FileNotFoundError(f"{path}: no such model file")
             else:
                 log.warning("no model at %s: the learned detector runs the baseline rules only", path)
+        if self.model is not None:
+            self.model.eval()  # inference only: no dropout, whatever state the caller's model was in
         self._counts = dict.fromkeys(CLASSES, 0)
         self._v_run = 0
         self._v_run_start: float | None = None

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from shared.ecg.qrs import Beat
 from shared.ecg.signal import MODEL_FS, resample
-from shared.ecg.sources import load_wfdb
+from shared.ecg.sources import SyntheticEpisode, load_wfdb, synthetic
 from shared.model.features import N_CONTEXT, WAVE_CHANNELS, WAVE_LEN, BeatFeatures
 from shared.model.net import BeatNet, NetConfig
 from watch_agent import learned
@@ -70,6 +71,7 @@ def test_scores_every_beat_on_a_real_slice(mitdb: Path) -> None:
     x = _record(mitdb, "119", 0.0, 40.0)
     counts = []
     for chunk_s in (0.04, 2.0):
+        torch.manual_seed(0)  # the same (untrained) model both times
         det = LearnedDetector(MODEL_FS, model=BeatNet(TINY))
         _run(det, x, chunk_s)
         counts.append(det.ectopy)
@@ -99,3 +101,25 @@ def test_trained_model_fires_in_annotated_vt(mitdb: Path, record: str, start: fl
     assert any(vt_start - start - 2 <= e.onset_s and e.detected_s <= vt_end - start + 10 for e in hits), events
     baseline = _run(BaselineDetector(MODEL_FS), x)
     assert {e.kind for e in baseline} <= {e.kind for e in events}  # never fewer alert kinds than the baseline
+
+
+@needs_model
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "episode", "duration"),
+    [("tachycardia", "tachycardia", 20.0), ("bradycardia", "bradycardia", 25.0),
+     ("pause", "pause", 4.0), ("irregular_rhythm", "irregular", 40.0)],
+)
+def test_trained_model_same_alerts_as_baseline_on_synthetic_episodes(kind: str, episode: str, duration: float) -> None:
+    x = synthetic(30 + duration + 20, MODEL_FS, episodes=[SyntheticEpisode(episode, 30, duration)],  # type: ignore[arg-type]
+                  seed=7).samples_mv
+    events = _run(LearnedDetector(MODEL_FS), x, 0.25)
+    assert [e.kind for e in events] == [kind]  # exactly one event, as the baseline test demands
+
+
+@needs_model
+@pytest.mark.slow
+@pytest.mark.parametrize(("record", "start"), [("201", 10.0), ("203", 120.0), ("221", 60.0)])
+def test_trained_model_fires_in_annotated_af(mitdb: Path, record: str, start: float) -> None:
+    events = _run(LearnedDetector(MODEL_FS), _record(mitdb, record, start, start + 60))
+    assert any(e.kind == "irregular_rhythm" and e.detected_s < 45 for e in events), events
