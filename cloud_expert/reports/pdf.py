@@ -145,16 +145,18 @@ def _story(view: ReportView) -> list[Flowable]:
               "Trace", d.trace_id]]
     story.append(_table([[p(str(c)) for c in row] for row in ident], header=False))
     sev_style = TableStyle([("BACKGROUND", (1, 0), (1, 0), SEVERITY_COLORS[a.severity]),
+                            ("TEXTCOLOR", (1, 0), (1, 0),
+                             colors.white if a.severity in ("high", "critical") else colors.black),
                             ("FONTNAME", (0, 0), (-1, -1), "Helvetica-Bold")])
     sev = Table([["Assessment", a.severity.upper(), "Triage", f"{d.level.upper()} ({d.triage.stage})"]],
                 hAlign="LEFT")
     sev.setStyle(sev_style)
     story += [Spacer(1, 6), sev, Spacer(1, 6)]
-    story.append(p(f"ECG strip ({strip.lead}, {strip.fs:.0f} Hz, {strip.duration_s:.1f} s): 25 mm/s, 10 mm/mV, "
-                   "1 mm / 5 mm grid; 1 mV calibration pulse at the left of each row; blue ticks: R peaks; "
-                   "red dashed line: event.", "small"))
-    story.append(EcgPaper(strip.to_mv(), fs=strip.fs, event_s=strip.event_s, beats_s=view.beats.r_peaks_s))
-    story.append(Spacer(1, 8))
+    story.append(KeepTogether([
+        p(f"ECG strip ({strip.lead}, {strip.fs:.0f} Hz, {strip.duration_s:.1f} s): 25 mm/s, 10 mm/mV, 1 mm / 5 mm "
+          "grid; 1 mV calibration pulse at the left of each row; blue ticks: R peaks; red dashed line: event.",
+          "small"),
+        EcgPaper(strip.to_mv(), fs=strip.fs, event_s=strip.event_s, beats_s=view.beats.r_peaks_s)]))
     finding_rows: list[list[Any]] = [["Severity", "Finding", "Detail", "Guideline"]]
     finding_rows += [[f.severity, p(f.title), p(f.detail), Paragraph(escape(f.citation), s["small"])]
                      for f in a.findings]
@@ -164,7 +166,7 @@ def _story(view: ReportView) -> list[Flowable]:
     else:
         findings.append(p("No guideline threshold was crossed by the measured values.", "body"))
     findings += [p(n, "small") for n in a.notes]
-    story.append(KeepTogether(findings))
+    story += findings
     story.append(p("Recommendations", "h2"))
     story += [p(f"• {r}", "body") for r in a.recommendations]
     story.append(p("Personal care plan", "h2"))
