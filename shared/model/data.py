@@ -131,8 +131,8 @@ def match_beats(detected_s: np.ndarray, reference_s: np.ndarray, tolerance_s: fl
         j = int(pick[i])
         if j not in best or dist[i] < dist[best[j]]:
             best[j] = int(i)
-    for j, i in best.items():
-        out[i] = j
+    for ref_index, det_index in best.items():
+        out[det_index] = ref_index
     return out
 
 

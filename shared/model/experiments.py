@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.model.data import CLASSES, DS1, DS2, BeatSet, detection_summary, load_split
+from shared.model.data import CLASSES, DS1, BeatSet, detection_summary, load_split
 from shared.model.net import BeatNet, NetConfig, n_parameters
 from shared.model.serialize import load_model, save_model
 from shared.model.train import as_beatset, confusion, evaluate, predict, train_local

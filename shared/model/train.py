@@ -55,15 +55,15 @@ def as_beatset(data: Data) -> BeatSet:
 def class_weights(y: np.ndarray, weighting: Weighting, n_classes: int = len(CLASSES)) -> np.ndarray:
     """Per-class loss weights for labels `y` (see module docstring)."""
     if not isinstance(weighting, str):
-        w = np.asarray(weighting, dtype=np.float32)
-        if w.shape != (n_classes,):
-            raise ValueError(f"expected {n_classes} class weights, got {w.shape}")
-        return w
+        given = np.asarray(weighting, dtype=np.float32)
+        if given.shape != (n_classes,):
+            raise ValueError(f"expected {n_classes} class weights, got {given.shape}")
+        return given
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     if weighting in ("none", "sampler"):
         return np.ones(n_classes, np.float32)
     present = counts > 0
-    w = np.zeros(n_classes)
+    w: np.ndarray = np.zeros(n_classes)
     w[present] = counts.sum() / (present.sum() * counts[present])
     if weighting == "sqrt":
         w = np.sqrt(w)
@@ -265,5 +265,5 @@ def threshold_for_sensitivity(model: nn.Module, data: Data, target_se: float = 0
     if abn.size == 0:
         log.info("no abnormal beats to calibrate on; threshold stays %.3f", default)
         return default
-    k = int(math.floor((1 - target_se) * abn.size + 1e-9))  # at most k abnormal beats may fall below
+    k = math.floor((1 - target_se) * abn.size + 1e-9)  # at most k abnormal beats may fall below
     return float(abn[min(k, abn.size - 1)])

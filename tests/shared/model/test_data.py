@@ -57,7 +57,8 @@ def test_featurizer_rr_normalisation() -> None:
     assert c["post_rr_s"] == pytest.approx(0.3, abs=0.01)  # next beat keeps the underlying rhythm
     assert c["log_pre_local"] < -0.3 and c["log_pre_long"] < -0.3
     steady = {name: float(rows[8].context[i]) for i, name in enumerate(CONTEXT_NAMES)}
-    assert steady["log_pre_local"] == pytest.approx(0.0, abs=1e-3) and steady["long_rr_s"] == pytest.approx(0.8, abs=0.01)
+    assert steady["log_pre_local"] == pytest.approx(0.0, abs=1e-3)
+    assert steady["long_rr_s"] == pytest.approx(0.8, abs=0.01)
     w = rows[5].wave[0]
     assert abs(float(np.median(w))) < 1e-6 and float(np.std(w)) == pytest.approx(1.0, abs=0.01)
 
