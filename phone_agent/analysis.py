@@ -20,7 +20,7 @@ import numpy as np
 
 from phone_agent import rhythm as rules
 from phone_agent.ectopy import BeatFeatures, classify_ectopic
-from phone_agent.intervals import Intervals, measure_intervals, p_wave_consistency
+from phone_agent.intervals import Intervals, measure_intervals, p_wave_consistency, qrs_bounds
 from phone_agent.quality import SegmentQuality, assess_segments, is_lead_off, overall_quality
 from shared.ecg.qrs import StreamingQrsDetector
 from shared.ecg.signal import Signal, resample
@@ -33,6 +33,7 @@ ANALYSIS_FS = 250.0
 MIN_DURATION_S = 8.0
 HRV_FREQ_MIN_S = 60.0
 MATCH_S = 0.1
+MERGE_GAP_S = 0.25  # a streaming-detector beat this far from every neurokit peak is a beat neurokit missed
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,14 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
     quality, quality_score = overall_quality(segments)
     labels = [s.label for s in segments]
     notes: list[str] = []
+    # neurokit misses some fast wide beats (VT runs) that the streaming detector finds: take those too,
+    # where the segment is readable (in noise the detectors' disagreement is the point, not a beat)
+    if len(sq):
+        _, far = _nearest(peaks, sq)
+        seg_sq = np.minimum((sq / afs / (duration_s / len(segments))).astype(int), len(segments) - 1)
+        extra = sq[(far > MERGE_GAP_S * afs) & np.array([labels[k] != "unusable" for k in seg_sq], dtype=bool)]
+        if len(extra):
+            peaks = np.sort(np.concatenate([peaks, extra]))
 
     # per-beat ventricular flags from the matched streaming-detector beat's lf_ratio
     idx, dist = _nearest(sq, peaks)
@@ -185,13 +194,14 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
     organised = any(s.label == "usable" and s.bsqi >= 0.9 for s in segments)
     band = x - np.convolve(x, np.ones(int(0.5 * afs)) / int(0.5 * afs), mode="same")
     vf_hz, vf_conc = rules.dominant_frequency(band, afs)
-    edges = np.concatenate([[0], peaks, [len(x)]]) / afs
-    gaps = np.diff(edges)
+    # asystole: no QRS from the last beat (or the start) to the end of the strip; a gap that ends in a
+    # beat is a pause (counted in `pauses`), not asystole
     asystole_s = 0.0
-    for g0, g in zip(edges[:-1], gaps, strict=True):
-        lo, hi = int(g0 * afs), int((g0 + g) * afs)
+    last = int(peaks[-1]) if len(peaks) else 0
+    for lo, hi in ((last, len(x)),):
+        g = (hi - lo) / afs
         quiet = not np.any((sq > lo + 0.2 * afs) & (sq < hi - 0.2 * afs))  # neither detector saw a QRS
-        if g > asystole_s and quiet and not is_lead_off(x[lo:hi]) and np.ptp(x[lo:hi]) < 1.0:
+        if quiet and hi - lo > 1 and not is_lead_off(x[lo:hi]) and np.ptp(x[lo:hi]) < 1.0:
             asystole_s = float(g)
 
     n = len(peaks)
@@ -213,10 +223,15 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
 
     usable_rr = rr[readable[1:] & readable[:-1]] if n >= 2 else rr
     hr = 60.0 / float(np.mean(usable_rr)) if len(usable_rr) else None
+    on, off = qrs_bounds(cleaned, afs, peaks[readable])
+    widths = (off - on) * 1000 / afs
+    wide_qrs = float(np.nanmedian(widths)) if np.any(np.isfinite(widths)) else None
+    lf_reference = float(np.nanpercentile(lf, 25)) if np.any(np.isfinite(lf)) else None
     features = rules.RhythmFeatures(
         hr_bpm=hr, n_beats=n, n_nn=len(nn), nrmssd=nrmssd, drr=drr, sampen=sampen, tpr=tpr, p_consistency=p_cons,
         qrs_ms=intervals.qrs_ms, quality=quality, longest_vt_run=run_beats, vt_run_s=run_s, duration_s=duration_s,
         vf_frequency_hz=vf_hz, vf_concentration=vf_conc, organised=organised, asystole_s=asystole_s,
+        all_qrs_ms=wide_qrs, lf_reference=lf_reference,
     )
     label, confidence, rule_notes = rules.classify(features)
     notes += rule_notes

@@ -61,7 +61,8 @@ def wide_beat_rule(beats: BeatFeatures) -> np.ndarray:
     rr = np.asarray(beats.rr_s, dtype=float)
     median_rr = float(np.nanmedian(rr)) if np.any(np.isfinite(rr)) else np.nan
     premature = np.isfinite(rr) & (rr < PREMATURE * median_rr)
-    return (rel >= RELATIVE_WIDE) | ((rel >= RELATIVE_WIDE_PREMATURE) & premature) | (np.nan_to_num(lf) >= ABSOLUTE_WIDE)
+    wide = (rel >= RELATIVE_WIDE) | ((rel >= RELATIVE_WIDE_PREMATURE) & premature)
+    return wide | (np.nan_to_num(lf) >= ABSOLUTE_WIDE)
 
 
 def classify_ectopic(beats: BeatFeatures) -> tuple[np.ndarray, str]:

@@ -1,6 +1,11 @@
-"""PR, QRS, QT and QTc from wavelet delineation (neurokit2 `ecg_delineate(method="dwt")`).
+"""PR, QRS, QT and QTc per beat: P onsets from wavelet delineation, QRS and T ends measured directly.
 
-Each interval is the median over the beats where delineation gave a physiologically possible value,
+neurokit2's `ecg_delineate(method="dwt")` finds P waves well, but on MIT-BIH its QRS onsets/offsets
+put the median QRS of normal-conduction records at 150–360 ms and its T offsets scatter by ±150 ms
+(measured: docs/phone-analysis.md). So QRS bounds come from the slope envelope (where |dx/dt| falls
+under a fraction of the QRS's steepest slope) and the T end from the classic tangent method (the
+steepest T-wave downslope's tangent meets the isoelectric level); PR runs from the DWT P onset to the
+QRS onset. Each interval is the median over the beats where delineation gave a physiologically possible value,
 reported with the number of beats it rests on, so a reader can tell a 30-beat median from a guess.
 Ventricular beats are left out (their QRS and QT are not the patient's conducted ones), and so is
 the P-wave window's consistency, which is also the rhythm rules' P-wave presence measure.
@@ -23,6 +28,7 @@ QRS_BOUNDS = (40.0, 200.0)
 QT_BOUNDS = (200.0, 700.0)
 MIN_BEATS = 3
 P_WINDOW_S = (0.25, 0.08)  # before the R peak: where a conducted P wave lies
+SLOPE_FRACTION = 0.08  # QRS bounds: |slope| under this fraction of the QRS's steepest slope
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +46,8 @@ class Intervals:
 def _median(values: np.ndarray, bounds: tuple[float, float]) -> tuple[float | None, int]:
     ok = values[np.isfinite(values) & (values >= bounds[0]) & (values <= bounds[1])]
     if len(ok) < MIN_BEATS:
-        return None, int(len(ok))
-    return round(float(np.median(ok)), 1), int(len(ok))
+        return None, len(ok)
+    return round(float(np.median(ok)), 1), len(ok)
 
 
 def _points(waves: dict[str, list[float]], key: str, n: int) -> np.ndarray:
@@ -63,8 +69,8 @@ def measure_intervals(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conduct
             return Intervals()
     n = len(peaks)
     p_on = _points(waves, "ECG_P_Onsets", n)
-    r_on, r_off = _points(waves, "ECG_R_Onsets", n), _points(waves, "ECG_R_Offsets", n)
-    t_off = _points(waves, "ECG_T_Offsets", n)
+    r_on, r_off = qrs_bounds(cleaned, fs, peaks)
+    t_off = t_ends(cleaned, fs, peaks, r_on, r_off, rr_s)
     to_ms = 1000.0 / fs
     pr = np.where(conducted, (r_on - p_on) * to_ms, np.nan)
     qrs = np.where(conducted, (r_off - r_on) * to_ms, np.nan)
@@ -99,3 +105,54 @@ def p_wave_consistency(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conduc
         return 0.0
     corr = windows @ template / (norms * t_norm)
     return round(float(np.median(corr)), 3)
+
+
+def qrs_bounds(cleaned: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """QRS onset and offset per beat (samples, NaN where not measurable), from the slope envelope."""
+    slope = np.abs(np.gradient(cleaned)) * fs
+    onsets, offsets = np.full(len(peaks), np.nan), np.full(len(peaks), np.nan)
+    near, back, ahead = round(0.05 * fs), round(0.12 * fs), round(0.16 * fs)
+    for k, r in enumerate(peaks):
+        a, b = int(r) - back, int(r) + ahead
+        if a < 1 or b >= len(cleaned) - 1:
+            continue
+        seg = slope[a:b]
+        rr = int(r) - a
+        steep_before = max(0, rr - near) + int(np.argmax(seg[max(0, rr - near):rr + 1]))
+        steep_after = rr + int(np.argmax(seg[rr:rr + near]))
+        threshold = SLOPE_FRACTION * float(max(seg[steep_before], seg[steep_after]))
+        i = steep_before
+        while i > 1 and not (seg[i] < threshold and seg[i - 1] < threshold):
+            i -= 1
+        j = steep_after
+        while j < len(seg) - 2 and not (seg[j] < threshold and seg[j + 1] < threshold):
+            j += 1
+        if i > 1 and j < len(seg) - 2:
+            onsets[k], offsets[k] = a + i, a + j
+    return onsets, offsets
+
+
+def t_ends(cleaned: np.ndarray, fs: float, peaks: np.ndarray, onsets: np.ndarray, offsets: np.ndarray,
+           rr_s: np.ndarray) -> np.ndarray:
+    """T-wave end per beat by the tangent method (samples, NaN where not measurable)."""
+    out = np.full(len(peaks), np.nan)
+    slope = np.gradient(cleaned) * fs
+    for k, r in enumerate(peaks):
+        if not (np.isfinite(onsets[k]) and np.isfinite(offsets[k])):
+            continue
+        following = rr_s[k + 1] if k + 1 < len(rr_s) and np.isfinite(rr_s[k + 1]) else 1.0
+        a = int(offsets[k]) + round(0.06 * fs)
+        b = int(r) + round(min(0.6, 0.7 * following) * fs)
+        if b - a < round(0.1 * fs) or b + round(0.15 * fs) >= len(cleaned):
+            continue
+        iso_at = int(onsets[k]) - round(0.02 * fs)
+        baseline = float(np.median(cleaned[max(0, iso_at - round(0.02 * fs)):iso_at + 1]))
+        window = cleaned[a:b] - baseline
+        t_peak = a + int(np.argmax(np.abs(window)))
+        sign = 1.0 if cleaned[t_peak] >= baseline else -1.0
+        tail = slope[t_peak:t_peak + round(0.15 * fs)] * sign  # the downslope back to baseline is negative
+        if len(tail) < 3 or float(np.min(tail)) >= 0:
+            continue
+        steep = t_peak + int(np.argmin(tail))
+        out[k] = steep + (baseline - cleaned[steep]) / slope[steep]
+    return out

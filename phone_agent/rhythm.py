@@ -9,7 +9,7 @@ ectopic beats do not fake irregularity), then SVT and the sinus rates. Threshold
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
@@ -33,6 +33,8 @@ VT_RATE_BPM = 100.0
 VT_MIN_RUN = 3
 VT_SUSTAINED_FRACTION = 0.5  # run covering half the strip (or VT_SUSTAINED_S) → the rhythm is VT
 VT_SUSTAINED_S = 10.0
+WCT_QRS_MS = 130.0  # wide-complex tachycardia: median QRS of all beats at or above this, at ≥ VT_RATE_BPM
+WCT_LF = 2.0  # …and slow QRS energy even in the strip's narrowest quarter of beats
 # VF: one dominant frequency in 4–8 Hz holding most of the power, no organised QRS
 VF_BAND_HZ = (3.5, 8.5)
 VF_CONCENTRATION = 0.5
@@ -60,7 +62,8 @@ class RhythmFeatures:
     vf_concentration: float
     organised: bool  # the two QRS detectors agree on beats somewhere in the strip
     asystole_s: float  # longest stretch without beats where the lead is connected
-    votes: int = field(default=0)
+    all_qrs_ms: float | None = None  # median QRS width over all beats, ventricular included
+    lf_reference: float | None = None  # 25th percentile of the beats' lf_ratio
 
 
 def sample_entropy(x: np.ndarray, m: int = 2, r_factor: float = 0.2) -> float | None:
@@ -140,6 +143,11 @@ def classify(ft: RhythmFeatures) -> tuple[Rhythm, float, list[str]]:
     if ft.longest_vt_run >= VT_MIN_RUN and sustained:
         notes.append(f"sustained ventricular run of {ft.longest_vt_run} beats ({ft.vt_run_s:.1f} s)")
         return "vt", round(0.7 * q + 0.3 * min(1.0, ft.longest_vt_run / 20), 2), notes
+    if (ft.hr_bpm is not None and ft.hr_bpm >= VT_RATE_BPM and ft.all_qrs_ms is not None
+            and ft.all_qrs_ms >= WCT_QRS_MS and (ft.lf_reference or 0) >= WCT_LF and ft.quality != "unusable"):
+        notes.append(f"wide-complex tachycardia (QRS {ft.all_qrs_ms:.0f} ms, {ft.hr_bpm:.0f} bpm) read as VT: "
+                     "aberrant conduction cannot be excluded on one lead")
+        return "vt", round(0.6 * q, 2), notes
     if ft.longest_vt_run >= VT_MIN_RUN:
         notes.append(f"non-sustained VT: run of {ft.longest_vt_run} ventricular beats")
     if ft.quality == "unusable" or ft.hr_bpm is None:

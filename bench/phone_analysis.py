@@ -1,0 +1,66 @@
+"""How long the phone's full strip analysis takes on a 30 s strip (target: p50 ≤ 150 ms on this machine).
+
+Real MIT-BIH 30 s strips (360 Hz, and the same strips resampled to 250 and 500 Hz) when the data is
+present, synthetic strips otherwise. One warm-up run first (imports, filter design caches).
+
+    .venv/bin/python bench/phone_analysis.py
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+from bench._common import percentile, write_result
+from phone_agent.analysis import analyze_strip
+from shared.ecg.signal import Signal, resample
+from shared.ecg.sources import load_wfdb, synthetic
+from shared.settings import Settings
+
+STRIP_S = 30.0
+RECORDS = ("100", "105", "119", "201", "203", "208", "210", "221", "232", "233")
+STARTS = (60.0, 600.0, 1200.0)
+RATES = (250.0, 360.0, 500.0)
+
+
+def strips() -> tuple[list[Signal], str]:
+    directory = Settings().mitdb_dir
+    if directory is not None and (directory / "100.hea").exists():
+        base = [load_wfdb(directory / r, start_s=t, end_s=t + STRIP_S) for r in RECORDS for t in STARTS]
+        source = f"MIT-BIH: {len(RECORDS)} records × {len(STARTS)} windows"
+    else:
+        base = [synthetic(STRIP_S, 360.0, heart_rate=hr, seed=seed) for hr in (60, 80, 110) for seed in range(4)]
+        source = "synthetic (MIT-BIH not found)"
+    return [resample(s, fs) for s in base for fs in RATES], source
+
+
+def main() -> None:
+    signals, source = strips()
+    analyze_strip(signals[0].samples_mv, signals[0].fs)  # warm-up
+    times: dict[float, list[float]] = {fs: [] for fs in RATES}
+    for s in signals:
+        started = time.perf_counter()
+        analyze_strip(s.samples_mv, s.fs)
+        times[s.fs].append((time.perf_counter() - started) * 1000)
+    every = [t for ts in times.values() for t in ts]
+    by_rate = {f"{fs:g}": {"p50_ms": round(percentile(ts, 50), 1), "p95_ms": round(percentile(ts, 95), 1)}
+               for fs, ts in times.items()}
+    result: dict[str, object] = {
+        "strip_s": STRIP_S, "n": len(every), "p50_ms": round(percentile(every, 50), 1),
+        "p95_ms": round(percentile(every, 95), 1), "max_ms": round(max(every), 1),
+        "by_rate": by_rate,
+        "source": source, "cpus": os.cpu_count(), "python": platform.python_version(),
+        "target_p50_ms": 150, "mean_ms": round(float(np.mean(every)), 1),
+    }
+    write_result("phone_analysis", result, [
+        ("strips", f"{len(every)} × {STRIP_S:g} s ({source})"),
+        ("p50 / p95", f"{result['p50_ms']} / {result['p95_ms']} ms (target p50 ≤ 150 ms)"),
+        *[(f"{k} Hz p50/p95", f"{v['p50_ms']} / {v['p95_ms']} ms") for k, v in by_rate.items()],
+    ])
+
+
+if __name__ == "__main__":
+    main()
