@@ -288,6 +288,7 @@ def fl_run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cardiomesh.fl import FederationError, FlOptions, run_federation
+    from cloud_expert.coordinator.coordinator import RoundRecord
 
     if mechanism not in ("gaussian", "laplace") or algorithm not in ("fedavg", "fedprox"):
         raise _fail("--mechanism is gaussian or laplace; --algorithm is fedavg or fedprox")
@@ -300,7 +301,7 @@ def fl_run(
                   TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
         task = bar.add_task("starting", total=rounds)
 
-        def _progress(record) -> None:  # type: ignore[no-untyped-def]
+        def _progress(record: RoundRecord) -> None:
             m = record.metrics or {}
             eps = f" ε={record.epsilon:.2f}" if record.epsilon is not None else ""
             f1 = f" macro-F1 {m['macro_f1']:.3f}" if m.get("macro_f1") is not None else ""

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class FlOptions:
     min_clients: int | None = None
     round_timeout_s: float = 600.0
     evaluate_every: int = 1
+    precompute: bool = True  # encryption randomness precomputed between rounds (BatchCrypt's offline phase)
     seed: int = 0
     run_dir: Path | None = None
     records: tuple[str, ...] = DS1
@@ -141,6 +143,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
         test_sets = load_split(options.test_split, mitdb)
     run_dir = options.run_dir or Path(settings.state_dir) / "runs" / time.strftime("fl-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
+    federation = f"run-{uuid.uuid4().hex[:10]}"  # its own topics: no retained round of another run leaks in
 
     torch.manual_seed(options.seed)
     config = NetConfig()
@@ -162,8 +165,9 @@ def run_federation(settings: Settings, options: FlOptions, *,
         device_of = {name: f"watch-{name}" for name, _ in learners}
         for site in sites:
             site_settings = settings.model_copy(update={"site": site})
-            transport = mqtt_transport(site_settings, f"{site}-edge-fl", clean_session=True)
-            edge = EdgeAggregator(site_settings, transport, edge_id="edge-1", codec_factory=codec_for_round)
+            transport = mqtt_transport(site_settings, f"{federation}-{site}-edge", clean_session=True)
+            edge = EdgeAggregator(site_settings, transport, edge_id="edge-1", codec_factory=codec_for_round,
+                                  federation=federation)
             edge.start()
             transport.start(wait_s=10)
             transport.wait_subscribed(10)
@@ -172,9 +176,9 @@ def run_federation(settings: Settings, options: FlOptions, *,
         clients: list[FlClient] = []
         for name, learner in learners:
             site_settings = settings.model_copy(update={"site": site_of[name]})
-            transport = mqtt_transport(site_settings, f"{site_of[name]}-{device_of[name]}-fl", clean_session=True)
+            transport = mqtt_transport(site_settings, f"{federation}-{device_of[name]}", clean_session=True)
             client = FlClient(site_settings, transport, device_id=device_of[name], learner=learner,
-                              verify_key=keys.verify_key, seed=options.seed + len(clients))
+                              verify_key=keys.verify_key, seed=options.seed + len(clients), federation=federation)
             client.start()
             transport.start(wait_s=10)
             transport.wait_subscribed(10)
@@ -195,10 +199,11 @@ def run_federation(settings: Settings, options: FlOptions, *,
             clip_norm=options.clip_norm, max_beats=options.max_beats, encrypt=options.encrypt,
             max_clients=max(64, n), min_clients=min_clients, round_timeout_s=options.round_timeout_s,
         )
-        coord_transport = mqtt_transport(settings, "fl-coordinator", clean_session=True)
+        coord_transport = mqtt_transport(settings, f"{federation}-coordinator", clean_session=True)
         coordinator = Coordinator(settings, coord_transport, keys=keys, initial=initial, config=round_config,
                                   participants=[f"{site_of[nm]}/{device_of[nm]}" for nm, _ in learners], dp=dp,
-                                  epsilon_after=spent, evaluate=None, quant_range=quant_range)
+                                  epsilon_after=spent, evaluate=None, quant_range=quant_range,
+                                  federation=federation)
         coordinator.start()
         coord_transport.start(wait_s=10)
         coord_transport.wait_subscribed(10)
@@ -210,8 +215,13 @@ def run_federation(settings: Settings, options: FlOptions, *,
 
         records: list[dict[str, Any]] = []
         for r in range(options.rounds):
+            offline = 0.0
+            if options.encrypt and options.precompute:  # the watches' idle-time offline phase, timed apart
+                spec = coordinator.build_spec(r)
+                offline = sum(c.prepare(spec) for c in clients)
             bytes_before = sum(s.bytes for c in clients for s in c.sent)
             record = coordinator.run_round(r)
+            record.extra["offline_precompute_s"] = round(offline, 3)
             last = r == options.rounds - 1
             if record.status == "ok" and (last or (r + 1) % options.evaluate_every == 0):
                 record.metrics = _evaluate(coordinator.vector)
@@ -220,6 +230,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
             records.append(record.as_dict())
             if progress is not None:
                 progress(record)
+        coordinator.retire()
         final_model = BeatNet(config)
         load_vector(final_model, coordinator.vector)
         ok_rounds = len([x for x in records if x["status"] == "ok"])

@@ -40,8 +40,9 @@ class _Round:
 
 class EdgeAggregator:
     def __init__(self, settings: Settings, transport: Transport, *, edge_id: str, codec_factory: CodecFactory,
-                 counters: Counters | None = None) -> None:
+                 federation: str = "watch-detector", counters: Counters | None = None) -> None:
         self.settings = settings
+        self.federation = federation
         self.edge_id = edge_id
         self.counters = counters or Counters()
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
@@ -55,8 +56,8 @@ class EdgeAggregator:
         self.bytes_out = 0
 
     def start(self) -> None:
-        self.router.on(topics.fl_round(), RoundMessage, self.on_round)
-        self.router.on(topics.fl_update(self.settings.site, topics.ANY), UpdateMessage, self.on_update)
+        self.router.on(topics.fl_round(self.federation), RoundMessage, self.on_round)
+        self.router.on(topics.fl_update(self.federation, self.settings.site, topics.ANY), UpdateMessage, self.on_update)
         self._timer = threading.Thread(target=self._deadline_loop, name=f"{self.edge_id}-fl", daemon=True)
         self._timer.start()
 
@@ -139,7 +140,7 @@ class EdgeAggregator:
         chunks = chunk_payloads(total, chunk_bytes=spec.chunk_bytes, round_id=spec.round_id,
                                 base_version=spec.model_version, encrypted=spec.encrypt,
                                 clients=len(contributors), contributors=contributors, samples=samples)
-        topic = topics.fl_aggregate(self.settings.site, self.edge_id)
+        topic = topics.fl_aggregate(self.federation, self.settings.site, self.edge_id)
         for chunk in chunks:
             self.router.publish(topic, AggregateMessage(**self.stamp(patient_id=None), payload=chunk), qos=1)
         self.bytes_out += len(total)

@@ -82,9 +82,10 @@ class PackedPaillierCodec:
 
     encrypted = True
 
-    def __init__(self, public_key: PaillierPublicKey, spec: PackingSpec, *,
+    def __init__(self, public_key: PaillierPublicKey, spec: PackingSpec, *, params: int,
                  private_key: PaillierPrivateKey | None = None, min_clients: int = 1,
                  rng: np.random.Generator | None = None) -> None:
+        self.params = params
         self.public_key = public_key
         self.spec = spec
         self._private_key = private_key
@@ -97,8 +98,13 @@ class PackedPaillierCodec:
         except (PackingError, CiphertextError, ValueError) as exc:
             raise CodecError(str(exc)) from None
 
-    def encode(self, vector: np.ndarray) -> bytes:
-        encrypted = encrypt_vector(self.public_key, vector, self.spec, rng=self._rng)
+    @property
+    def ciphertexts_per_update(self) -> int:
+        return self.spec.plaintexts_for(self.params)
+
+    def encode(self, vector: np.ndarray, *, noise: list[int] | None = None) -> bytes:
+        """`noise`: precomputed r^n values (the offline phase), spent once each and discarded by the caller."""
+        encrypted = encrypt_vector(self.public_key, vector, self.spec, rng=self._rng, noise=noise)
         return encrypted_vector_to_bytes(self.public_key, encrypted)
 
     def add(self, total: bytes | None, body: bytes) -> bytes:
@@ -140,4 +146,5 @@ def codec_for_round(spec: RoundPayload, *, private_key: PaillierPrivateKey | Non
     public_key = public_key_from_bytes(base64.b64decode(spec.public_key_b64))
     packing = packing_spec(public_key, clip=spec.quant_range or spec.clip_norm, max_clients=spec.max_clients,
                            value_bits=spec.quant_bits)
-    return PackedPaillierCodec(public_key, packing, private_key=private_key, min_clients=spec.min_clients, rng=rng)
+    return PackedPaillierCodec(public_key, packing, params=spec.params, private_key=private_key,
+                               min_clients=spec.min_clients, rng=rng)

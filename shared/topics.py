@@ -67,24 +67,24 @@ def presence(site: str, device_id: str) -> str:
     return f"{ROOT}/{_seg(site)}/presence/{_seg(device_id)}"
 
 
-def fl_round() -> str:
-    """The current round's announcement (retained)."""
-    return f"{ROOT}/fl/round"
+def fl_round(federation: str) -> str:
+    """The federation's current round announcement (retained)."""
+    return f"{ROOT}/fl/{_seg(federation)}/round"
 
 
-def fl_model() -> str:
-    """The signed global model (retained)."""
-    return f"{ROOT}/fl/model"
+def fl_model(federation: str) -> str:
+    """The federation's signed global model (retained)."""
+    return f"{ROOT}/fl/{_seg(federation)}/model"
 
 
-def fl_update(site: str, device_id: str) -> str:
+def fl_update(federation: str, site: str, device_id: str) -> str:
     """A client's (chunked) update, to its site's edge hub."""
-    return f"{ROOT}/fl/update/{_seg(site)}/{_seg(device_id)}"
+    return f"{ROOT}/fl/{_seg(federation)}/update/{_seg(site)}/{_seg(device_id)}"
 
 
-def fl_aggregate(site: str, edge_id: str) -> str:
+def fl_aggregate(federation: str, site: str, edge_id: str) -> str:
     """An edge hub's (chunked) sum of its clients' updates, to the cloud coordinator."""
-    return f"{ROOT}/fl/aggregate/{_seg(site)}/{_seg(edge_id)}"
+    return f"{ROOT}/fl/{_seg(federation)}/aggregate/{_seg(site)}/{_seg(edge_id)}"
 
 
 def everything(site: str = ANY) -> str:
@@ -110,11 +110,11 @@ def parse(topic: str) -> TopicParts:
     if len(parts) < 3 or "/".join(parts[:2]) != ROOT:
         raise ValueError(f"topic outside {ROOT}: {topic!r}")
     rest = parts[2:]
-    if rest[0] == "fl":
-        if len(rest) == 2 and rest[1] in ("round", "model"):
-            return TopicParts(site="*", patient_id=None, device_id="*", kind=f"fl_{rest[1]}")
-        if len(rest) == 4 and rest[1] in ("update", "aggregate"):
-            return TopicParts(site=rest[2], patient_id=None, device_id=rest[3], kind=f"fl_{rest[1]}")
+    if rest[0] == "fl":  # cm/v1/fl/{federation}/round|model, …/update|aggregate/{site}/{device}
+        if len(rest) == 3 and rest[2] in ("round", "model"):
+            return TopicParts(site="*", patient_id=None, device_id="*", kind=f"fl_{rest[2]}")
+        if len(rest) == 5 and rest[2] in ("update", "aggregate"):
+            return TopicParts(site=rest[3], patient_id=None, device_id=rest[4], kind=f"fl_{rest[2]}")
         raise ValueError(f"unknown fl topic: {topic!r}")
     if len(rest) == 3 and rest[1] == "presence":
         return TopicParts(site=rest[0], patient_id=None, device_id=rest[2], kind="presence")

@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shared import topics
 from shared.chunking import chunk_payloads
+from shared.crypto.paillier import precompute_noise
 from shared.crypto.signing import ModelMetadata, ModelVerificationError, SignedModel, verify_model
 from shared.fl.noise import gaussian_share, laplace_share
 from shared.fl.updates import clip_by_l1, clip_by_l2, delta
-from shared.fl_codec import UpdateCodec, codec_for_round
+from shared.fl_codec import PackedPaillierCodec, UpdateCodec, codec_for_round
 from shared.identity import Stamper
 from shared.messages import DpConfig, ModelMessage, RoundMessage, RoundPayload, UpdateMessage, utcnow
 from shared.metrics import Counters
@@ -71,9 +72,10 @@ class SentUpdate:
 class FlClient:
     def __init__(self, settings: Settings, transport: Transport, *, device_id: str, learner: Learner,
                  verify_key: Ed25519PublicKey, counters: Counters | None = None, seed: int = 0,
-                 codec_factory: Callable[[RoundPayload], UpdateCodec] | None = None,
+                 codec_factory: Callable[[RoundPayload], UpdateCodec] | None = None, federation: str = "watch-detector",
                  after_install: Callable[[np.ndarray], None] | None = None) -> None:
         self.settings = settings
+        self.federation = federation
         self.device_id = device_id
         self.learner = learner
         self.verify_key = verify_key
@@ -89,11 +91,12 @@ class FlClient:
         self._pending: RoundPayload | None = None
         self._done_rounds: set[int] = set()
         self.sent: list[SentUpdate] = []
+        self._noise_pool: tuple[str, list[int]] | None = None  # (key id, r^n values): secret, single-use
         self.paused = False  # a test (or a flat battery) can make a client drop out
 
     def start(self) -> None:
-        self.router.on(topics.fl_model(), ModelMessage, self.on_model)
-        self.router.on(topics.fl_round(), RoundMessage, self.on_round)
+        self.router.on(topics.fl_model(self.federation), ModelMessage, self.on_model)
+        self.router.on(topics.fl_round(self.federation), RoundMessage, self.on_round)
 
     # -- model installation ----------------------------------------------------------------------
     def on_model(self, parts: topics.TopicParts, msg: ModelMessage) -> None:
@@ -149,6 +152,25 @@ class FlClient:
             self.counters.inc("fl.client_errors")
             log.exception("local training failed", extra={"device": self.device_id, "round": spec.round_id})
 
+    def _take_pool(self, codec: PackedPaillierCodec) -> list[int] | None:
+        with self._lock:
+            pool, self._noise_pool = self._noise_pool, None
+        if pool is None or pool[0] != codec.public_key.key_id:
+            return None
+        return pool[1][: codec.ciphertexts_per_update]
+
+    def prepare(self, spec: RoundPayload) -> float:
+        """The offline phase: precompute the encryption randomness for the next update (idle time on a
+        real watch). Returns the seconds it took; encryption during the round is then nearly free."""
+        codec = self._codec_factory(spec)
+        if not isinstance(codec, PackedPaillierCodec):
+            return 0.0
+        started = time.perf_counter()
+        values = precompute_noise(codec.public_key, codec.ciphertexts_per_update)
+        with self._lock:
+            self._noise_pool = (codec.public_key.key_id, values)
+        return time.perf_counter() - started
+
     def send_update(self, spec: RoundPayload, global_vector: np.ndarray) -> SentUpdate:
         started = time.perf_counter()
         self.learner.load_vector(global_vector)
@@ -158,11 +180,15 @@ class FlClient:
         clip = clip_by_l1 if spec.dp.mechanism == "laplace" else clip_by_l2
         clipped, norm = clip(delta(self.learner.vector(), global_vector), spec.clip_norm)
         noised = clipped + noise_share(spec.dp, spec.params, self._rng)
-        body = self._codec_factory(spec).encode(noised)
+        codec = self._codec_factory(spec)
+        if isinstance(codec, PackedPaillierCodec):
+            body = codec.encode(noised, noise=self._take_pool(codec))
+        else:
+            body = codec.encode(noised)
         encoded = time.perf_counter()
         for chunk in chunk_payloads(body, chunk_bytes=spec.chunk_bytes, round_id=spec.round_id,
                                     base_version=spec.model_version, encrypted=spec.encrypt, samples=samples):
-            self.router.publish(topics.fl_update(self.settings.site, self.device_id),
+            self.router.publish(topics.fl_update(self.federation, self.settings.site, self.device_id),
                                 UpdateMessage(**self.stamp(patient_id=None), payload=chunk), qos=1)
         self.learner.load_vector(global_vector)  # the device keeps serving the global model (or its personal head)
         sent = SentUpdate(spec.round_id, samples, len(body), trained - started, encoded - trained, float(norm))

@@ -86,8 +86,10 @@ class Coordinator:
                  config: RoundConfig, participants: list[str], dp: DpConfig | None = None,
                  epsilon_after: Callable[[int], float | None] | None = None,
                  evaluate: Callable[[np.ndarray], dict[str, Any]] | None = None,
-                 counters: Counters | None = None, quant_range: float | None = None) -> None:
+                 counters: Counters | None = None, quant_range: float | None = None,
+                 federation: str = "watch-detector") -> None:
         self.settings = settings
+        self.federation = federation
         self.keys = keys
         self.vector = np.asarray(initial, dtype=np.float32).copy()
         self.version = 0
@@ -108,7 +110,8 @@ class Coordinator:
         self.records: list[RoundRecord] = []
 
     def start(self) -> None:
-        self.router.on(topics.fl_aggregate(topics.ANY, topics.ANY), AggregateMessage, self.on_aggregate)
+        self.router.on(topics.fl_aggregate(self.federation, topics.ANY, topics.ANY), AggregateMessage,
+                       self.on_aggregate)
 
     # -- publishing ------------------------------------------------------------------------------
     def publish_model(self) -> None:
@@ -117,10 +120,11 @@ class Coordinator:
         payload = ModelPayload(version=self.version, round_id=self._round_id, sha256=signed.metadata.sha256,
                                signature_b64=base64.b64encode(signed.signature or b"").decode(),
                                model_b64=base64.b64encode(blob).decode())
-        self.router.publish(topics.fl_model(), ModelMessage(**self.stamp(patient_id=None), payload=payload),
-                            qos=1, retain=True)
+        message = ModelMessage(**self.stamp(patient_id=None), payload=payload)
+        self.router.publish(topics.fl_model(self.federation), message, qos=1, retain=True)
 
-    def _announce(self, round_id: int) -> RoundPayload:
+    def build_spec(self, round_id: int) -> RoundPayload:
+        """The announcement round `round_id` would carry (also what clients precompute against)."""
         c = self.config
         public = self.keys.paillier.public_key
         spec = RoundPayload(
@@ -133,11 +137,15 @@ class Coordinator:
             quant_bits=c.quant_bits, quant_range=self.quant_range, max_clients=c.max_clients, min_clients=c.min_clients,
             deadline=utcnow() + timedelta(seconds=c.round_timeout_s), chunk_bytes=c.chunk_bytes,
         )
+        return spec
+
+    def _announce(self, round_id: int) -> RoundPayload:
+        spec = self.build_spec(round_id)
         with self._lock:
             self._round_id = round_id
             self._aggregates.clear()
             self._codec = codec_for_round(spec, private_key=self.keys.paillier.private_key)
-        self.router.publish(topics.fl_round(), RoundMessage(**self.stamp(patient_id=None), payload=spec),
+        self.router.publish(topics.fl_round(self.federation), RoundMessage(**self.stamp(patient_id=None), payload=spec),
                             qos=1, retain=True)
         return spec
 
@@ -163,6 +171,11 @@ class Coordinator:
             self._lock.notify_all()
 
     # -- the round -------------------------------------------------------------------------------
+    def retire(self) -> None:
+        """Clear the federation's retained round and model, so a later federation starts clean."""
+        for topic in (topics.fl_round(self.federation), topics.fl_model(self.federation)):
+            self.router.transport.publish(topic, b"", qos=1, retain=True)
+
     def run_round(self, round_id: int) -> RoundRecord:
         started = time.perf_counter()
         spec = self._announce(round_id)

@@ -88,13 +88,13 @@ def test_duplicate_and_tampered_updates(coordinator_keys: CoordinatorKeys) -> No
     bus, coordinator, (edge,), _clients, _ = _federation(coordinator_keys, clients=3)
     record = coordinator.run_round(0)
     assert record.clients == 3
-    sent = [(t, p) for t, p, *_ in bus.published if "/fl/update/" in t]
+    sent = [(t, p) for t, p, *_ in bus.published if "/update/" in t]
     # a redelivery of a whole update in the next round is counted once; a tampered one is refused
     record = coordinator.run_round(1)
-    updates = [(t, p) for t, p, *_ in bus.published if "/fl/update/" in t][len(sent):]
+    updates = [(t, p) for t, p, *_ in bus.published if "/update/" in t][len(sent):]
     topic, raw = updates[0]
     edge_round = RoundPayload.model_validate(json.loads(
-        [p for t, p, *_ in bus.published if t == topics.fl_round()][-1])["payload"])
+        [p for t, p, *_ in bus.published if t == topics.fl_round("watch-detector")][-1])["payload"])
     assert edge_round.round_id == 1
     duplicates_before = edge.counters.get("fl.duplicate_update")
     for t, p in updates:
@@ -117,7 +117,7 @@ def test_a_duplicate_update_inside_an_open_round_counts_once(coordinator_keys: C
 
     def twice(topic: str, payload: bytes, qos: int, retain: bool) -> None:
         original_publish(topic, payload, qos, retain)
-        if "/fl/update/" in topic:
+        if "/update/" in topic:
             original_publish(topic, payload, qos, retain)  # the broker delivered it again
 
     bus._publish = twice  # type: ignore[method-assign]
@@ -156,7 +156,7 @@ def test_unsigned_wrongly_signed_and_stale_models_are_refused(coordinator_keys: 
     bus, _coordinator, _edges, clients, _ = _federation(coordinator_keys, clients=2)
     client = clients[0]
     assert client.version == 0
-    good = [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t == topics.fl_model()][-1]
+    good = [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t == topics.fl_model("watch-detector")][-1]
     assert isinstance(good, ModelMessage)
     blob = np.ones(P, dtype="<f4").tobytes()
     forged = sign_model(generate_signing_key(), blob, version=5, round=0)
@@ -168,7 +168,8 @@ def test_unsigned_wrongly_signed_and_stale_models_are_refused(coordinator_keys: 
         "StaleModelError": good.payload,
     }
     for name, payload in cases.items():
-        bus.transport("attacker").publish(topics.fl_model(), encode(good.model_copy(update={"payload": payload})))
+        forged_message = good.model_copy(update={"payload": payload})
+        bus.transport("attacker").publish(topics.fl_model("watch-detector"), encode(forged_message))
         assert client.counters.get(f"fl.model_refused.{name}") == 1, name
     assert client.version == 0 and not np.any(client.learner.vector())
 
@@ -195,6 +196,6 @@ def test_the_edge_never_holds_the_private_key(coordinator_keys: CoordinatorKeys)
 
     assert not reachable(edge)
     assert reachable(coordinator)  # the check itself can find one
-    announced = [p for t, p, *_ in bus.published if t == topics.fl_round()][-1]
+    announced = [p for t, p, *_ in bus.published if t == topics.fl_round("watch-detector")][-1]
     private = coordinator_keys.paillier.private_key
     assert str(private.p) not in announced.decode() and str(private.q) not in announced.decode()
