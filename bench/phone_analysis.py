@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from bench._common import percentile, write_result
 from phone_agent.analysis import analyze_strip
