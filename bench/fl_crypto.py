@@ -124,14 +124,69 @@ def crypto_measurements(params: int = 20_000, clients: int = 22) -> dict[str, An
     }
 
 
+def round_timings(clients: int = 22, max_beats: int = 1000, rounds: int = 3) -> dict[str, Any]:
+    """One round's wall time over the real broker, plaintext and encrypted, next to the floor: the same
+    local training (1 epoch, ≤ max_beats beats per client) run one client after another, no bus.
+
+    All parties share this 2-core machine, so the watches' training takes turns (watch_agent.learner's
+    lock) exactly as in the floor; rounds after the first are reported (the first pays torch warm-up).
+    The encrypted round spends encryption randomness precomputed between rounds (the watches' idle-time
+    offline phase, BatchCrypt); its cost is reported apart as `offline_precompute_s`.
+    """
+    import statistics
+    import tempfile
+
+    import torch
+
+    from cardiomesh.fl import FlOptions, run_federation
+    from shared.model.data import DS1, load_records
+    from shared.model.net import BeatNet
+    from shared.model.train import train_local
+    from shared.settings import Settings
+
+    torch.set_num_threads(2)
+    settings = Settings()
+    if settings.mitdb_dir is None:
+        raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
+    sets = load_records([settings.mitdb_dir / r for r in DS1[:clients]])
+    warm = BeatNet()
+    train_local(warm, next(iter(sets.values())), epochs=1, max_beats=200, class_weighting="sqrt", augment=True)
+    started = time.perf_counter()
+    for i, name in enumerate(sorted(sets)):
+        torch.manual_seed(i)
+        train_local(BeatNet(), sets[name], epochs=1, batch_size=32, lr=0.001, max_beats=max_beats, seed=i,
+                    class_weighting="sqrt", augment=True)
+    local_train_s = time.perf_counter() - started
+    out: dict[str, Any] = {"local_train_s": round(local_train_s, 2), "round_clients": clients,
+                           "round_max_beats": max_beats, "round_epochs": 1}
+    for label, encrypt in (("plain", False), ("encrypted", True)):
+        with tempfile.TemporaryDirectory() as state:
+            options = FlOptions(clients=clients, rounds=rounds, encrypt=encrypt, epochs=1, batch_size=32, lr=0.001,
+                                max_beats=max_beats, evaluate_every=10_000, run_dir=Path(state) / "run")
+            result = run_federation(settings.model_copy(update={"state_dir": Path(state)}), options,
+                                    test_sets={}, train_sets=sets)
+        steady = [r["seconds"] for r in result.rounds[1:] if r["status"] == "ok"]
+        out[f"round_{label}_s"] = round(statistics.median(steady), 2)
+        out[f"round_{label}_all_s"] = [r["seconds"] for r in result.rounds]
+        out[f"round_{label}_update_bytes"] = result.update_bytes[-1]
+        if encrypt:
+            out["offline_precompute_s"] = [r["extra"]["offline_precompute_s"] for r in result.rounds]
+    out["round_plain_over_local_x"] = round(out["round_plain_s"] / local_train_s, 2)
+    out["round_encrypted_over_plain_x"] = round(out["round_encrypted_s"] / out["round_plain_s"], 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=22)
+    parser.add_argument("--skip-rounds", action="store_true", help="crypto micro-benchmarks only")
     args = parser.parse_args()
     path = RESULTS / "fl_crypto.json"
     result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     result.update(crypto_measurements(args.params, args.clients))
+    if not args.skip_rounds:
+        result.update(round_timings(args.clients))
     write_result("fl_crypto", result, [(k, str(v)) for k, v in result.items() if k != "naive_note"])
 
 

@@ -10,7 +10,7 @@ from shared.messages import RoundPayload
 from shared.model.data import BeatSet
 from shared.model.net import BeatNet, NetConfig
 from shared.model.serialize import load_vector, parameters_vector
-from shared.model.train import TrainResult, train_local
+from shared.model.train import TrainResult, Weighting, train_local
 
 #: One machine may host many simulated watches: their training takes turns, as it would on separate
 #: devices in parallel, instead of thrashing two cores with twenty-two threads.
@@ -19,8 +19,11 @@ TRAIN_LOCK = threading.Lock()
 
 class BeatNetLearner:
     def __init__(self, data: BeatSet, *, config: NetConfig | None = None, seed: int = 0,
-                 lock: threading.Lock | None = TRAIN_LOCK) -> None:
+                 lock: threading.Lock | None = TRAIN_LOCK, class_weighting: Weighting = "sqrt",
+                 augment: bool = True) -> None:
         self.model = BeatNet(config)
+        self.class_weighting: Weighting = class_weighting
+        self.augment = augment
         self.data = data
         self.seed = seed
         self.lock = lock
@@ -44,4 +47,5 @@ class BeatNetLearner:
 
     def _train(self, spec: RoundPayload, mu: float) -> TrainResult:
         return train_local(self.model, self.data, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
-                           mu=mu, max_beats=spec.max_beats, seed=self.seed * 1000 + spec.round_id)
+                           mu=mu, max_beats=spec.max_beats, seed=self.seed * 1000 + spec.round_id,
+                           class_weighting=self.class_weighting, augment=self.augment)
