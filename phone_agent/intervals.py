@@ -61,7 +61,6 @@ def measure_intervals(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conduct
     """Median intervals over `conducted` beats (bool per peak); `rr_s[i]` is the RR before peak i."""
     if int(np.sum(conducted)) < MIN_BEATS:
         return Intervals()
-    n = len(peaks)
     p_on = p_onsets(cleaned, fs, peaks, conducted)
     r_on, r_off = qrs_bounds(cleaned, fs, peaks)
     t_off = t_ends(cleaned, fs, peaks, r_on, r_off, rr_s)
