@@ -1,0 +1,171 @@
+"""Inter-patient accuracy of the watch detector: centralized, federated (plain), federated encrypted + DP,
+local-only, a DP curve, and what personalization adds. Train on MIT-BIH DS1, test on DS2 (paced excluded).
+
+    .venv/bin/python bench/fl_accuracy.py [--rounds 20] [--epochs 2] [--max-beats 1500] [--dp 8]
+
+Every number comes from this run on this machine. Federated runs go over the real broker (embedded when
+none answers) with one watch per DS1 patient; the DP curve reuses the same federation code per budget.
+Personalization: a wearer's first 5 minutes of beats (clinician-confirmed labels in production) fine-tune
+the global model's head; both models are then scored on the rest of that wearer's record (DS2 patients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+
+from bench._common import RESULTS, write_result
+from cardiomesh.fl import FlOptions, run_federation
+from shared.model.data import DS1, BeatSet, load_split
+from shared.model.net import BeatNet
+from shared.model.serialize import load_model, save_model
+from shared.model.train import evaluate, finetune_head, train_local
+from shared.settings import Settings
+
+PERSONAL_S = 300.0
+
+
+def _mean_metrics(items: list[dict[str, Any]]) -> dict[str, Any]:
+    def avg(values: list[float | None]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return round(statistics.fmean(kept), 4) if kept else None
+
+    return {
+        "per_class": {c: {k: avg([m["per_class"][c][k] for m in items]) for k in ("se", "ppv")}
+                      for c in ("N", "S", "V", "F")},
+        "macro_f1": avg([m["macro_f1"] for m in items]), "auroc": avg([m["auroc"] for m in items]),
+        "beats": items[0]["beats"] if items else 0, "models": len(items),
+    }
+
+
+def centralized(ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], epochs: int) -> tuple[dict[str, Any], BeatNet]:
+    torch.manual_seed(0)
+    model = BeatNet()
+    started = time.perf_counter()
+    train_local(model, list(ds1.values()), epochs=epochs, batch_size=64, lr=0.002, class_weighting="sqrt",
+                augment=True, seed=0)
+    seconds = time.perf_counter() - started
+    return {**evaluate(model, list(ds2.values())), "rounds": None, "epsilon": None, "delta": None,
+            "seconds": round(seconds, 1), "epochs": epochs}, model
+
+
+def local_only(ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], epochs: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    results = []
+    for i, name in enumerate(sorted(ds1)):
+        torch.manual_seed(i)
+        model = BeatNet()
+        train_local(model, ds1[name], epochs=epochs, batch_size=32, lr=0.001, class_weighting="sqrt",
+                    augment=True, seed=i)
+        results.append(evaluate(model, list(ds2.values())))
+    return {**_mean_metrics(results), "rounds": None, "epsilon": None, "delta": None,
+            "seconds": round(time.perf_counter() - started, 1), "note": "mean over the 22 per-patient models"}
+
+
+def federated(settings: Settings, ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], args: argparse.Namespace, *,
+              encrypt: bool, epsilon: float | None) -> tuple[dict[str, Any], Path]:
+    with tempfile.TemporaryDirectory() as state:
+        options = FlOptions(rounds=args.rounds, epochs=args.epochs, max_beats=args.max_beats, encrypt=encrypt,
+                            dp_epsilon=epsilon, dp_delta=1e-5, batch_size=args.batch_size, lr=args.lr,
+                            clip_norm=args.clip, evaluate_every=10_000, run_dir=Path(state) / "run")
+        result = run_federation(settings.model_copy(update={"state_dir": Path(state)}), options,
+                                train_sets=ds1, test_sets=ds2)
+        keep = RESULTS / f"fl_{'enc' if encrypt else 'plain'}_{epsilon or 'inf'}.pt"
+        model, meta = load_model(result.model_path)
+        save_model(keep, model, meta)
+    metrics = result.final_metrics or {}
+    return {**metrics, "rounds": len(result.rounds), "epsilon": result.epsilon, "delta": result.delta,
+            "seconds": result.seconds, "bytes_per_round": result.update_bytes[-1] if result.update_bytes else 0,
+            "epochs": args.epochs, "max_beats": args.max_beats, "clip": args.clip}, keep
+
+
+def personalization(model_path: Path, ds2: dict[str, BeatSet]) -> dict[str, Any]:
+    before, after = [], []
+    for _name, beats in sorted(ds2.items()):
+        first = beats.sample < PERSONAL_S * 250
+        rest = beats.subset(np.flatnonzero(~first))
+        own = beats.subset(np.flatnonzero(first))
+        model, _ = load_model(model_path)
+        before.append(evaluate(model, rest))
+        if len(own.labelled()) >= 50:
+            finetune_head(model, own, epochs=3, class_weighting="sqrt", seed=0)
+        after.append(evaluate(model, rest))
+    return {"global": _mean_metrics(before), "personalized": _mean_metrics(after),
+            "note": f"mean over DS2 wearers; head fine-tuned on each wearer's first {PERSONAL_S:.0f} s, "
+                    "scored on the rest of the same record"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-beats", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--clip", type=float, default=5.0)
+    parser.add_argument("--dp", type=float, default=8.0, help="total ε of the encrypted + DP run")
+    parser.add_argument("--curve", default="0.5,2,8,inf", help="total ε budgets for the DP curve")
+    parser.add_argument("--central-epochs", type=int, default=6)
+    parser.add_argument("--skip-curve", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    settings = Settings()
+    if settings.mitdb_dir is None:
+        raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR to a folder holding mitdb/")
+    ds1 = load_split("DS1", settings.mitdb_dir)
+    ds2 = load_split("DS2", settings.mitdb_dir)
+    assert sorted(ds1) == sorted(DS1)
+    out: dict[str, Any] = {}
+    out["centralized"], _ = centralized(ds1, ds2, args.central_epochs)
+    out["local_only"] = local_only(ds1, ds2, args.epochs * max(1, args.rounds // 4))
+    out["federated_plain"], plain_model = federated(settings, ds1, ds2, args, encrypt=False, epsilon=None)
+    out["federated_encrypted_dp"], _ = federated(settings, ds1, ds2, args, encrypt=True, epsilon=args.dp)
+    out["personalization"] = personalization(plain_model, ds2)
+    if not args.skip_curve:
+        curve = []
+        for budget in (float(x) for x in args.curve.split(",")):
+            eps = None if math.isinf(budget) else budget
+            m, _ = federated(settings, ds1, ds2, args, encrypt=False, epsilon=eps)
+            curve.append({"epsilon": budget if eps is not None else "inf", "macro_f1": m.get("macro_f1"),
+                          "veb_se": m["per_class"]["V"]["se"], "veb_ppv": m["per_class"]["V"]["ppv"],
+                          "sveb_se": m["per_class"]["S"]["se"], "sveb_ppv": m["per_class"]["S"]["ppv"]})
+        out["dp_curve"] = curve
+        _plot_curve(curve, RESULTS / "fl_dp_curve.png")
+    rows = [(k, f"macro-F1 {v.get('macro_f1')}  VEB Se/+P {v['per_class']['V']['se']}/{v['per_class']['V']['ppv']}"
+                f"  SVEB Se/+P {v['per_class']['S']['se']}/{v['per_class']['S']['ppv']}  ε {v.get('epsilon')}")
+            for k, v in out.items() if isinstance(v, dict) and "per_class" in v]
+    write_result("fl_accuracy", out, rows)
+
+
+def _plot_curve(curve: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [str(c["epsilon"]) for c in curve]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, style in (("macro_f1", "o-"), ("veb_se", "s--"), ("veb_ppv", "s:"), ("sveb_se", "^--")):
+        ax.plot(labels, [c[key] or 0 for c in curve], style, label=key)
+    ax.set_xlabel("total ε over all rounds (δ = 1e-5)")
+    ax.set_ylim(0, 1)
+    ax.set_title("DS2 accuracy vs privacy budget (22 clients)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
