@@ -112,3 +112,8 @@ def test_readable_summary(tmp_path: Path) -> None:
     result = runner.invoke(app, ["analyze", str(_csv(tmp_path / "s3.csv", _ecg(20, 120)))])
     assert result.exit_code == 0
     assert "s3: sinus_tachycardia" in result.stdout and "QTc Bazett" in result.stdout
+
+
+def test_help() -> None:
+    result = runner.invoke(app, ["analyze", "--help"])
+    assert result.exit_code == 0 and "--seconds" in result.output
