@@ -19,10 +19,10 @@ import neurokit2 as nk
 import numpy as np
 
 from phone_agent import rhythm as rules
-from phone_agent.ectopy import BeatFeatures, classify_ectopic
+from phone_agent.ectopy import V_CLASS, BeatFeatures, active_shared_model, classify_beats
 from phone_agent.intervals import Intervals, measure_intervals, p_wave_consistency, qrs_bounds
 from phone_agent.quality import SegmentQuality, assess_segments, is_lead_off, overall_quality
-from shared.ecg.qrs import StreamingQrsDetector
+from shared.ecg.qrs import Beat, StreamingQrsDetector
 from shared.ecg.signal import Signal, resample
 from shared.messages import Rhythm
 
@@ -75,6 +75,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     # local detail, not on the bus
     ventricular: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    ectopic: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # S, V or F (V only by the rule)
     segments: list[SegmentQuality] = field(default_factory=list)
     features: rules.RhythmFeatures | None = None
     ectopy_method: str = ""
@@ -133,8 +134,8 @@ def _hrv_frequency(nn_ms: np.ndarray, nn_t_s: np.ndarray) -> dict[str, float] | 
     return out or None
 
 
-def _detect(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(cleaned, neurokit peaks, streaming-detector samples, streaming lf_ratios)."""
+def _detect(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Beat]]:
+    """(cleaned, neurokit peaks, streaming-detector samples, streaming lf_ratios, streaming beats)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cleaned = np.asarray(nk.ecg_clean(x, sampling_rate=fs), dtype=float)
@@ -149,7 +150,7 @@ def _detect(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     beats = [b for b in detector.feed(np.concatenate([x, flush])) if b.sample < len(x)]
     sq = np.array([b.sample for b in beats], dtype=int)
     lf = np.array([np.nan if b.lf_ratio is None else b.lf_ratio for b in beats], dtype=float)
-    return cleaned, peaks, sq, lf
+    return cleaned, peaks, sq, lf, beats
 
 
 def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
@@ -168,25 +169,36 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
                          started)
     x = resample(Signal(raw, float(fs), "strip", "strip"), ANALYSIS_FS).samples_mv
     afs = ANALYSIS_FS
-    cleaned, peaks, sq, sq_lf = _detect(x, afs)
+    cleaned, peaks, sq, sq_lf, sq_beats = _detect(x, afs)
     segments = assess_segments(x, cleaned, afs, peaks, sq)
     quality, quality_score = overall_quality(segments)
     labels = [s.label for s in segments]
     notes: list[str] = []
+    # the shared beat model (when present) classifies the streaming detector's beats, as it was trained to
+    shared = active_shared_model()
+    sq_classes = shared.classes(x, afs, tuple(sq_beats)) if shared is not None else None
     # neurokit misses some fast wide beats (VT runs) that the streaming detector finds: take those too,
-    # where the segment is readable (in noise the detectors' disagreement is the point, not a beat)
+    # where the segment is readable (in noise the detectors' disagreement is the point, not a beat), and
+    # beats the shared model calls V in any segment with a connected, unclipped lead: neurokit's misses in
+    # a run of fast wide beats are what make such a segment "unusable" in the first place
     if len(sq):
         _, far = _nearest(peaks, sq)
         seg_sq = np.minimum((sq / afs / (duration_s / len(segments))).astype(int), len(segments) - 1)
-        extra = sq[(far > MERGE_GAP_S * afs) & np.array([labels[k] != "unusable" for k in seg_sq], dtype=bool)]
+        take = np.array([labels[k] != "unusable" for k in seg_sq], dtype=bool)
+        if sq_classes is not None:
+            connected = np.array([not (segments[k].lead_off or segments[k].saturated) for k in seg_sq], dtype=bool)
+            take |= (sq_classes == V_CLASS) & connected
+        extra = sq[(far > MERGE_GAP_S * afs) & take]
         if len(extra):
             peaks = np.sort(np.concatenate([peaks, extra]))
 
-    # per-beat ventricular flags from the matched streaming-detector beat's lf_ratio
+    # per-beat ventricular / ectopic flags: the shared beat model on the streaming detector's beats when a
+    # model is present, else the wide-beat rule on the matched streaming-detector beat's lf_ratio
     idx, dist = _nearest(sq, peaks)
     lf = np.where(dist <= MATCH_S * afs, sq_lf[idx] if len(sq) else np.nan, np.nan)
     rr_prev = np.concatenate([[np.nan], np.diff(peaks) / afs]) if len(peaks) else np.zeros(0)
-    ventricular, ectopy_method = classify_ectopic(BeatFeatures(peaks, afs, lf, rr_prev))
+    flags, ectopy_method = classify_beats(BeatFeatures(peaks, afs, lf, rr_prev, x, tuple(sq_beats), sq_classes))
+    ventricular = flags.ventricular
     seg_of = np.minimum((peaks / afs / (duration_s / len(segments))).astype(int), len(segments) - 1)
     readable = np.array([labels[k] != "unusable" for k in seg_of], dtype=bool)
 
@@ -249,7 +261,7 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
     smooth_hr = 60.0 / np.convolve(usable_rr, np.ones(5) / 5, mode="valid") if len(usable_rr) >= 5 else \
         (60.0 / usable_rr if len(usable_rr) else np.zeros(0))
     d_nn = np.diff(nn * 1000)
-    ectopic = int(np.sum(ventricular))
+    ectopic = int(np.sum(flags.ectopic))
     return Analysis(
         quality=quality, quality_score=quality_score, rhythm=label, n_beats=n, duration_s=duration_s,
         r_peaks=np.round(peaks * fs / afs).astype(int),
@@ -268,6 +280,7 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
         qtc_fridericia_ms=intervals.qtc_fridericia_ms,
         pauses=pauses, ectopic_beats=ectopic, ectopic_burden=round(ectopic / n, 4) if n else None,
         ventricular_run_beats=int(longest_any), hrv_freq=hrv_freq, segment_quality=labels, notes=notes[:16],
-        ventricular=ventricular, segments=segments, features=features, ectopy_method=ectopy_method,
+        ventricular=ventricular, ectopic=flags.ectopic, segments=segments, features=features,
+        ectopy_method=ectopy_method,
         analysis_ms=(time.perf_counter() - started) * 1000,
     )

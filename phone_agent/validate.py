@@ -26,11 +26,15 @@ import numpy as np
 from phone_agent.analysis import analyze_strip
 from shared.ecg.annotations import Annotations, load_annotations
 from shared.ecg.sources import load_wfdb
+from shared.model.data import DS1, DS2
 
 log = logging.getLogger(__name__)
 
 COVERAGE = 0.9
 NORMAL_BEATS = 0.95
+V_SYMBOLS = frozenset("VE")  # AAMI V
+ECTOPIC_SYMBOLS = frozenset("AaJSVEF")  # AAMI S, V, F
+NORMAL_SYMBOLS = frozenset("NLRej")
 NORMAL_RANGES = {"pr_ms": (120.0, 200.0), "qrs_ms": (70.0, 110.0), "qtc_bazett_ms": (350.0, 460.0)}
 
 
@@ -76,11 +80,16 @@ def validate_record(args: tuple[str, str, float]) -> list[dict[str, Any]]:
         in_window = (ann.beat_times_s >= t0) & (ann.beat_times_s < t1)
         symbols = [sym for sym, m in zip(ann.beat_symbols, in_window, strict=True) if m]
         rows.append({
-            "record": record, "start_s": t0, "label": label, "vt_run_annotated": annotated_vt_run(ann, t0, t1),
+            "record": record, "set": _beat_set(record), "start_s": t0, "label": label,
+            "vt_run_annotated": annotated_vt_run(ann, t0, t1),
             "normal_beat_fraction": round(symbols.count("N") / len(symbols), 3) if symbols else 0.0,
             "rhythm": result.rhythm, "confidence": result.rhythm_confidence, "quality": result.quality,
             "hr_bpm": result.hr_bpm, "pr_ms": result.pr_ms, "qrs_ms": result.qrs_ms, "qt_ms": result.qt_ms,
             "qtc_bazett_ms": result.qtc_bazett_ms, "ectopic_beats": result.ectopic_beats,
+            "ventricular_beats": int(np.sum(result.ventricular)), "n_beats": result.n_beats,
+            "annotated_beats": sum(sym in ECTOPIC_SYMBOLS or sym in NORMAL_SYMBOLS for sym in symbols),
+            "v_annotated": sum(sym in V_SYMBOLS for sym in symbols),
+            "ectopic_annotated": sum(sym in ECTOPIC_SYMBOLS for sym in symbols), "ectopy_method": result.ectopy_method,
             "vt_run_detected": result.features.longest_vt_run if result.features else 0,
             "features": asdict(result.features) if result.features else None,
             "analysis_ms": round(result.analysis_ms, 1), "lead": signal.lead,
@@ -91,6 +100,49 @@ def validate_record(args: tuple[str, str, float]) -> list[dict[str, Any]]:
 
 def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
+
+
+def _beat_set(record: str) -> str:
+    """DS1 (the shared beat model's training records), DS2 (held out from it), or paced."""
+    return "DS1" if record in DS1 else "DS2" if record in DS2 else "paced"
+
+
+def vt_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    vt_pos = [r for r in rows if r["vt_run_annotated"] >= 3]
+    vt_neg = [r for r in rows if r["vt_run_annotated"] == 0 and r["rhythm"] != "inconclusive"]
+    vt_seg = [r for r in rows if r["label"] == "VT"]
+    return {
+        "segments_with_annotated_run": len(vt_pos),
+        "run_detected": _ratio(sum(r["vt_run_detected"] >= 3 for r in vt_pos), len(vt_pos)),
+        "segments_without_run": len(vt_neg),
+        "false_run_rate": _ratio(sum(r["vt_run_detected"] >= 3 for r in vt_neg), len(vt_neg)),
+        "vt_labelled_segments": len(vt_seg),
+        "vt_labelled_called_vt": sum(r["rhythm"] == "vt" for r in vt_seg),
+        "vt_called_outside_vt_runs": sum(r["rhythm"] == "vt" for r in vt_neg),
+    }
+
+
+def ectopy_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-segment beat counts against the annotations (segments that are not inconclusive, with beats)."""
+    read = [r for r in rows if r["rhythm"] != "inconclusive" and r.get("annotated_beats")]
+    with_v = [r for r in read if r["v_annotated"] >= 1]
+    without = [r for r in read if r["ectopic_annotated"] == 0]
+    err = [abs(r["ectopic_beats"] / max(r["n_beats"], 1) - r["ectopic_annotated"] / r["annotated_beats"])
+           for r in read]
+    return {
+        "segments": len(read),
+        "v_annotated": sum(r["v_annotated"] for r in read),
+        "v_reported": sum(r["ventricular_beats"] for r in read),
+        "ectopic_annotated": sum(r["ectopic_annotated"] for r in read),
+        "ectopic_reported": sum(r["ectopic_beats"] or 0 for r in read),
+        "segments_with_v_any_v_reported": _ratio(sum(r["ventricular_beats"] >= 1 for r in with_v), len(with_v)),
+        "segments_with_v": len(with_v),
+        "segments_without_ectopy_any_reported": _ratio(sum((r["ectopic_beats"] or 0) >= 1 for r in without),
+                                                       len(without)),
+        "segments_without_ectopy": len(without),
+        "burden_abs_error_median": round(float(np.median(err)), 4) if err else None,
+        "burden_abs_error_p90": round(float(np.percentile(err, 90)), 4) if err else None,
+    }
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -106,9 +158,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in labelled:
         per_class[r["label"]][r["rhythm"]] += 1
     fp_by_class = Counter(r["label"] for r in non_af_read if r["rhythm"] == "af")
-    vt_pos = [r for r in rows if r["vt_run_annotated"] >= 3]
-    vt_neg = [r for r in rows if r["vt_run_annotated"] == 0 and r["rhythm"] != "inconclusive"]
-    vt_seg = [r for r in labelled if r["label"] == "VT"]
     # normal rhythm *and* normal conduction (≥ 95 % beats annotated N): bundle-branch block and paced
     # records have normal rhythm labels but QRS widths that are rightly outside the normal range
     normal = [r for r in labelled if r["label"] == "N" and r["rhythm"] != "inconclusive"
@@ -130,15 +179,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "sensitivity": _ratio(tp, len(af_read)), "specificity": _ratio(len(non_af_read) - fp, len(non_af_read)),
             "true_positive": tp, "false_positive": fp, "false_positive_by_class": dict(fp_by_class),
         },
-        "vt": {
-            "segments_with_annotated_run": len(vt_pos),
-            "run_detected": _ratio(sum(r["vt_run_detected"] >= 3 for r in vt_pos), len(vt_pos)),
-            "segments_without_run": len(vt_neg),
-            "false_run_rate": _ratio(sum(r["vt_run_detected"] >= 3 for r in vt_neg), len(vt_neg)),
-            "vt_labelled_segments": len(vt_seg),
-            "vt_labelled_called_vt": sum(r["rhythm"] == "vt" for r in vt_seg),
-            "vt_called_outside_vt_runs": sum(r["rhythm"] == "vt" for r in vt_neg),
-        },
+        "vt": vt_summary(rows),
+        "vt_by_set": {name: vt_summary([r for r in rows if r.get("set") == name]) for name in ("DS1", "DS2")},
+        "ectopy": ectopy_summary(rows) if rows and "v_annotated" in rows[0] else None,
+        "ectopy_by_set": {name: ectopy_summary([r for r in rows if r.get("set") == name]) for name in ("DS1", "DS2")}
+        if rows and "v_annotated" in rows[0] else None,
+        "ectopy_method": dict(Counter(r.get("ectopy_method", "") for r in rows)),
         "intervals_on_normal_segments": plausibility,
         "per_class": {k: dict(v) for k, v in sorted(per_class.items())},
         "inconclusive_per_class": {k: v.get("inconclusive", 0) for k, v in sorted(per_class.items())},
