@@ -73,7 +73,12 @@ class EdgeAggregator:
             if self._round is not None and spec.round_id <= self._round.spec.round_id:
                 return  # a retained re-delivery of a round we already run or ran
             mine = {p.split("/", 1)[1] for p in spec.participants if p.split("/", 1)[0] == self.settings.site}
+            previous = self._round
             self._round = _Round(spec, self._codec_factory(spec), mine)
+            if spec.mode == "async" and previous is not None and not previous.closed:
+                # FedBuff: a buffer outlives model versions — keep what it holds, under the new announcement
+                self._round.total, self._round.samples = previous.total, previous.samples
+                self._round.contributors = previous.contributors
         log.info("fl round opened", extra={"round": spec.round_id, "expected": len(mine), "edge": self.edge_id})
 
     def on_update(self, parts: topics.TopicParts, msg: UpdateMessage) -> None:
@@ -86,11 +91,10 @@ class EdgeAggregator:
             return
         with self._lock:
             current = self._round
-            if current is None or body.meta.round_id != current.spec.round_id or current.closed:
-                self._reject("stale", msg.source, f"round {body.meta.round_id} is not open here")
-                return
-            if body.meta.base_version != current.spec.model_version:
-                self._reject("stale", msg.source, f"trained on v{body.meta.base_version}")
+            if current is None or current.closed or not self._fresh(current.spec, body.meta.round_id,
+                                                                     body.meta.base_version):
+                self._reject("stale", msg.source, f"round {body.meta.round_id} / v{body.meta.base_version} "
+                                                  "is not open here")
                 return
             if body.meta.encrypted != current.spec.encrypt or body.meta.clients != 1:
                 self._reject("malformed", msg.source, "not a single client update of this round's kind")
@@ -109,9 +113,20 @@ class EdgeAggregator:
             current.contributors.append(msg.source)
             current.samples += body.meta.samples
             self.counters.inc("fl.accepted_update")
-            complete = bool(current.expected) and current.expected <= set(current.contributors)
+            if current.spec.mode == "async":
+                complete = len(current.contributors) >= current.spec.buffer_size
+            else:
+                complete = bool(current.expected) and current.expected <= set(current.contributors)
         if complete:
             self.close_round()
+
+    @staticmethod
+    def _fresh(spec: RoundPayload, round_id: int, base_version: int) -> bool:
+        """Sync: exactly this round's model. Async (FedBuff): any recent base within the staleness bound;
+        the client already weighted its update by its staleness."""
+        if spec.mode == "async":
+            return round_id <= spec.round_id and base_version >= spec.model_version - spec.max_staleness
+        return round_id == spec.round_id and base_version == spec.model_version
 
     def _reject(self, reason: str, source: str, detail: str) -> None:
         self.counters.inc(f"fl.rejected_{reason}")
@@ -134,6 +149,10 @@ class EdgeAggregator:
             current.closed = True
             total, contributors, samples = current.total, list(current.contributors), current.samples
             spec = current.spec
+        if spec.mode == "async":
+            with self._lock:  # FedBuff: the next buffer opens at once, updates keep flowing
+                if self._round is current:
+                    self._round = _Round(spec, current.codec, current.expected)
         if total is None:
             log.info("fl round closed with no updates", extra={"round": spec.round_id, "edge": self.edge_id})
             return

@@ -23,6 +23,7 @@ from shared import topics
 from shared.chunking import chunk_payloads
 from shared.crypto.paillier import precompute_noise
 from shared.crypto.signing import ModelMetadata, ModelVerificationError, SignedModel, verify_model
+from shared.fl.aggregate import staleness_weight
 from shared.fl.noise import gaussian_share, laplace_share
 from shared.fl.updates import clip_by_l1, clip_by_l2, delta
 from shared.fl_codec import PackedPaillierCodec, UpdateCodec, codec_for_round
@@ -67,13 +68,14 @@ class SentUpdate:
     train_s: float
     encode_s: float
     norm: float
+    staleness: int = 0
 
 
 class FlClient:
     def __init__(self, settings: Settings, transport: Transport, *, device_id: str, learner: Learner,
                  verify_key: Ed25519PublicKey, counters: Counters | None = None, seed: int = 0,
                  codec_factory: Callable[[RoundPayload], UpdateCodec] | None = None, federation: str = "watch-detector",
-                 after_install: Callable[[np.ndarray], None] | None = None) -> None:
+                 after_install: Callable[[np.ndarray], None] | None = None, slowdown_s: float = 0.0) -> None:
         self.settings = settings
         self.federation = federation
         self.device_id = device_id
@@ -93,6 +95,8 @@ class FlClient:
         self.sent: list[SentUpdate] = []
         self._noise_pool: tuple[str, list[int]] | None = None  # (key id, r^n values): secret, single-use
         self.paused = False  # a test (or a flat battery) can make a client drop out
+        self.slowdown_s = slowdown_s  # a low-compute device (async rounds) takes this much longer
+        self._busy = False
 
     def start(self) -> None:
         self.router.on(topics.fl_model(self.federation), ModelMessage, self.on_model)
@@ -137,20 +141,31 @@ class FlClient:
     def _maybe_train(self) -> None:
         with self._lock:
             spec = self._pending
-            if (spec is None or self.paused or spec.round_id in self._done_rounds or self.version != spec.model_version
-                    or self.global_vector is None or utcnow() >= spec.deadline):
+            if (spec is None or self.paused or self._busy or spec.round_id in self._done_rounds
+                    or self.global_vector is None or self.version is None or utcnow() >= spec.deadline):
+                return
+            if spec.mode == "sync" and self.version != spec.model_version:
+                return  # sync rounds train from exactly the announced model
+            if spec.mode == "async" and self.version < spec.model_version - spec.max_staleness:
                 return
             self._done_rounds.add(spec.round_id)
+            self._busy = True
             global_vector = self.global_vector.copy()
-        threading.Thread(target=self._train_and_send, args=(spec, global_vector), daemon=True,
+            base_version = self.version
+        threading.Thread(target=self._train_and_send, args=(spec, global_vector, base_version), daemon=True,
                          name=f"fl-{self.device_id}-r{spec.round_id}").start()
 
-    def _train_and_send(self, spec: RoundPayload, global_vector: np.ndarray) -> None:
+    def _train_and_send(self, spec: RoundPayload, global_vector: np.ndarray, base_version: int) -> None:
         try:
-            self.send_update(spec, global_vector)
+            self.send_update(spec, global_vector, base_version=base_version)
         except Exception:
             self.counters.inc("fl.client_errors")
             log.exception("local training failed", extra={"device": self.device_id, "round": spec.round_id})
+        finally:
+            with self._lock:
+                self._busy = False
+        if spec.mode == "async":
+            self._maybe_train()  # FedBuff: an idle client picks up the newest buffer straight away
 
     def _take_pool(self, codec: PackedPaillierCodec) -> list[int] | None:
         with self._lock:
@@ -171,14 +186,26 @@ class FlClient:
             self._noise_pool = (codec.public_key.key_id, values)
         return time.perf_counter() - started
 
-    def send_update(self, spec: RoundPayload, global_vector: np.ndarray) -> SentUpdate:
+    def send_update(self, spec: RoundPayload, global_vector: np.ndarray, *,
+                    base_version: int | None = None) -> SentUpdate:
         started = time.perf_counter()
+        base = spec.model_version if base_version is None else base_version
         self.learner.load_vector(global_vector)
         samples = self.learner.train(spec, global_vector)
+        if self.slowdown_s:
+            time.sleep(self.slowdown_s)
         trained = time.perf_counter()
         # Laplace needs L1 sensitivity, Gaussian L2: clip in the norm the round's mechanism is calibrated for
         clip = clip_by_l1 if spec.dp.mechanism == "laplace" else clip_by_l2
         clipped, norm = clip(delta(self.learner.vector(), global_vector), spec.clip_norm)
+        with self._lock:
+            latest, target = self.version or base, self._pending or spec
+        staleness = max(0, latest - base) if spec.mode == "async" else 0
+        if spec.mode == "async":  # FedBuff: stale updates count less; a weight ≤ 1 keeps the sensitivity
+            clipped = clipped * staleness_weight(staleness)
+            spec_round = target.round_id
+        else:
+            spec_round = spec.round_id
         noised = clipped + noise_share(spec.dp, spec.params, self._rng)
         codec = self._codec_factory(spec)
         if isinstance(codec, PackedPaillierCodec):
@@ -186,12 +213,12 @@ class FlClient:
         else:
             body = codec.encode(noised)
         encoded = time.perf_counter()
-        for chunk in chunk_payloads(body, chunk_bytes=spec.chunk_bytes, round_id=spec.round_id,
-                                    base_version=spec.model_version, encrypted=spec.encrypt, samples=samples):
+        for chunk in chunk_payloads(body, chunk_bytes=spec.chunk_bytes, round_id=spec_round,
+                                    base_version=base, encrypted=spec.encrypt, samples=samples):
             self.router.publish(topics.fl_update(self.federation, self.settings.site, self.device_id),
                                 UpdateMessage(**self.stamp(patient_id=None), payload=chunk), qos=1)
         self.learner.load_vector(global_vector)  # the device keeps serving the global model (or its personal head)
-        sent = SentUpdate(spec.round_id, samples, len(body), trained - started, encoded - trained, float(norm))
+        sent = SentUpdate(spec_round, samples, len(body), trained - started, encoded - trained, float(norm), staleness)
         self.sent.append(sent)
         self.counters.inc("fl.updates_sent")
         return sent

@@ -39,6 +39,8 @@ class RoundPayload(_Payload):
     participants: list[str] = Field(default_factory=list, max_length=10_000,
                                     description="Selected clients as 'site/device'; empty = everyone")
     mode: Mode = "sync"
+    buffer_size: int = Field(0, ge=0, description="async (FedBuff): updates an edge buffers before forwarding")
+    max_staleness: int = Field(4, ge=0, description="async: oldest base version accepted = model_version − this")
     algorithm: Algorithm = "fedavg"
     mu: float = Field(0.0, ge=0, description="FedProx proximal weight")
     epochs: int = Field(5, ge=1, le=100)
