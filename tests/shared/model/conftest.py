@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,15 @@ from shared.model.features import N_CONTEXT, WAVE_CHANNELS, WAVE_LEN
 from shared.model.net import BeatNet, NetConfig
 
 TINY = NetConfig(channels=(4, 4), kernel=5, groups=2, pooled=2, context_hidden=8, hidden=8)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny batches: intra-op threads only add wake-up latency on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
