@@ -81,7 +81,7 @@ def federated(settings: Settings, ds1: dict[str, BeatSet], ds2: dict[str, BeatSe
                             clip_norm=args.clip, evaluate_every=10_000, run_dir=Path(state) / "run")
         result = run_federation(settings.model_copy(update={"state_dir": Path(state)}), options,
                                 train_sets=ds1, test_sets=ds2)
-        keep = RESULTS / f"fl_{'enc' if encrypt else 'plain'}_{epsilon or 'inf'}.pt"
+        keep = Path(settings.state_dir) / "bench" / f"fl_{'enc' if encrypt else 'plain'}_{epsilon or 'inf'}.pt"
         model, meta = load_model(result.model_path)
         save_model(keep, model, meta)
     metrics = result.final_metrics or {}
