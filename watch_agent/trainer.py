@@ -122,7 +122,9 @@ class FlClient:
         vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
         with self._lock:
             self.version, self.global_vector = p.version, vector
-        self.learner.load_vector(vector)
+            busy = self._busy
+        if not busy:  # never swap weights under a running local training; it reloads the newest when done
+            self.learner.load_vector(vector)
         if self._after_install is not None:
             self._after_install(vector)
         self.counters.inc("fl.model_installed")
@@ -164,8 +166,9 @@ class FlClient:
         finally:
             with self._lock:
                 self._busy = False
-        if spec.mode == "async":
-            self._maybe_train()  # FedBuff: an idle client picks up the newest buffer straight away
+        # a round announced while this one was still training must not be skipped (and, async, FedBuff:
+        # an idle client picks up the newest buffer straight away)
+        self._maybe_train()
 
     def _take_pool(self, codec: PackedPaillierCodec) -> list[int] | None:
         with self._lock:
@@ -217,7 +220,9 @@ class FlClient:
                                     base_version=base, encrypted=spec.encrypt, samples=samples):
             self.router.publish(topics.fl_update(self.federation, self.settings.site, self.device_id),
                                 UpdateMessage(**self.stamp(patient_id=None), payload=chunk), qos=1)
-        self.learner.load_vector(global_vector)  # the device keeps serving the global model (or its personal head)
+        with self._lock:
+            newest = self.global_vector if self.global_vector is not None else global_vector
+        self.learner.load_vector(newest)  # the device keeps serving the newest global model
         sent = SentUpdate(spec_round, samples, len(body), trained - started, encoded - trained, float(norm), staleness)
         self.sent.append(sent)
         self.counters.inc("fl.updates_sent")

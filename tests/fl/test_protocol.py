@@ -207,12 +207,12 @@ def test_the_edge_never_holds_the_private_key(coordinator_keys: CoordinatorKeys)
 
 
 def test_async_fedbuff_with_slow_devices_keeps_improving(coordinator_keys: CoordinatorKeys) -> None:
-    """Buffers of 2 updates, one device 5x slower: versions advance without waiting for it, its stale
+    """Buffers of 2 updates, one device much slower: versions advance without waiting for it, its stale
     updates still count (weighted), and the model approaches the optimum."""
     _bus, coordinator, (edge,), clients, optimum = _federation(coordinator_keys, clients=4, min_clients=2,
                                                               timeout_s=5.0, encrypt=True)
-    coordinator.config = dataclasses.replace(coordinator.config, mode="async", buffer_size=2, max_staleness=6)
-    clients[3].slowdown_s = 0.3
+    coordinator.config = dataclasses.replace(coordinator.config, mode="async", buffer_size=2, max_staleness=12)
+    clients[3].slowdown_s = 0.1
     for client in clients:
         client.learner.pull = 0.2  # small local steps: the buffered average tracks the federation's optimum
     start = float(np.linalg.norm(coordinator.vector - optimum))
