@@ -133,7 +133,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
                    progress: Callable[[RoundRecord], None] | None = None,
                    test_sets: dict[str, BeatSet] | None = None,
                    train_sets: dict[str, BeatSet] | None = None) -> FlResult:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # batches of 32 on tiny models: thread wake-ups cost more than they give
     mitdb = settings.mitdb_dir
     if train_sets is None:
         if mitdb is None:
