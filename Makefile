@@ -3,7 +3,7 @@
 #   make venv     create .venv (python3 -m venv) and install '.[dev]' when pyproject.toml changed
 #   make demo     run the whole system on this machine      (DEMO_ARGS="--help" etc.)
 #   make test     the test suite                            (PYTEST_ARGS="-k fusion -x" etc.)
-#   make bench    every bench/*.py, alert_latency first; results land in bench/results/
+#   make bench    every bench/*.py (not _helpers), alert_latency first; results in bench/results/ (fl_accuracy alone ~25 min)
 #   make lint     ruff check + mypy
 
 SHELL       := /bin/bash
@@ -20,7 +20,7 @@ MYPY_PATHS  := shared watch_agent phone_agent edge_hub cloud_expert cardiomesh b
 
 # bench/alert_latency.py first, then every other bench/*.py that exists (sorted).
 BENCH_FIRST  := bench/alert_latency.py
-BENCH_SCRIPTS = $(wildcard $(BENCH_FIRST)) $(sort $(filter-out $(BENCH_FIRST),$(wildcard bench/*.py)))
+BENCH_SCRIPTS = $(wildcard $(BENCH_FIRST)) $(sort $(filter-out $(BENCH_FIRST) bench/_%,$(wildcard bench/*.py)))
 
 .PHONY: help venv demo test bench lint
 
