@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import threading
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -23,6 +25,18 @@ from watch_agent.trainer import FlClient
 
 P = 50
 SITE = "s1"
+_EDGES: list[EdgeAggregator] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_edges() -> Iterator[None]:
+    """Edge deadline loops are threads: stop them with the test, not after pytest closed its streams."""
+    yield
+    for thread in threading.enumerate():  # clients still training for a round the test no longer waits on
+        if thread.name.startswith("fl-"):
+            thread.join(timeout=5)
+    while _EDGES:
+        _EDGES.pop().stop()
 
 
 class ToyLearner:
@@ -62,6 +76,7 @@ def _federation(keys: CoordinatorKeys, *, clients: int = 4, encrypt: bool = True
                               codec_factory=codec_for_round)
         edge.start()
         edges.append(edge)
+        _EDGES.append(edge)
     fl_clients = []
     for i in range(clients):
         client = FlClient(Settings(site=site_of[i]), bus.transport(f"watch-{i}"), device_id=f"watch-{i}",
