@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import threading
 import json
+import threading
 from collections.abc import Iterator
 
 import numpy as np
