@@ -280,6 +280,12 @@ def fl_run(
                                                     "(default 75 % of clients).")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Where rounds.json, rounds.png and global.pt go "
                                                  "(default var/runs/<timestamp>).")] = None,
+    mode: Annotated[str, typer.Option(help="sync rounds, or async (FedBuff): each step applies one edge buffer "
+                                      "of --buffer staleness-weighted updates; slow devices never block.")]
+    = "sync",
+    buffer: Annotated[int, typer.Option(min=0, help="async: updates per edge buffer (default clients / 4).")] = 0,
+    slow_clients: Annotated[int, typer.Option(min=0, help="async: simulate this many low-compute watches "
+                                              "(2 s slower per update).")] = 0,
     verbose: Verbose = False,
 ) -> None:
     """Run a real federation over the broker (embedded if none answers): one watch per DS1 patient trains
@@ -290,13 +296,14 @@ def fl_run(
     from cardiomesh.fl import FederationError, FlOptions, run_federation
     from cloud_expert.coordinator.coordinator import RoundRecord
 
-    if mechanism not in ("gaussian", "laplace") or algorithm not in ("fedavg", "fedprox"):
-        raise _fail("--mechanism is gaussian or laplace; --algorithm is fedavg or fedprox")
+    if mechanism not in ("gaussian", "laplace") or algorithm not in ("fedavg", "fedprox") or mode not in (
+            "sync", "async"):
+        raise _fail("--mechanism is gaussian or laplace; --algorithm is fedavg or fedprox; --mode is sync or async")
     settings = _setup(verbose)
     options = FlOptions(clients=clients, rounds=rounds, encrypt=encrypt, dp_epsilon=dp, dp_delta=delta,
                         mechanism=mechanism, edges=edges, epochs=epochs, batch_size=batch_size, lr=lr,
                         algorithm=algorithm, mu=mu, clip_norm=clip, max_beats=max_beats, min_clients=min_clients,
-                        run_dir=run_dir)
+                        run_dir=run_dir, mode=mode, buffer_size=buffer, slow_clients=slow_clients)
     with Progress(TextColumn("[bold]round {task.completed}/{task.total}"), BarColumn(),
                   TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
         task = bar.add_task("starting", total=rounds)

@@ -66,6 +66,10 @@ class FlOptions:
     round_timeout_s: float = 600.0
     evaluate_every: int = 1
     precompute: bool = True  # encryption randomness precomputed between rounds (BatchCrypt's offline phase)
+    mode: str = "sync"  # sync rounds, or async (FedBuff): each step applies one edge buffer of `buffer_size`
+    buffer_size: int = 0
+    slow_clients: int = 0  # async demo of low-compute devices: this many watches take `slowdown_s` longer
+    slowdown_s: float = 2.0
     seed: int = 0
     run_dir: Path | None = None
     records: tuple[str, ...] = DS1
@@ -177,8 +181,10 @@ def run_federation(settings: Settings, options: FlOptions, *,
         for name, learner in learners:
             site_settings = settings.model_copy(update={"site": site_of[name]})
             transport = mqtt_transport(site_settings, f"{federation}-{device_of[name]}", clean_session=True)
+            slow = options.mode == "async" and len(clients) < options.slow_clients
             client = FlClient(site_settings, transport, device_id=device_of[name], learner=learner,
-                              verify_key=keys.verify_key, seed=options.seed + len(clients), federation=federation)
+                              verify_key=keys.verify_key, seed=options.seed + len(clients), federation=federation,
+                              slowdown_s=options.slowdown_s if slow else 0.0)
             client.start()
             transport.start(wait_s=10)
             transport.wait_subscribed(10)
@@ -197,7 +203,9 @@ def run_federation(settings: Settings, options: FlOptions, *,
             epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
             algorithm="fedprox" if options.algorithm == "fedprox" else "fedavg", mu=options.mu,
             clip_norm=options.clip_norm, max_beats=options.max_beats, encrypt=options.encrypt,
-            max_clients=max(64, n), min_clients=min_clients, round_timeout_s=options.round_timeout_s,
+            max_clients=max(64, n), min_clients=min(min_clients, options.buffer_size or min_clients),
+            round_timeout_s=options.round_timeout_s, mode="async" if options.mode == "async" else "sync",
+            buffer_size=options.buffer_size or max(2, n // 4),
         )
         coord_transport = mqtt_transport(settings, f"{federation}-coordinator", clean_session=True)
         coordinator = Coordinator(settings, coord_transport, keys=keys, initial=initial, config=round_config,
@@ -220,7 +228,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
                 spec = coordinator.build_spec(r)
                 offline = sum(c.prepare(spec) for c in clients)
             bytes_before = sum(s.bytes for c in clients for s in c.sent)
-            record = coordinator.run_round(r)
+            record = coordinator.run_async_step(r) if options.mode == "async" else coordinator.run_round(r)
             record.extra["offline_precompute_s"] = round(offline, 3)
             last = r == options.rounds - 1
             if record.status == "ok" and (last or (r + 1) % options.evaluate_every == 0):
