@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from cloud_expert.reports.render import ReportInput
 from shared.messages import (
     AlertMessage,
     AlertPayload,
@@ -78,3 +79,13 @@ def make_escalation(
         payload=EscalationPayload(alert_id=alert_id, site=site, level=triage_level,
                                   reasons=triage.reasons, alert=alert, analysis=analysis, triage=triage, hops=hops),
     )
+
+
+def report_input(**kwargs: object) -> ReportInput:
+    """A ReportInput as the worker builds it: an escalation plus the cloud's ingest hop."""
+    msg = make_escalation(site="home-7", patient_id="p-abc", **kwargs)  # type: ignore[arg-type]
+    p = msg.payload
+    hops = [*p.hops, Hop(name="cloud_ingest", source="cloud", at=p.alert.created_at + timedelta(milliseconds=80))]
+    return ReportInput(report_id="r-1", site=p.site, patient_id="p-abc", level=p.level, drill=msg.drill,
+                       trace_id=msg.trace_id, alert=p.alert, analysis=p.analysis, triage=p.triage, hops=hops,
+                       created_at=p.alert.created_at)

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import zlib
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +20,13 @@ import pytest
 
 from cloud_expert.reports import ecg_paper
 from cloud_expert.reports.pdf import render_report_pdf
-from cloud_expert.reports.render import ReportInput, build_view
-from shared.messages import Hop
-from tests.cloud_expert.factories import FS, make_escalation
+from cloud_expert.reports.render import build_view
+from tests.cloud_expert.factories import FS, report_input
 
 MM_PT = 72.0 / 25.4
 
 
-def _input(**kwargs: object) -> ReportInput:
-    msg = make_escalation(site="home-7", patient_id="p-abc", **kwargs)  # type: ignore[arg-type]
-    p = msg.payload
-    hops = [*p.hops, Hop(name="cloud_ingest", source="cloud", at=p.alert.created_at + timedelta(milliseconds=80))]
-    return ReportInput(report_id="r-1", site=p.site, patient_id="p-abc", level=p.level, drill=msg.drill,
-                       trace_id=msg.trace_id, alert=p.alert, analysis=p.analysis, triage=p.triage, hops=hops,
-                       created_at=p.alert.created_at)
+_input = report_input
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from cloud_expert.reports.render import ReportInput, render_report_html
-from shared.messages import Hop
-from tests.cloud_expert.factories import make_escalation
+from tests.cloud_expert.factories import report_input
 
-
-def _input(**kwargs: object) -> ReportInput:
-    msg = make_escalation(site="home-7", patient_id="p-abc", **kwargs)  # type: ignore[arg-type]
-    p = msg.payload
-    hops = [*p.hops, Hop(name="cloud_ingest", source="cloud", at=p.alert.created_at + timedelta(milliseconds=80))]
-    return ReportInput(report_id="r-1", site=p.site, patient_id="p-abc", level=p.level, drill=msg.drill,
-                       trace_id=msg.trace_id, alert=p.alert, analysis=p.analysis, triage=p.triage, hops=hops,
-                       created_at=p.alert.created_at)
+_input = report_input
 
 
 def test_report_has_every_section() -> None:
