@@ -88,10 +88,10 @@ def test_outbox_keeps_rows_and_sequence_across_restarts(tmp_path: Path) -> None:
 def _roundtrip(host: str, port: int, unique: str, tmp_path: Path) -> None:
     received: list[bytes] = []
     event = threading.Event()
-    sub = MqttTransport(client_id=f"sub-{unique}", host=host, port=port)
+    sub = MqttTransport(client_id=f"sub-{unique}", host=host, port=port, clean_session=True)
     sub.subscribe(f"cm/v1/t{unique}/#", lambda _t, p: (received.append(p), event.set()))
     sub.start(wait_s=5)
-    assert sub.wait_subscribed(5), "broker never acknowledged the subscription"
+    assert sub.wait_subscribed(10), "broker never acknowledged the subscription"
     box = Outbox(tmp_path / "pub.db")
     pub = MqttTransport(client_id=f"pub-{unique}", host=host, port=port, outbox=box)
     pub.start(wait_s=5)
