@@ -94,13 +94,12 @@ class FlResult:
         return d
 
 
-def calibrate_dp(options: FlOptions, clients: int) -> tuple[DpConfig, Callable[[int], float | None], float]:
+def calibrate_dp(options: FlOptions, k: int) -> tuple[DpConfig, Callable[[int], float | None], float]:
     """Noise for the aggregate so that all rounds together spend `dp_epsilon` at `dp_delta`.
 
     Returns the round's DP config, ε-after-n-rounds, and the packing range for the noisy values.
     Shares are sized for `min_clients` (k): if only k report, the aggregate still carries the full noise.
     """
-    k = options.min_clients or clients
     if options.dp_epsilon is None or math.isinf(options.dp_epsilon):
         return DpConfig(), lambda _n: None, options.clip_norm
     if options.mechanism == "laplace":
@@ -156,7 +155,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
     learners = _learners(train_sets, options, config)
     n = len(learners)
     min_clients = options.min_clients or max(2, math.ceil(0.75 * n))
-    dp, spent, quant_range = calibrate_dp(FlOptions(**{**asdict(options), "min_clients": min_clients}), n)
+    dp, spent, quant_range = calibrate_dp(options, min_clients)
 
     keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
     broker = ensure_broker(settings.mqtt_host, settings.mqtt_port)

@@ -195,7 +195,7 @@ class Coordinator:
             item = self._buffers.pop(0) if self._buffers else None
             codec = self._codec
         assert codec is not None
-        epsilon = self._epsilon_after(len([r for r in self.records if r.status == "ok"]) + 1)
+        epsilon = self._epsilon_after(self._released() + 1)
         record = RoundRecord(round=step, status="too_few", clients=0, contributors=[], seconds=0.0,
                              aggregate_bytes=0, epsilon=epsilon, delta=self.dp.delta)
         if item is not None:
@@ -213,10 +213,14 @@ class Coordinator:
                     record.status = "failed"
                     log.error("buffer could not be decoded", extra={"step": step, "why": str(exc)})
         if record.status != "ok":
-            record.epsilon = self._epsilon_after(len([r for r in self.records if r.status == "ok"]))
+            record.epsilon = self._epsilon_after(self._released())
         record.seconds = round(time.perf_counter() - started, 3)
         self.records.append(record)
         return record
+
+    def _released(self) -> int:
+        """Rounds whose aggregate was decrypted and released: what the privacy ledger is charged for."""
+        return sum(r.status == "ok" for r in self.records)
 
     def retire(self) -> None:
         """Clear the federation's retained round and model, so a later federation starts clean."""
@@ -237,12 +241,11 @@ class Coordinator:
         clients = sum(c for _, c, _ in aggregates.values())
         contributors = sorted(f"{edge.split('/')[0]}/{d}" for edge, (_, _, ds) in aggregates.items() for d in ds)
         size = sum(len(b) for b, _, _ in aggregates.values())
-        epsilon = self._epsilon_after(len([r for r in self.records if r.status == "ok"]) + 1)
+        epsilon = self._epsilon_after(self._released() + 1)
         record = RoundRecord(round=round_id, status="ok", clients=clients, contributors=contributors, seconds=0.0,
                              aggregate_bytes=size, epsilon=epsilon, delta=self.dp.delta)
         if clients < spec.min_clients:
-            record.status, record.epsilon = "too_few", self._epsilon_after(len([r for r in self.records
-                                                                              if r.status == "ok"]))
+            record.status, record.epsilon = "too_few", self._epsilon_after(self._released())
             log.warning("round below k: nothing decrypted", extra={"round": round_id, "clients": clients})
         else:
             try:
