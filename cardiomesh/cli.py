@@ -286,6 +286,9 @@ def fl_run(
     buffer: Annotated[int, typer.Option(min=0, help="async: updates per edge buffer (default clients / 4).")] = 0,
     slow_clients: Annotated[int, typer.Option(min=0, help="async: simulate this many low-compute watches "
                                               "(2 s slower per update).")] = 0,
+    average_last: Annotated[int | None, typer.Option(min=1, help="Ship the mean of the last M global models "
+                                                     "(damps each round's DP noise; free in privacy). Default: a "
+                                                     "third of the rounds; 1 ships the newest alone.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run a real federation over the broker (embedded if none answers): one watch per DS1 patient trains
@@ -303,7 +306,8 @@ def fl_run(
     options = FlOptions(clients=clients, rounds=rounds, encrypt=encrypt, dp_epsilon=dp, dp_delta=delta,
                         mechanism=mechanism, edges=edges, epochs=epochs, batch_size=batch_size, lr=lr,
                         algorithm=algorithm, mu=mu, clip_norm=clip, max_beats=max_beats, min_clients=min_clients,
-                        run_dir=run_dir, mode=mode, buffer_size=buffer, slow_clients=slow_clients)
+                        run_dir=run_dir, mode=mode, buffer_size=buffer, slow_clients=slow_clients,
+                        average_last=average_last)
     with Progress(TextColumn("[bold]round {task.completed}/{task.total}"), BarColumn(),
                   TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
         task = bar.add_task("starting", total=rounds)
@@ -321,7 +325,7 @@ def fl_run(
             raise _fail(str(exc)) from None
     typer.echo(json.dumps({"run_dir": str(result.run_dir), "model": str(result.model_path),
                            "epsilon": result.epsilon, "delta": result.delta, "seconds": result.seconds,
-                           "final": result.final_metrics}, indent=2))
+                           "averaged_over": result.averaged_over, "final": result.final_metrics}, indent=2))
 
 
 @app.command()

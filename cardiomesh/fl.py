@@ -65,6 +65,7 @@ class FlOptions:
     min_clients: int | None = None
     round_timeout_s: float = 600.0
     evaluate_every: int = 1
+    average_last: int | None = None  # ship the mean of the last m global models; None: a third of the rounds
     precompute: bool = True  # encryption randomness precomputed between rounds (BatchCrypt's offline phase)
     mode: str = "sync"  # sync rounds, or async (FedBuff): each step applies one edge buffer of `buffer_size`
     buffer_size: int = 0
@@ -87,6 +88,9 @@ class FlResult:
     model_path: Path
     params: int
     update_bytes: list[int] = field(default_factory=list)
+    noise_multiplier: float | None = None  # σ of the aggregate's noise / clip norm (Gaussian); None without DP
+    averaged_over: int = 1  # global models averaged into the shipped one
+    last_iterate_metrics: dict[str, Any] | None = None  # the newest global model alone, for comparison
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -156,6 +160,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
     n = len(learners)
     min_clients = options.min_clients or max(2, math.ceil(0.75 * n))
     dp, spent, quant_range = calibrate_dp(options, min_clients)
+    average_last = options.average_last if options.average_last is not None else max(1, options.rounds // 3)
 
     keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
     broker = ensure_broker(settings.mqtt_host, settings.mqtt_port)
@@ -205,6 +210,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
             max_clients=max(64, n), min_clients=min(min_clients, options.buffer_size or min_clients),
             round_timeout_s=options.round_timeout_s, mode="async" if options.mode == "async" else "sync",
             buffer_size=options.buffer_size or max(2, n // 4),
+            average_last=average_last,
         )
         coord_transport = mqtt_transport(settings, f"{federation}-coordinator", clean_session=True)
         coordinator = Coordinator(settings, coord_transport, keys=keys, initial=initial, config=round_config,
@@ -239,18 +245,23 @@ def run_federation(settings: Settings, options: FlOptions, *,
                 progress(record)
         coordinator.retire()
         final_model = BeatNet(config)
-        load_vector(final_model, coordinator.vector)
+        released = coordinator.release_vector()
+        load_vector(final_model, released)
         ok_rounds = len([x for x in records if x["status"] == "ok"])
+        averaged_over = min(average_last, ok_rounds) if average_last > 1 else 1
+        last_iterate = next((x["metrics"] for x in reversed(records) if x.get("metrics")), None)
+        final_metrics = _evaluate(released) if averaged_over > 1 and test_sets else last_iterate
         epsilon = spent(ok_rounds)
         model_path = save_model(run_dir / "global.pt", final_model, {
             "rounds": ok_rounds, "encrypt": options.encrypt, "epsilon": epsilon, "delta": dp.delta,
-            "clients": n, "algorithm": options.algorithm,
+            "clients": n, "algorithm": options.algorithm, "averaged_over": averaged_over,
         })
-        result = FlResult(run_dir=run_dir, rounds=records, final_metrics=next(
-            (x["metrics"] for x in reversed(records) if x.get("metrics")), None), epsilon=epsilon,
+        result = FlResult(run_dir=run_dir, rounds=records, final_metrics=final_metrics, epsilon=epsilon,
             delta=dp.delta if dp.mechanism != "none" else None, seconds=round(time.perf_counter() - started, 2),
             model_path=model_path, params=int(initial.size),
-            update_bytes=[x["extra"]["update_bytes"] for x in records])
+            update_bytes=[x["extra"]["update_bytes"] for x in records],
+            noise_multiplier=round(dp.noise_scale / options.clip_norm, 4) if dp.mechanism == "gaussian" else None,
+            averaged_over=averaged_over, last_iterate_metrics=last_iterate)
         (run_dir / "rounds.json").write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
         plot_rounds(result, run_dir / "rounds.png")
         return result

@@ -11,6 +11,7 @@ import base64
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -65,6 +66,9 @@ class RoundConfig:
     mode: Literal["sync", "async"] = "sync"
     buffer_size: int = 0  # async (FedBuff): updates per edge buffer
     max_staleness: int = 4
+    #: Release the mean of the last m global models (Polyak–Ruppert tail averaging). Each round's DP noise
+    #: is independent, so averaging m iterates damps it ~√m; pure post-processing, no privacy cost. 0/1: off.
+    average_last: int = 0
 
 
 @dataclass
@@ -112,6 +116,7 @@ class Coordinator:
         self._round_id = -1
         self._codec: UpdateCodec | None = None
         self.records: list[RoundRecord] = []
+        self._recent: deque[np.ndarray] = deque(maxlen=max(1, config.average_last))
 
     def start(self) -> None:
         self.router.on(topics.fl_aggregate(self.federation, topics.ANY, topics.ANY), AggregateMessage,
@@ -205,9 +210,7 @@ class Coordinator:
             if clients >= spec.min_clients:
                 try:
                     mean = aggregate_mean(codec.decode_sum(body, clients), clients)
-                    self.vector = apply_update(self.vector, mean, server_lr=self.config.server_lr).astype(np.float32)
-                    self.version += 1
-                    self.publish_model()
+                    self._advance(mean)
                     record.status = "ok"
                 except CodecError as exc:
                     record.status = "failed"
@@ -217,6 +220,19 @@ class Coordinator:
         record.seconds = round(time.perf_counter() - started, 3)
         self.records.append(record)
         return record
+
+    def _advance(self, mean: np.ndarray) -> None:
+        self.vector = apply_update(self.vector, mean, server_lr=self.config.server_lr).astype(np.float32)
+        self.version += 1
+        self._recent.append(self.vector.copy())
+        self.publish_model()
+
+    def release_vector(self) -> np.ndarray:
+        """The model to ship: the tail average of the last `average_last` global models (the newest alone
+        when averaging is off). Watches keep training on the newest; the average is for inference."""
+        if self.config.average_last <= 1 or not self._recent:
+            return self.vector.copy()
+        return np.mean(np.stack(self._recent), axis=0).astype(np.float32)
 
     def _released(self) -> int:
         """Rounds whose aggregate was decrypted and released: what the privacy ledger is charged for."""
@@ -254,9 +270,7 @@ class Coordinator:
                     total = body if total is None else codec.add_sums(total, body)
                 assert total is not None
                 mean = aggregate_mean(codec.decode_sum(total, clients), clients)
-                self.vector = apply_update(self.vector, mean, server_lr=self.config.server_lr).astype(np.float32)
-                self.version += 1
-                self.publish_model()
+                self._advance(mean)
             except CodecError as exc:
                 record.status = "failed"
                 log.error("aggregate could not be decoded", extra={"round": round_id, "why": str(exc)})

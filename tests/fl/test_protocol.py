@@ -59,14 +59,14 @@ class ToyLearner:
 
 
 def _federation(keys: CoordinatorKeys, *, clients: int = 4, encrypt: bool = True, min_clients: int = 2,
-                timeout_s: float = 20.0, sites: int = 1):
+                timeout_s: float = 20.0, sites: int = 1, average_last: int = 0):
     bus = InMemoryBus()
     rng = np.random.default_rng(0)
     targets = [rng.uniform(-0.2, 0.2, P).astype(np.float32) for _ in range(clients)]
     site_of = [f"s{i % sites + 1}" for i in range(clients)]
     participants = [f"{site_of[i]}/watch-{i}" for i in range(clients)]
     config = RoundConfig(encrypt=encrypt, min_clients=min_clients, round_timeout_s=timeout_s, grace_s=0.5,
-                         clip_norm=10.0, max_clients=16, chunk_bytes=2048)
+                         clip_norm=10.0, max_clients=16, chunk_bytes=2048, average_last=average_last)
     coordinator = Coordinator(Settings(site="cloud"), bus.transport("coordinator"), keys=keys,
                               initial=np.zeros(P, dtype=np.float32), config=config, participants=participants)
     coordinator.start()
@@ -85,6 +85,18 @@ def _federation(keys: CoordinatorKeys, *, clients: int = 4, encrypt: bool = True
         fl_clients.append(client)
     coordinator.publish_model()
     return bus, coordinator, edges, fl_clients, np.mean(targets, axis=0)
+
+
+def test_the_shipped_model_is_the_tail_average_of_the_last_global_models(coordinator_keys: CoordinatorKeys) -> None:
+    _bus, coordinator, _edges, clients, _optimum = _federation(coordinator_keys, encrypt=False, average_last=3)
+    assert np.array_equal(coordinator.release_vector(), coordinator.vector)  # nothing released yet: the initial one
+    history = []
+    for r in range(5):
+        assert coordinator.run_round(r).status == "ok"
+        history.append(coordinator.vector.copy())
+    np.testing.assert_allclose(coordinator.release_vector(), np.mean(history[-3:], axis=0), rtol=1e-6)
+    assert not np.allclose(coordinator.release_vector(), coordinator.vector)  # still moving: the mean lags
+    assert all(c.version == 5 for c in clients)  # watches train on the newest model, not on the average
 
 
 @pytest.mark.parametrize("encrypt", [False, True])
