@@ -72,9 +72,14 @@ def write_result(name: str, result: dict[str, Any], table: list[tuple[str, str]]
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    width = max(len(k) for k, _ in table)
+    print_table(name, table)
+    return path
+
+
+def print_table(name: str, table: list[tuple[str, str]]) -> None:
+    """The readable table beside `bench/results/<name>.json`."""
+    width = max((len(k) for k, _ in table), default=0)
     print(f"\n{name}")
     for key, value in table:
         print(f"  {key:<{width}}  {value}")
-    print(f"  → {path.relative_to(ROOT)}")
-    return path
+    print(f"  → {(RESULTS / f'{name}.json').relative_to(ROOT)}")

@@ -1,12 +1,14 @@
 """Inter-patient accuracy of the watch detector: centralized, federated (plain), federated encrypted + DP,
 local-only, a DP curve, and what personalization adds. Train on MIT-BIH DS1, test on DS2 (paced excluded).
 
-    .venv/bin/python bench/fl_accuracy.py [--rounds 20] [--epochs 2] [--max-beats 1500] [--dp 8]
+    .venv/bin/python bench/fl_accuracy.py [--rounds 30] [--epochs 3] [--dp 100] [--parts federated_plain,dp_curve]
 
 Every number comes from this run on this machine. Federated runs go over the real broker (embedded when
 none answers) with one watch per DS1 patient; the DP curve reuses the same federation code per budget.
 Personalization: a wearer's first 5 minutes of beats (clinician-confirmed labels in production) fine-tune
 the global model's head; both models are then scored on the rest of that wearer's record (DS2 patients).
+Federated runs ship the tail average of the last third of their global models (`FlOptions.average_last`);
+the newest global model alone is reported beside it as `last_iterate`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from bench._common import RESULTS, write_result
+from bench._common import RESULTS, print_table
 from cardiomesh.fl import FlOptions, run_federation
 from shared.model.data import DS1, BeatSet, load_split
 from shared.model.net import BeatNet
@@ -90,7 +92,8 @@ def federated(settings: Settings, ds1: dict[str, BeatSet], ds2: dict[str, BeatSe
     return {**metrics, "rounds": len(result.rounds), "epsilon": result.epsilon, "delta": result.delta,
             "seconds": result.seconds, "bytes_per_round": result.update_bytes[-1] if result.update_bytes else 0,
             "epochs": args.epochs, "max_beats": args.max_beats or None, "clip": args.clip,
-            "noise_multiplier": result.noise_multiplier, "lr": args.lr, "batch_size": args.batch_size}, keep
+            "noise_multiplier": result.noise_multiplier, "lr": args.lr, "batch_size": args.batch_size,
+            "averaged_over": result.averaged_over, "last_iterate": _brief(result.last_iterate_metrics)}, keep
 
 
 def personalization(model_path: Path, ds2: dict[str, BeatSet]) -> dict[str, Any]:
@@ -114,13 +117,14 @@ MODEL = RESULTS / "model.pt"
 
 
 def _merge(name: str, part: str, value: Any) -> dict[str, Any]:
-    """Read-merge-write one part of the results file under a lock, so parts may run in parallel processes."""
+    """Read-merge-write one part of the results file under a lock, so parts may run in parallel processes.
+    A callable `value` is given the file's current content and returns the part (computed under the lock)."""
     path = RESULTS / f"{name}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         out = json.loads(path.read_text()) if path.exists() else {}
-        out[part] = value
+        out[part] = value(out) if callable(value) else value
         out.setdefault("measured", {})[part] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         path.write_text(json.dumps(out, indent=2) + "\n")
     return out
@@ -141,6 +145,13 @@ def _keep_best(candidate: Path, macro_f1: float | None, label: str) -> None:
         print(f"  model.pt ← {label} (DS2 macro-F1 {macro_f1:.4f} > {best})")
 
 
+def _brief(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not m:
+        return None
+    return {"macro_f1": m.get("macro_f1"), "veb": [m["per_class"]["V"]["se"], m["per_class"]["V"]["ppv"]],
+            "sveb": [m["per_class"]["S"]["se"], m["per_class"]["S"]["ppv"]]}
+
+
 def _curve_point(budget: float | str, m: dict[str, Any], source: str) -> dict[str, Any]:
     return {"epsilon": budget, "macro_f1": m.get("macro_f1"), "veb_se": m["per_class"]["V"]["se"],
             "veb_ppv": m["per_class"]["V"]["ppv"], "sveb_se": m["per_class"]["S"]["se"],
@@ -149,15 +160,16 @@ def _curve_point(budget: float | str, m: dict[str, Any], source: str) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-beats", type=int, default=0, help="cap on a watch's beats per round (0: all of them)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.004)
+    parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--clip", type=float, default=1.5, help="L2 clip: about the median update norm measured here")
     parser.add_argument("--dp", type=float, default=300.0, help="total ε of the encrypted + DP run")
-    parser.add_argument("--curve", default="0.5,2,8,50", help="further total ε budgets for the DP curve (∞ and --dp "
-                                                           "come from the plain and encrypted runs)")
+    parser.add_argument("--curve", default="0.5,2,8,30", help="further total ε budgets for the DP curve (∞ and --dp "
+                                                           "come from the plain and encrypted runs; budgets "
+                                                           "measured by an earlier invocation are kept)")
     parser.add_argument("--central-epochs", type=int, default=6)
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {', '.join(PARTS)}; parts not run keep their earlier "
@@ -194,20 +206,27 @@ def main() -> None:
         for budget in (float(x) for x in args.curve.split(",") if x.strip()):
             m, _ = federated(settings, ds1, ds2, args, encrypt=False, epsilon=None if math.isinf(budget) else budget)
             curve.append(_curve_point(budget if not math.isinf(budget) else "inf", m, "federated, plaintext + DP"))
-        path = RESULTS / "fl_accuracy.json"
-        done = json.loads(path.read_text()) if path.exists() else {}
-        if "federated_encrypted_dp" in done:
-            enc = done["federated_encrypted_dp"]
-            curve.append(_curve_point(enc["epsilon"], enc, "federated_encrypted_dp"))
-        if "federated_plain" in done:
-            curve.append(_curve_point("inf", done["federated_plain"], "federated_plain"))
-        curve.sort(key=lambda c: math.inf if c["epsilon"] == "inf" else float(c["epsilon"]))
-        out = _merge("fl_accuracy", "dp_curve", curve)
+
+        def _whole_curve(done: dict[str, Any]) -> list[dict[str, Any]]:
+            measured = {c["epsilon"] for c in curve}
+            whole = curve + [c for c in done.get("dp_curve", [])  # budgets measured by another invocation stay
+                             if c.get("source") == "federated, plaintext + DP" and c["epsilon"] not in measured]
+            if "federated_encrypted_dp" in done:
+                enc = done["federated_encrypted_dp"]
+                whole.append(_curve_point(enc["epsilon"], enc, "federated_encrypted_dp"))
+            if "federated_plain" in done:
+                whole.append(_curve_point("inf", done["federated_plain"], "federated_plain"))
+            return sorted(whole, key=lambda c: math.inf if c["epsilon"] == "inf" else float(c["epsilon"]))
+
+        out = _merge("fl_accuracy", "dp_curve", _whole_curve)
+        curve = out["dp_curve"]
         _plot_curve(curve, RESULTS / "fl_dp_curve.png")
+    out = _merge("fl_accuracy", "parts_run", parts)  # the file as it now stands, other invocations included
     rows = [(k, f"macro-F1 {v.get('macro_f1')}  VEB Se/+P {v['per_class']['V']['se']}/{v['per_class']['V']['ppv']}"
                 f"  SVEB Se/+P {v['per_class']['S']['se']}/{v['per_class']['S']['ppv']}  ε {v.get('epsilon')}")
             for k, v in out.items() if isinstance(v, dict) and "per_class" in v]
-    write_result("fl_accuracy", out, rows)
+    print_table("fl_accuracy", rows)
+
 
 
 def _plot_curve(curve: list[dict[str, Any]], path: Path) -> None:

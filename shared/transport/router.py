@@ -32,6 +32,10 @@ class Router:
     def on(self, pattern: str, message_type: type[M], handler: TypedHandler[M], *, qos: int = 1,
            check_source: bool = True) -> None:
         def _handle(topic: str, raw: bytes) -> None:
+            if not raw:  # MQTT's way to clear a retained message (a retired round/model): not bad input
+                self.counters.inc("retained_cleared")
+                log.debug("retained message cleared", extra={"topic": topic[:200]})
+                return
             message = self.accept(topic, raw, message_type, check_source=check_source)
             if message is None:
                 return

@@ -1,5 +1,6 @@
 """`run_federation` over the real Mosquitto: three watches on short slices of DS1 records, encrypted, DP,
-two edge hubs (hierarchical), two rounds — the model moves, the shipped model is their tail average, the privacy ledger grows, files are written."""
+two edge hubs (hierarchical), two rounds — the model moves, the shipped model is their tail average, the
+privacy ledger grows, files are written."""
 
 from __future__ import annotations
 

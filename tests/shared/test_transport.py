@@ -48,6 +48,14 @@ def test_router_rejects_and_counts(payload: bytes, reason: str) -> None:
     assert got == [] and counters.get(f"rejected.{reason}") == 1
 
 
+def test_an_empty_payload_clears_a_retained_message_and_is_not_a_rejection() -> None:
+    bus = InMemoryBus()
+    _, got, counters = _router(bus)
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), b"")
+    assert got == [] and counters.get("retained_cleared") == 1
+    assert not any(name.startswith("rejected.") for name in counters.snapshot())
+
+
 def test_router_rejects_wrong_type_and_spoofed_source() -> None:
     bus = InMemoryBus()
     _, got, counters = _router(bus)
