@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--clip", type=float, default=1.5, help="L2 clip: about the median update norm measured here")
-    parser.add_argument("--dp", type=float, default=300.0, help="total ε of the encrypted + DP run")
+    parser.add_argument("--dp", type=float, default=100.0, help="total ε of the encrypted + DP run")
     parser.add_argument("--curve", default="0.5,2,8,30", help="further total ε budgets for the DP curve (∞ and --dp "
                                                            "come from the plain and encrypted runs; budgets "
                                                            "measured by an earlier invocation are kept)")

@@ -1,0 +1,90 @@
+"""In-process FL simulation for hyperparameter sweeps: the same math as `cardiomesh fl run` (local Adam
+training per DS1 patient, L2 clip, Gaussian noise on the sum sized for k reporters, mean, server step,
+tail averaging) without the bus or the crypto, so one 30-round configuration takes minutes, not tens of
+minutes. Not run by `make bench` (leading underscore); the real measurements are `bench/fl_accuracy.py`.
+
+    .venv/bin/python bench/_fl_sim.py --rounds 30 --epochs 3 --clip 1.5 --z 0.52 --seed 1
+
+Prints per-round update norms (to pick the clip: about the median) and, at the end, DS2 metrics of the
+last few global models and of tail averages over the last m of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+
+from shared.fl.accounting import GaussianRounds, privacy_spent
+from shared.model.data import load_split
+from shared.model.net import BeatNet
+from shared.model.serialize import load_vector, parameters_vector
+from shared.model.train import evaluate, train_local
+from shared.settings import Settings
+
+
+def _brief(model: BeatNet, vector: np.ndarray, ds2: dict) -> str:
+    load_vector(model, vector.astype(np.float32))
+    e = evaluate(model, list(ds2.values()))
+    v, s = e["per_class"]["V"], e["per_class"]["S"]
+    return f"macro-F1 {e['macro_f1']:.4f}  VEB {v['se']:.3f}/{v['ppv']}  SVEB {s['se']:.3f}/{s['ppv']}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-beats", type=int, default=0, help="0: all of a patient's beats")
+    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--clip", type=float, default=1.5)
+    p.add_argument("--z", type=float, default=0.0, help="noise multiplier σ/clip of the aggregate (0: no DP)")
+    p.add_argument("--k", type=int, default=17, help="reporters the noise shares are sized for (75 %% of 22)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tails", default="1,3,5,10", help="tail averages to score at the end")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    settings = Settings()
+    if settings.mitdb_dir is None:
+        raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
+    ds1, ds2 = load_split("DS1", settings.mitdb_dir), load_split("DS2", settings.mitdb_dir)
+    torch.manual_seed(a.seed)
+    model = BeatNet()
+    w = parameters_vector(model).astype(np.float64)
+    rng = np.random.default_rng(a.seed)
+    names = sorted(ds1)
+    history: list[np.ndarray] = []
+    started = time.perf_counter()
+    for r in range(a.rounds):
+        clipped, norms = [], []
+        for i, name in enumerate(names):
+            local = BeatNet()
+            load_vector(local, w.astype(np.float32))
+            train_local(local, ds1[name], epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                        max_beats=a.max_beats or None, class_weighting="sqrt", augment=True,
+                        seed=(a.seed + i) * 1000 + r)
+            u = parameters_vector(local).astype(np.float64) - w
+            norms.append(float(np.linalg.norm(u)))
+            clipped.append(u * min(1.0, a.clip / norms[-1]))
+        total = np.sum(clipped, axis=0)
+        if a.z > 0:
+            total += rng.normal(0.0, a.z * a.clip * math.sqrt(len(names) / a.k), w.size)
+        w = w + total / len(names)
+        history.append(w.astype(np.float32))
+        print(f"round {r + 1:3d}  update norm median {np.median(norms):.2f} max {np.max(norms):.2f}  "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    eps = privacy_spent(GaussianRounds(a.z), a.rounds, target_delta=1e-5)[0] if a.z > 0 else math.inf
+    print(f"ε after {a.rounds} rounds (δ = 1e-5): {eps:.1f}")
+    for m in (int(x) for x in a.tails.split(",")):
+        print(f"tail {m:2d}: {_brief(model, np.mean(history[-m:], axis=0), ds2)}")
+
+
+if __name__ == "__main__":
+    main()
