@@ -73,7 +73,7 @@ def local_only(ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], epochs: int) ->
         train_local(model, ds1[name], epochs=epochs, batch_size=32, lr=0.001, class_weighting="sqrt",
                     augment=True, seed=i)
         results.append(evaluate(model, list(ds2.values())))
-    return {**_mean_metrics(results), "rounds": None, "epsilon": None, "delta": None,
+    return {**_mean_metrics(results), "rounds": None, "epsilon": None, "delta": None, "epochs": epochs,
             "seconds": round(time.perf_counter() - started, 1), "note": "mean over the 22 per-patient models"}
 
 
@@ -171,6 +171,7 @@ def main() -> None:
                                                            "come from the plain and encrypted runs; budgets "
                                                            "measured by an earlier invocation are kept)")
     parser.add_argument("--central-epochs", type=int, default=6)
+    parser.add_argument("--local-epochs", type=int, default=10, help="epochs of each local-only model")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {', '.join(PARTS)}; parts not run keep their earlier "
                              "results in the file (each part records when it was measured)")
@@ -179,7 +180,9 @@ def main() -> None:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise SystemExit(f"unknown part(s) {unknown}: choose from {', '.join(PARTS)}")
-    torch.set_num_threads(2)
+    # two threads only for the one big centralized model; small per-watch models run best on one (and
+    # oversubscribed OpenMP threads crawl when parts run in parallel processes)
+    torch.set_num_threads(2 if parts == ["centralized"] else 1)
     settings = Settings()
     if settings.mitdb_dir is None:
         raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR to a folder holding mitdb/")
@@ -190,7 +193,7 @@ def main() -> None:
     if "centralized" in parts:
         out = _merge("fl_accuracy", "centralized", centralized(ds1, ds2, args.central_epochs)[0])
     if "local_only" in parts:
-        out = _merge("fl_accuracy", "local_only", local_only(ds1, ds2, args.epochs * max(1, args.rounds // 4)))
+        out = _merge("fl_accuracy", "local_only", local_only(ds1, ds2, args.local_epochs))
     if "federated_plain" in parts or "personalization" in parts:
         plain, plain_model = federated(settings, ds1, ds2, args, encrypt=False, epsilon=None)
         out = _merge("fl_accuracy", "federated_plain", plain)
