@@ -3,7 +3,8 @@
 #   make venv     create .venv (python3 -m venv) and install '.[dev]' when pyproject.toml changed
 #   make demo     run the whole system on this machine      (DEMO_ARGS="--help" etc.)
 #   make test     the test suite                            (PYTEST_ARGS="-k fusion -x" etc.)
-#   make bench    every bench/*.py (not _helpers), alert_latency first; results in bench/results/ (fl_accuracy alone ~25 min)
+#   make bench    every bench/*.py (not _helpers), alert_latency first; results in bench/results/
+#                 (fl_accuracy alone took 57 min here as three parallel processes: see its --parts)
 #   make lint     ruff check + mypy
 
 SHELL       := /bin/bash
