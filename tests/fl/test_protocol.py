@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -32,11 +33,15 @@ _EDGES: list[EdgeAggregator] = []
 def _stop_edges() -> Iterator[None]:
     """Edge deadline loops are threads: stop them with the test, not after pytest closed its streams."""
     yield
-    for thread in threading.enumerate():  # clients still training for a round the test no longer waits on
-        if thread.name.startswith("fl-"):
-            thread.join(timeout=5)
-    while _EDGES:
+    while _EDGES:  # first: a running edge can open a new buffer, and watches start training for it
         _EDGES.pop().stop()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # clients still training for a round the test no longer waits on
+        busy = [t for t in threading.enumerate() if t.name.startswith("fl-")]
+        if not busy:
+            break
+        for thread in busy:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
 
 
 class ToyLearner:
