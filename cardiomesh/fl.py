@@ -166,6 +166,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
     broker = ensure_broker(settings.mqtt_host, settings.mqtt_port)
     transports: list[MqttTransport] = []
     edges: list[EdgeAggregator] = []
+    clients: list[FlClient] = []
     started = time.perf_counter()
     try:
         sites = [f"{settings.site}-{e}" for e in range(options.edges)]
@@ -181,7 +182,6 @@ def run_federation(settings: Settings, options: FlOptions, *,
             transport.wait_subscribed(10)
             transports.append(transport)
             edges.append(edge)
-        clients: list[FlClient] = []
         for name, learner in learners:
             site_settings = settings.model_copy(update={"site": site_of[name]})
             transport = mqtt_transport(site_settings, f"{federation}-{device_of[name]}", clean_session=True)
@@ -203,14 +203,18 @@ def run_federation(settings: Settings, options: FlOptions, *,
             load_vector(eval_model, vector)
             return evaluate(eval_model, list(test_sets.values()))
 
+        buffer_size = options.buffer_size or max(2, n // 4)
         round_config = RoundConfig(
             epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
             algorithm="fedprox" if options.algorithm == "fedprox" else "fedavg", mu=options.mu,
             clip_norm=options.clip_norm, max_beats=options.max_beats, encrypt=options.encrypt,
             max_clients=max(64, n), min_clients=min(min_clients, options.buffer_size or min_clients),
             round_timeout_s=options.round_timeout_s, mode="async" if options.mode == "async" else "sync",
-            buffer_size=options.buffer_size or max(2, n // 4),
-            average_last=average_last,
+            buffer_size=buffer_size, average_last=average_last,
+            # FedBuff applies a buffer of M of the n watches' updates at a time, n/M steps per pass over the
+            # fleet: a server step of M/n keeps one pass about one FedAvg round (a full step per buffer
+            # diverged here: AUROC 0.92 at the 26th buffer, 0.50 by the 30th; docs/fl.md)
+            server_lr=buffer_size / n if options.mode == "async" else 1.0,
         )
         coord_transport = mqtt_transport(settings, f"{federation}-coordinator", clean_session=True)
         coordinator = Coordinator(settings, coord_transport, keys=keys, initial=initial, config=round_config,
@@ -266,6 +270,9 @@ def run_federation(settings: Settings, options: FlOptions, *,
         plot_rounds(result, run_dir / "rounds.png")
         return result
     finally:
+        for client in clients:  # no torch op may still run in a watch thread when the process exits
+            if not client.stop(timeout_s=120):
+                log.warning("a watch was still training at shutdown", extra={"device": client.device_id})
         for edge in edges:
             edge.stop()
         for transport in reversed(transports):

@@ -97,10 +97,24 @@ class FlClient:
         self.paused = False  # a test (or a flat battery) can make a client drop out
         self.slowdown_s = slowdown_s  # a low-compute device (async rounds) takes this much longer
         self._busy = False
+        self._worker: threading.Thread | None = None
 
     def start(self) -> None:
         self.router.on(topics.fl_model(self.federation), ModelMessage, self.on_model)
         self.router.on(topics.fl_round(self.federation), RoundMessage, self.on_round)
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Take no new rounds and wait for a local training in progress; False if it is still running.
+
+        Call before the process exits: torch must not be mid-operation in a thread at interpreter exit.
+        """
+        with self._lock:
+            self.paused = True
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout_s)
+            return not worker.is_alive()
+        return True
 
     # -- model installation ----------------------------------------------------------------------
     def on_model(self, parts: topics.TopicParts, msg: ModelMessage) -> None:
@@ -154,8 +168,9 @@ class FlClient:
             self._busy = True
             global_vector = self.global_vector.copy()
             base_version = self.version
-        threading.Thread(target=self._train_and_send, args=(spec, global_vector, base_version), daemon=True,
-                         name=f"fl-{self.device_id}-r{spec.round_id}").start()
+            self._worker = threading.Thread(target=self._train_and_send, args=(spec, global_vector, base_version),
+                                            daemon=True, name=f"fl-{self.device_id}-r{spec.round_id}")
+            self._worker.start()
 
     def _train_and_send(self, spec: RoundPayload, global_vector: np.ndarray, base_version: int) -> None:
         try:

@@ -104,6 +104,16 @@ def test_the_shipped_model_is_the_tail_average_of_the_last_global_models(coordin
     assert all(c.version == 5 for c in clients)  # watches train on the newest model, not on the average
 
 
+def test_a_stopped_client_finishes_its_training_and_takes_no_new_round(coordinator_keys: CoordinatorKeys) -> None:
+    _bus, coordinator, _edges, clients, _optimum = _federation(coordinator_keys, encrypt=False)
+    assert coordinator.run_round(0).status == "ok"
+    assert all(c.stop(timeout_s=10) for c in clients)  # nothing left running in a watch thread
+    sent = [len(c.sent) for c in clients]
+    coordinator.config = dataclasses.replace(coordinator.config, round_timeout_s=0.5, grace_s=0.2)
+    assert coordinator.run_round(1).status == "too_few"  # stopped watches do not train again
+    assert [len(c.sent) for c in clients] == sent
+
+
 @pytest.mark.parametrize("encrypt", [False, True])
 def test_rounds_converge_to_the_federated_optimum(coordinator_keys: CoordinatorKeys, encrypt: bool) -> None:
     _bus, coordinator, edges, clients, optimum = _federation(coordinator_keys, encrypt=encrypt, sites=2)
