@@ -1,6 +1,6 @@
-"""In-process FL simulation for hyperparameter sweeps: the same math as `cardiomesh fl run` (local Adam
-training per DS1 patient, L2 clip, Gaussian noise on the sum sized for k reporters, mean, server step,
-tail averaging) without the bus or the crypto, so one 30-round configuration takes minutes, not tens of
+"""In-process FL simulation for hyperparameter sweeps: the same `shared.fl` functions as `cardiomesh fl run`
+(local Adam training per DS1 patient, L2 clip, Gaussian noise on the sum sized for k reporters, mean,
+server step, tail averaging) without the bus or the crypto, so one 30-round configuration takes minutes, not tens of
 minutes. Not run by `make bench` (leading underscore); the real measurements are `bench/fl_accuracy.py`.
 
     .venv/bin/python bench/_fl_sim.py --rounds 30 --epochs 3 --clip 1.5 --z 0.52 --seed 1
@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 from shared.fl.accounting import GaussianRounds, privacy_spent
+from shared.fl.aggregate import aggregate_mean
+from shared.fl.noise import aggregate_gaussian_sigma
+from shared.fl.updates import apply_update, clip_by_l2, delta
 from shared.model.data import load_split
 from shared.model.net import BeatNet
 from shared.model.serialize import load_vector, parameters_vector
@@ -70,13 +73,14 @@ def main() -> None:
             train_local(local, ds1[name], epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                         max_beats=a.max_beats or None, class_weighting="sqrt", augment=True,
                         seed=(a.seed + i) * 1000 + r)
-            u = parameters_vector(local).astype(np.float64) - w
-            norms.append(float(np.linalg.norm(u)))
-            clipped.append(u * min(1.0, a.clip / norms[-1]))
+            update, norm = clip_by_l2(delta(parameters_vector(local), w), a.clip)
+            norms.append(norm)
+            clipped.append(update)
         total = np.sum(clipped, axis=0)
-        if a.z > 0:
-            total += rng.normal(0.0, a.z * a.clip * math.sqrt(len(names) / a.k), w.size)
-        w = w + total / len(names)
+        if a.z > 0:  # one draw of what the n shares sized for k sum to
+            total += rng.normal(0.0, aggregate_gaussian_sigma(a.z * a.clip, calibrated_for=a.k,
+                                                               reported=len(names)), w.size)
+        w = apply_update(w, aggregate_mean(total, len(names)))
         history.append(w.astype(np.float32))
         print(f"round {r + 1:3d}  update norm median {np.median(norms):.2f} max {np.max(norms):.2f}  "
               f"{time.perf_counter() - started:.0f} s", flush=True)
