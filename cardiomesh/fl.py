@@ -252,7 +252,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
         released = coordinator.release_vector()
         load_vector(final_model, released)
         ok_rounds = len([x for x in records if x["status"] == "ok"])
-        averaged_over = min(average_last, ok_rounds) if average_last > 1 else 1
+        averaged_over = coordinator.averaged_over
         last_iterate = next((x["metrics"] for x in reversed(records) if x.get("metrics")), None)
         final_metrics = _evaluate(released) if averaged_over > 1 and test_sets else last_iterate
         epsilon = spent(ok_rounds)

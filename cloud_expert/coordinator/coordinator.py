@@ -227,10 +227,15 @@ class Coordinator:
         self._recent.append(self.vector.copy())
         self.publish_model()
 
+    @property
+    def averaged_over(self) -> int:
+        """How many global models `release_vector` averages (1: the newest alone)."""
+        return len(self._recent) if self.config.average_last > 1 and self._recent else 1
+
     def release_vector(self) -> np.ndarray:
         """The model to ship: the tail average of the last `average_last` global models (the newest alone
         when averaging is off). Watches keep training on the newest; the average is for inference."""
-        if self.config.average_last <= 1 or not self._recent:
+        if self.averaged_over == 1:
             return self.vector.copy()
         return np.mean(np.stack(self._recent), axis=0).astype(np.float32)
 

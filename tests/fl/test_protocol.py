@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,6 +25,7 @@ from watch_agent.trainer import FlClient
 P = 50
 SITE = "s1"
 _EDGES: list[EdgeAggregator] = []
+_CLIENTS: list[FlClient] = []
 
 
 @pytest.fixture(autouse=True)
@@ -35,13 +34,8 @@ def _stop_edges() -> Iterator[None]:
     yield
     while _EDGES:  # first: a running edge can open a new buffer, and watches start training for it
         _EDGES.pop().stop()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:  # clients still training for a round the test no longer waits on
-        busy = [t for t in threading.enumerate() if t.name.startswith("fl-")]
-        if not busy:
-            break
-        for thread in busy:
-            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+    while _CLIENTS:  # then clients still training for a round the test no longer waits on
+        _CLIENTS.pop().stop(timeout_s=15)
 
 
 class ToyLearner:
@@ -88,6 +82,7 @@ def _federation(keys: CoordinatorKeys, *, clients: int = 4, encrypt: bool = True
                           learner=ToyLearner(targets[i]), verify_key=keys.verify_key, seed=i)
         client.start()
         fl_clients.append(client)
+        _CLIENTS.append(client)
     coordinator.publish_model()
     return bus, coordinator, edges, fl_clients, np.mean(targets, axis=0)
 
