@@ -29,7 +29,7 @@ from shared.fl.updates import apply_update, clip_by_l2, delta
 from shared.model.data import load_split
 from shared.model.net import BeatNet
 from shared.model.serialize import load_vector, parameters_vector
-from shared.model.train import evaluate, train_local
+from shared.model.train import Weighting, as_beatset, class_weights, evaluate, train_local
 from shared.settings import Settings
 
 
@@ -52,12 +52,30 @@ def main() -> None:
     p.add_argument("--k", type=int, default=17, help="reporters the noise shares are sized for (75 %% of 22)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tails", default="1,3,5,10", help="tail averages to score at the end")
+    p.add_argument("--weighting", choices=("local", "global"), default="local",
+                   help="class weights: each watch's own sqrt weights, or one sqrt weighting of the pooled "
+                        "training counts announced to every watch")
+    p.add_argument("--fold", type=int, choices=(0, 1), default=None,
+                   help="patient-wise CV inside DS1: federate one half of DS1's patients, score on the other "
+                        "(DS2 untouched); without it, federate all of DS1 and score on DS2")
     a = p.parse_args()
     torch.set_num_threads(1)
     settings = Settings()
     if settings.mitdb_dir is None:
         raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
-    ds1, ds2 = load_split("DS1", settings.mitdb_dir), load_split("DS2", settings.mitdb_dir)
+    ds1 = load_split("DS1", settings.mitdb_dir)
+    if a.fold is None:
+        ds2 = load_split("DS2", settings.mitdb_dir)
+    else:  # the same halves as bench/_weighting_cv.py
+        perm = list(np.random.default_rng(0).permutation(sorted(ds1)))
+        train, held = perm[:11], perm[11:]
+        if a.fold == 1:
+            train, held = held, train
+        ds1, ds2 = {n: ds1[n] for n in train}, {n: ds1[n] for n in held}
+    weighting: Weighting = "sqrt"
+    if a.weighting == "global":
+        weighting = [float(x) for x in class_weights(as_beatset(list(ds1.values())).y, "sqrt")]
+        print("global class weights", [round(x, 3) for x in weighting])
     torch.manual_seed(a.seed)
     model = BeatNet()
     w = parameters_vector(model).astype(np.float64)
@@ -71,7 +89,7 @@ def main() -> None:
             local = BeatNet()
             load_vector(local, w.astype(np.float32))
             train_local(local, ds1[name], epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                        max_beats=a.max_beats or None, class_weighting="sqrt", augment=True,
+                        max_beats=a.max_beats or None, class_weighting=weighting, augment=True,
                         seed=(a.seed + i) * 1000 + r)
             update, norm = clip_by_l2(delta(parameters_vector(local), w), a.clip)
             norms.append(norm)

@@ -33,7 +33,7 @@ from bench._common import RESULTS, print_table
 from cardiomesh.fl import FlOptions, run_federation
 from shared.model.data import DS1, BeatSet, load_split
 from shared.model.net import BeatNet
-from shared.model.serialize import load_model, save_model
+from shared.model.serialize import ModelFileError, load_model, save_model
 from shared.model.train import evaluate, finetune_head, train_local
 from shared.settings import Settings
 
@@ -136,8 +136,12 @@ def _keep_best(candidate: Path, macro_f1: float | None, label: str) -> None:
         return
     best = None
     if MODEL.is_file():
-        _m, meta = load_model(MODEL)
-        best = (meta.get("test_metrics") or {}).get("macro_f1")
+        try:
+            _m, meta = load_model(MODEL)
+        except ModelFileError as exc:  # e.g. trained on an older feature version: it cannot serve any more
+            print(f"  replacing {MODEL.name}: {exc}")
+        else:
+            best = (meta.get("test_metrics") or {}).get("macro_f1")
     if best is None or macro_f1 > best:
         model, meta = load_model(candidate)
         save_model(MODEL, model, {**meta, "experiment": label, "train": "DS1", "test": "DS2",
