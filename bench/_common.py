@@ -83,3 +83,22 @@ def print_table(name: str, table: list[tuple[str, str]]) -> None:
     for key, value in table:
         print(f"  {key:<{width}}  {value}")
     print(f"  → {(RESULTS / f'{name}.json').relative_to(ROOT)}")
+
+
+def load_ds1() -> dict[str, Any]:
+    """DS1's beat sets (record → BeatSet) for the in-process studies; exits with the reason without MIT-BIH."""
+    from shared.model.data import load_split
+    from shared.settings import Settings
+
+    settings = Settings()
+    if settings.mitdb_dir is None:
+        raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
+    return load_split("DS1", settings.mitdb_dir)
+
+
+def ds1_halves(records: list[str]) -> tuple[list[str], list[str]]:
+    """The fixed patient-wise halves of DS1 that every cross-validation study here uses (DS2 stays untouched)."""
+    import numpy as np
+
+    perm = [str(r) for r in np.random.default_rng(0).permutation(sorted(records))]
+    return perm[:11], perm[11:]

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
+from bench._common import ds1_halves
 from shared.fl.accounting import GaussianRounds, privacy_spent
 from shared.fl.aggregate import aggregate_mean
 from shared.fl.noise import aggregate_gaussian_sigma
@@ -66,9 +67,8 @@ def main() -> None:
     ds1 = load_split("DS1", settings.mitdb_dir)
     if a.fold is None:
         ds2 = load_split("DS2", settings.mitdb_dir)
-    else:  # the same halves as bench/_weighting_cv.py
-        perm = list(np.random.default_rng(0).permutation(sorted(ds1)))
-        train, held = perm[:11], perm[11:]
+    else:
+        train, held = ds1_halves(list(ds1))
         if a.fold == 1:
             train, held = held, train
         ds1, ds2 = {n: ds1[n] for n in train}, {n: ds1[n] for n in held}

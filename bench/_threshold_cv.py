@@ -17,10 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from shared.model.data import load_split
+from bench._common import ds1_halves, load_ds1
 from shared.model.net import BeatNet
 from shared.model.train import as_beatset, metrics, train_local
-from shared.settings import Settings
 
 V = 2
 TAUS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -40,12 +39,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    settings = Settings()
-    if settings.mitdb_dir is None:
-        raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
-    ds1 = load_split("DS1", settings.mitdb_dir)
-    perm = list(np.random.default_rng(0).permutation(sorted(ds1)))
-    folds = [perm[:11], perm[11:]]
+    ds1 = load_ds1()
+    folds = list(ds1_halves(list(ds1)))
     f1: dict[float, list[float]] = {tau: [] for tau in TAUS}
     for seed in (int(s) for s in args.seeds.split(",")):
         for f in range(2):

@@ -12,13 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np
 import torch
 
-from shared.model.data import load_split
+from bench._common import ds1_halves, load_ds1
 from shared.model.net import BeatNet
 from shared.model.train import Weighting, as_beatset, class_weights, evaluate, train_local
-from shared.settings import Settings
 
 
 def main() -> None:
@@ -26,12 +24,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    settings = Settings()
-    if settings.mitdb_dir is None:
-        raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
-    ds1 = load_split("DS1", settings.mitdb_dir)
-    perm = list(np.random.default_rng(0).permutation(sorted(ds1)))
-    folds = [perm[:11], perm[11:]]
+    ds1 = load_ds1()
+    folds = list(ds1_halves(list(ds1)))
     balanced = class_weights(as_beatset(ds1).y, "balanced")
     schemes: dict[str, Weighting] = {"sqrt": "sqrt", "fourth root": [float(x) for x in balanced ** 0.25],
                                      "none": "none"}
