@@ -77,6 +77,10 @@ class MqttTransport:
         self._mid_to_row: dict[int, int] = {}
         self._early_acks: set[int] = set()
         self._replayed = False
+        #: Rows a previous run left unacknowledged, read before this run can add any of its own: only these
+        #: are replayed. Reading the outbox later raced with publish() (row written, mid not yet tracked),
+        #: and the fresh row went out twice.
+        self._leftover_rows: set[int] = set()
         self._inbox: queue.Queue[_Incoming | None] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
         self._client = mqtt.Client(
@@ -97,6 +101,8 @@ class MqttTransport:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, wait_s: float | None = None) -> None:
+        if self._outbox is not None:
+            self._leftover_rows = {r.row_id for r in self._outbox.pending()}
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"mqtt-{self.client_id}",
                                             daemon=True)
         self._dispatcher.start()
@@ -200,7 +206,7 @@ class MqttTransport:
         assert self._outbox is not None
         with self._ack_lock:
             tracked = set(self._mid_to_row.values())
-        stale = [r for r in self._outbox.pending() if r.row_id not in tracked]
+        stale = [r for r in self._outbox.pending() if r.row_id in self._leftover_rows and r.row_id not in tracked]
         if stale:
             log.info("replaying outbox", extra={"client_id": self.client_id, "rows": len(stale)})
         for row in stale:
