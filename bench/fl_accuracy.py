@@ -104,29 +104,26 @@ def personalization(model_path: Path, ds2: dict[str, BeatSet]) -> dict[str, Any]
     Two views: the mean of per-wearer metrics (how a typical wearer fares), and all wearers' remaining
     beats pooled (comparable in kind with the DS2 table, though on fewer beats: the first minutes are out).
     """
-    before, after = [], []
-    pooled: dict[str, list[np.ndarray]] = {"y": [], "global": [], "global_score": [], "personalized": [],
-                                           "personalized_score": []}
+    stages = ("global", "personalized")
+    per_wearer: dict[str, list[dict[str, Any]]] = {k: [] for k in stages}
+    pooled: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in stages}
+    ys = []
     for _name, beats in sorted(ds2.items()):
         first = beats.sample < PERSONAL_S * 250
         rest = beats.subset(np.flatnonzero(~first)).labelled()
         own = beats.subset(np.flatnonzero(first))
         model, _ = load_model(model_path)
-        before.append(evaluate(model, rest))
-        pred, score = predict(model, rest)
-        pooled["y"].append(rest.y)
-        pooled["global"].append(pred)
-        pooled["global_score"].append(score)
-        if len(own.labelled()) >= 50:
-            finetune_head(model, own, epochs=3, class_weighting="sqrt", seed=0)
-        after.append(evaluate(model, rest))
-        pred, score = predict(model, rest)
-        pooled["personalized"].append(pred)
-        pooled["personalized_score"].append(score)
-    y = np.concatenate(pooled["y"])
-    return {"global": _mean_metrics(before), "personalized": _mean_metrics(after),
-            "pooled": {k: metrics(y, np.concatenate(pooled[k]), np.concatenate(pooled[f"{k}_score"]))
-                       for k in ("global", "personalized")},
+        ys.append(rest.y)
+        for stage in stages:
+            if stage == "personalized" and len(own.labelled()) >= 50:
+                finetune_head(model, own, epochs=3, class_weighting="sqrt", seed=0)
+            pred, score = predict(model, rest)  # one inference serves the wearer's metrics and the pool
+            per_wearer[stage].append(metrics(rest.y, pred, score))
+            pooled[stage].append((pred, score))
+    y = np.concatenate(ys)
+    return {**{k: _mean_metrics(per_wearer[k]) for k in stages},
+            "pooled": {k: metrics(y, np.concatenate([p for p, _ in pooled[k]]),
+                                  np.concatenate([sc for _, sc in pooled[k]])) for k in stages},
             "note": f"head fine-tuned on each DS2 wearer's first {PERSONAL_S:.0f} s, scored on the rest of the "
                     "same record; global/personalized: mean over wearers, pooled: all remaining beats together"}
 
