@@ -76,10 +76,9 @@ class MqttTransport:
         self._ack_lock = threading.Lock()
         self._mid_to_row: dict[int, int] = {}
         self._early_acks: set[int] = set()
-        self._replayed = False
         #: Rows a previous run left unacknowledged, read before this run can add any of its own: only these
-        #: are replayed. Reading the outbox later raced with publish() (row written, mid not yet tracked),
-        #: and the fresh row went out twice.
+        #: are replayed, once (emptied when the replay starts). Reading the outbox later raced with publish()
+        #: (row written, mid not yet tracked), and the fresh row went out twice.
         self._leftover_rows: set[int] = set()
         self._inbox: queue.Queue[_Incoming | None] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
@@ -197,16 +196,16 @@ class MqttTransport:
             client.publish(self._online.topic, self._online.payload, qos=1, retain=True)
         self._connected.set()
         log.debug("connected", extra={"client_id": self.client_id})
-        if self._outbox is not None and not self._replayed:
-            self._replayed = True
-            threading.Thread(target=self._replay_outbox, daemon=True).start()
+        if self._outbox is not None and self._leftover_rows:
+            leftover, self._leftover_rows = self._leftover_rows, set()
+            threading.Thread(target=self._replay_outbox, args=(leftover,), daemon=True).start()
 
-    def _replay_outbox(self) -> None:
+    def _replay_outbox(self, leftover: set[int]) -> None:
         """Send rows a previous run left unacknowledged (this run's own are tracked by paho)."""
         assert self._outbox is not None
         with self._ack_lock:
             tracked = set(self._mid_to_row.values())
-        stale = [r for r in self._outbox.pending() if r.row_id in self._leftover_rows and r.row_id not in tracked]
+        stale = [r for r in self._outbox.pending() if r.row_id in leftover and r.row_id not in tracked]
         if stale:
             log.info("replaying outbox", extra={"client_id": self.client_id, "rows": len(stale)})
         for row in stale:
