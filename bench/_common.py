@@ -85,15 +85,16 @@ def print_table(name: str, table: list[tuple[str, str]]) -> None:
     print(f"  → {(RESULTS / f'{name}.json').relative_to(ROOT)}")
 
 
-def load_ds1() -> dict[str, Any]:
-    """DS1's beat sets (record → BeatSet) for the in-process studies; exits with the reason without MIT-BIH."""
+def load_mitdb_split(split: str) -> dict[str, Any]:
+    """DS1's or DS2's beat sets (record → BeatSet) for the in-process studies; exits with the reason
+    without MIT-BIH."""
     from shared.model.data import load_split
     from shared.settings import Settings
 
     settings = Settings()
     if settings.mitdb_dir is None:
         raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
-    return load_split("DS1", settings.mitdb_dir)
+    return load_split(split, settings.mitdb_dir)
 
 
 def ds1_halves(records: list[str]) -> tuple[list[str], list[str]]:

@@ -22,16 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from bench._common import ds1_halves
+from bench._common import ds1_halves, load_mitdb_split
 from shared.fl.accounting import GaussianRounds, privacy_spent
 from shared.fl.aggregate import aggregate_mean
 from shared.fl.noise import aggregate_gaussian_sigma
 from shared.fl.updates import apply_update, clip_by_l2, delta
-from shared.model.data import load_split
 from shared.model.net import BeatNet
 from shared.model.serialize import load_vector, parameters_vector
 from shared.model.train import Weighting, as_beatset, class_weights, evaluate, train_local
-from shared.settings import Settings
 
 
 def _brief(model: BeatNet, vector: np.ndarray, ds2: dict) -> str:
@@ -61,12 +59,9 @@ def main() -> None:
                         "(DS2 untouched); without it, federate all of DS1 and score on DS2")
     a = p.parse_args()
     torch.set_num_threads(1)
-    settings = Settings()
-    if settings.mitdb_dir is None:
-        raise SystemExit("MIT-BIH not found: set CARDIOMESH_DATA_DIR")
-    ds1 = load_split("DS1", settings.mitdb_dir)
+    ds1 = load_mitdb_split("DS1")
     if a.fold is None:
-        ds2 = load_split("DS2", settings.mitdb_dir)
+        ds2 = load_mitdb_split("DS2")
     else:
         train, held = ds1_halves(list(ds1))
         if a.fold == 1:

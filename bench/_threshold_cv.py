@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from bench._common import ds1_halves, load_ds1
+from bench._common import ds1_halves, load_mitdb_split
 from shared.model.net import BeatNet
 from shared.model.train import as_beatset, metrics, train_local
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    ds1 = load_ds1()
+    ds1 = load_mitdb_split("DS1")
     folds = list(ds1_halves(list(ds1)))
     f1: dict[float, list[float]] = {tau: [] for tau in TAUS}
     for seed in (int(s) for s in args.seeds.split(",")):

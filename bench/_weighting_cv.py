@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench._common import ds1_halves, load_ds1
+from bench._common import ds1_halves, load_mitdb_split
 from shared.model.net import BeatNet
 from shared.model.train import Weighting, as_beatset, class_weights, evaluate, train_local
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    ds1 = load_ds1()
+    ds1 = load_mitdb_split("DS1")
     folds = list(ds1_halves(list(ds1)))
     balanced = class_weights(as_beatset(ds1).y, "balanced")
     schemes: dict[str, Weighting] = {"sqrt": "sqrt", "fourth root": [float(x) for x in balanced ** 0.25],
