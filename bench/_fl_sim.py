@@ -51,12 +51,13 @@ def main() -> None:
     p.add_argument("--k", type=int, default=17, help="reporters the noise shares are sized for (75 %% of 22)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tails", default="1,3,5,10", help="tail averages to score at the end")
-    p.add_argument("--weighting", choices=("local", "global"), default="local",
+    p.add_argument("--weighting", choices=("local", "global", "none"), default="local",
                    help="class weights: each watch's own sqrt weights, or one sqrt weighting of the pooled "
-                        "training counts announced to every watch")
+                        "training counts announced to every watch, or none (plain cross-entropy)")
     p.add_argument("--fold", type=int, choices=(0, 1), default=None,
                    help="patient-wise CV inside DS1: federate one half of DS1's patients, score on the other "
                         "(DS2 untouched); without it, federate all of DS1 and score on DS2")
+    p.add_argument("--save", type=Path, default=None, help="write every round's global vector to this .npz")
     a = p.parse_args()
     torch.set_num_threads(1)
     ds1 = load_mitdb_split("DS1")
@@ -67,7 +68,7 @@ def main() -> None:
         if a.fold == 1:
             train, held = held, train
         ds1, ds2 = {n: ds1[n] for n in train}, {n: ds1[n] for n in held}
-    weighting: Weighting = "sqrt"
+    weighting: Weighting = "none" if a.weighting == "none" else "sqrt"
     if a.weighting == "global":
         weighting = [float(x) for x in class_weights(as_beatset(list(ds1.values())).y, "sqrt")]
         print("global class weights", [round(x, 3) for x in weighting])
@@ -97,6 +98,8 @@ def main() -> None:
         history.append(w.astype(np.float32))
         print(f"round {r + 1:3d}  update norm median {np.median(norms):.2f} max {np.max(norms):.2f}  "
               f"{time.perf_counter() - started:.0f} s", flush=True)
+    if a.save is not None:
+        np.savez_compressed(a.save, history=np.stack(history))
     eps = privacy_spent(GaussianRounds(a.z), a.rounds, target_delta=1e-5)[0] if a.z > 0 else math.inf
     print(f"ε after {a.rounds} rounds (δ = 1e-5): {eps:.1f}")
     for m in (int(x) for x in a.tails.split(",")):
