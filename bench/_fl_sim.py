@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.002)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--clip", type=float, default=1.5)
+    p.add_argument("--mu", type=float, default=0.0, help="FedProx proximal weight (0: FedAvg)")
     p.add_argument("--z", type=float, default=0.0, help="noise multiplier σ/clip of the aggregate (0: no DP)")
     p.add_argument("--k", type=int, default=17, help="reporters the noise shares are sized for (75 %% of 22)")
     p.add_argument("--seed", type=int, default=0)
@@ -85,7 +86,7 @@ def main() -> None:
             local = BeatNet()
             load_vector(local, w.astype(np.float32))
             train_local(local, ds1[name], epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                        max_beats=a.max_beats or None, class_weighting=weighting, augment=True,
+                        max_beats=a.max_beats or None, class_weighting=weighting, augment=True, mu=a.mu,
                         seed=(a.seed + i) * 1000 + r)
             update, norm = clip_by_l2(delta(parameters_vector(local), w), a.clip)
             norms.append(norm)
