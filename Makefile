@@ -17,7 +17,7 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 DEMO_ARGS   ?=
 PYTEST_ARGS ?=
-MYPY_PATHS  := shared watch_agent phone_agent edge_hub cloud_expert cardiomesh bench
+MYPY_PATHS  := shared watch_agent phone_agent edge_hub cloud_expert cardiomesh bench tests
 
 # bench/alert_latency.py first, then every other bench/*.py that exists (sorted).
 BENCH_FIRST  := bench/alert_latency.py

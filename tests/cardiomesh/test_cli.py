@@ -1,5 +1,7 @@
 """Every command teaches with --help; bad input is a clear one-line error, not a traceback."""
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -22,7 +24,7 @@ def test_unknown_drill_scenario_is_a_clear_error() -> None:
     assert "unknown scenario" in result.output
 
 
-def test_watch_with_missing_record_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_watch_with_missing_record_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["watch", "--record", str(tmp_path / "nope.csv")])
     assert result.exit_code == 1
     assert "not found" in result.output

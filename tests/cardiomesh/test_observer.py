@@ -2,6 +2,7 @@
 
 from cardiomesh.observer import Observer
 from shared.messages import (
+    AlertMessage,
     EscalationMessage,
     EscalationPayload,
     ReportMessage,
@@ -12,12 +13,12 @@ from shared.messages import (
 from tests import factories
 
 
-def _triage(alert, stage="final", level="urgent"):  # type: ignore[no-untyped-def]
+def _triage(alert: AlertMessage, stage: str = "final", level: str = "urgent") -> TriageMessage:
     return TriageMessage(source="edge-1", patient_id=alert.patient_id, trace_id=alert.trace_id, drill=alert.drill,
                          payload=TriagePayload(alert_id=alert.payload.alert_id, level=level, stage=stage))
 
 
-def _escalation(alert):  # type: ignore[no-untyped-def]
+def _escalation(alert: AlertMessage) -> EscalationMessage:
     triage = _triage(alert).payload
     return EscalationMessage(source="edge-1", patient_id=alert.patient_id, trace_id=alert.trace_id,
                              drill=alert.drill,
@@ -25,7 +26,7 @@ def _escalation(alert):  # type: ignore[no-untyped-def]
                                                        alert=alert, triage=triage))
 
 
-def _report(alert):  # type: ignore[no-untyped-def]
+def _report(alert: AlertMessage) -> ReportMessage:
     return ReportMessage(source="cloud", patient_id=alert.patient_id, trace_id=alert.trace_id, drill=alert.drill,
                          payload=ReportPayload(report_id="r1", alert_id=alert.payload.alert_id, level="urgent",
                                                url="/reports/r1"))

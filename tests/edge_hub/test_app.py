@@ -11,7 +11,7 @@ import pytest
 from edge_hub.app import EdgeHub
 from edge_hub.store import EdgeStore
 from shared import topics
-from shared.messages import CommandMessage, EscalationMessage, TriageMessage, decode, encode
+from shared.messages import AlertMessage, CommandMessage, EscalationMessage, TriageMessage, decode, encode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
 from tests import factories
@@ -30,8 +30,13 @@ def _sent(bus: InMemoryBus, kind: str) -> list:
     return [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/" + kind)]
 
 
-def _publish_alert(bus: InMemoryBus, alert) -> None:  # type: ignore[no-untyped-def]
-    bus.transport("w").publish(topics.alert(SITE, alert.patient_id, alert.source), encode(alert))
+def _patient(alert: AlertMessage) -> str:
+    assert alert.patient_id is not None
+    return alert.patient_id
+
+
+def _publish_alert(bus: InMemoryBus, alert: AlertMessage) -> None:
+    bus.transport("w").publish(topics.alert(SITE, _patient(alert), alert.source), encode(alert))
 
 
 def test_alert_gets_immediate_response_then_escalation_with_findings(tmp_path: Path) -> None:
@@ -47,7 +52,7 @@ def test_alert_gets_immediate_response_then_escalation_with_findings(tmp_path: P
     assert elapsed_ms < 1000  # sanity only; latency is measured in bench/alert_latency.py
     assert _sent(bus, "escalation") == []  # waits for the phone
     analysis = factories.analysis(alert, rhythm="sinus_tachycardia")
-    bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"), encode(analysis))
+    bus.transport("p").publish(topics.analysis(SITE, _patient(alert), "phone-1"), encode(analysis))
     escalations = _sent(bus, "escalation")
     assert len(escalations) == 1
     esc = escalations[0]
@@ -67,7 +72,7 @@ def test_duplicate_alert_and_analysis_are_counted_once(tmp_path: Path) -> None:
     _publish_alert(bus, alert)
     analysis = factories.analysis(alert)
     for _ in range(2):
-        bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"), encode(analysis))
+        bus.transport("p").publish(topics.analysis(SITE, _patient(alert), "phone-1"), encode(analysis))
     assert len(_sent(bus, "escalation")) == 1 and len(_sent(bus, "cmd")) == 2
     assert hub.counters.get("duplicate.alert") == 1 and hub.counters.get("duplicate.analysis") == 1
 
@@ -87,7 +92,7 @@ def test_info_level_is_triaged_but_not_escalated(tmp_path: Path) -> None:
     hub = _hub(tmp_path, bus)
     alert = factories.alert(kind="tachycardia", hr=125)
     _publish_alert(bus, alert)
-    bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"),
+    bus.transport("p").publish(topics.analysis(SITE, _patient(alert), "phone-1"),
                                encode(factories.analysis(alert, rhythm="sinus_tachycardia", hr=125)))
     assert _sent(bus, "escalation") == [] and _sent(bus, "cmd") == []
     assert [t.payload.level for t in _sent(bus, "triage")] == ["info", "info"]

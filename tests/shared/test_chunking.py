@@ -1,5 +1,6 @@
 import base64
 import os
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from shared.chunking import ChunkError, Reassembler, chunk_payloads
 
 @given(body=st.binary(max_size=5000), size=st.integers(min_value=1, max_value=700), seed=st.randoms())
 @settings(max_examples=60, deadline=None)
-def test_any_order_reassembles_exactly(body: bytes, size: int, seed) -> None:  # type: ignore[no-untyped-def]
+def test_any_order_reassembles_exactly(body: bytes, size: int, seed: random.Random) -> None:
     chunks = chunk_payloads(body, chunk_bytes=size, round_id=3, base_version=2, encrypted=True)
     seed.shuffle(chunks)
     r = Reassembler()

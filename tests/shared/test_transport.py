@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,11 +94,19 @@ def test_outbox_keeps_rows_and_sequence_across_restarts(tmp_path: Path) -> None:
     assert len(box) == 0
 
 
+def _collect(into: list[bytes], done: threading.Event) -> Callable[[str, bytes], None]:
+    """A subscription handler that keeps each payload and signals the first."""
+    def handle(_topic: str, payload: bytes) -> None:
+        into.append(payload)
+        done.set()
+    return handle
+
+
 def _roundtrip(host: str, port: int, unique: str, tmp_path: Path) -> None:
     received: list[bytes] = []
     event = threading.Event()
     sub = MqttTransport(client_id=f"sub-{unique}", host=host, port=port, clean_session=True)
-    sub.subscribe(f"cm/v1/t{unique}/#", lambda _t, p: (received.append(p), event.set()))
+    sub.subscribe(f"cm/v1/t{unique}/#", _collect(received, event))
     sub.start(wait_s=5)
     assert sub.wait_subscribed(10), "broker never acknowledged the subscription"
     box = Outbox(tmp_path / "pub.db")
@@ -150,7 +159,7 @@ def test_offline_publishes_survive_a_restart(mosquitto: tuple[str, int], unique:
     received: list[bytes] = []
     event = threading.Event()
     sub = MqttTransport(client_id=f"sub2-{unique}", host=host, port=port)
-    sub.subscribe(f"cm/v1/t{unique}/#", lambda _t, p: (received.append(p), event.set()))
+    sub.subscribe(f"cm/v1/t{unique}/#", _collect(received, event))
     sub.start(wait_s=5)
     revived = MqttTransport(client_id=f"dev-{unique}", host=host, port=port, outbox=Outbox(path))
     revived.start(wait_s=5)
@@ -174,7 +183,7 @@ def test_presence_will_and_goodbye(mosquitto: tuple[str, int], unique: str) -> N
     seen: list[bytes] = []
     event = threading.Event()
     sub = MqttTransport(client_id=f"ps-{unique}", host=host, port=port, clean_session=True)
-    sub.subscribe(topic, lambda _t, p: (seen.append(p), event.set()))
+    sub.subscribe(topic, _collect(seen, event))
     sub.start(wait_s=5)
     dev = MqttTransport(client_id=f"pd-{unique}", host=host, port=port,
                         will=Will(topic, b"offline"), online=Will(topic, b"online"))
