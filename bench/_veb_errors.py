@@ -110,7 +110,8 @@ def main() -> None:
         print(f"{args.record}: no false V calls")
         return
     names, since = _rhythm_at(mitdb / args.record, beats.sample[wrong] / MODEL_FS)
-    print(f"{args.record}: {len(wrong)} false V calls, by annotated rhythm:",
+    marks = len(load_annotations(mitdb / args.record).rhythms)
+    print(f"{args.record} ({marks} rhythm annotations): {len(wrong)} false V calls, by annotated rhythm:",
           dict(collections.Counter(names).most_common()))
     print(f"  seconds since the last rhythm change: median {np.nanmedian(since):.1f}, "
           f"quartiles {np.nanpercentile(since, 25):.1f}–{np.nanpercentile(since, 75):.1f}")
@@ -119,6 +120,9 @@ def main() -> None:
     hits = np.concatenate([np.abs(b.X_wave[:, 1]).mean(axis=1) for b in true_v])
     print(f"  departure from the running template (median mean |channel 1|): these {np.median(residual[wrong]):.2f}, "
           f"the rest of {args.record} {np.median(residual[others]):.2f}, true V calls on DS2 {np.median(hits):.2f}")
+    amp = CONTEXT_NAMES.index("log_amp_rel")
+    print(f"  log amplitude against the wearer's median: these {np.median(beats.X_rr[wrong, amp]):.2f}, "
+          f"true V calls on DS2 {np.median(np.concatenate([b.X_rr[:, amp] for b in true_v])):.2f}")
     wave, context = beats.X_wave[wrong], beats.X_rr[wrong]
     hit_wave = np.concatenate([b.X_wave for b in true_v])
     hit_context = np.concatenate([b.X_rr for b in true_v])
