@@ -10,20 +10,17 @@ flutter, that the model calls V: the failure record 222 shows on DS2 (docs/fl.md
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-import torch
 
-from bench._common import ds1_halves, load_mitdb_split
+from bench._common import cv_arguments, cv_model, ds1_halves, load_mitdb_split
 from shared.ecg.annotations import load_annotations
 from shared.ecg.signal import MODEL_FS
-from shared.model.net import BeatNet
-from shared.model.train import as_beatset, metrics, predict, train_local
+from shared.model.train import as_beatset, metrics, predict
 from shared.settings import Settings
 
 V = 2
@@ -38,11 +35,7 @@ def in_atrial_rhythm(record_path: Path, times_s: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--seeds", default="0,1")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = cv_arguments(__doc__)
     mitdb = Settings().mitdb_dir
     ds1 = load_mitdb_split("DS1")
     assert mitdb is not None  # load_mitdb_split exits with the reason otherwise
@@ -50,10 +43,7 @@ def main() -> None:
     rows: list[tuple[float, float, int]] = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for f in range(2):
-            torch.manual_seed(seed)
-            model = BeatNet()
-            train_local(model, [ds1[n] for n in folds[f]], epochs=args.epochs, batch_size=64, lr=0.002,
-                        class_weighting="sqrt", augment=True, seed=seed)
+            model = cv_model([ds1[n] for n in folds[f]], seed=seed, epochs=args.epochs)
             held = as_beatset([ds1[n] for n in folds[1 - f]]).labelled()
             pred, score = predict(model, held)
             m = metrics(held.y, pred, score)

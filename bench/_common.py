@@ -103,3 +103,33 @@ def ds1_halves(records: list[str]) -> tuple[list[str], list[str]]:
 
     perm = [str(r) for r in np.random.default_rng(0).permutation(sorted(records))]
     return perm[:11], perm[11:]
+
+
+def cv_model(train: list[Any], *, seed: int, epochs: int, weighting: Any = "sqrt") -> Any:
+    """The centralized BeatNet every DS1 cross-validation study trains on one half: Adam lr 0.002, batch 64,
+    augmentation, seeded (the same seed for the weights and the batches)."""
+    import torch
+
+    from shared.model.net import BeatNet
+    from shared.model.train import train_local
+
+    torch.manual_seed(seed)
+    model = BeatNet()
+    train_local(model, train, epochs=epochs, batch_size=64, lr=0.002, class_weighting=weighting, augment=True,
+                seed=seed)
+    return model
+
+
+def cv_arguments(doc: str | None) -> Any:
+    """The command line every DS1 cross-validation study takes (`--epochs`, `--seeds`), parsed; also pins
+    torch to one thread, as all of them run."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; each trains both folds")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    return args

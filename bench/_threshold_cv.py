@@ -8,7 +8,6 @@ without losing more Se? Patient-wise 2-fold cross-validation inside DS1 only (th
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,9 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from bench._common import ds1_halves, load_mitdb_split
-from shared.model.net import BeatNet
-from shared.model.train import as_beatset, metrics, train_local
+from bench._common import cv_arguments, cv_model, ds1_halves, load_mitdb_split
+from shared.model.train import as_beatset, metrics
 
 V = 2
 TAUS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -34,20 +32,13 @@ def decide(p: np.ndarray, tau: float) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--seeds", default="0,1")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = cv_arguments(__doc__)
     ds1 = load_mitdb_split("DS1")
     folds = list(ds1_halves(list(ds1)))
     f1: dict[float, list[float]] = {tau: [] for tau in TAUS}
     for seed in (int(s) for s in args.seeds.split(",")):
         for f in range(2):
-            torch.manual_seed(seed)
-            model = BeatNet()
-            train_local(model, [ds1[n] for n in folds[f]], epochs=args.epochs, batch_size=64, lr=0.002,
-                        class_weighting="sqrt", augment=True, seed=seed)
+            model = cv_model([ds1[n] for n in folds[f]], seed=seed, epochs=args.epochs)
             test = as_beatset([ds1[n] for n in folds[1 - f]])
             with torch.no_grad():
                 p = torch.softmax(model(torch.from_numpy(test.X_wave), torch.from_numpy(test.X_rr)), 1).numpy()

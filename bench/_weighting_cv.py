@@ -14,9 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench._common import ds1_halves, load_mitdb_split
-from shared.model.net import BeatNet
-from shared.model.train import Weighting, as_beatset, class_weights, evaluate, train_local
+from bench._common import cv_model, ds1_halves, load_mitdb_split
+from shared.model.train import Weighting, as_beatset, class_weights, evaluate
 
 
 def main() -> None:
@@ -31,10 +30,7 @@ def main() -> None:
                                      "none": "none"}
     for label, weighting in schemes.items():
         for f in range(2):
-            torch.manual_seed(0)
-            model = BeatNet()
-            train_local(model, [ds1[n] for n in folds[f]], epochs=args.epochs, batch_size=64, lr=0.002,
-                        class_weighting=weighting, augment=True, seed=0)
+            model = cv_model([ds1[n] for n in folds[f]], seed=0, epochs=args.epochs, weighting=weighting)
             e = evaluate(model, [ds1[n] for n in folds[1 - f]])
             v, s = e["per_class"]["V"], e["per_class"]["S"]
             print(f"{label:12s} fold {f}: macro-F1 {e['macro_f1']:.4f}  VEB {v['se']}/{v['ppv']}  "
