@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench._common import load_mitdb_split
-from shared.ecg.annotations import load_annotations
+from shared.ecg.annotations import Annotations, load_annotations
 from shared.ecg.signal import MODEL_FS
 from shared.model.data import BeatSet
 from shared.model.features import CONTEXT_NAMES
@@ -68,12 +68,11 @@ def usual_shape_ratios(context: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rhythm_at(record_path: Path, times_s: np.ndarray) -> tuple[list[str], np.ndarray]:
+def _rhythm_at(annotations: Annotations, times_s: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Annotated rhythm at each time, and seconds since the last rhythm change."""
-    rhythms = load_annotations(record_path).rhythms
     names, since = [], []
     for t in times_s:
-        current = next((r for r in rhythms if r.start_s <= t < r.end_s), None)
+        current = annotations.rhythm_at(float(t))
         names.append(current.rhythm if current else "?")
         since.append(t - current.start_s if current else np.nan)
     return names, np.asarray(since)
@@ -95,8 +94,9 @@ def main() -> None:
 
     false_v: dict[str, int] = {}
     true_v: list[BeatSet] = []
+    preds: dict[str, np.ndarray] = {}
     for name, beats in ds2.items():
-        pred = _predict(model, beats.X_wave, beats.X_rr)
+        preds[name] = pred = _predict(model, beats.X_wave, beats.X_rr)
         false_v[name] = int(np.sum((pred == V) & (beats.y != V)))
         true_v.append(beats.subset(np.flatnonzero((pred == V) & (beats.y == V))))
     ranked = sorted(false_v.items(), key=lambda kv: -kv[1])
@@ -104,15 +104,15 @@ def main() -> None:
           ", ".join(f"{name} ({n})" for name, n in ranked[:6]))
 
     beats = ds2[args.record]
-    pred = _predict(model, beats.X_wave, beats.X_rr)
+    pred = preds[args.record]
     wrong = np.flatnonzero((pred == V) & (beats.y != V))
     if not len(wrong):
         print(f"{args.record}: no false V calls")
         return
-    names, since = _rhythm_at(mitdb / args.record, beats.sample[wrong] / MODEL_FS)
-    marks = len(load_annotations(mitdb / args.record).rhythms)
-    print(f"{args.record} ({marks} rhythm annotations): {len(wrong)} false V calls, by annotated rhythm:",
-          dict(collections.Counter(names).most_common()))
+    annotations = load_annotations(mitdb / args.record)
+    names, since = _rhythm_at(annotations, beats.sample[wrong] / MODEL_FS)
+    print(f"{args.record} ({len(annotations.rhythms)} rhythm annotations): {len(wrong)} false V calls, "
+          "by annotated rhythm:", dict(collections.Counter(names).most_common()))
     print(f"  seconds since the last rhythm change: median {np.nanmedian(since):.1f}, "
           f"quartiles {np.nanpercentile(since, 25):.1f}–{np.nanpercentile(since, 75):.1f}")
     residual = np.abs(beats.X_wave[:, 1]).mean(axis=1)

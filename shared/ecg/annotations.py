@@ -49,6 +49,10 @@ class Annotations:
     def episodes(self, rhythm: str) -> list[RhythmInterval]:
         return [r for r in self.rhythms if r.rhythm == rhythm]
 
+    def rhythm_at(self, t_s: float) -> RhythmInterval | None:
+        """The annotated rhythm interval holding time `t_s` (None before the first rhythm mark)."""
+        return next((r for r in self.rhythms if r.start_s <= t_s < r.end_s), None)
+
 
 def load_annotations(record: Path | str, extension: str = "atr") -> Annotations:
     """Read beats and rhythm changes (`+` marks with aux notes like "(VT") of a record."""
