@@ -36,7 +36,8 @@ def _brief(model: BeatNet, vector: np.ndarray, ds2: dict) -> str:
     load_vector(model, vector.astype(np.float32))
     e = evaluate(model, list(ds2.values()))
     v, s = e["per_class"]["V"], e["per_class"]["S"]
-    return f"macro-F1 {e['macro_f1']:.4f}  VEB {v['se']:.3f}/{v['ppv']}  SVEB {s['se']:.3f}/{s['ppv']}"
+    return (f"macro-F1 {e['macro_f1']:.4f}  VEB {v['se']:.3f}/{v['ppv']} (EC57 +P {e['ec57']['veb']['ppv']})  "
+            f"SVEB {s['se']:.3f}/{s['ppv']}")
 
 
 def main() -> None:

@@ -50,6 +50,8 @@ def _mean_metrics(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "per_class": {c: {k: avg([m["per_class"][c][k] for m in items]) for k in ("se", "ppv")}
                       for c in ("N", "S", "V", "F")},
+        "ec57": {kind: {k: avg([m["ec57"][kind][k] for m in items]) for k in keys}
+                 for kind, keys in (("veb", ("se", "ppv", "fpr")), ("sveb", ("se", "ppv")))},
         "macro_f1": avg([m["macro_f1"] for m in items]), "auroc": avg([m["auroc"] for m in items]),
         "beats": items[0]["beats"] if items else 0, "models": len(items),
     }
@@ -166,16 +168,24 @@ def _keep_best(candidate: Path, macro_f1: float | None, label: str) -> None:
         print(f"  model.pt ← {label} (DS2 macro-F1 {macro_f1:.4f} > {best})")
 
 
+def _ec57_veb_ppv(m: dict[str, Any]) -> float | None:
+    """VEB +P as EC57 counts it (fusion beats called V left out); None for results measured before it was."""
+    ec57: dict[str, Any] = m.get("ec57") or {}
+    veb: dict[str, Any] = ec57.get("veb") or {}
+    return veb.get("ppv")
+
+
 def _brief(m: dict[str, Any] | None) -> dict[str, Any] | None:
     if not m:
         return None
     return {"macro_f1": m.get("macro_f1"), "veb": [m["per_class"]["V"]["se"], m["per_class"]["V"]["ppv"]],
-            "sveb": [m["per_class"]["S"]["se"], m["per_class"]["S"]["ppv"]]}
+            "veb_ppv_ec57": _ec57_veb_ppv(m), "sveb": [m["per_class"]["S"]["se"], m["per_class"]["S"]["ppv"]]}
 
 
 def _curve_point(budget: float | str, m: dict[str, Any], source: str) -> dict[str, Any]:
     return {"epsilon": budget, "macro_f1": m.get("macro_f1"), "veb_se": m["per_class"]["V"]["se"],
-            "veb_ppv": m["per_class"]["V"]["ppv"], "sveb_se": m["per_class"]["S"]["se"],
+            "veb_ppv": m["per_class"]["V"]["ppv"], "veb_ppv_ec57": _ec57_veb_ppv(m),
+            "sveb_se": m["per_class"]["S"]["se"],
             "sveb_ppv": m["per_class"]["S"]["ppv"], "rounds": m.get("rounds"), "source": source}
 
 
@@ -249,6 +259,7 @@ def main() -> None:
         _plot_curve(curve, RESULTS / "fl_dp_curve.png")
     out = _merge("fl_accuracy", "parts_run", parts)  # the file as it now stands, other invocations included
     rows = [(k, f"macro-F1 {v.get('macro_f1')}  VEB Se/+P {v['per_class']['V']['se']}/{v['per_class']['V']['ppv']}"
+                f" (EC57 +P {_ec57_veb_ppv(v)})"
                 f"  SVEB Se/+P {v['per_class']['S']['se']}/{v['per_class']['S']['ppv']}  ε {v.get('epsilon')}")
             for k, v in out.items() if isinstance(v, dict) and "per_class" in v]
     print_table("fl_accuracy", rows)

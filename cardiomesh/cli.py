@@ -338,7 +338,9 @@ def evaluate(
     verbose: Verbose = False,
 ) -> None:
     """Score a beat model on annotated records: beats from the watch's own detector, matched to the
-    annotations within 150 ms; per-class Se/+P (N, S, V, F), macro-F1 and AUROC (abnormal vs N)."""
+    annotations within 150 ms; per-class Se/+P (N, S, V, F), macro-F1, AUROC (abnormal vs N), the VEB
+    and SVEB statistics as ANSI/AAMI EC57 counts them (a fusion beat called V is no false VEB) and the
+    confusion matrix (rows true N S V F, columns predicted)."""
     from shared.model.evaluation import EvaluationError, evaluate_records, format_table
     from shared.model.serialize import ModelFileError
 

@@ -88,6 +88,14 @@ def format_table(result: dict[str, Any]) -> str:
     lines = ["class   Se       +P", "-----  -------  -------"]
     for name, m in result["per_class"].items():
         lines.append(f"{name:<5}  {pct(m['se'])}   {pct(m['ppv'])}")
+    ec57 = result.get("ec57")
+    if ec57:
+        veb, sveb = ec57["veb"], ec57["sveb"]
+        fpr = "n/a" if veb["fpr"] is None else f"{100 * veb['fpr']:.2f}%"
+        lines.append("")
+        lines.append("EC57   Se       +P")
+        lines.append(f"VEB    {pct(veb['se'])}   {pct(veb['ppv'])}   FPR {fpr}  (fusion beats called V not counted)")
+        lines.append(f"SVEB   {pct(sveb['se'])}   {pct(sveb['ppv'])}")
     f1 = result["macro_f1"]
     auroc = result["auroc"]
     lines.append("")

@@ -224,6 +224,29 @@ def metrics_from_confusion(confusion: np.ndarray, auroc: float | None, beats: in
         "macro_f1": round(float(np.mean(f1s)), 4) if f1s else None,
         "auroc": None if auroc is None else round(float(auroc), 4),
         "beats": int(cm.sum()) if beats is None else beats,
+        "ec57": ec57_statistics(cm),
+        "confusion": cm.tolist(),
+    }
+
+
+def ec57_statistics(confusion: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """VEB and SVEB gross statistics as ANSI/AAMI EC57 defines them, the convention of published results.
+
+    They differ from `per_class` in one place: a fusion beat (F) called V is neither a true nor a false
+    VEB positive (EC57's exception for beats that are part ventricular; WFDB's `bxb` counts VEB false
+    positives as Nv + Sv only). VEB Se, SVEB Se and SVEB +P equal the per-class figures. Q beats and
+    unmatched detections never reach the confusion (see `shared.model.data`). FPR = false V calls over
+    all non-V beats that were not called V plus those false calls, as `bxb` reports it.
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    n, s, v = (CLASSES.index(c) for c in ("N", "S", "V"))
+    v_tp, v_fn = int(cm[v, v]), int(cm[v].sum() - cm[v, v])
+    v_fp = int(cm[n, v] + cm[s, v])
+    v_tn = int(cm.sum() - cm[v].sum() - cm[:, v].sum() + cm[v, v])
+    s_tp = int(cm[s, s])
+    return {
+        "veb": {"se": _ratio(v_tp, v_tp + v_fn), "ppv": _ratio(v_tp, v_tp + v_fp), "fpr": _ratio(v_fp, v_tn + v_fp)},
+        "sveb": {"se": _ratio(s_tp, int(cm[s].sum())), "ppv": _ratio(s_tp, int(cm[:, s].sum()))},
     }
 
 

@@ -45,14 +45,16 @@ def test_evaluate_json(records: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--records", str(records), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(data) == {"per_class", "macro_f1", "auroc", "beats"}
+    assert set(data) == {"per_class", "macro_f1", "auroc", "beats", "ec57", "confusion"}
     assert list(data["per_class"]) == ["N", "S", "V", "F"]
     assert all(set(v) == {"se", "ppv"} for v in data["per_class"].values())
+    assert set(data["ec57"]) == {"veb", "sveb"} and set(data["ec57"]["veb"]) == {"se", "ppv", "fpr"}
+    assert sum(map(sum, data["confusion"])) == data["beats"]
     assert 60 <= data["beats"] <= 120  # ~30 s of 100 (≈37 beats) + 30 s of 119 (≈ 33 beats)
 
     only = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--records", str(records), "--only", "119"])
     assert only.exit_code == 0, only.output
-    assert "macro-F1" in only.stdout and "V" in only.stdout
+    assert "macro-F1" in only.stdout and "V" in only.stdout and "EC57" in only.stdout
 
 
 def test_evaluate_errors(records: Path, tmp_path: Path) -> None:

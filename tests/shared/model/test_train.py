@@ -11,6 +11,7 @@ from shared.model.net import BeatNet, abnormal_score
 from shared.model.serialize import parameters_vector
 from shared.model.train import (
     class_weights,
+    ec57_statistics,
     evaluate,
     finetune_head,
     metrics,
@@ -68,7 +69,8 @@ def test_metrics_on_hand_made_confusion() -> None:
         [0, 0, 0, 0],  # F: none
     ])
     m = metrics_from_confusion(cm, auroc=0.9)
-    assert set(m) == {"per_class", "macro_f1", "auroc", "beats"}
+    assert set(m) == {"per_class", "macro_f1", "auroc", "beats", "ec57", "confusion"}
+    assert m["confusion"] == cm.tolist()
     assert list(m["per_class"]) == ["N", "S", "V", "F"]
     assert m["per_class"]["N"] == {"se": round(80 / 90, 4), "ppv": round(80 / 83, 4)}
     assert m["per_class"]["S"] == {"se": 0.8, "ppv": round(8 / 13, 4)}
@@ -77,6 +79,26 @@ def test_metrics_on_hand_made_confusion() -> None:
     f1 = [2 * 80 / 173, 2 * 8 / 23, 2 * 18 / 43, 0.0]
     assert m["macro_f1"] == pytest.approx(np.mean(f1), abs=1e-4)
     assert m["beats"] == 120 and m["auroc"] == 0.9
+
+
+def test_ec57_statistics_do_not_count_fusion_called_v() -> None:
+    """EC57 (WFDB bxb): VEB FP = Nv + Sv; an F beat called V is neither TP nor FP, nor a true negative."""
+    cm = np.array([
+        [900, 10, 6, 4],  # N
+        [5, 40, 4, 1],  # S
+        [3, 2, 90, 5],  # V
+        [7, 0, 20, 3],  # F: 20 fusion beats called V
+    ])
+    e = ec57_statistics(cm)
+    assert e["veb"]["se"] == 0.9  # 90 / (90 + 3 + 2 + 5): as per_class
+    assert e["veb"]["ppv"] == round(90 / (90 + 6 + 4), 4)  # the 20 Fv left out
+    tn = 900 + 10 + 4 + 5 + 40 + 1 + 7 + 0 + 3
+    assert e["veb"]["fpr"] == round(10 / (tn + 10), 4)
+    assert e["sveb"] == {"se": 0.8, "ppv": round(40 / 52, 4)}
+    strict = metrics_from_confusion(cm, auroc=None)["per_class"]["V"]
+    assert strict["ppv"] == round(90 / 120, 4) < e["veb"]["ppv"]
+    # nothing called V: +P undefined, not zero
+    assert ec57_statistics(np.diag([5, 5, 0, 5]))["veb"] == {"se": None, "ppv": None, "fpr": 0.0}
 
 
 def test_metrics_from_labels_and_auroc() -> None:
