@@ -13,10 +13,13 @@ same reference beat the nearer keeps it). Labels (`y`):
 * `Q_LABEL` = 4: Q (/ f Q) and any other beat symbol (e.g. `?`) — excluded from training and from
   the 4-class metrics;
 * `UNMATCHED` = −1: a detection with no reference beat within 150 ms — excluded from training; the
-  4-class metrics also exclude them (they have no true class) and `detection_summary` reports how
-  many there were and how many the model would have called abnormal (false alarms on non-beats).
+  4-class metrics also exclude them (they have no true class), the EC57 VEB/SVEB statistics count
+  what the model calls them (an extra detection called V is a false VEB), and `detection_summary`
+  reports how many there were.
 
-Arrays are cached per record as .npz under `$CARDIOMESH_STATE_DIR/cache/beats/<FEATURES_VERSION>/`.
+Reference beats the detector missed are kept as per-class counts (`BeatSet.missed`): they are false
+negatives in the EC57 statistics. Arrays are cached per record as .npz under
+`$CARDIOMESH_STATE_DIR/cache/beats/<FEATURES_VERSION>-<CACHE_SCHEMA>/`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -44,6 +47,8 @@ Q_LABEL = 4
 UNMATCHED = -1
 MATCH_S = 0.150
 CHUNK_S = 1.0
+#: Bump when the cached arrays change shape or meaning (not the features: those are FEATURES_VERSION).
+CACHE_SCHEMA = "c2"
 
 AAMI: dict[str, int] = {
     **dict.fromkeys("NLRej", 0), **dict.fromkeys("AaJS", 1), **dict.fromkeys("VE", 2), "F": 3,
@@ -69,7 +74,8 @@ class BeatSet:
     `X_wave` (n, WAVE_CHANNELS, WAVE_LEN) float32, `X_rr` (n, N_CONTEXT) float32 (RR timing first, see
     `features.CONTEXT_NAMES`), `y` (n,) int64 labels (0–3, `Q_LABEL`, `UNMATCHED`), `sample` (n,) R-peak
     index at `MODEL_FS`, `record` the record name; `n_reference` the annotated beats in the record
-    (for detection sensitivity).
+    (for detection sensitivity); `missed` (4,) the reference N/S/V/F beats no detection matched (zeros
+    where unknown: a `subset` of beats cannot tell which references were missed).
     """
 
     X_wave: np.ndarray
@@ -78,6 +84,7 @@ class BeatSet:
     sample: np.ndarray
     record: str
     n_reference: int = 0
+    missed: np.ndarray = field(default_factory=lambda: np.zeros(len(CLASSES), np.int64))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -86,7 +93,7 @@ class BeatSet:
         """Only the beats with an N/S/V/F label (what training and the 4-class metrics use)."""
         keep = (self.y >= 0) & (self.y < Q_LABEL)
         return BeatSet(self.X_wave[keep], self.X_rr[keep], self.y[keep], self.sample[keep], self.record,
-                       self.n_reference)
+                       self.n_reference, self.missed)
 
     def subset(self, index: np.ndarray) -> BeatSet:
         return BeatSet(self.X_wave[index], self.X_rr[index], self.y[index], self.sample[index], self.record,
@@ -106,7 +113,7 @@ def concat(sets: Iterable[BeatSet], record: str = "+") -> BeatSet:
     return BeatSet(
         np.concatenate([s.X_wave for s in items]), np.concatenate([s.X_rr for s in items]),
         np.concatenate([s.y for s in items]), np.concatenate([s.sample for s in items]), record,
-        sum(s.n_reference for s in items),
+        sum(s.n_reference for s in items), np.sum([s.missed for s in items], axis=0).astype(np.int64),
     )
 
 
@@ -170,15 +177,19 @@ def record_beats(record_path: Path | str, *, start_s: float = 0.0, end_s: float 
                           dtype=np.int64)
     match = match_beats(samples / MODEL_FS, ref_t)
     y = np.where(match >= 0, ref_labels[np.maximum(match, 0)] if len(ref_labels) else UNMATCHED, UNMATCHED)
+    found = np.zeros(len(ref_labels), dtype=bool)
+    found[match[match >= 0]] = True
+    unfound = ref_labels[~found]
+    missed = np.bincount(unfound[unfound < len(CLASSES)], minlength=len(CLASSES)).astype(np.int64)
     return BeatSet(
         np.stack([r.wave for r in rows]).astype(np.float32),
         np.stack([r.context for r in rows]).astype(np.float32),
-        y.astype(np.int64), samples, name, len(ref_t),
+        y.astype(np.int64), samples, name, len(ref_t), missed,
     )
 
 
 def cache_dir(settings: Settings | None = None) -> Path:
-    return (settings or Settings()).state_dir / "cache" / "beats" / FEATURES_VERSION
+    return (settings or Settings()).state_dir / "cache" / "beats" / f"{FEATURES_VERSION}-{CACHE_SCHEMA}"
 
 
 def _cache_path(record_path: Path, directory: Path) -> Path:
@@ -193,12 +204,13 @@ def cached_record_beats(record_path: Path | str, directory: Path | None = None) 
     file = _cache_path(path, directory)
     if file.exists():
         with np.load(file) as z:
-            return BeatSet(z["X_wave"], z["X_rr"], z["y"], z["sample"], path.name, int(z["n_reference"]))
+            return BeatSet(z["X_wave"], z["X_rr"], z["y"], z["sample"], path.name, int(z["n_reference"]),
+                           z["missed"])
     beats = record_beats(path)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, X_wave=beats.X_wave, X_rr=beats.X_rr, y=beats.y, sample=beats.sample,
-                        n_reference=np.int64(beats.n_reference))
+                        n_reference=np.int64(beats.n_reference), missed=beats.missed)
     tmp.replace(file)
     log.info("cached %s: %d beats", path.name, len(beats))
     return beats

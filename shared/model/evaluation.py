@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shared.model.data import PACED, BeatSet, concat, record_beats
 from shared.model.serialize import load_model
 from shared.model.train import metrics, predict
@@ -68,15 +66,14 @@ def evaluate_records(
     for i, path in enumerate(paths):
         if progress is not None:
             progress(path.name, i, len(paths))
-        sets.append(record_beats(path).labelled())
+        sets.append(record_beats(path))
     if progress is not None:
         progress("", len(paths), len(paths))
     beats = concat(sets)
-    pred, score = predict(model, beats)
-    if len(beats) == 0:
+    if len(beats.labelled()) == 0:
         log.warning("no labelled beats in %d record(s)", len(paths))
-        return metrics(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    return metrics(beats.y, pred, score)
+    pred, score = predict(model, beats)
+    return metrics(beats.y, pred, score, missed=beats.missed)
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from shared.model.data import CLASSES, BeatSet, concat
+from shared.model.data import CLASSES, Q_LABEL, UNMATCHED, BeatSet, concat
 from shared.model.net import abnormal_score
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ def as_beatset(data: Data) -> BeatSet:
         return data.labelled()
     items = data.values() if isinstance(data, Mapping) else data
     return concat(b.labelled() for b in items)
+
+
+def whole_beatset(data: Data) -> BeatSet:
+    """One BeatSet with every detected beat (Q and unmatched detections too) and the misses summed."""
+    if isinstance(data, BeatSet):
+        return data
+    return concat(data.values() if isinstance(data, Mapping) else data)
 
 
 def class_weights(y: np.ndarray, weighting: Weighting, n_classes: int = len(CLASSES)) -> np.ndarray:
@@ -203,11 +210,20 @@ def _ratio(a: float, b: float) -> float | None:
     return None if b == 0 else round(a / b, 4)
 
 
-def metrics_from_confusion(confusion: np.ndarray, auroc: float | None, beats: int | None = None) -> dict[str, Any]:
-    """Per-class Se/+P and macro-F1 from a 4×4 confusion (rows true, columns predicted).
+def metrics_from_confusion(
+    confusion: np.ndarray,
+    auroc: float | None,
+    beats: int | None = None,
+    *,
+    extra_called: np.ndarray | None = None,
+    q_called: np.ndarray | None = None,
+    missed: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Per-class Se/+P and macro-F1 from a 4×4 confusion (rows true, columns predicted), and EC57's.
 
     Se is None for a class with no true beats, +P None for a class never predicted; a class with
-    neither is left out of macro-F1, otherwise a missing Se/+P counts as 0 in its F1.
+    neither is left out of macro-F1, otherwise a missing Se/+P counts as 0 in its F1. The keyword
+    counts feed only the EC57 statistics (see `ec57_statistics`).
     """
     cm = np.asarray(confusion, dtype=np.int64)
     per_class: dict[str, dict[str, float | None]] = {}
@@ -224,29 +240,49 @@ def metrics_from_confusion(confusion: np.ndarray, auroc: float | None, beats: in
         "macro_f1": round(float(np.mean(f1s)), 4) if f1s else None,
         "auroc": None if auroc is None else round(float(auroc), 4),
         "beats": int(cm.sum()) if beats is None else beats,
-        "ec57": ec57_statistics(cm),
+        "ec57": ec57_statistics(cm, extra_called=extra_called, q_called=q_called, missed=missed),
         "confusion": cm.tolist(),
     }
 
 
-def ec57_statistics(confusion: np.ndarray) -> dict[str, dict[str, float | None]]:
-    """VEB and SVEB gross statistics as ANSI/AAMI EC57 defines them, the convention of published results.
+def _counts(values: np.ndarray | None) -> np.ndarray:
+    return np.zeros(len(CLASSES), np.int64) if values is None else np.asarray(values, dtype=np.int64)
 
-    They differ from `per_class` in one place: a fusion beat (F) called V is neither a true nor a false
-    VEB positive (EC57's exception for beats that are part ventricular; WFDB's `bxb` counts VEB false
-    positives as Nv + Sv only). VEB Se, SVEB Se and SVEB +P equal the per-class figures. Q beats and
-    unmatched detections never reach the confusion (see `shared.model.data`). FPR = false V calls over
-    all non-V beats that were not called V plus those false calls, as `bxb` reports it.
+
+def ec57_statistics(
+    confusion: np.ndarray,
+    *,
+    extra_called: np.ndarray | None = None,
+    q_called: np.ndarray | None = None,
+    missed: np.ndarray | None = None,
+) -> dict[str, dict[str, float | None]]:
+    """VEB and SVEB gross statistics as ANSI/AAMI EC57 defines them: the convention of published results.
+
+    Counted as WFDB's `bxb` (the standard's reference comparator) counts them. Beyond the N/S/V/F
+    `confusion`: `extra_called` is what the model called each detection that matched no reference beat
+    (EC57's O row), `q_called` what it called the Q beats, `missed` the reference N/S/V/F beats the
+    detector never found (the o column); each (4,) by predicted or true class, zeros when not given.
+
+    * VEB: TP = Vv; FN = V beats called anything else or missed; FP = Nv + Sv + extra detections
+      called V. A fusion beat (F) or a Q beat called V is neither a true nor a false VEB — EC57's
+      exception, and the one place where VEB +P differs from `per_class`'s V +P over matched beats.
+      FPR = FP / (FP + TN), TN being every beat neither V nor called V (F and Q called V left out).
+    * SVEB: TP = Ss; FN = S beats called anything else or missed; FP = N, V, F beats and extra
+      detections called S (Q beats called S are not counted).
     """
     cm = np.asarray(confusion, dtype=np.int64)
+    extra, q, miss = _counts(extra_called), _counts(q_called), _counts(missed)
     n, s, v = (CLASSES.index(c) for c in ("N", "S", "V"))
-    v_tp, v_fn = int(cm[v, v]), int(cm[v].sum() - cm[v, v])
-    v_fp = int(cm[n, v] + cm[s, v])
-    v_tn = int(cm.sum() - cm[v].sum() - cm[:, v].sum() + cm[v, v])
+    v_tp = int(cm[v, v])
+    v_fn = int(cm[v].sum()) - v_tp + int(miss[v])
+    v_fp = int(cm[n, v] + cm[s, v] + extra[v])
+    v_tn = int(cm.sum() - cm[v].sum() - cm[:, v].sum() + cm[v, v]) + int(q.sum() - q[v]) + int(extra.sum() - extra[v])
     s_tp = int(cm[s, s])
+    s_fn = int(cm[s].sum()) - s_tp + int(miss[s])
+    s_fp = int(cm[:, s].sum()) - s_tp + int(extra[s])
     return {
         "veb": {"se": _ratio(v_tp, v_tp + v_fn), "ppv": _ratio(v_tp, v_tp + v_fp), "fpr": _ratio(v_fp, v_tn + v_fp)},
-        "sveb": {"se": _ratio(s_tp, int(cm[s].sum())), "ppv": _ratio(s_tp, int(cm[:, s].sum()))},
+        "sveb": {"se": _ratio(s_tp, s_tp + s_fn), "ppv": _ratio(s_tp, s_tp + s_fp)},
     }
 
 
@@ -255,23 +291,37 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray) -> dict[str, Any]:
-    """Metrics of labelled beats (y in 0–3): the `evaluate` dict."""
-    y_true = np.asarray(y_true)
-    abnormal = (y_true != 0).astype(int)
-    auroc = float(roc_auc_score(abnormal, score)) if 0 < abnormal.sum() < len(abnormal) else None
-    return metrics_from_confusion(confusion(y_true, y_pred), auroc)
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, *,
+            missed: np.ndarray | None = None) -> dict[str, Any]:
+    """The `evaluate` dict from every detected beat's label (0–3, `Q_LABEL` or `UNMATCHED`) and prediction.
+
+    Per-class figures, macro-F1, AUROC and the confusion use the N/S/V/F-labelled beats only; the
+    EC57 statistics also count the predictions on Q beats and unmatched detections, and `missed`
+    (per-class reference beats the detector never found, `BeatSet.missed`).
+    """
+    y_true, y_pred, score = np.asarray(y_true), np.asarray(y_pred), np.asarray(score)
+    lab = (y_true >= 0) & (y_true < len(CLASSES))
+    abnormal = (y_true[lab] != 0).astype(int)
+    auroc = float(roc_auc_score(abnormal, score[lab])) if 0 < abnormal.sum() < len(abnormal) else None
+    k = len(CLASSES)
+    return metrics_from_confusion(
+        confusion(y_true[lab], y_pred[lab]), auroc,
+        extra_called=np.bincount(y_pred[y_true == UNMATCHED], minlength=k)[:k],
+        q_called=np.bincount(y_pred[y_true == Q_LABEL], minlength=k)[:k], missed=missed,
+    )
 
 
 def evaluate(model: nn.Module, data: Data) -> dict[str, Any]:
-    """{"per_class": {"N": {"se", "ppv"}, "S": …, "V": …, "F": …}, "macro_f1", "auroc", "beats"}.
+    """{"per_class": {"N": {"se", "ppv"}, "S": …, "V": …, "F": …}, "macro_f1", "auroc", "beats", "ec57",
+    "confusion"}.
 
-    Only N/S/V/F-labelled beats count (Q and unmatched detections are excluded; see `data`);
-    `auroc` is abnormal (S/V/F) vs N from `abnormal_score`.
+    Per-class figures count the N/S/V/F-labelled beats (see `metrics`); `auroc` is abnormal (S/V/F) vs N
+    from `abnormal_score`. Pass whole record BeatSets (not `.labelled()`) for EC57's full accounting of
+    extra detections and missed beats.
     """
-    beats = as_beatset(data)
+    beats = whole_beatset(data)
     pred, score = predict(model, beats)
-    return metrics(beats.y, pred, score)
+    return metrics(beats.y, pred, score, missed=beats.missed)
 
 
 def threshold_for_sensitivity(model: nn.Module, data: Data, target_se: float = 0.9, default: float = 0.5) -> float:

@@ -115,10 +115,18 @@ def test_cache_round_trip(mitdb: Path, tmp_path: Path) -> None:
     ann = wfdb.rdann(str(mitdb / "100"), "atr", sampto=360 * 20)
     wfdb.wrsamp("s100", fs=360, units=rec.units, sig_name=rec.sig_name, p_signal=rec.p_signal, fmt=["16", "16"],
                 write_dir=str(tmp_path))
-    wfdb.wrann("s100", "atr", ann.sample, ann.symbol, write_dir=str(tmp_path))
+    # one extra reference "V" halfway between two real beats: no detection can match it, so it is a miss
+    beat_samples = ann.sample[[i for i, sym in enumerate(ann.symbol) if sym == "N"]]
+    fake = int((beat_samples[10] + beat_samples[11]) // 2)
+    samples = np.sort(np.append(ann.sample, fake))
+    symbols = [dict(zip(ann.sample.tolist(), ann.symbol, strict=True)).get(int(x), "V") for x in samples]
+    wfdb.wrann("s100", "atr", samples, symbols, write_dir=str(tmp_path))
     cache = tmp_path / "cache"
     first = load_records([tmp_path / "s100"], processes=1, directory=cache)["s100"]
     assert list(cache.glob("*.npz"))
+    assert first.missed[2] == 1 and first.missed.sum() <= 2  # the fake V (and at most one real beat at the edge)
     second = load_records([tmp_path / "s100"], processes=1, directory=cache)["s100"]
     np.testing.assert_array_equal(first.y, second.y)
     np.testing.assert_array_equal(first.X_wave, second.X_wave)
+    np.testing.assert_array_equal(first.missed, second.missed)
+    assert first.labelled().missed.tolist() == first.missed.tolist()  # misses stay with the record's beats

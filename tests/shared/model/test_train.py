@@ -99,6 +99,23 @@ def test_ec57_statistics_do_not_count_fusion_called_v() -> None:
     assert strict["ppv"] == round(90 / 120, 4) < e["veb"]["ppv"]
     # nothing called V: +P undefined, not zero
     assert ec57_statistics(np.diag([5, 5, 0, 5]))["veb"] == {"se": None, "ppv": None, "fpr": 0.0}
+    # the O row (extra detections), Q beats and the detector's misses, as bxb counts them
+    full = ec57_statistics(cm, extra_called=np.array([3, 2, 7, 0]), q_called=np.array([1, 0, 4, 0]),
+                           missed=np.array([2, 6, 10, 0]))
+    assert full["veb"]["se"] == round(90 / (100 + 10), 4)  # missed V beats are false negatives
+    assert full["veb"]["ppv"] == round(90 / (90 + 6 + 4 + 7), 4)  # extra detections called V are FP, Q called V not
+    assert full["veb"]["fpr"] == round(17 / (tn + 1 + 5 + 17), 4)  # Q and extras not called V are true negatives
+    assert full["sveb"] == {"se": round(40 / 56, 4), "ppv": round(40 / 54, 4)}
+
+
+def test_metrics_counts_extra_detections_and_q_beats_only_in_ec57() -> None:
+    y = np.array([0, 0, 2, 2, -1, -1, 4])  # N N V V, two unmatched detections, one Q beat
+    pred = np.array([0, 0, 2, 2, 2, 0, 2])
+    m = metrics(y, pred, np.array([0.1, 0.2, 0.9, 0.8, 0.9, 0.1, 0.9]), missed=np.array([0, 0, 1, 0]))
+    assert m["beats"] == 4 and m["per_class"]["V"] == {"se": 1.0, "ppv": 1.0}
+    assert m["confusion"] == [[2, 0, 0, 0], [0, 0, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]]
+    assert m["ec57"]["veb"]["se"] == round(2 / 3, 4) and m["ec57"]["veb"]["ppv"] == round(2 / 3, 4)
+    assert m["auroc"] == 1.0
 
 
 def test_metrics_from_labels_and_auroc() -> None:
