@@ -338,9 +338,10 @@ def evaluate(
     verbose: Verbose = False,
 ) -> None:
     """Score a beat model on annotated records: beats from the watch's own detector, matched to the
-    annotations within 150 ms; per-class Se/+P (N, S, V, F), macro-F1, AUROC (abnormal vs N), the VEB
-    and SVEB statistics as ANSI/AAMI EC57 counts them (a fusion beat called V is no false VEB) and the
-    confusion matrix (rows true N S V F, columns predicted)."""
+    annotations within 150 ms; per-class Se/+P (N, S, V, F), macro-F1, AUROC (abnormal vs N), the
+    confusion matrix (rows true N S V F, columns predicted) and the VEB/SVEB statistics by ANSI/AAMI
+    EC57's formulas (fusion and Q beats called V are not false VEBs; extra detections called V are,
+    and beats the detector missed are false negatives; no 5-minute learning period)."""
     from shared.model.evaluation import EvaluationError, evaluate_records, format_table
     from shared.model.serialize import ModelFileError
 

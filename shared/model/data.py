@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -159,15 +159,18 @@ def stream_features(x_mv: np.ndarray, fs: float = MODEL_FS, chunk_s: float = CHU
     return out
 
 
+def _class_counts(labels: np.ndarray) -> np.ndarray:
+    """How many of `labels` are N, S, V, F (Q and other labels left out)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.bincount(labels[(labels >= 0) & (labels < len(CLASSES))], minlength=len(CLASSES)).astype(np.int64)
+
+
 def record_beats(record_path: Path | str, *, start_s: float = 0.0, end_s: float | None = None) -> BeatSet:
     """Detect, featurise and label the beats of one WFDB record (path without extension); no cache."""
     path = Path(record_path)
     sig = resample(load_wfdb(path, start_s=start_s, end_s=end_s), MODEL_FS)
     rows = stream_features(sig.samples_mv, MODEL_FS)
     name = path.name
-    if not rows:
-        return empty_beatset(name)
-    samples = np.array([r.beat.sample for r in rows], dtype=np.int64)
     ann = load_annotations(path)
     ref_t = ann.beat_times_s - start_s
     hi = np.inf if end_s is None else end_s - start_s
@@ -175,12 +178,14 @@ def record_beats(record_path: Path | str, *, start_s: float = 0.0, end_s: float 
     ref_t = ref_t[in_window]
     ref_labels = np.array([aami_label(s) for s, k in zip(ann.beat_symbols, in_window, strict=True) if k],
                           dtype=np.int64)
+    if not rows:  # the detector found nothing: every reference beat is a miss
+        return replace(empty_beatset(name), n_reference=len(ref_t), missed=_class_counts(ref_labels))
+    samples = np.array([r.beat.sample for r in rows], dtype=np.int64)
     match = match_beats(samples / MODEL_FS, ref_t)
     y = np.where(match >= 0, ref_labels[np.maximum(match, 0)] if len(ref_labels) else UNMATCHED, UNMATCHED)
     found = np.zeros(len(ref_labels), dtype=bool)
     found[match[match >= 0]] = True
-    unfound = ref_labels[~found]
-    missed = np.bincount(unfound[unfound < len(CLASSES)], minlength=len(CLASSES)).astype(np.int64)
+    missed = _class_counts(ref_labels[~found])
     return BeatSet(
         np.stack([r.wave for r in rows]).astype(np.float32),
         np.stack([r.context for r in rows]).astype(np.float32),

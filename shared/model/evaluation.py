@@ -59,7 +59,8 @@ def evaluate_records(
     only: Sequence[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """{"per_class": …, "macro_f1", "auroc", "beats"} of the model over the records (pooled beats)."""
+    """`train.metrics` of the model over every detected beat of the records (pooled): {"per_class", "macro_f1",
+    "auroc", "beats", "ec57", "confusion"}."""
     model, _meta = load_model(model_path)
     paths = find_records(records_dir, only)
     sets: list[BeatSet] = []
@@ -91,8 +92,9 @@ def format_table(result: dict[str, Any]) -> str:
         fpr = "n/a" if veb["fpr"] is None else f"{100 * veb['fpr']:.2f}%"
         lines.append("")
         lines.append("EC57   Se       +P")
-        lines.append(f"VEB    {pct(veb['se'])}   {pct(veb['ppv'])}   FPR {fpr}  (fusion beats called V not counted)")
+        lines.append(f"VEB    {pct(veb['se'])}   {pct(veb['ppv'])}   FPR {fpr}")
         lines.append(f"SVEB   {pct(sveb['se'])}   {pct(sveb['ppv'])}")
+        lines.append("(EC57: F/Q beats called V not counted; extra detections and missed beats counted)")
     f1 = result["macro_f1"]
     auroc = result["auroc"]
     lines.append("")

@@ -50,6 +50,8 @@ def test_evaluate_json(records: Path, tmp_path: Path) -> None:
     assert all(set(v) == {"se", "ppv"} for v in data["per_class"].values())
     assert set(data["ec57"]) == {"veb", "sveb"} and set(data["ec57"]["veb"]) == {"se", "ppv", "fpr"}
     assert sum(map(sum, data["confusion"])) == data["beats"]
+    veb, v = data["ec57"]["veb"], data["per_class"]["V"]
+    assert veb["se"] is None or veb["se"] <= v["se"]  # EC57 also charges the V beats the detector missed
     assert 60 <= data["beats"] <= 120  # ~30 s of 100 (≈37 beats) + 30 s of 119 (≈ 33 beats)
 
     only = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--records", str(records), "--only", "119"])

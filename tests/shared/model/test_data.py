@@ -107,6 +107,18 @@ def test_record_beats_on_a_real_slice(mitdb: Path) -> None:
     assert abs(beats.n_reference - n) <= 3
 
 
+def test_record_beats_without_detections_counts_every_reference_beat_missed(tmp_path: Path) -> None:
+    pytest.importorskip("wfdb")
+    import wfdb
+
+    flat = np.zeros((360 * 10, 1))
+    wfdb.wrsamp("flat", fs=360, units=["mV"], sig_name=["MLII"], p_signal=flat, fmt=["16"], write_dir=str(tmp_path))
+    wfdb.wrann("flat", "atr", np.array([300, 600, 900, 1200]), ["N", "V", "N", "Q"], write_dir=str(tmp_path))
+    beats = record_beats(tmp_path / "flat")
+    assert len(beats) == 0 and beats.n_reference == 4
+    assert beats.missed.tolist() == [2, 0, 1, 0]  # the Q beat has no class to miss
+
+
 def test_cache_round_trip(mitdb: Path, tmp_path: Path) -> None:
     pytest.importorskip("wfdb")
     import wfdb

@@ -100,11 +100,13 @@ def test_ec57_statistics_do_not_count_fusion_called_v() -> None:
     # nothing called V: +P undefined, not zero
     assert ec57_statistics(np.diag([5, 5, 0, 5]))["veb"] == {"se": None, "ppv": None, "fpr": 0.0}
     # the O row (extra detections), Q beats and the detector's misses, as bxb counts them
-    full = ec57_statistics(cm, extra_called=np.array([3, 2, 7, 0]), q_called=np.array([1, 0, 4, 0]),
+    full = ec57_statistics(cm, extra_called=np.array([3, 2, 7, 1]), q_called=np.array([1, 3, 4, 0]),
                            missed=np.array([2, 6, 10, 0]))
     assert full["veb"]["se"] == round(90 / (100 + 10), 4)  # missed V beats are false negatives
     assert full["veb"]["ppv"] == round(90 / (90 + 6 + 4 + 7), 4)  # extra detections called V are FP, Q called V not
-    assert full["veb"]["fpr"] == round(17 / (tn + 1 + 5 + 17), 4)  # Q and extras not called V are true negatives
+    # Q beats and extra detections not called V are true negatives (1 + 3, and 3 + 2 + 1)
+    assert full["veb"]["fpr"] == round(17 / (tn + 4 + 6 + 17), 4)
+    # SVEB: missed S are FN; extra detections called S are FP, Q beats called S are not
     assert full["sveb"] == {"se": round(40 / 56, 4), "ppv": round(40 / 54, 4)}
 
 
@@ -115,6 +117,8 @@ def test_metrics_counts_extra_detections_and_q_beats_only_in_ec57() -> None:
     assert m["beats"] == 4 and m["per_class"]["V"] == {"se": 1.0, "ppv": 1.0}
     assert m["confusion"] == [[2, 0, 0, 0], [0, 0, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]]
     assert m["ec57"]["veb"]["se"] == round(2 / 3, 4) and m["ec57"]["veb"]["ppv"] == round(2 / 3, 4)
+    assert m["ec57"]["veb"]["fpr"] == round(1 / 4, 4)  # TN: the two N beats and the extra detection called N
+    assert m["ec57"]["sveb"] == {"se": None, "ppv": None}
     assert m["auroc"] == 1.0
 
 
