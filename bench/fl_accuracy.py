@@ -11,6 +11,10 @@ for the plaintext federation's model (`personalization`) and the encrypted + DP 
 (`personalization_encrypted_dp`, which runs that federation first).
 Federated runs ship the tail average of the last third of their global models (`FlOptions.average_last`);
 the newest global model alone is reported beside it as `last_iterate`.
+Every row is one seed (0). `seed_spread` says how much of a row is the seed: centralized training over
+`--central-seeds` and the encrypted + DP federation over `--federated-seeds`, with mean, min and max.
+Each metric dict carries `per_class` (matched beats) and `ec57` (ANSI/AAMI EC57's VEB/SVEB counting,
+docs/adr/0008-ec57-beat-statistics.md).
 """
 
 from __future__ import annotations
@@ -57,12 +61,13 @@ def _mean_metrics(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def centralized(ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], epochs: int) -> tuple[dict[str, Any], BeatNet]:
-    torch.manual_seed(0)
+def centralized(ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], epochs: int,
+                seed: int = 0) -> tuple[dict[str, Any], BeatNet]:
+    torch.manual_seed(seed)
     model = BeatNet()
     started = time.perf_counter()
     train_local(model, list(ds1.values()), epochs=epochs, batch_size=64, lr=0.002, class_weighting="sqrt",
-                augment=True, seed=0)
+                augment=True, seed=seed)
     seconds = time.perf_counter() - started
     return {**evaluate(model, list(ds2.values())), "rounds": None, "epsilon": None, "delta": None,
             "seconds": round(seconds, 1), "epochs": epochs}, model
@@ -82,14 +87,15 @@ def local_only(ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], epochs: int) ->
 
 
 def federated(settings: Settings, ds1: dict[str, BeatSet], ds2: dict[str, BeatSet], args: argparse.Namespace, *,
-              encrypt: bool, epsilon: float | None) -> tuple[dict[str, Any], Path]:
+              encrypt: bool, epsilon: float | None, seed: int = 0) -> tuple[dict[str, Any], Path]:
     with tempfile.TemporaryDirectory() as state:
         options = FlOptions(rounds=args.rounds, epochs=args.epochs, max_beats=args.max_beats or None,
                             encrypt=encrypt, dp_epsilon=epsilon, dp_delta=1e-5, batch_size=args.batch_size, lr=args.lr,
-                            clip_norm=args.clip, evaluate_every=10_000, run_dir=Path(state) / "run")
+                            clip_norm=args.clip, evaluate_every=10_000, run_dir=Path(state) / "run", seed=seed)
         result = run_federation(settings.model_copy(update={"state_dir": Path(state)}), options,
                                 train_sets=ds1, test_sets=ds2)
-        keep = Path(settings.state_dir) / "bench" / f"fl_{'enc' if encrypt else 'plain'}_{epsilon or 'inf'}.pt"
+        suffix = f"_seed{seed}" if seed else ""
+        keep = Path(settings.state_dir) / "bench" / f"fl_{'enc' if encrypt else 'plain'}_{epsilon or 'inf'}{suffix}.pt"
         model, meta = load_model(result.model_path)
         save_model(keep, model, meta)
     metrics = result.final_metrics or {}
@@ -131,7 +137,7 @@ def personalization(model_path: Path, ds2: dict[str, BeatSet]) -> dict[str, Any]
 
 
 PARTS = ("centralized", "local_only", "federated_plain", "federated_encrypted_dp", "personalization",
-         "personalization_encrypted_dp", "dp_curve")
+         "personalization_encrypted_dp", "dp_curve", "seed_spread")
 MODEL = RESULTS / "model.pt"
 
 
@@ -182,6 +188,63 @@ def _brief(m: dict[str, Any] | None) -> dict[str, Any] | None:
             "veb_ppv_ec57": _ec57_veb_ppv(m), "sveb": [m["per_class"]["S"]["se"], m["per_class"]["S"]["ppv"]]}
 
 
+def _seed_row(seed: int, m: dict[str, Any], source: str) -> dict[str, Any]:
+    v, ec57 = m["per_class"]["V"], m.get("ec57") or {}
+    return {"seed": seed, "source": source, "macro_f1": m.get("macro_f1"), "veb": [v["se"], v["ppv"]],
+            "veb_ec57": [(ec57.get("veb") or {}).get("se"), (ec57.get("veb") or {}).get("ppv")],
+            "sveb": [m["per_class"]["S"]["se"], m["per_class"]["S"]["ppv"]], "seconds": m.get("seconds")}
+
+
+def _spread_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, min and max over seeds of macro-F1 and of both VEB conventions' Se and +P."""
+    def stats(values: list[float | None]) -> dict[str, float] | None:
+        kept = [x for x in values if x is not None]
+        if not kept:
+            return None
+        return {"mean": round(statistics.fmean(kept), 4), "min": min(kept), "max": max(kept)}
+
+    return {"seeds": [r["seed"] for r in rows], "macro_f1": stats([r["macro_f1"] for r in rows]),
+            "veb_se": stats([r["veb"][0] for r in rows]), "veb_ppv": stats([r["veb"][1] for r in rows]),
+            "veb_se_ec57": stats([r["veb_ec57"][0] for r in rows]),
+            "veb_ppv_ec57": stats([r["veb_ec57"][1] for r in rows])}
+
+
+def seed_spread(settings: Settings, ds1: dict[str, BeatSet], ds2: dict[str, BeatSet],
+                args: argparse.Namespace) -> Any:
+    """How much of a row is the seed: centralized training and the encrypted + DP federation over several seeds.
+
+    The headline rows are seed 0 each. Seed 0 of the federation is taken from the `federated_encrypted_dp`
+    row rather than run again; seeds measured by an earlier invocation are kept. Returns the merge callable.
+    """
+    central = [_seed_row(s, centralized(ds1, ds2, args.central_epochs, seed=s)[0], "centralized")
+               for s in _seed_list(args.central_seeds)]
+    federated_rows = [_seed_row(s, federated(settings, ds1, ds2, args, encrypt=True, epsilon=args.dp, seed=s)[0],
+                                "federated_encrypted_dp")
+                      for s in _seed_list(args.federated_seeds) if s != 0]
+
+    def merge(done: dict[str, Any]) -> dict[str, Any]:
+        before = done.get("seed_spread") or {}
+
+        def combine(new: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+            rows = {r["seed"]: r for r in (before.get(kind) or {}).get("runs", [])}
+            rows.update({r["seed"]: r for r in new})
+            if kind == "federated_encrypted_dp" and "federated_encrypted_dp" in done:
+                rows[0] = _seed_row(0, done["federated_encrypted_dp"], "federated_encrypted_dp")
+            return [rows[k] for k in sorted(rows)]
+
+        out = {}
+        for kind, new in (("centralized", central), ("federated_encrypted_dp", federated_rows)):
+            runs = combine(new, kind)
+            out[kind] = {"runs": runs, "summary": _spread_summary(runs)}
+        return out
+
+    return merge
+
+
+def _seed_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def _curve_point(budget: float | str, m: dict[str, Any], source: str) -> dict[str, Any]:
     return {"epsilon": budget, "macro_f1": m.get("macro_f1"), "veb_se": m["per_class"]["V"]["se"],
             "veb_ppv": m["per_class"]["V"]["ppv"], "veb_ppv_ec57": _ec57_veb_ppv(m),
@@ -203,6 +266,9 @@ def main() -> None:
                                                            "measured by an earlier invocation are kept)")
     parser.add_argument("--central-epochs", type=int, default=6)
     parser.add_argument("--local-epochs", type=int, default=10, help="epochs of each local-only model")
+    parser.add_argument("--central-seeds", default="0,1,2,3,4", help="seed_spread: seeds of centralized training")
+    parser.add_argument("--federated-seeds", default="1,2",
+                        help="seed_spread: seeds of the encrypted + DP federation (seed 0 is its headline row)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {', '.join(PARTS)}; parts not run keep their earlier "
                              "results in the file (each part records when it was measured)")
@@ -257,6 +323,8 @@ def main() -> None:
         out = _merge("fl_accuracy", "dp_curve", _whole_curve)
         curve = out["dp_curve"]
         _plot_curve(curve, RESULTS / "fl_dp_curve.png")
+    if "seed_spread" in parts:
+        out = _merge("fl_accuracy", "seed_spread", seed_spread(settings, ds1, ds2, args))
     out = _merge("fl_accuracy", "parts_run", parts)  # the file as it now stands, other invocations included
     rows = [(k, f"macro-F1 {v.get('macro_f1')}  VEB Se/+P {v['per_class']['V']['se']}/{v['per_class']['V']['ppv']}"
                 f" (EC57 +P {_ec57_veb_ppv(v)})"
