@@ -332,6 +332,16 @@ def main() -> None:
                 f" (EC57 +P {_ec57_veb_ppv(v)})"
                 f"  SVEB Se/+P {v['per_class']['S']['se']}/{v['per_class']['S']['ppv']}  ε {v.get('epsilon')}")
             for k, v in out.items() if isinstance(v, dict) and "per_class" in v]
+    for kind, spread in (out.get("seed_spread") or {}).items():
+        sm = spread["summary"]
+
+        def span(key: str, sm: dict[str, Any] = sm) -> str:
+            st = sm.get(key)
+            return "n/a" if not st else f"{st['mean']:.4f} ({st['min']}–{st['max']})"
+
+        rows.append((f"{kind}, seeds {sm['seeds']}",
+                     f"macro-F1 {span('macro_f1')}  VEB Se {span('veb_se')} +P {span('veb_ppv')}"
+                     f"  EC57 VEB Se {span('veb_se_ec57')} +P {span('veb_ppv_ec57')}"))
     print_table("fl_accuracy", rows)
 
 
