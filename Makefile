@@ -4,7 +4,7 @@
 #   make demo     run the whole system on this machine      (DEMO_ARGS="--help" etc.)
 #   make test     the test suite                            (PYTEST_ARGS="-k fusion -x" etc.)
 #   make bench    every bench/*.py (not _helpers), alert_latency first; results in bench/results/
-#                 (fl_accuracy alone took 57 min here as three parallel processes: see its --parts)
+#                 (fl_accuracy, its seed spread included, took 55 min here as parallel processes: see its --parts)
 #   make lint     ruff check + mypy
 
 SHELL       := /bin/bash
