@@ -81,6 +81,8 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
     messages: list[Envelope] = []
     done = threading.Event()
     cond = threading.Condition()
+    # a drill may raise several episodes (a wide-complex run, then tachycardia), and only some escalate
+    escalated = threading.Event()
 
     def on_raw(topic: str, raw: bytes) -> None:
         try:
@@ -96,11 +98,14 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                         watches.pop(message.source, None)
             elif message.trace_id == trace_id and message.drill:
                 messages.append(message)
+                if isinstance(message, EscalationMessage) or (isinstance(message, TriageMessage)
+                                                               and message.payload.level != "info"):
+                    escalated.set()  # an episode above info: its report is the one to wait for
                 if isinstance(message, ReportMessage):
                     done.set()
                 if isinstance(message, TriageMessage) and message.payload.stage == "final" \
-                        and message.payload.level == "info":
-                    done.set()
+                        and message.payload.level == "info" and not escalated.is_set():
+                    done.set()  # nothing was escalated: no report will come (an escalated episode's will)
             cond.notify_all()
 
     transport = MqttTransport(client_id=f"cli-drill-{trace_id[:8]}", host=settings.mqtt_host,

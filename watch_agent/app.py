@@ -219,6 +219,10 @@ class WatchAgent:
                 log.warning("drill command without drill flag or scenario refused", extra={"trace_id": msg.trace_id})
                 return
             segment = drill_segment(cmd.scenario, self.fs, self.settings.mitdb_dir)
-            self.replay.splice(segment.samples_mv, msg.trace_id)
+            # a drill waits until the watch has a strip's worth of its own signal: an alert strip shorter
+            # than that reads "unusable" on the phone and the drill would end at triage, testing nothing
+            hold_until_s = self.config.strip_min_s
+            self.replay.splice(segment.samples_mv, msg.trace_id, not_before_s=hold_until_s)
             log.info("drill spliced", extra={"trace_id": msg.trace_id, "scenario": cmd.scenario,
-                                             "seconds": round(segment.duration_s, 1)})
+                                             "seconds": round(segment.duration_s, 1),
+                                             "starts_at_s": round(max(hold_until_s, self.replay.stream_s), 1)})

@@ -75,18 +75,21 @@ class Replay:
         self._pos = 0
         self._emitted = 0  # samples emitted so far = stream clock
         self._splices: deque[tuple[np.ndarray, str]] = deque()
+        self._splice_not_before = 0  # stream sample from which the next splice may start
         self._wall0: float | None = None
 
     @property
     def stream_s(self) -> float:
         return self._emitted / self.fs
 
-    def splice(self, samples_mv: np.ndarray, trace_id: str) -> None:
+    def splice(self, samples_mv: np.ndarray, trace_id: str, *, not_before_s: float = 0.0) -> None:
+        """Play `samples_mv` (a drill) next, once the stream clock has reached `not_before_s`."""
         self._splices.append((np.asarray(samples_mv, dtype=np.float64), trace_id))
+        self._splice_not_before = max(self._splice_not_before, round(not_before_s * self.fs))
 
     def next_chunk(self) -> Chunk | None:
         t0 = self.stream_s
-        if self._splices:
+        if self._splices and self._emitted >= self._splice_not_before:
             samples, trace = self._splices[0]
             out, rest = samples[: self.chunk], samples[self.chunk:]
             if len(rest):
@@ -100,7 +103,10 @@ class Replay:
             if not self.loop:
                 return None
             self._pos = 0
-        out = self.signal.samples_mv[self._pos: self._pos + self.chunk]
+        take = self.chunk
+        if self._splices:  # a held splice starts exactly on time
+            take = max(1, min(take, self._splice_not_before - self._emitted))
+        out = self.signal.samples_mv[self._pos: self._pos + take]
         self._pos += len(out)
         self._emitted += len(out)
         return Chunk(out, t0, None)

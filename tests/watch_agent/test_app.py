@@ -12,7 +12,7 @@ from shared.messages import AlertMessage, CommandMessage, CommandPayload, Vitals
 from shared.settings import Settings
 from shared.transport import InMemoryBus
 from watch_agent.app import WatchAgent, WatchConfig
-from watch_agent.replay import Replay, SourceError, open_source
+from watch_agent.replay import Chunk, Replay, SourceError, open_source
 
 SITE = "s"
 
@@ -73,6 +73,43 @@ def test_drill_splice_marks_every_alert_and_leaves_clinical_stream_clean() -> No
     alerts = _messages(bus, "alert")
     assert alerts and all(a.drill and a.trace_id == "drill-trace-1" for a in alerts)
     assert {a.payload.kind for a in alerts} == {"pause"}
+
+
+def test_a_drill_waits_for_a_strips_worth_of_signal() -> None:
+    """Injected the moment the watch starts, the drill still alerts with a full strip the phone can read."""
+    agent, bus = _watch([], seconds=120.0)
+    _command(bus, CommandPayload(command="drill_inject", scenario="vt"), drill=True, trace="drill-early")
+    first_drill_t0 = None
+    while (chunk := agent.replay.next_chunk()) is not None:
+        if chunk.drill_trace is not None and first_drill_t0 is None:
+            first_drill_t0 = chunk.t0_s
+        agent.process(chunk)
+    assert first_drill_t0 == pytest.approx(agent.config.strip_min_s)
+    alerts = _messages(bus, "alert")
+    assert alerts and all(a.drill and a.trace_id == "drill-early" for a in alerts)
+    assert alerts[0].payload.strip.duration_s >= agent.config.strip_min_s
+
+
+def test_replay_holds_a_splice_until_its_time_then_plays_it_whole() -> None:
+    signal = synthetic(30.0, MODEL_FS, seed=1)
+    replay = Replay(signal, chunk_s=0.3, loop=False)
+    drill = np.arange(100, dtype=float)
+    replay.splice(drill, "t", not_before_s=1.0)
+    chunks: list[Chunk] = []
+    while (chunk := replay.next_chunk()) is not None and len(chunks) < 20:
+        chunks.append(chunk)
+    spliced = [c for c in chunks if c.drill_trace == "t"]
+    assert spliced[0].t0_s == pytest.approx(1.0)  # exactly on time, even though 1.0 s is not a whole chunk
+    np.testing.assert_array_equal(np.concatenate([c.samples_mv for c in spliced]), drill)
+    before = [c for c in chunks if c.t0_s < 1.0]
+    assert all(c.drill_trace is None for c in before)
+    assert sum(len(c.samples_mv) for c in before) == round(1.0 * MODEL_FS)
+    late = Replay(signal, chunk_s=0.3, loop=False)
+    for _ in range(10):
+        late.next_chunk()
+    late.splice(drill, "u", not_before_s=1.0)  # asked after its time: plays at once
+    nxt = late.next_chunk()
+    assert nxt is not None and nxt.drill_trace == "u" and nxt.t0_s == pytest.approx(3.0)
 
 
 def test_drill_command_without_drill_flag_is_refused() -> None:
