@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--clip", type=float, default=1.5)
     p.add_argument("--mu", type=float, default=0.0, help="FedProx proximal weight (0: FedAvg)")
+    p.add_argument("--server-momentum", type=float, default=0.0,
+                   help="FedAvgM (Hsu et al. 2019): the server steps by v = β·v + mean update (0: FedAvg)")
     p.add_argument("--z", type=float, default=0.0, help="noise multiplier σ/clip of the aggregate (0: no DP)")
     p.add_argument("--k", type=int, default=17, help="reporters the noise shares are sized for (75 %% of 22)")
     p.add_argument("--seed", type=int, default=0)
@@ -80,6 +82,7 @@ def main() -> None:
     rng = np.random.default_rng(a.seed)
     names = sorted(ds1)
     history: list[np.ndarray] = []
+    velocity = np.zeros_like(w)
     started = time.perf_counter()
     for r in range(a.rounds):
         clipped, norms = [], []
@@ -96,7 +99,8 @@ def main() -> None:
         if a.z > 0:  # one draw of what the n shares sized for k sum to
             total += rng.normal(0.0, aggregate_gaussian_sigma(a.z * a.clip, calibrated_for=a.k,
                                                                reported=len(names)), w.size)
-        w = apply_update(w, aggregate_mean(total, len(names)))
+        velocity = a.server_momentum * velocity + aggregate_mean(total, len(names))
+        w = apply_update(w, velocity)
         history.append(w.astype(np.float32))
         print(f"round {r + 1:3d}  update norm median {np.median(norms):.2f} max {np.max(norms):.2f}  "
               f"{time.perf_counter() - started:.0f} s", flush=True)
