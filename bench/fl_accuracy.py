@@ -174,11 +174,14 @@ def _keep_best(candidate: Path, macro_f1: float | None, label: str) -> None:
         print(f"  model.pt ← {label} (DS2 macro-F1 {macro_f1:.4f} > {best})")
 
 
-def _ec57_veb_ppv(m: dict[str, Any]) -> float | None:
-    """VEB +P as EC57 counts it (fusion beats called V left out); None for results measured before it was."""
+def _ec57_veb(m: dict[str, Any]) -> dict[str, Any]:
+    """VEB as EC57 counts it ({"se", "ppv", "fpr"}); empty for results measured before it was."""
     ec57: dict[str, Any] = m.get("ec57") or {}
-    veb: dict[str, Any] = ec57.get("veb") or {}
-    return veb.get("ppv")
+    return ec57.get("veb") or {}
+
+
+def _ec57_veb_ppv(m: dict[str, Any]) -> float | None:
+    return _ec57_veb(m).get("ppv")
 
 
 def _brief(m: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -189,9 +192,9 @@ def _brief(m: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _seed_row(seed: int, m: dict[str, Any], source: str) -> dict[str, Any]:
-    v, ec57 = m["per_class"]["V"], m.get("ec57") or {}
+    v, veb = m["per_class"]["V"], _ec57_veb(m)
     return {"seed": seed, "source": source, "macro_f1": m.get("macro_f1"), "veb": [v["se"], v["ppv"]],
-            "veb_ec57": [(ec57.get("veb") or {}).get("se"), (ec57.get("veb") or {}).get("ppv")],
+            "veb_ec57": [veb.get("se"), veb.get("ppv")],
             "sveb": [m["per_class"]["S"]["se"], m["per_class"]["S"]["ppv"]], "seconds": m.get("seconds")}
 
 

@@ -159,7 +159,7 @@ def stream_features(x_mv: np.ndarray, fs: float = MODEL_FS, chunk_s: float = CHU
     return out
 
 
-def _class_counts(labels: np.ndarray) -> np.ndarray:
+def class_counts(labels: np.ndarray) -> np.ndarray:
     """How many of `labels` are N, S, V, F (Q and other labels left out)."""
     labels = np.asarray(labels, dtype=np.int64)
     return np.bincount(labels[(labels >= 0) & (labels < len(CLASSES))], minlength=len(CLASSES)).astype(np.int64)
@@ -179,13 +179,13 @@ def record_beats(record_path: Path | str, *, start_s: float = 0.0, end_s: float 
     ref_labels = np.array([aami_label(s) for s, k in zip(ann.beat_symbols, in_window, strict=True) if k],
                           dtype=np.int64)
     if not rows:  # the detector found nothing: every reference beat is a miss
-        return replace(empty_beatset(name), n_reference=len(ref_t), missed=_class_counts(ref_labels))
+        return replace(empty_beatset(name), n_reference=len(ref_t), missed=class_counts(ref_labels))
     samples = np.array([r.beat.sample for r in rows], dtype=np.int64)
     match = match_beats(samples / MODEL_FS, ref_t)
     y = np.where(match >= 0, ref_labels[np.maximum(match, 0)] if len(ref_labels) else UNMATCHED, UNMATCHED)
     found = np.zeros(len(ref_labels), dtype=bool)
     found[match[match >= 0]] = True
-    missed = _class_counts(ref_labels[~found])
+    missed = class_counts(ref_labels[~found])
     return BeatSet(
         np.stack([r.wave for r in rows]).astype(np.float32),
         np.stack([r.context for r in rows]).astype(np.float32),

@@ -71,10 +71,11 @@ def evaluate_records(
     if progress is not None:
         progress("", len(paths), len(paths))
     beats = concat(sets)
-    if len(beats.labelled()) == 0:
-        log.warning("no labelled beats in %d record(s)", len(paths))
     pred, score = predict(model, beats)
-    return metrics(beats.y, pred, score, missed=beats.missed)
+    result = metrics(beats.y, pred, score, missed=beats.missed)
+    if result["beats"] == 0:
+        log.warning("no labelled beats in %d record(s)", len(paths))
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from shared.model.data import CLASSES, Q_LABEL, UNMATCHED, BeatSet, concat
+from shared.model.data import CLASSES, Q_LABEL, UNMATCHED, BeatSet, class_counts, concat
 from shared.model.net import abnormal_score
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,7 @@ class TrainResult:
 
 def as_beatset(data: Data) -> BeatSet:
     """One labelled (N/S/V/F only) BeatSet from a BeatSet, a list of them or a record → BeatSet dict."""
-    if isinstance(data, BeatSet):
-        return data.labelled()
-    items = data.values() if isinstance(data, Mapping) else data
-    return concat(b.labelled() for b in items)
+    return whole_beatset(data).labelled()
 
 
 def whole_beatset(data: Data) -> BeatSet:
@@ -303,11 +300,9 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, *,
     lab = (y_true >= 0) & (y_true < len(CLASSES))
     abnormal = (y_true[lab] != 0).astype(int)
     auroc = float(roc_auc_score(abnormal, score[lab])) if 0 < abnormal.sum() < len(abnormal) else None
-    k = len(CLASSES)
     return metrics_from_confusion(
-        confusion(y_true[lab], y_pred[lab]), auroc,
-        extra_called=np.bincount(y_pred[y_true == UNMATCHED], minlength=k)[:k],
-        q_called=np.bincount(y_pred[y_true == Q_LABEL], minlength=k)[:k], missed=missed,
+        confusion(y_true[lab], y_pred[lab]), auroc, extra_called=class_counts(y_pred[y_true == UNMATCHED]),
+        q_called=class_counts(y_pred[y_true == Q_LABEL]), missed=missed,
     )
 
 
