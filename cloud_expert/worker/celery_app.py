@@ -54,7 +54,7 @@ def make_app(settings: Settings, *, queue: str = QUEUE) -> Celery:
         if visibility:
             app.conf.broker_transport_options = redis_visibility_options(float(visibility))
     else:
-        app.conf.broker_url = "filesystem://"
+        app.conf.broker_url = "filesystem://localhost//"  # a hostname, or kombu warns "No hostname was supplied"
         app.conf.broker_transport_options = filesystem_broker_options(settings.state_dir)
         app.conf.worker_enable_remote_control = False  # broadcast control needs a shared fanout store
     app.conf.update(

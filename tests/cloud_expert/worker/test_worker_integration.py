@@ -118,7 +118,7 @@ def test_filesystem_broker_and_sqlite_need_no_redis(tmp_path: Path, unique: str)
     assert settings.celery_broker_url is None
     q = f"fs-{unique}"
     app = make_app(settings, queue=q)
-    assert app.conf.broker_url == "filesystem://"
+    assert app.conf.broker_url.startswith("filesystem://")
     bus = InMemoryBus()
     enqueue = celery_enqueuer(app, queue=q)
     service = CloudService(settings, bus.transport("cloud"), enqueue=enqueue)
