@@ -5,6 +5,9 @@ Principles:
 - The edge acts on the watch alert alone at once (rapid response within milliseconds); the phone's
   findings refine the level when they arrive.
 - Poor signal quality never *downgrades* an alert: "inconclusive" is not "normal".
+- A run of ≥ 3 ventricular beats on the phone's strip (non-sustained VT) is at least urgent and never
+  softened, whatever the strip's dominant rhythm: an alert strip holds the onset, so a VT run at its end
+  sits beside sinus beats.
 - A second device of the same patient alerting in the same window corroborates (one level up).
 - Thresholds follow common ambulatory-monitoring practice (e.g. pauses ≥ 3 s and sustained
   wide-complex tachycardia are urgent/emergent; HR < 30 bpm is emergent); the expert rules with their
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from shared.messages import TRIAGE_ORDER, AlertPayload, AnalysisPayload, CommandName, TriageLevel
 
 LEVELS: tuple[TriageLevel, ...] = ("info", "urgent", "emergency")
+NSVT_MIN_BEATS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,10 @@ def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPay
     if analysis.rhythm in ("vt", "vf", "asystole"):
         reasons.append(f"phone analysis: {analysis.rhythm}")
         return "emergency"
+    nsvt = (analysis.ventricular_run_beats or 0) >= NSVT_MIN_BEATS
+    if nsvt:
+        reasons.append(f"phone analysis: run of {analysis.ventricular_run_beats} ventricular beats")
+        level = _max(level, "urgent")
     if analysis.max_rr_s is not None and analysis.max_rr_s >= 3.0:
         reasons.append(f"phone analysis: pause {analysis.max_rr_s:.1f} s (≥ 3 s)")
         level = _max(level, "urgent")
@@ -88,7 +96,7 @@ def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPay
     if alert.kind == "irregular_rhythm":
         if analysis.irregular or analysis.rhythm in ("af", "afl"):
             reasons.append(f"phone analysis confirms irregular rhythm ({analysis.rhythm})")
-        elif analysis.rhythm.startswith("sinus"):
+        elif analysis.rhythm.startswith("sinus") and not nsvt:
             reasons.append(f"phone analysis: regular {analysis.rhythm.replace('_', ' ')} (good signal)")
             level = "info"
     if alert.kind == "tachycardia" and analysis.rhythm in ("svt", "af", "afl"):

@@ -102,6 +102,19 @@ def _nearest(sorted_a: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.n
     return best, np.abs(sorted_a[best] - values)
 
 
+def _in_fast_v_run(v: np.ndarray, samples: np.ndarray, fs: float) -> np.ndarray:
+    """Which beats belong to a run of ≥ `rules.VT_MIN_RUN` V beats at ≥ `rules.VT_RATE_BPM`: what VT is.
+
+    Such beats explain a disagreement between the detectors (neurokit misses wide complexes); an isolated
+    V call, or slow wide beats (paced), do not.
+    """
+    out = np.zeros(len(v), dtype=bool)
+    for a, b in _runs(v):
+        if b - a >= rules.VT_MIN_RUN and 60.0 / float(np.median(np.diff(samples[a:b]) / fs)) >= rules.VT_RATE_BPM:
+            out[a:b] = True
+    return out
+
+
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     """(start, end-exclusive) of each run of True."""
     out: list[tuple[int, int]] = []
@@ -170,13 +183,14 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
     x = resample(Signal(raw, float(fs), "strip", "strip"), ANALYSIS_FS).samples_mv
     afs = ANALYSIS_FS
     cleaned, peaks, sq, sq_lf, sq_beats = _detect(x, afs)
-    segments = assess_segments(x, cleaned, afs, peaks, sq)
-    quality, quality_score = overall_quality(segments)
-    labels = [s.label for s in segments]
-    notes: list[str] = []
     # the shared beat model (when present) classifies the streaming detector's beats, as it was trained to
     shared = active_shared_model()
     sq_classes = shared.classes(x, afs, tuple(sq_beats)) if shared is not None else None
+    segments = assess_segments(x, cleaned, afs, peaks, sq,
+                               None if sq_classes is None else _in_fast_v_run(sq_classes == V_CLASS, sq, afs))
+    quality, quality_score = overall_quality(segments)
+    labels = [s.label for s in segments]
+    notes: list[str] = []
     # neurokit misses some fast wide beats (VT runs) that the streaming detector finds: take those too,
     # where the segment is readable (in noise the detectors' disagreement is the point, not a beat), and
     # beats the shared model calls V in any segment with a connected, unclipped lead: neurokit's misses in

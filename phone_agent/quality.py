@@ -132,7 +132,7 @@ def is_organised(x_mv: np.ndarray, fs: float, beats_s: np.ndarray) -> bool:
 
 
 def assess_segments(raw_mv: np.ndarray, cleaned_mv: np.ndarray, fs: float, beats_a: np.ndarray,
-                    beats_b: np.ndarray) -> list[SegmentQuality]:
+                    beats_b: np.ndarray, ventricular_b: np.ndarray | None = None) -> list[SegmentQuality]:
     """Label each segment usable / noisy / unusable from detector agreement and amplitude statistics.
 
     `beats_a`/`beats_b` are sample indices (at `fs`) from the two independent detectors (b: the streaming
@@ -143,8 +143,13 @@ def assess_segments(raw_mv: np.ndarray, cleaned_mv: np.ndarray, fs: float, beats
     duration = len(raw_mv) / fs
     step = segment_length_s(duration)
     n_segments = max(1, round(duration / step))
-    a_s, b_s = np.sort(beats_a) / fs, np.sort(beats_b) / fs
+    order_b = np.argsort(beats_b, kind="stable")
+    a_s, b_s = np.sort(beats_a) / fs, np.asarray(beats_b)[order_b] / fs
     match_a, match_b = matched(a_s, b_s), matched(b_s, a_s)  # over the whole strip: no edge effects
+    if ventricular_b is not None and len(b_s):
+        # a beat only the streaming detector found and the beat model calls V is explained, not noise:
+        # neurokit misses wide complexes
+        match_b = match_b | np.asarray(ventricular_b, dtype=bool)[order_b]
 
     def judge(t0: float, t1: float, *, split: bool) -> SegmentQuality:
         lo, hi = int(t0 * fs), int(t1 * fs)

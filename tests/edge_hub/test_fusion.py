@@ -59,6 +59,19 @@ def test_phone_vt_raises_to_emergency_and_long_rr_to_urgent() -> None:
     assert triage(alert.payload, long_rr, NONE).level == "urgent"
 
 
+def test_a_ventricular_run_on_the_strip_is_urgent_and_never_softened() -> None:
+    """An onset strip reads sinus around a short VT run: the run, not the dominant rhythm, decides."""
+    irregular = factories.alert(kind="irregular_rhythm", hr=80)
+    sinus_with_run = factories.analysis(irregular, rhythm="sinus", hr=80, ventricular_run_beats=4).payload
+    decision = triage(irregular.payload, sinus_with_run, NONE)
+    assert decision.level == "urgent" and any("ventricular beats" in r for r in decision.reasons)
+    slow = factories.alert(kind="tachycardia", hr=120)
+    run = factories.analysis(slow, rhythm="sinus_tachycardia", ventricular_run_beats=3).payload
+    assert triage(slow.payload, run, NONE).level == "urgent"
+    two = factories.analysis(slow, rhythm="sinus_tachycardia", ventricular_run_beats=2).payload
+    assert triage(slow.payload, two, NONE).level == "info"
+
+
 def test_corroboration_by_another_device_bumps_one_level() -> None:
     alert = factories.alert(kind="pause", evidence={"pause_s": 3.0}).payload
     decision = triage(alert, None, PatientContext(other_devices_alerting=1))

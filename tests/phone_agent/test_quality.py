@@ -79,3 +79,33 @@ def test_vt_onset_strip_of_205_is_read_not_dismissed(mitdb: Path) -> None:
     result = analyze_strip(s.samples_mv, s.fs)
     assert result.quality != "unusable" and result.rhythm != "inconclusive"
     assert (result.ventricular_run_beats or 0) >= 3
+
+
+def _spike_train(beats_s: np.ndarray, seconds: float) -> np.ndarray:
+    """A peaky signal (high kurtosis) with a narrow spike at each beat, over a little noise (not clipped)."""
+    t = np.arange(int(seconds * FS)) / FS
+    x = np.random.default_rng(2).normal(0.0, 0.01, len(t))
+    for b in beats_s:
+        x += np.exp(-0.5 * ((t - b) / 0.01) ** 2)
+    return x
+
+
+def test_a_fast_ventricular_run_explains_the_detectors_disagreement() -> None:
+    beats = np.arange(0.3, 5.0, 0.33)
+    x = _spike_train(beats, 5.0)
+    samples = np.round(beats * FS).astype(int)
+    only_b = samples[::2]  # neurokit "missed" every other beat
+    v = np.zeros(len(samples), dtype=bool)
+    v[1::2] = True  # …and the beat model calls exactly those V
+    plain = assess_segments(x, x, FS, only_b, samples)
+    explained = assess_segments(x, x, FS, only_b, samples, v)
+    assert plain[0].bsqi < 0.7 and plain[0].label != "usable"  # at best rescued as organised: noisy
+    assert explained[0].bsqi == 1.0 and explained[0].label == "usable"
+
+
+def test_only_beats_of_a_fast_run_of_three_count_as_ventricular_run() -> None:
+    fast = np.round(np.arange(10) * 0.4 * FS).astype(int)  # 150 bpm
+    v = np.array([0, 1, 1, 1, 0, 1, 1, 0, 1, 0], dtype=bool)
+    assert analysis._in_fast_v_run(v, fast, FS).tolist() == [False, True, True, True] + [False] * 6
+    slow = np.round(np.arange(10) * 0.9 * FS).astype(int)  # 67 bpm: paced beats look like this
+    assert not analysis._in_fast_v_run(np.ones(10, dtype=bool), slow, FS).any()
