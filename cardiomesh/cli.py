@@ -253,7 +253,8 @@ def drill_run(
                            echo=typer.echo)
     except DrillError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"DRILL report: {result.report_url}")
+    for url in result.report_urls:
+        typer.echo(f"DRILL report: {url}")
 
 
 @fl_app.command("run")
