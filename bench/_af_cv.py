@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench._common import cv_arguments, cv_model, ds1_halves, load_mitdb_split
+from bench._common import cv_arguments, ds1_halves, load_mitdb_split
 from shared.ecg.annotations import load_annotations
 from shared.ecg.signal import MODEL_FS
 from shared.model.train import metrics, predict
@@ -37,33 +38,46 @@ def in_atrial_rhythm(record_path: Path, times_s: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     args = cv_arguments(__doc__)
+    compare_variants([("f2", load_mitdb_split("DS1"), 2)], args)
+
+
+def compare_variants(variants: list[tuple[str, dict[str, Any], int]], args: Any) -> None:
+    """DS1 CV of BeatNet on each (name, record → BeatSet, waveform channels) variant, the folds and seeds
+    of this study; prints per-fold rows and the means (VEB Se / +P / F1, macro-F1, false V in AF)."""
+    import torch
+
+    from shared.model.net import BeatNet, NetConfig
+    from shared.model.train import train_local
+
     mitdb = Settings().mitdb_dir
-    ds1 = load_mitdb_split("DS1")
-    assert mitdb is not None  # load_mitdb_split exits with the reason otherwise
-    folds = list(ds1_halves(list(ds1)))
-    labelled = {name: beats.labelled() for name, beats in ds1.items()}
-    atrial = {r: in_atrial_rhythm(mitdb / r, labelled[r].sample / MODEL_FS) & (labelled[r].y != V)
-              for r in AF_RECORDS}  # the AF record's non-V beats in AF or flutter
-    rows: list[tuple[float, float, int]] = []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for f in range(2):
-            model = cv_model([ds1[n] for n in folds[f]], seed=seed, epochs=args.epochs)
-            held = folds[1 - f]
-            out = {n: predict(model, labelled[n]) for n in held}  # one inference per held-out record
-            m = metrics(np.concatenate([labelled[n].y for n in held]), np.concatenate([out[n][0] for n in held]),
-                        np.concatenate([out[n][1] for n in held]))
-            v, s = m["per_class"]["V"], m["per_class"]["S"]
-            se, ppv = v["se"] or 0.0, v["ppv"] or 0.0
-            veb_f1 = 0.0 if se + ppv == 0 else 2 * se * ppv / (se + ppv)
-            record = next(r for r in AF_RECORDS if r in held)
-            false_v = int(np.sum((out[record][0] == V) & atrial[record]))
-            rows.append((veb_f1, float(m["macro_f1"] or 0.0), false_v))
-            print(f"seed {seed} fold {f}: VEB {se:.3f}/{ppv:.3f} (F1 {veb_f1:.3f})  SVEB {s['se']}/{s['ppv']}  "
-                  f"macro-F1 {m['macro_f1']:.4f} | {record}: {int(atrial[record].sum())} non-V beats in AF/flutter, "
-                  f"{false_v} called V", flush=True)
-    r = np.array(rows)
-    print(f"mean VEB F1 {r[:, 0].mean():.4f}  mean macro-F1 {r[:, 1].mean():.4f}  "
-          f"false V in AF/flutter {int(r[:, 2].sum())}")
+    assert mitdb is not None
+    for variant, sets, channels in variants:
+        folds = list(ds1_halves(list(sets)))
+        labelled = {n: b.labelled() for n, b in sets.items()}
+        atrial = {r: in_atrial_rhythm(mitdb / r, labelled[r].sample / MODEL_FS) & (labelled[r].y != V)
+                  for r in AF_RECORDS}
+        rows = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for f in range(2):
+                torch.manual_seed(seed)
+                model = BeatNet(NetConfig(wave_channels=channels))
+                train_local(model, [sets[n] for n in folds[f]], epochs=args.epochs, batch_size=64, lr=0.002,
+                            class_weighting="sqrt", augment=True, seed=seed)
+                held = folds[1 - f]
+                out = {n: predict(model, labelled[n]) for n in held}
+                m = metrics(np.concatenate([labelled[n].y for n in held]),
+                            np.concatenate([out[n][0] for n in held]), np.concatenate([out[n][1] for n in held]))
+                v, s = m["per_class"]["V"], m["per_class"]["S"]
+                se, ppv = v["se"] or 0.0, v["ppv"] or 0.0
+                f1 = 0.0 if se + ppv == 0 else 2 * se * ppv / (se + ppv)
+                record = next(r for r in AF_RECORDS if r in held)
+                false_v = int(np.sum((out[record][0] == V) & atrial[record]))
+                rows.append((se, ppv, f1, float(m["macro_f1"] or 0.0), false_v))
+                print(f"{variant} seed {seed} fold {f}: VEB {se:.3f}/{ppv:.3f} (F1 {f1:.3f}) SVEB {s['se']}/"
+                      f"{s['ppv']} macro-F1 {m['macro_f1']:.4f} false V in {record} AF/flutter {false_v}", flush=True)
+        r = np.array(rows)
+        print(f"{variant}: mean VEB Se {r[:, 0].mean():.3f} +P {r[:, 1].mean():.3f} F1 {r[:, 2].mean():.4f} "
+              f"macro-F1 {r[:, 3].mean():.4f} false V in AF {int(r[:, 4].sum())}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import wfdb
 
-from bench._af_cv import AF_RECORDS, V, in_atrial_rhythm
-from bench._common import cv_arguments, ds1_halves, load_mitdb_split
+from bench._af_cv import compare_variants
+from bench._common import cv_arguments, load_mitdb_split
 from shared.ecg.qrs import StreamingQrsDetector
 from shared.ecg.signal import MODEL_FS, Signal, resample
 from shared.ecg.sources import load_wfdb
 from shared.model.data import CHUNK_S, BeatSet
 from shared.model.features import BeatFeaturizer
-from shared.model.net import BeatNet, NetConfig
-from shared.model.train import metrics, predict, train_local
 from shared.settings import Settings
 
 
@@ -72,35 +70,7 @@ def main() -> None:
     assert mitdb is not None
     ds1 = load_mitdb_split("DS1")
     two = {n: with_second_lead(mitdb / n, b) for n, b in ds1.items()}
-    folds = list(ds1_halves(list(ds1)))
-    import torch
-
-    for variant, sets, channels in (("one lead", ds1, 2), ("two leads", two, 4)):
-        labelled = {n: b.labelled() for n, b in sets.items()}
-        atrial = {r: in_atrial_rhythm(mitdb / r, labelled[r].sample / MODEL_FS) & (labelled[r].y != V)
-                  for r in AF_RECORDS}
-        rows = []
-        for seed in (int(s) for s in args.seeds.split(",")):
-            for f in range(2):
-                torch.manual_seed(seed)
-                model = BeatNet(NetConfig(wave_channels=channels))
-                train_local(model, [sets[n] for n in folds[f]], epochs=args.epochs, batch_size=64, lr=0.002,
-                            class_weighting="sqrt", augment=True, seed=seed)
-                held = folds[1 - f]
-                out = {n: predict(model, labelled[n]) for n in held}
-                m = metrics(np.concatenate([labelled[n].y for n in held]),
-                            np.concatenate([out[n][0] for n in held]), np.concatenate([out[n][1] for n in held]))
-                v, s = m["per_class"]["V"], m["per_class"]["S"]
-                se, ppv = v["se"] or 0.0, v["ppv"] or 0.0
-                f1 = 0.0 if se + ppv == 0 else 2 * se * ppv / (se + ppv)
-                record = next(r for r in AF_RECORDS if r in held)
-                false_v = int(np.sum((out[record][0] == V) & atrial[record]))
-                rows.append((se, ppv, f1, float(m["macro_f1"] or 0.0), false_v))
-                print(f"{variant} seed {seed} fold {f}: VEB {se:.3f}/{ppv:.3f} (F1 {f1:.3f}) SVEB {s['se']}/"
-                      f"{s['ppv']} macro-F1 {m['macro_f1']:.4f} false V in {record} AF/flutter {false_v}", flush=True)
-        r = np.array(rows)
-        print(f"{variant}: mean VEB Se {r[:, 0].mean():.3f} +P {r[:, 1].mean():.3f} F1 {r[:, 2].mean():.4f} "
-              f"macro-F1 {r[:, 3].mean():.4f} false V in AF {int(r[:, 4].sum())}", flush=True)
+    compare_variants([("one lead", ds1, 2), ("two leads", two, 4)], args)
 
 
 if __name__ == "__main__":
