@@ -3,7 +3,8 @@
 Order matters and is the clinical order of urgency: VF and asystole first (they have no organised
 beats to measure), then sustained VT, then poor quality (→ inconclusive rather than a guess), then AF
 (irregularly irregular RR *and* no repeating P wave, judged on normal-to-normal intervals only so that
-ectopic beats do not fake irregularity), then SVT and the sinus rates. Thresholds were set on MIT-BIH
+ectopic beats do not fake irregularity), then a clearly irregular rhythm too short to call AF
+(`other`: never named sinus), then SVT and the sinus rates. Thresholds were set on MIT-BIH
 30 s segments (docs/phone-analysis.md gives the numbers and how to reproduce them).
 """
 
@@ -24,6 +25,7 @@ AF_TPR = (0.75, 1.25)  # turning points / expected for a random series
 AF_VOTES = 3  # of the four irregularity features
 AF_P_CONSISTENCY = 0.6  # P-window consistency at or above this = P waves present
 MIN_NN_FOR_AF = 12
+MIN_NN_FOR_IRREGULAR = 4  # fewer cannot show that a rhythm is irregular rather than one odd interval
 # rates
 TACHY_BPM = 100.0
 BRADY_BPM = 60.0
@@ -162,6 +164,12 @@ def classify(ft: RhythmFeatures) -> tuple[Rhythm, float, list[str]]:
         return "other", round(q * 0.6, 2), notes
     if ft.n_nn < MIN_NN_FOR_AF:
         notes.append(f"only {ft.n_nn} normal-to-normal intervals: irregularity not judged")
+    if (ft.nrmssd is not None and ft.drr is not None and ft.nrmssd > AF_NRMSSD and ft.drr > AF_DRR
+            and ft.n_nn >= MIN_NN_FOR_IRREGULAR):
+        # too few intervals (or votes) for AF, yet clearly irregular beat to beat: not a sinus rhythm to name
+        notes.append(f"irregular RR (NRMSSD {ft.nrmssd:.2f}, dRR {ft.drr:.2f} over {ft.n_nn} NN intervals): "
+                     "AF not confirmed, not excluded")
+        return "other", round(q * 0.5, 2), notes
     hr = ft.hr_bpm
     regular_conf = q * (0.9 if votes <= 1 else 0.7)
     if hr > SVT_BPM:
