@@ -39,8 +39,10 @@ class DrillError(RuntimeError):
     """The drill could not be run or did not complete; the message says how far it got."""
 
 
-#: After the last report, how long to wait for another episode of the drill to escalate.
-SETTLE_S = 1.5
+#: How long the drill's trace must stay quiet, every episode settled, before `drill run` returns: the
+#: episodes of one drill are raised within a second of each other (an episode raised later still carries
+#: the drill's mark and reaches the dashboard, but this command may have returned by then).
+SETTLE_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +89,10 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
     done = threading.Event()
     cond = threading.Condition()
     # a drill may raise several episodes (a wide-complex run, then tachycardia), and only some escalate:
-    # it is done when every escalated episode has its report and nothing new came for SETTLE_S
-    escalated = threading.Event()
+    # an episode is settled by a final info triage without escalation, or by its report; the drill is done
+    # when every episode seen is settled and nothing new came for SETTLE_S
+    episodes: set[str] = set()
+    final_info: set[str] = set()
     escalated_ids: set[str] = set()
     reported_ids: set[str] = set()
     last_message = [time.monotonic()]
@@ -107,17 +111,22 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                         watches.pop(message.source, None)
             elif message.trace_id == trace_id and message.drill:
                 messages.append(message)
-                last_message[0] = time.monotonic()
-                if isinstance(message, EscalationMessage) or (isinstance(message, TriageMessage)
-                                                               and message.payload.level != "info"):
-                    escalated.set()  # an episode above info: its report is the one to wait for
-                if isinstance(message, EscalationMessage):
+                if describe(message) is not None:  # a hop (streamed strips keep coming and are not)
+                    last_message[0] = time.monotonic()
+                if isinstance(message, AlertMessage):
+                    episodes.add(message.payload.alert_id)
+                elif isinstance(message, EscalationMessage):
                     escalated_ids.add(message.payload.alert_id)
-                if isinstance(message, ReportMessage):
+                elif isinstance(message, ReportMessage):
                     reported_ids.add(message.payload.alert_id)
-                if isinstance(message, TriageMessage) and message.payload.stage == "final" \
-                        and message.payload.level == "info" and not escalated.is_set():
-                    done.set()  # nothing was escalated: no report will come (an escalated episode's will)
+                elif isinstance(message, TriageMessage) and message.payload.stage == "final" \
+                        and message.payload.level == "info":
+                    final_info.add(message.payload.alert_id)
+                settled = {a for a in episodes if a in reported_ids or (a in final_info and a not in escalated_ids)}
+                if episodes and settled == episodes:
+                    done.set()
+                else:
+                    done.clear()
             cond.notify_all()
 
     transport = MqttTransport(client_id=f"cli-drill-{trace_id[:8]}", host=settings.mqtt_host,
@@ -151,12 +160,11 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
         shown = 0
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
-            finished = done.wait(0.2)
+            done.wait(0.2)
             with cond:
                 fresh = messages[shown:]
                 shown = len(messages)
-                all_reported = bool(reported_ids) and escalated_ids <= reported_ids \
-                    and time.monotonic() - last_message[0] >= SETTLE_S
+                finished = done.is_set() and time.monotonic() - last_message[0] >= SETTLE_S
             for message in fresh:
                 hop = describe(message)
                 if hop is None:
@@ -172,15 +180,16 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                     for recorded in message.payload.hops:
                         at_ms = (recorded.at - requested).total_seconds() * 1000
                         echo(f"  +{at_ms:9.1f} ms  {recorded.name:<22} {recorded.source}")
-            if all_reported and not fresh:
-                return result
-            if finished:
+            if finished and not fresh:
+                if result.report_urls:
+                    return result
                 raise DrillError("the edge triaged the drill episode as info: nothing was escalated, so no report")
-        if result.report_urls:  # some escalated episode's report never came: say so, keep what did
-            with cond:
-                missing = sorted(escalated_ids - reported_ids)
-            echo(f"  no report within {timeout_s:.0f} s for escalated alert(s) {', '.join(missing)}")
+        with cond:
+            missing = sorted(escalated_ids - reported_ids)
+        if result.report_urls and not missing:  # all reported; the trace just never went quiet
             return result
+        if result.report_urls:  # the reports that came were printed as hops
+            raise DrillError(f"no DRILL report within {timeout_s:.0f} s for escalated alert(s) {', '.join(missing)}")
         raise DrillError(f"no DRILL report within {timeout_s:.0f} s; hops seen: "
                          f"{', '.join(h.name for h in result.hops) or 'none'}")
     finally:

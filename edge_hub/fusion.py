@@ -5,9 +5,12 @@ Principles:
 - The edge acts on the watch alert alone at once (rapid response within milliseconds); the phone's
   findings refine the level when they arrive.
 - Poor signal quality never *downgrades* an alert: "inconclusive" is not "normal".
-- A run of ≥ 3 ventricular beats on the phone's strip (non-sustained VT) is at least urgent and never
-  softened, whatever the strip's dominant rhythm: an alert strip holds the onset, so a VT run at its end
-  sits beside sinus beats.
+- A run of ≥ 3 ventricular beats at ≥ 100 bpm on the phone's strip (non-sustained VT, `vt_run_beats`) is
+  at least urgent and never softened, whatever the strip's dominant rhythm and even on a strip too poor
+  for a rhythm: an alert strip holds the onset, so a VT run at its end sits beside sinus beats. A slow
+  ventricular run (idioventricular) does not count here.
+- A fast irregular rhythm the phone could not name (`other` at ≥ 150 bpm: AF with a fast ventricular
+  response looks like this on a short strip) raises a tachycardia alert to urgent, as `svt` and `af` do.
 - A second device of the same patient alerting in the same window corroborates (one level up).
 - Thresholds follow common ambulatory-monitoring practice (e.g. pauses ≥ 3 s and sustained
   wide-complex tachycardia are urgent/emergent; HR < 30 bpm is emergent); the expert rules with their
@@ -22,6 +25,7 @@ from shared.messages import TRIAGE_ORDER, AlertPayload, AnalysisPayload, Command
 
 LEVELS: tuple[TriageLevel, ...] = ("info", "urgent", "emergency")
 NSVT_MIN_BEATS = 3
+FAST_IRREGULAR_BPM = 150.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +81,16 @@ def level_from_alert(alert: AlertPayload) -> tuple[TriageLevel, list[str]]:
 def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPayload,
                          analysis: AnalysisPayload) -> TriageLevel:
     """Phone findings can confirm (keep/raise) or, with good signal, soften an irregular-rhythm alert."""
+    nsvt = (analysis.vt_run_beats or 0) >= NSVT_MIN_BEATS
+    if nsvt:
+        reasons.append(f"phone analysis: run of {analysis.vt_run_beats} ventricular beats at ≥ 100 bpm")
+        level = _max(level, "urgent")
     if analysis.quality == "unusable" or analysis.rhythm == "inconclusive":
         reasons.append("phone analysis inconclusive (signal quality); alert level kept")
         return level
     if analysis.rhythm in ("vt", "vf", "asystole"):
         reasons.append(f"phone analysis: {analysis.rhythm}")
         return "emergency"
-    nsvt = (analysis.ventricular_run_beats or 0) >= NSVT_MIN_BEATS
-    if nsvt:
-        reasons.append(f"phone analysis: run of {analysis.ventricular_run_beats} ventricular beats")
-        level = _max(level, "urgent")
     if analysis.max_rr_s is not None and analysis.max_rr_s >= 3.0:
         reasons.append(f"phone analysis: pause {analysis.max_rr_s:.1f} s (≥ 3 s)")
         level = _max(level, "urgent")
@@ -99,7 +103,8 @@ def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPay
         elif analysis.rhythm.startswith("sinus") and not nsvt:
             reasons.append(f"phone analysis: regular {analysis.rhythm.replace('_', ' ')} (good signal)")
             level = "info"
-    if alert.kind == "tachycardia" and analysis.rhythm in ("svt", "af", "afl"):
+    fast_unnamed = analysis.rhythm == "other" and (analysis.hr_bpm or 0) >= FAST_IRREGULAR_BPM
+    if alert.kind == "tachycardia" and (analysis.rhythm in ("svt", "af", "afl") or fast_unnamed):
         reasons.append(f"phone analysis: {analysis.rhythm} at {analysis.hr_bpm or 0:.0f} bpm")
         level = _max(level, "urgent")
     return level

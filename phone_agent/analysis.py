@@ -69,7 +69,8 @@ class Analysis:
     pauses: int | None = None
     ectopic_beats: int | None = None
     ectopic_burden: float | None = None
-    ventricular_run_beats: int | None = None
+    ventricular_run_beats: int | None = None  # any rate (an idioventricular run counts)
+    vt_run_beats: int | None = None  # at ≥ 100 bpm: what the edge treats as (non-sustained) VT
     hrv_freq: dict[str, float] | None = None
     segment_quality: list[str] | None = None
     notes: list[str] = field(default_factory=list)
@@ -261,6 +262,13 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
     )
     label, confidence, rule_notes = rules.classify(features)
     notes += rule_notes
+    if label not in ("vf", "asystole", "inconclusive") and any(s.organised for s in segments) \
+            and not any(s.label == "usable" for s in segments):
+        # readable only because it repeats itself: on one lead, sinusoidal VT and periodic motion artefact
+        # look alike, so no rhythm is named (the edge keeps the watch's level; a model-called run still counts)
+        notes.append(f"organised fast activity with no clean segment ({label} by the rules): sinusoidal VT "
+                     "or periodic artefact, which one lead cannot tell apart")
+        label, confidence = "inconclusive", 0.0
     if quality != "good":
         notes.append(f"quality {quality}: {labels.count('unusable')} of {len(labels)} segments unusable")
 
@@ -293,7 +301,8 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
         qt_ms=intervals.qt_ms, qt_beats=intervals.qt_beats, qtc_bazett_ms=intervals.qtc_bazett_ms,
         qtc_fridericia_ms=intervals.qtc_fridericia_ms,
         pauses=pauses, ectopic_beats=ectopic, ectopic_burden=round(ectopic / n, 4) if n else None,
-        ventricular_run_beats=int(longest_any), hrv_freq=hrv_freq, segment_quality=labels, notes=notes[:16],
+        ventricular_run_beats=int(longest_any), vt_run_beats=int(run_beats), hrv_freq=hrv_freq,
+        segment_quality=labels, notes=notes[:16],
         ventricular=ventricular, ectopic=flags.ectopic, segments=segments, features=features,
         ectopy_method=ectopy_method,
         analysis_ms=(time.perf_counter() - started) * 1000,

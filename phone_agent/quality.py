@@ -96,20 +96,27 @@ def is_saturated(raw_mv: np.ndarray) -> bool:
 
 
 def periodicity(x_mv: np.ndarray, fs: float, lags_s: tuple[float, float] = ORGANISED_LAGS_S) -> tuple[float, float]:
-    """(peak, lag in s) of the normalised autocorrelation over lags `lags_s`; (0, 0) when too short."""
+    """(peak, lag in s) of the Pearson correlation between the signal and itself shifted by each lag in
+    `lags_s` (inclusive, rounded to samples), in [−1, 1]; (0, 0) when the window is too short or flat."""
     x = np.asarray(x_mv, dtype=float)
-    x = x - float(np.mean(x)) if len(x) else x
     n = len(x)
-    lo, hi = max(1, round(lags_s[0] * fs)), min(n - 1, round(lags_s[1] * fs) + 1)
-    energy = float(np.dot(x, x))
-    if hi <= lo or energy <= 0:
+    lo, hi = max(1, round(lags_s[0] * fs)), min(n - 2, round(lags_s[1] * fs))
+    if hi < lo:
         return 0.0, 0.0
+    x = x - float(np.mean(x))
     spectrum = np.fft.rfft(x, 2 * n)
-    ac = np.fft.irfft(spectrum * np.conj(spectrum))[lo:hi] / energy
-    lags = np.arange(lo, hi)
-    ac = ac * n / (n - lags)  # unbiased: a long lag overlaps less of the segment
-    best = int(np.argmax(ac))
-    return float(ac[best]), float(lags[best] / fs)
+    lags = np.arange(lo, hi + 1)
+    cross = np.fft.irfft(spectrum * np.conj(spectrum))[lags]  # Σ x[t]·x[t+lag]
+    squares = np.concatenate([[0.0], np.cumsum(x * x)])
+    head = squares[n - lags]  # Σ x[t]² over t < n − lag
+    tail = squares[n] - squares[lags]  # Σ x[t]² over t ≥ lag
+    denominator = np.sqrt(head * tail)
+    corr = np.divide(cross, denominator, out=np.zeros_like(cross), where=denominator > 0)
+    # the shortest lag that (nearly) reaches the peak: a period's multiples correlate as well as the period
+    best = int(np.flatnonzero(corr >= corr.max() - 0.05)[0])
+    while best + 1 < len(corr) and corr[best + 1] > corr[best]:
+        best += 1
+    return float(corr[best]), float(lags[best] / fs)
 
 
 def is_organised(x_mv: np.ndarray, fs: float, beats_s: np.ndarray) -> bool:
@@ -146,6 +153,8 @@ def assess_segments(raw_mv: np.ndarray, cleaned_mv: np.ndarray, fs: float, beats
     order_b = np.argsort(beats_b, kind="stable")
     a_s, b_s = np.sort(beats_a) / fs, np.asarray(beats_b)[order_b] / fs
     match_a, match_b = matched(a_s, b_s), matched(b_s, a_s)  # over the whole strip: no edge effects
+    if ventricular_b is not None and len(ventricular_b) != len(b_s):
+        raise ValueError(f"ventricular_b needs one flag per beat of beats_b: {len(ventricular_b)} for {len(b_s)}")
     if ventricular_b is not None and len(b_s):
         # a beat only the streaming detector found and the beat model calls V is explained, not noise:
         # neurokit misses wide complexes

@@ -25,7 +25,7 @@ AF_TPR = (0.75, 1.25)  # turning points / expected for a random series
 AF_VOTES = 3  # of the four irregularity features
 AF_P_CONSISTENCY = 0.6  # P-window consistency at or above this = P waves present
 MIN_NN_FOR_AF = 12
-MIN_NN_FOR_IRREGULAR = 4  # fewer cannot show that a rhythm is irregular rather than one odd interval
+MIN_NN_FOR_IRREGULAR = 8  # with fewer, one odd interval moves two of the few |ΔRR| and so their median
 # rates
 TACHY_BPM = 100.0
 BRADY_BPM = 60.0

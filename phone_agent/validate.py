@@ -125,7 +125,7 @@ def validate_onsets(args: tuple[str, str]) -> list[dict[str, Any]]:
         result = analyze_strip(strip.samples_mv, strip.fs)
         rows.append({"record": record, "set": _beat_set(record), "onset_s": round(episode.start_s, 2),
                      "quality": result.quality, "segment_quality": result.segment_quality,
-                     "rhythm": result.rhythm, "run_beats": result.ventricular_run_beats or 0})
+                     "rhythm": result.rhythm, "run_beats": result.vt_run_beats or 0})
     return rows
 
 

@@ -79,6 +79,8 @@ class AnalysisPayload(_Payload):
     ectopic_beats: int | None = Field(None, ge=0)
     ectopic_burden: float | None = Field(None, ge=0, le=1)
     ventricular_run_beats: int | None = Field(None, ge=0, description="Longest run of consecutive ventricular beats")
+    vt_run_beats: int | None = Field(None, ge=0, description="Longest run of ≥ 3 ventricular beats at ≥ 100 bpm "
+                                     "(non-sustained VT or longer); 0 when none")
     hrv_freq: dict[str, float] | None = Field(None, max_length=16, description="LF/HF etc. on long strips")
     segment_quality: list[str] | None = Field(None, max_length=64, description="Per-segment quality labels")
     notes: list[str] | None = Field(None, max_length=16)

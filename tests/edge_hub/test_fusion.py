@@ -62,14 +62,38 @@ def test_phone_vt_raises_to_emergency_and_long_rr_to_urgent() -> None:
 def test_a_ventricular_run_on_the_strip_is_urgent_and_never_softened() -> None:
     """An onset strip reads sinus around a short VT run: the run, not the dominant rhythm, decides."""
     irregular = factories.alert(kind="irregular_rhythm", hr=80)
-    sinus_with_run = factories.analysis(irregular, rhythm="sinus", hr=80, ventricular_run_beats=4).payload
+    sinus_with_run = factories.analysis(irregular, rhythm="sinus", hr=80, vt_run_beats=4).payload
     decision = triage(irregular.payload, sinus_with_run, NONE)
     assert decision.level == "urgent" and any("ventricular beats" in r for r in decision.reasons)
     slow = factories.alert(kind="tachycardia", hr=120)
-    run = factories.analysis(slow, rhythm="sinus_tachycardia", ventricular_run_beats=3).payload
+    run = factories.analysis(slow, rhythm="sinus_tachycardia", vt_run_beats=3).payload
     assert triage(slow.payload, run, NONE).level == "urgent"
-    two = factories.analysis(slow, rhythm="sinus_tachycardia", ventricular_run_beats=2).payload
+    two = factories.analysis(slow, rhythm="sinus_tachycardia", vt_run_beats=2).payload
     assert triage(slow.payload, two, NONE).level == "info"
+
+
+def test_a_run_counts_even_on_a_strip_too_poor_for_a_rhythm() -> None:
+    """The phone keeps model-called V beats in unusable segments: a fast run there is still evidence."""
+    alert = factories.alert(kind="tachycardia", hr=120)
+    poor = factories.analysis(alert, rhythm="inconclusive", quality="unusable", vt_run_beats=5).payload
+    decision = triage(alert.payload, poor, NONE)
+    assert decision.level == "urgent" and any("inconclusive" in r for r in decision.reasons)
+
+
+def test_a_slow_ventricular_run_is_not_treated_as_vt() -> None:
+    """Only `vt_run_beats` (≥ 100 bpm) counts; a slow run (idioventricular, paced with PVCs) does not."""
+    irregular = factories.alert(kind="irregular_rhythm", hr=70)
+    slow_run = factories.analysis(irregular, rhythm="sinus", hr=70, vt_run_beats=0).payload
+    assert triage(irregular.payload, slow_run, NONE).level == "info"
+
+
+def test_a_fast_irregular_rhythm_the_phone_cannot_name_raises_a_tachycardia_alert() -> None:
+    """`other` at ≥ 150 bpm (AF with a fast response on a short strip) is treated like svt/af."""
+    alert = factories.alert(kind="tachycardia", hr=140)
+    fast = factories.analysis(alert, rhythm="other", hr=160).payload
+    assert triage(alert.payload, fast, NONE).level == "urgent"
+    slower = factories.analysis(alert, rhythm="other", hr=130).payload
+    assert triage(alert.payload, slower, NONE).level == "info"
 
 
 def test_corroboration_by_another_device_bumps_one_level() -> None:

@@ -49,15 +49,47 @@ def test_only_a_tachycardia_is_rescued() -> None:
     assert not is_organised(slow, FS, beats)
 
 
-def test_sinusoidal_vt_reads_as_vt_not_as_noise() -> None:
+def test_sinusoidal_vt_is_not_dismissed_as_noise_but_not_named_either() -> None:
     """Wide, near-sinusoidal complexes have Gaussian-like kurtosis: before the organisation test both of
-    this strip's segments were 'unusable' and the rhythm 'inconclusive'."""
+    this strip's segments were 'unusable'. They are readable now, but with no clean segment anywhere one
+    lead cannot tell sinusoidal VT from periodic artefact, and the analysis says exactly that."""
     sig = synthetic_vt(10.0, 250.0)
     segments = _segments(sig)
     assert all(s.label == "noisy" and s.organised for s in segments)
     result = analyze_strip(sig.samples_mv, sig.fs)
-    assert result.quality == "acceptable"
-    assert result.rhythm == "vt"
+    assert result.quality == "acceptable" and result.rhythm == "inconclusive"
+    assert any("sinusoidal VT or periodic artefact" in n for n in result.notes or [])
+
+
+@pytest.mark.parametrize("hz", [2.0, 2.8])
+def test_periodic_motion_artefact_is_never_read_as_vt(hz: float) -> None:
+    """A running-pace sinusoid with a harmonic and no QRS: the rules alone would call it VT (wide, fast)."""
+    t = np.arange(int(11.5 * FS)) / FS
+    rng = np.random.default_rng(3)
+    x = 0.5 * np.sin(2 * np.pi * hz * t) + 0.2 * np.sin(4 * np.pi * hz * t + 1.0) + rng.normal(0, 0.05, len(t))
+    result = analyze_strip(x, FS)
+    assert result.rhythm == "inconclusive"
+
+
+@pytest.mark.data
+def test_an_onset_segment_is_judged_in_halves(mitdb: Path) -> None:
+    """205 from 289.6 s: the second 5.75 s segment is sinus, then the VT run from 298.8 s. Organised in
+    neither rhythm as a whole, it is rescued because each half is usable or organised on its own."""
+    s = load_wfdb(mitdb / "205", start_s=289.6, end_s=301.1)
+    x = resample(s, FS).samples_mv
+    cleaned, peaks, sq, _lf, _beats = analysis._detect(x, FS)
+    second = assess_segments(x, cleaned, FS, peaks, sq)[-1]
+    lo, hi = int(second.start_s * FS), int(second.end_s * FS)
+    inside = (sq >= lo) & (sq < hi)
+    assert second.bsqi < 0.7  # neurokit misses the run's wide beats
+    assert not is_organised(cleaned[lo:hi], FS, sq[inside] / FS)  # not as a whole…
+    assert second.label == "noisy" and second.organised  # …but half by half
+
+
+def test_ventricular_flags_must_match_the_beats() -> None:
+    x = np.random.default_rng(0).normal(0.0, 0.1, int(5 * FS))
+    with pytest.raises(ValueError, match="one flag per beat"):
+        assess_segments(x, x, FS, np.array([100, 400]), np.array([100, 400, 700]), np.array([True, False]))
 
 
 def test_noise_is_not_organised() -> None:

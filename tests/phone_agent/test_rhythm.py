@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from phone_agent.rhythm import RhythmFeatures, classify
+import numpy as np
+
+from phone_agent import rhythm as rules
+from phone_agent.rhythm import AF_DRR, RhythmFeatures, classify
 
 REGULAR = RhythmFeatures(
     hr_bpm=80.0, n_beats=14, n_nn=8, nrmssd=0.03, drr=0.02, sampen=None, tpr=1.0, p_consistency=0.95,
@@ -25,9 +28,14 @@ def test_a_short_clearly_irregular_strip_is_not_called_sinus() -> None:
     assert any("AF not confirmed, not excluded" in n for n in notes)
 
 
-def test_irregularity_needs_a_few_intervals_to_count() -> None:
-    """One odd interval among three is not a rhythm: the rate decides."""
-    assert classify(replace(REGULAR, n_nn=3, nrmssd=0.6, drr=0.6))[0] == "sinus"
+def test_irregularity_needs_enough_intervals_to_count() -> None:
+    """With few intervals one odd interval moves two of the few |ΔRR| and so their median: not a rhythm."""
+    irregularity = rules.irregularity(np.array([0.8, 0.8, 1.2, 0.8, 0.8]))  # one long interval among five
+    assert irregularity[1] is not None and irregularity[1] > AF_DRR  # it does look irregular…
+    few = replace(REGULAR, n_nn=5, nrmssd=irregularity[0], drr=irregularity[1])
+    assert classify(few)[0] == "sinus"  # …but five intervals are too few to say so
+    eight = rules.irregularity(np.array([0.8, 0.8, 0.8, 1.2, 0.8, 0.8, 0.8, 0.8]))
+    assert eight[1] is not None and eight[1] < AF_DRR  # among eight, the median |ΔRR| ignores it
 
 
 def test_one_irregularity_measure_alone_does_not_block_sinus() -> None:

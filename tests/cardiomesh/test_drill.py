@@ -1,0 +1,134 @@
+"""`drill run` against a scripted stand-in for the system on the real Mosquitto: when it returns, and with what.
+
+The stand-in plays a watch (retained presence) and, on the drill command, the hops of the drill's episodes
+(alerts, triages, escalations, reports) with the drill's trace id, so each waiting rule is tested apart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cardiomesh.drill import DrillError, DrillResult, run_drill
+from shared import topics
+from shared.identity import Stamper
+from shared.messages import (
+    CommandMessage,
+    EscalationMessage,
+    EscalationPayload,
+    PresenceMessage,
+    PresencePayload,
+    ReportMessage,
+    ReportPayload,
+    TriageLevel,
+    TriageMessage,
+    TriagePayload,
+    decode,
+    encode,
+    new_id,
+)
+from shared.settings import Settings
+from shared.transport import MqttTransport
+from tests import factories
+
+PATIENT, WATCH = "pt-drill", "watch-1"
+#: (alert kind, final triage level, seconds until its report after the triage, or None for no report)
+Episode = tuple[str, TriageLevel, float | None]
+
+
+@contextmanager
+def scripted_system(settings: Settings, episodes: list[Episode]) -> Iterator[None]:
+    host, port = settings.mqtt_host, settings.mqtt_port
+    site = settings.site
+    bus = MqttTransport(client_id=f"{site}-standin", host=host, port=port, clean_session=True)
+    stamp = Stamper("edge-1")
+
+    def play(trace_id: str) -> None:
+        def send(topic: str, message: object) -> None:
+            bus.publish(topic, encode(message))  # type: ignore[arg-type]
+
+        alerts = []
+        for kind, _level, _delay in episodes:
+            alert = factories.alert(kind=kind, device=WATCH, patient=PATIENT, drill=True,  # type: ignore[arg-type]
+                                    trace_id=trace_id)
+            alerts.append(alert)
+            send(topics.alert(site, PATIENT, WATCH), alert)
+        time.sleep(0.2)
+        pending: list[tuple[float, ReportMessage]] = []
+        for alert, (_kind, level, delay) in zip(alerts, episodes, strict=True):
+            fields = stamp(patient_id=PATIENT, trace_id=trace_id, drill=True)
+            triage = TriagePayload(alert_id=alert.payload.alert_id, level=level, stage="final")
+            send(topics.triage(site, PATIENT, "edge-1"), TriageMessage(**fields, payload=triage))
+            if level == "info":
+                continue
+            escalation = EscalationPayload(alert_id=alert.payload.alert_id, site=site, level=level, alert=alert,
+                                           triage=triage)
+            send(topics.escalation(site, PATIENT, "edge-1"),
+                 EscalationMessage(**stamp(patient_id=PATIENT, trace_id=trace_id, drill=True), payload=escalation))
+            if delay is not None:
+                report_id = new_id()
+                report = ReportPayload(report_id=report_id, alert_id=alert.payload.alert_id, level=level,
+                                       url=f"/reports/{report_id}")
+                pending.append((time.monotonic() + delay, ReportMessage(
+                    **Stamper("cloud")(patient_id=PATIENT, trace_id=trace_id, drill=True), payload=report)))
+        for due, message in sorted(pending, key=lambda item: item[0]):
+            time.sleep(max(0.0, due - time.monotonic()))
+            send(topics.report(site, PATIENT, "cloud"), message)
+
+    def on_command(_topic: str, raw: bytes) -> None:
+        message = decode(raw, max_bytes=settings.max_payload_bytes)
+        if isinstance(message, CommandMessage) and message.payload.command == "drill_inject":
+            threading.Thread(target=play, args=(message.trace_id,), daemon=True).start()
+
+    bus.subscribe(topics.cmd(site, PATIENT, WATCH), on_command)
+    bus.start(wait_s=5)
+    bus.wait_subscribed(5)
+    presence = PresenceMessage(**Stamper(WATCH)(patient_id=PATIENT),
+                               payload=PresencePayload(status="online", role="watch"))
+    bus.publish(topics.presence(site, WATCH), encode(presence), retain=True)
+    try:
+        yield
+    finally:
+        bus.publish(topics.presence(site, WATCH), b"", retain=True)
+        bus.stop()
+
+
+@pytest.fixture
+def drill_settings(mosquitto: tuple[str, int], tmp_path: Path, unique: str) -> Settings:
+    host, port = mosquitto
+    return Settings(site=f"dr{unique}", state_dir=tmp_path, mqtt_url=f"mqtt://{host}:{port}")
+
+
+def _drill(settings: Settings, episodes: list[Episode], timeout_s: float = 20.0) -> tuple[DrillResult, list[str]]:
+    lines: list[str] = []
+    with scripted_system(settings, episodes):
+        result = run_drill(settings, "vt", timeout_s=timeout_s, echo=lines.append)
+    return result, lines
+
+
+def test_waits_for_the_report_of_every_escalated_episode(drill_settings: Settings) -> None:
+    """The second report comes a second after the first: `drill run` must not return with one."""
+    result, _lines = _drill(drill_settings, [("wide_complex_run", "emergency", 0.2), ("tachycardia", "urgent", 1.5)])
+    assert len(result.report_urls) == 2
+
+
+def test_an_info_episode_beside_an_escalated_one_does_not_end_the_drill(drill_settings: Settings) -> None:
+    result, _lines = _drill(drill_settings, [("tachycardia", "info", None), ("wide_complex_run", "emergency", 1.0)])
+    assert len(result.report_urls) == 1
+
+
+def test_nothing_escalated_is_a_clear_error(drill_settings: Settings) -> None:
+    with pytest.raises(DrillError, match="triaged the drill episode as info"):
+        _drill(drill_settings, [("tachycardia", "info", None)])
+
+
+def test_a_missing_report_fails_the_drill_after_showing_the_ones_that_came(drill_settings: Settings) -> None:
+    with pytest.raises(DrillError, match="for escalated alert") as failure:
+        _drill(drill_settings, [("wide_complex_run", "emergency", 0.2), ("tachycardia", "urgent", None)],
+               timeout_s=6.0)
+    assert "no DRILL report within 6 s" in str(failure.value)
