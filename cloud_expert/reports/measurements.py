@@ -69,8 +69,9 @@ def measurements_from(alert: AlertPayload, analysis: AnalysisPayload | None, bea
     max_rr = _max(a.max_rr_s if a else None, alert.evidence.get("pause_s"))
     if max_rr is None and beats is not None:
         max_rr = beats.max_rr_s
-    run_f = _max(float(a.ventricular_run_beats) if a and a.ventricular_run_beats is not None else None,
-                 alert.evidence.get("run_beats"))
+    # the fast run (>= 100 bpm) is what VT means; older phones sent only the any-rate run
+    phone_run = None if a is None else a.vt_run_beats if a.vt_run_beats is not None else a.ventricular_run_beats
+    run_f = _max(float(phone_run) if phone_run is not None else None, alert.evidence.get("run_beats"))
     run_beats = int(run_f) if run_f is not None else None
     run_rate = alert.hr_bpm if alert.hr_bpm else hr  # the watch's rate is the rate during the run it fired on
     run_s = run_beats * 60.0 / run_rate if run_beats and run_rate else None

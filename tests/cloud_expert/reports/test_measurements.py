@@ -62,3 +62,17 @@ def test_r_peaks_need_the_rate_and_tolerate_short_strips() -> None:
     assert detect_r_peaks(np.zeros(100), fs=FS).r_peaks_s == ()
     beats = detect_r_peaks(synthetic_ecg(seconds=30, hr_bpm=75), fs=FS)
     assert len(beats.r_peaks_s) == 38 and beats.hr_bpm is not None and abs(beats.hr_bpm - 75) < 0.5
+
+
+def test_the_fast_run_is_the_run_a_report_calls_vt() -> None:
+    """A phone that sends `vt_run_beats` (≥ 100 bpm) is read by it: a slow idioventricular run of 4 beats
+    beside no fast run is not non-sustained VT. Older phones sent only the any-rate run, which still counts."""
+    fields = {"ventricular_run_beats": 4, "vt_run_beats": 0}
+    p = make_escalation(site="s", patient_id="p", analysis_fields=fields).payload
+    assert p.analysis is not None
+    slow_only = p.alert.payload.model_copy(update={"evidence": {}})
+    assert measurements_from(slow_only, p.analysis.payload, None).ventricular_run_beats == 0
+    fast = p.analysis.payload.model_copy(update={"vt_run_beats": 3})
+    assert measurements_from(slow_only, fast, None).ventricular_run_beats == 3
+    old = p.analysis.payload.model_copy(update={"vt_run_beats": None})
+    assert measurements_from(slow_only, old, None).ventricular_run_beats == 4
