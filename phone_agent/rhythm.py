@@ -25,6 +25,7 @@ AF_TPR = (0.75, 1.25)  # turning points / expected for a random series
 AF_VOTES = 3  # of the four irregularity features
 AF_P_CONSISTENCY = 0.6  # P-window consistency at or above this = P waves present
 MIN_NN_FOR_AF = 12
+SHORT_AF_P_CONSISTENCY = 0.4  # stricter than AF_P_CONSISTENCY: a short series has fewer votes behind it
 MIN_NN_FOR_IRREGULAR = 8  # with fewer, one odd interval moves two of the few |ΔRR| and so their median
 # rates
 TACHY_BPM = 100.0
@@ -166,7 +167,12 @@ def classify(ft: RhythmFeatures) -> tuple[Rhythm, float, list[str]]:
         notes.append(f"only {ft.n_nn} normal-to-normal intervals: irregularity not judged")
     if (ft.nrmssd is not None and ft.drr is not None and ft.nrmssd > AF_NRMSSD and ft.drr > AF_DRR
             and ft.n_nn >= MIN_NN_FOR_IRREGULAR):
-        # too few intervals (or votes) for AF, yet clearly irregular beat to beat: not a sinus rhythm to name
+        # too few intervals (or votes) for the AF rule, yet clearly irregular beat to beat: never sinus.
+        # With no repeating P wave either, the two signs of AF a short strip can show are both there
+        if ft.p_consistency is not None and ft.p_consistency < SHORT_AF_P_CONSISTENCY:
+            notes.append(f"AF read on a short series ({ft.n_nn} NN intervals): irregular RR (NRMSSD "
+                         f"{ft.nrmssd:.2f}, dRR {ft.drr:.2f}) and no repeating P wave ({ft.p_consistency:.2f})")
+            return "af", round(q * 0.5, 2), notes
         notes.append(f"irregular RR (NRMSSD {ft.nrmssd:.2f}, dRR {ft.drr:.2f} over {ft.n_nn} NN intervals): "
                      "AF not confirmed, not excluded")
         return "other", round(q * 0.5, 2), notes

@@ -21,11 +21,20 @@ def test_a_short_regular_strip_is_sinus() -> None:
 
 
 def test_a_short_clearly_irregular_strip_is_not_called_sinus() -> None:
-    """Too few NN intervals (or votes) for AF, but beat-to-beat irregular: 'other', saying AF is open."""
-    irregular = replace(REGULAR, nrmssd=0.35, drr=0.25, p_consistency=0.3)
+    """Too few NN intervals (or votes) for AF, beat-to-beat irregular, P waves uncertain: 'other', AF open."""
+    irregular = replace(REGULAR, nrmssd=0.35, drr=0.25, p_consistency=0.5)
     rhythm, _confidence, notes = classify(irregular)
     assert rhythm == "other"
     assert any("AF not confirmed, not excluded" in n for n in notes)
+
+
+def test_a_short_irregular_strip_without_p_waves_is_af_with_less_confidence() -> None:
+    """Both signs a short strip can show — irregular RR and no repeating P wave — read as AF, at half the
+    confidence the full rule would give."""
+    rhythm, confidence, notes = classify(replace(REGULAR, nrmssd=0.35, drr=0.25, p_consistency=0.2))
+    assert rhythm == "af" and confidence <= 0.5
+    assert any("short series" in n for n in notes)
+    assert classify(replace(REGULAR, nrmssd=0.35, drr=0.25, p_consistency=None))[0] == "other"  # P not judged
 
 
 def test_irregularity_needs_enough_intervals_to_count() -> None:
