@@ -80,6 +80,16 @@ def describe(message: Envelope) -> tuple[str, str] | None:
     return None
 
 
+def hop_time(message: Envelope) -> datetime:
+    """When the hop happened: a report's own `report_rendered` hop (its message is sent later, when the
+    report is announced), else the message's creation time."""
+    if isinstance(message, ReportMessage):
+        rendered = [h.at for h in message.payload.hops if h.name == "report_rendered"]
+        if rendered:
+            return rendered[-1]
+    return message.created_at
+
+
 def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | None = None, timeout_s: float = 120.0,
               echo: Callable[[str], None] = lambda _s: None) -> DrillResult:
     site = settings.site
@@ -169,7 +179,7 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                 hop = describe(message)
                 if hop is None:
                     continue
-                line = HopLine(hop[0], message.source, message.created_at, hop[1])
+                line = HopLine(hop[0], message.source, hop_time(message), hop[1])
                 result.hops.append(line)
                 ms = (line.at - requested).total_seconds() * 1000
                 echo(f"  +{ms:9.1f} ms  {line.name:<22} {line.source:<14} {line.detail}")

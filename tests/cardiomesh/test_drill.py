@@ -10,17 +10,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cardiomesh.drill import DrillError, DrillResult, run_drill
+from cardiomesh.drill import DrillError, DrillResult, hop_time, run_drill
 from shared import topics
 from shared.identity import Stamper
 from shared.messages import (
     CommandMessage,
     EscalationMessage,
     EscalationPayload,
+    Hop,
     PresenceMessage,
     PresencePayload,
     ReportMessage,
@@ -132,3 +134,15 @@ def test_a_missing_report_fails_the_drill_after_showing_the_ones_that_came(drill
         _drill(drill_settings, [("wide_complex_run", "emergency", 0.2), ("tachycardia", "urgent", None)],
                timeout_s=6.0)
     assert "no DRILL report within 6 s" in str(failure.value)
+
+
+def test_a_report_hop_is_timed_when_it_was_rendered_not_when_it_was_announced() -> None:
+    rendered = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
+    payload = ReportPayload(report_id=new_id(), alert_id=new_id(), level="urgent", url="/reports/x",
+                            hops=[Hop(name="cloud_ingest", source="cloud", at=rendered - timedelta(seconds=1)),
+                                  Hop(name="report_rendered", source="cloud", at=rendered)])
+    message = ReportMessage(**Stamper("cloud")(patient_id=PATIENT, drill=True), payload=payload)
+    assert hop_time(message) == rendered != message.created_at
+    bare = ReportMessage(**Stamper("cloud")(patient_id=PATIENT, drill=True),
+                         payload=payload.model_copy(update={"hops": []}))
+    assert hop_time(bare) == bare.created_at
