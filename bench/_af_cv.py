@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench._common import cv_arguments, ds1_halves, load_mitdb_split
+from bench._common import cv_arguments, cv_model, ds1_halves, load_mitdb_split
 from shared.ecg.annotations import load_annotations
 from shared.ecg.signal import MODEL_FS
 from shared.model.train import metrics, predict
@@ -44,11 +44,6 @@ def main() -> None:
 def compare_variants(variants: list[tuple[str, dict[str, Any], int]], args: Any) -> None:
     """DS1 CV of BeatNet on each (name, record → BeatSet, waveform channels) variant, the folds and seeds
     of this study; prints per-fold rows and the means (VEB Se / +P / F1, macro-F1, false V in AF)."""
-    import torch
-
-    from shared.model.net import BeatNet, NetConfig
-    from shared.model.train import train_local
-
     mitdb = Settings().mitdb_dir
     assert mitdb is not None
     for variant, sets, channels in variants:
@@ -59,10 +54,7 @@ def compare_variants(variants: list[tuple[str, dict[str, Any], int]], args: Any)
         rows = []
         for seed in (int(s) for s in args.seeds.split(",")):
             for f in range(2):
-                torch.manual_seed(seed)
-                model = BeatNet(NetConfig(wave_channels=channels))
-                train_local(model, [sets[n] for n in folds[f]], epochs=args.epochs, batch_size=64, lr=0.002,
-                            class_weighting="sqrt", augment=True, seed=seed)
+                model = cv_model([sets[n] for n in folds[f]], seed=seed, epochs=args.epochs, wave_channels=channels)
                 held = folds[1 - f]
                 out = {n: predict(model, labelled[n]) for n in held}
                 m = metrics(np.concatenate([labelled[n].y for n in held]),

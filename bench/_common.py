@@ -105,16 +105,18 @@ def ds1_halves(records: list[str]) -> tuple[list[str], list[str]]:
     return perm[:11], perm[11:]
 
 
-def cv_model(train: list[Any], *, seed: int, epochs: int, weighting: Any = "sqrt") -> Any:
+def cv_model(train: list[Any], *, seed: int, epochs: int, weighting: Any = "sqrt",
+             wave_channels: int | None = None) -> Any:
     """The centralized BeatNet every DS1 cross-validation study trains on one half: Adam lr 0.002, batch 64,
-    augmentation, seeded (the same seed for the weights and the batches)."""
+    augmentation, seeded (the same seed for the weights and the batches); `wave_channels` for a study
+    that adds waveform channels."""
     import torch
 
-    from shared.model.net import BeatNet
+    from shared.model.net import BeatNet, NetConfig
     from shared.model.train import train_local
 
     torch.manual_seed(seed)
-    model = BeatNet()
+    model = BeatNet(None if wave_channels is None else NetConfig(wave_channels=wave_channels))
     train_local(model, train, epochs=epochs, batch_size=64, lr=0.002, class_weighting=weighting, augment=True,
                 seed=seed)
     return model

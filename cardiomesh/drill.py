@@ -58,8 +58,7 @@ class DrillResult:
     trace_id: str
     watch_id: str
     hops: list[HopLine] = field(default_factory=list)
-    report_url: str | None = None  # the first report; `report_urls` holds every escalated episode's
-    report_urls: list[str] = field(default_factory=list)
+    report_urls: list[str] = field(default_factory=list)  # every escalated episode's report
 
 
 def describe(message: Envelope) -> tuple[str, str] | None:
@@ -184,7 +183,6 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                 ms = (line.at - requested).total_seconds() * 1000
                 echo(f"  +{ms:9.1f} ms  {line.name:<22} {line.source:<14} {line.detail}")
                 if isinstance(message, ReportMessage):
-                    result.report_url = result.report_url or message.payload.url
                     result.report_urls.append(message.payload.url)
                     echo("  hops recorded on the episode (ms after the drill request):")
                     for recorded in message.payload.hops:

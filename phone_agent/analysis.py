@@ -103,16 +103,21 @@ def _nearest(sorted_a: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.n
     return best, np.abs(sorted_a[best] - values)
 
 
+def _fast_v_runs(v: np.ndarray, samples: np.ndarray, fs: float) -> list[tuple[int, int]]:
+    """(start, end-exclusive) of each run of ≥ `rules.VT_MIN_RUN` V beats at ≥ `rules.VT_RATE_BPM`: what VT is."""
+    return [(a, b) for a, b in _runs(v) if b - a >= rules.VT_MIN_RUN
+            and 60.0 / float(np.median(np.diff(samples[a:b]) / fs)) >= rules.VT_RATE_BPM]
+
+
 def _in_fast_v_run(v: np.ndarray, samples: np.ndarray, fs: float) -> np.ndarray:
-    """Which beats belong to a run of ≥ `rules.VT_MIN_RUN` V beats at ≥ `rules.VT_RATE_BPM`: what VT is.
+    """Which beats belong to a fast V run (`_fast_v_runs`).
 
     Such beats explain a disagreement between the detectors (neurokit misses wide complexes); an isolated
     V call, or slow wide beats (paced), do not.
     """
     out = np.zeros(len(v), dtype=bool)
-    for a, b in _runs(v):
-        if b - a >= rules.VT_MIN_RUN and 60.0 / float(np.median(np.diff(samples[a:b]) / fs)) >= rules.VT_RATE_BPM:
-            out[a:b] = True
+    for a, b in _fast_v_runs(v, samples, fs):
+        out[a:b] = True
     return out
 
 
@@ -241,8 +246,7 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
     p_cons = p_wave_consistency(cleaned, afs, peaks, conducted)
     intervals = measure_intervals(cleaned, afs, peaks, conducted, rr_prev) if quality != "unusable" else Intervals()
 
-    runs = [(a, b) for a, b in _runs(ventricular) if b - a >= rules.VT_MIN_RUN]
-    fast_runs = [(a, b) for a, b in runs if 60.0 / float(np.median(rr[a:b - 1])) >= rules.VT_RATE_BPM]
+    fast_runs = _fast_v_runs(ventricular, peaks, afs)
     longest_any = max((b - a for a, b in _runs(ventricular)), default=0)
     longest = max(fast_runs, key=lambda r: r[1] - r[0], default=None)
     run_beats = 0 if longest is None else longest[1] - longest[0]

@@ -9,9 +9,9 @@ Ventricular tachycardia fails both tests although it is the signal that matters 
 most of its fast wide complexes (low agreement) and its near-sinusoidal shape has Gaussian-like
 kurtosis. What sets it apart from noise is organisation: the signal repeats itself at the beat period.
 A segment failing only those two tests is read as `noisy` rather than `unusable` when it is periodic
-(normalised autocorrelation ≥ `ORGANISED_PERIODICITY` at a lag of 0.25–2 s) at the period of the
-streaming detector's own beats there (`organised`). Measured on MIT-BIH (docs/phone-analysis.md): 205's
-VT run 0.62–0.80, 105's noisy stretch 0.19–0.39.
+(Pearson self-correlation ≥ `ORGANISED_PERIODICITY`) at the period of the streaming detector's own beats
+there, at a tachycardia rate (`organised`). Measured on MIT-BIH 5 s segments (docs/phone-analysis.md,
+best lag over 0.25–2 s): 205's VT run 0.61–0.77, 105's noisy stretch 0.19–0.38.
 """
 
 from __future__ import annotations
@@ -131,10 +131,11 @@ def is_organised(x_mv: np.ndarray, fs: float, beats_s: np.ndarray) -> bool:
     if len(beats_s) < ORGANISED_MIN_BEATS:
         return False
     rr = np.diff(np.sort(beats_s))
-    if float(np.median(rr)) > ORGANISED_MAX_RR_S:
+    median_rr = float(np.median(rr))
+    if median_rr > ORGANISED_MAX_RR_S:
         return False
     lags = ((1 - ORGANISED_PERIOD_TOLERANCE) * max(float(np.percentile(rr, 25)), ORGANISED_LAGS_S[0]),
-            (1 + ORGANISED_PERIOD_TOLERANCE) * min(float(np.median(rr)), ORGANISED_LAGS_S[1]))
+            (1 + ORGANISED_PERIOD_TOLERANCE) * min(median_rr, ORGANISED_LAGS_S[1]))
     return periodicity(x_mv, fs, lags)[0] >= ORGANISED_PERIODICITY
 
 
