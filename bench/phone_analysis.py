@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from bench._common import percentile, write_result
-from phone_agent.analysis import analyze_strip
-from phone_agent.ectopy import MODEL_ENV
+from shared.analysis.ectopy import MODEL_ENV
+from shared.analysis.strip import analyze_strip
 from shared.ecg.signal import Signal, resample
 from shared.ecg.sources import load_wfdb, synthetic
 from shared.settings import Settings

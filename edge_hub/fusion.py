@@ -11,6 +11,11 @@ Principles:
   ventricular run (idioventricular) does not count here.
 - A fast irregular rhythm the phone could not name (`other` at ≥ 150 bpm: AF with a fast ventricular
   response looks like this on a short strip) raises a tachycardia alert to urgent, as `svt` and `af` do.
+- Monitor events and candidates on the phone's strip (issue 13): VF or asystole there is an emergency;
+  a VT event (≥ 5 ventricular beats at > 100 bpm) is an emergency when sustained (≥ 30 s) and urgent
+  otherwise; a possible VT/VF/asystole (`candidates`, even on a strip too poor for a rhythm) is at least
+  urgent and never softened; extreme brady/tachycardia and a pause ≥ 3 s are urgent (< 30 bpm is an
+  emergency); an AF episode confirms an irregular-rhythm alert. `EVENT_RULES` is the table.
 - A second device of the same patient alerting in the same window corroborates (one level up).
 - Thresholds follow common ambulatory-monitoring practice (e.g. pauses ≥ 3 s and sustained
   wide-complex tachycardia are urgent/emergent; HR < 30 bpm is emergent); the expert rules with their
@@ -21,11 +26,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.messages import TRIAGE_ORDER, AlertPayload, AnalysisPayload, CommandName, TriageLevel
+from shared.messages import TRIAGE_ORDER, AlertPayload, AnalysisPayload, CommandName, MonitorEvent, TriageLevel
 
 LEVELS: tuple[TriageLevel, ...] = ("info", "urgent", "emergency")
 NSVT_MIN_BEATS = 3
 FAST_IRREGULAR_BPM = 150.0
+SUSTAINED_VT_S = 30.0
+PAUSE_URGENT_S = 3.0
+CRITICAL_BRADY_BPM = 30.0
+
+
+def event_level(event: MonitorEvent) -> TriageLevel | None:
+    """The level one monitor event calls for (None: it raises nothing by itself)."""
+    if event.type in ("vf", "asystole"):
+        return "emergency"
+    if event.type == "vt":
+        return "emergency" if event.end_s - event.start_s >= SUSTAINED_VT_S else "urgent"
+    if event.type == "extreme_bradycardia":
+        return "emergency" if event.hr_bpm is not None and event.hr_bpm < CRITICAL_BRADY_BPM else "urgent"
+    if event.type == "extreme_tachycardia":
+        return "urgent"
+    if event.type == "pause":
+        return "urgent" if event.end_s - event.start_s >= PAUSE_URGENT_S else None
+    return None  # af: confirms an irregular-rhythm alert (below), not an alarm by itself
+
+
+#: (event type, what the edge does) — the table the docs and tests walk.
+EVENT_RULES: tuple[tuple[str, str], ...] = (
+    ("vf", "emergency"), ("asystole", "emergency"), ("vt", "urgent; emergency when ≥ 30 s"),
+    ("extreme_bradycardia", "urgent; emergency below 30 bpm"), ("extreme_tachycardia", "urgent"),
+    ("pause", "urgent when ≥ 3 s"), ("af", "confirms an irregular-rhythm alert"),
+)
+
+
+def _describe(event: MonitorEvent) -> str:
+    rate = "" if event.hr_bpm is None else f" at {event.hr_bpm:.0f} bpm"
+    return (f"phone analysis: {event.type.replace('_', ' ')} event, {event.beats} beats{rate}, "
+            f"{event.start_s:.1f}–{event.end_s:.1f} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +122,18 @@ def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPay
     if nsvt:
         reasons.append(f"phone analysis: run of {analysis.vt_run_beats} ventricular beats at ≥ 100 bpm")
         level = _max(level, "urgent")
+    # events and candidates act whatever the quality: they are why an onset strip or a poor strip matters
+    floor: TriageLevel = level
+    for event in analysis.events:
+        raised = event_level(event)
+        if raised is not None:
+            reasons.append(_describe(event))
+            floor = _max(floor, raised)
+    for cand in analysis.candidates:
+        reasons.append(f"phone analysis: possible {cand.rhythm} (p = {cand.probability:.2f}, {cand.source})")
+        floor = _max(floor, "urgent")
+    never_soften = nsvt or floor != level or bool(analysis.candidates)
+    level = floor
     if analysis.quality == "unusable" or analysis.rhythm == "inconclusive":
         reasons.append("phone analysis inconclusive (signal quality); alert level kept")
         return level
@@ -98,9 +147,10 @@ def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPay
         reasons.append(f"phone analysis: HR {analysis.hr_bpm:.0f} bpm")
         level = "emergency"
     if alert.kind == "irregular_rhythm":
-        if analysis.irregular or analysis.rhythm in ("af", "afl"):
+        af_event = any(e.type == "af" for e in analysis.events)
+        if analysis.irregular or analysis.rhythm in ("af", "afl") or af_event:
             reasons.append(f"phone analysis confirms irregular rhythm ({analysis.rhythm})")
-        elif analysis.rhythm.startswith("sinus") and not nsvt:
+        elif analysis.rhythm.startswith("sinus") and not never_soften:
             reasons.append(f"phone analysis: regular {analysis.rhythm.replace('_', ' ')} (good signal)")
             level = "info"
     fast_unnamed = analysis.rhythm == "other" and (analysis.hr_bpm or 0) >= FAST_IRREGULAR_BPM

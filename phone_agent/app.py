@@ -11,10 +11,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from phone_agent.analysis import METHOD, Analysis, analyze_strip
 from shared import topics
+from shared.analysis.payload import to_payload
+from shared.analysis.strip import analyze_strip
 from shared.identity import Stamper
-from shared.messages import AlertMessage, AnalysisMessage, AnalysisPayload, PresenceMessage, PresencePayload, encode
+from shared.messages import AlertMessage, AnalysisMessage, PresenceMessage, PresencePayload, encode
 from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import Router, Transport, Will
@@ -22,13 +23,6 @@ from shared.transport import Router, Transport, Will
 log = logging.getLogger(__name__)
 
 _SEEN_MAX = 4096
-
-
-def to_payload(alert_id: str, result: Analysis) -> AnalysisPayload:
-    """The bus shape of an analysis: every payload field the result has, rounded for the wire."""
-    values = {name: getattr(result, name) for name in AnalysisPayload.model_fields if hasattr(result, name)}
-    values.update(duration_s=round(result.duration_s, 3), analysis_ms=round(result.analysis_ms, 2))
-    return AnalysisPayload(alert_id=alert_id, method=METHOD, **values)
 
 
 class PhoneAgent:

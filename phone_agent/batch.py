@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from phone_agent.analysis import Analysis, analyze_strip
+from shared.analysis.strip import Analysis, analyze_strip
 from shared.ecg.signal import Signal
 from shared.ecg.sources import load_csv, load_wfdb
 
@@ -197,6 +197,10 @@ def to_row(outcome: Outcome) -> dict[str, Any]:
         "pauses": a.pauses, "max_rr_s": a.max_rr_s, "ectopic_beats": a.ectopic_beats,
         "ectopic_burden": a.ectopic_burden, "ventricular_run_beats": a.ventricular_run_beats,
         "hrv_freq": a.hrv_freq, "segment_quality": a.segment_quality, "notes": a.notes,
+        "events": [e.to_dict() for e in a.events],
+        "candidates": [{"rhythm": c.rhythm, "probability": c.probability, "source": c.source} for c in a.candidates],
+        "rhythm_probabilities": a.rhythm_probabilities, "rules_rhythm": a.rules_rhythm, "reader": a.reader,
+        "vt_run_beats": a.vt_run_beats,
         "lead": outcome.lead, "fs": outcome.fs, "start_s": outcome.start_s, "duration_s": round(a.duration_s, 2),
         "analysis_ms": round(a.analysis_ms, 1),
     }
@@ -225,5 +229,15 @@ def summary_text(outcome: Outcome) -> str:
     ]
     if a.hrv_freq:
         lines.append("  HRV " + ", ".join(f"{k} {v:g}" for k, v in a.hrv_freq.items()))
+    if a.rhythm_probabilities:
+        top = sorted(a.rhythm_probabilities.items(), key=lambda kv: -kv[1])[:3]
+        lines.append(f"  reader {a.reader}: " + ", ".join(f"{k} {v:.2f}" for k, v in top)
+                     + f"; rules: {a.rules_rhythm}")
+    for c in a.candidates:
+        lines.append(f"  CANDIDATE: possible {c.rhythm} (p = {c.probability:.2f}, {c.source})")
+    for e in a.events:
+        rate = "" if e.hr_bpm is None else f", {e.hr_bpm:.0f} bpm"
+        prob = "" if e.probability is None else f", p = {e.probability:.2f}"
+        lines.append(f"  event {e.type}: {e.start_s:.1f}–{e.end_s:.1f} s, {e.beats} beats{rate}{prob}")
     lines += [f"  note: {note}" for note in a.notes]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from phone_agent.analysis import analyze_strip
+from shared.analysis.strip import analyze_strip
 from shared.ecg.annotations import Annotations, load_annotations
 from shared.ecg.sources import load_wfdb
 from shared.model.data import DS1, DS2

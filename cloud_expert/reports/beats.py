@@ -22,6 +22,7 @@ class BeatMarks:
     r_peaks_s: tuple[float, ...]
     fs: float
     method: str = "cardiomesh-streaming-qrs"
+    ventricular: tuple[bool, ...] = ()  # per beat, when the beats come from an analysis that labels them
 
     @property
     def hr_bpm(self) -> float | None:

@@ -50,10 +50,11 @@ def _window(n: int, fs: float, event_s: float) -> tuple[int, int]:
 
 def strip_svg(
     signal_mv: np.ndarray, *, fs: float, event_s: float | None = None, label: str = "",
-    beats_s: Sequence[float] = (),
+    beats_s: Sequence[float] = (), ventricular: Sequence[bool] = (),
 ) -> str:
     """Render `signal_mv` (millivolts, sampled at `fs` Hz) as SVG; a red marker at `event_s` seconds and a
-    blue tick above each R peak in `beats_s` (seconds from the first sample)."""
+    blue tick above each R peak in `beats_s` (seconds from the first sample), labelled "V" (orange) where
+    `ventricular` says so."""
     if fs <= 0:
         raise ValueError("fs must be positive")
     y_all = np.nan_to_num(np.asarray(signal_mv, dtype=np.float64))
@@ -101,12 +102,17 @@ def strip_svg(
             parts.append(f'<polyline class="trace" points="{points}" fill="none" stroke="#111" '
                          'stroke-width="0.3" stroke-linejoin="round"/>')
         if len(t_all):
-            for beat in beats_s:
+            for i, beat in enumerate(beats_s):
                 rel_b = beat - t_all[0]
                 if r0 <= rel_b < r1:
                     xb = _CAL_MM + (rel_b - r0) * MM_PER_S
-                    parts.append(f'<path class="beat" d="M {xb:.2f} {row * row_h + 1:.2f} v 2" stroke="#1f5fbf" '
-                                 'stroke-width="0.4"/>')
+                    v = i < len(ventricular) and bool(ventricular[i])
+                    colour = "#d9730d" if v else "#1f5fbf"
+                    parts.append(f'<path class="beat{" beat-v" if v else ""}" d="M {xb:.2f} {row * row_h + 1:.2f} v 2" '
+                                 f'stroke="{colour}" stroke-width="0.4"/>')
+                    if v:
+                        parts.append(f'<text class="beat-label" x="{xb - 0.8:.2f}" y="{row * row_h + 5.6:.2f}" '
+                                     f'font-size="2.4" fill="{colour}">V</text>')
         if event_s is not None and len(t_all):
             ev = event_s - t_all[0]
             if r0 <= ev < r1:

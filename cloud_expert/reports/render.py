@@ -6,6 +6,7 @@ so the HTML, the PDF, the stored assessment JSON and the FHIR export always say 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -18,7 +19,11 @@ from cloud_expert.reports.beats import BeatMarks, detect_r_peaks
 from cloud_expert.reports.ecg_svg import strip_svg
 from cloud_expert.reports.measurements import Measurements, measurements_from
 from cloud_expert.reports.rules import Assessment, PastEpisode, assess
-from shared.messages import AlertMessage, AnalysisMessage, Hop, TriagePayload
+from shared.analysis.payload import to_payload
+from shared.analysis.strip import analyze_strip
+from shared.messages import AlertMessage, AnalysisMessage, AnalysisPayload, Hop, TriagePayload
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,7 @@ class ReportView:
     data: ReportInput
     beats: BeatMarks
     assessment: Assessment
+    reading: AnalysisPayload | None = None
 
     @property
     def measurements(self) -> Measurements:
@@ -86,12 +92,31 @@ class RenderedReport:
     severity: str
 
 
-def build_view(data: ReportInput) -> ReportView:
-    """R peaks at the strip's own rate, measurements from all sources, and the rules with the history."""
+def read_strip(data: ReportInput) -> tuple[AnalysisPayload | None, BeatMarks]:
+    """The report's one reading: the stored strip analysed again with the phone's code and reader (ADR 0010).
+
+    Falls back to the streaming detector's R peaks alone (and the phone's reading) if the analysis fails.
+    """
     strip = data.alert.payload.strip
-    beats = detect_r_peaks(strip.to_mv(), fs=strip.fs)
-    m = measurements_from(data.alert.payload, data.analysis.payload if data.analysis else None, beats)
-    return ReportView(data=data, beats=beats, assessment=assess(m, data.history, now=data.alert.created_at))
+    signal = strip.to_mv()
+    try:
+        result = analyze_strip(signal, strip.fs)
+    except Exception:  # a report must still render: its measurements then say where they came from
+        log.exception("strip re-analysis failed", extra={"trace_id": data.trace_id})
+        return None, detect_r_peaks(signal, fs=strip.fs)
+    marks = BeatMarks(r_peaks_s=tuple(round(float(p) / strip.fs, 4) for p in result.r_peaks), fs=strip.fs,
+                      method=f"cardiomesh strip analysis ({result.ectopy_method or 'rules'})",
+                      ventricular=tuple(bool(v) for v in result.ventricular))
+    return to_payload(data.alert.payload.alert_id, result), marks
+
+
+def build_view(data: ReportInput) -> ReportView:
+    """One reading of the strip, its measurements with every contradiction, and the rules with the history."""
+    reading, beats = read_strip(data)
+    phone = data.analysis.payload if data.analysis else None
+    m = measurements_from(data.alert.payload, reading, phone, beats)
+    return ReportView(data=data, beats=beats, assessment=assess(m, data.history, now=data.alert.created_at),
+                      reading=reading)
 
 
 @lru_cache(maxsize=1)
@@ -120,33 +145,53 @@ def measurement_rows(m: Measurements) -> list[tuple[str, str, str]]:
     rhythm = m.rhythm or "not analysed"
     if m.rhythm_confidence is not None:
         rhythm += f" (confidence {m.rhythm_confidence:.2f})"
-    run = "not measured" if m.ventricular_run_beats is None else (
-        f"{m.ventricular_run_beats} beats" + (f", ~{m.ventricular_run_s:.1f} s" if m.ventricular_run_s else ""))
+    src = m.reading_source
     return [
         ("Heart rate", v(m.hr_bpm, "bpm"), m.hr_source or "—"),
         ("Heart rate at alert", v(m.watch_hr_bpm, "bpm"), "watch"),
-        ("Rhythm", rhythm, "phone"),
-        ("PR interval", v(m.pr_ms, "ms"), "phone"),
-        ("QRS duration", v(m.qrs_ms, "ms"), "phone"),
-        ("QT interval", v(m.qt_ms, "ms"), "phone"),
-        ("QTc Bazett / Fridericia", f"{_num(m.qtc_bazett_ms)} / {_num(m.qtc_fridericia_ms)} ms", "phone"),
-        ("Longest RR", v(m.max_rr_s, "s", 2), "phone / watch"),
-        ("Pauses (RR > 2 s)", "not measured" if m.pauses is None else str(m.pauses), "phone"),
-        ("Longest ventricular run", run, "phone / watch"),
-        ("Ectopic burden", "not measured" if m.ectopic_burden is None else f"{m.ectopic_burden:.1%}", "phone"),
-        ("Beats marked on the strip", "—" if m.n_beats_cloud is None else str(m.n_beats_cloud), "cloud R peaks"),
+        ("Rhythm", rhythm, src),
+        ("PR interval", v(m.pr_ms, "ms"), src),
+        ("QRS duration", v(m.qrs_ms, "ms"), src),
+        ("QT interval", v(m.qt_ms, "ms"), src),
+        ("QTc Bazett / Fridericia", f"{_num(m.qtc_bazett_ms)} / {_num(m.qtc_fridericia_ms)} ms", src),
+        ("Longest RR", v(m.max_rr_s, "s", 2), src),
+        ("Pauses (RR > 2 s)", "not measured" if m.pauses is None else str(m.pauses), src),
+        ("Longest ventricular run", run_text(m), src),
+        ("Ectopic burden", "not measured" if m.ectopic_burden is None else f"{m.ectopic_burden:.1%}", src),
+        ("Beats marked on the strip", "—" if m.n_beats_cloud is None else str(m.n_beats_cloud), src),
     ]
+
+
+def run_text(m: Measurements) -> str:
+    """"5 beats over 1.6 s (150 bpm)": beats, duration and rate of one run, which agree by construction."""
+    if m.ventricular_run_beats is None:
+        return "not measured"
+    if m.ventricular_run_beats == 0:
+        return "none"
+    if m.ventricular_run_s is None:
+        return f"{m.ventricular_run_beats} beats, duration not measured"
+    rate = "" if m.ventricular_run_bpm is None else f" ({m.ventricular_run_bpm:.0f} bpm)"
+    return f"{m.ventricular_run_beats} beats over {m.ventricular_run_s:.1f} s{rate}"
+
+
+def event_rows(m: Measurements) -> list[tuple[str, str, str, str, str]]:
+    """(event, when, beats, rate, probability) rows for the monitor events of the reading."""
+    return [(e.type.replace("_", " "), f"{e.start_s:.1f}–{e.end_s:.1f} s", str(e.beats),
+             "—" if e.hr_bpm is None else f"{e.hr_bpm:.0f} bpm",
+             "—" if e.probability is None else f"{e.probability:.2f}") for e in m.events]
 
 
 def _html(view: ReportView) -> str:
     data = view.data
     strip = data.alert.payload.strip
-    svg = strip_svg(strip.to_mv(), fs=strip.fs, event_s=strip.event_s, label=strip.lead, beats_s=view.beats.r_peaks_s)
+    svg = strip_svg(strip.to_mv(), fs=strip.fs, event_s=strip.event_s, label=strip.lead, beats_s=view.beats.r_peaks_s,
+                    ventricular=view.beats.ventricular)
     return _env().get_template("report.html").render(
         d=data, alert=data.alert.payload, analysis=data.analysis.payload if data.analysis else None,
         triage=data.triage, strip=strip, strip_svg=Markup(svg),  # svg: numbers + escaped label
         hops=hop_rows(data.alert.created_at, data.hops), a=view.assessment,
         rows=measurement_rows(view.measurements), h=view.assessment.history,
+        m=view.measurements, events=event_rows(view.measurements),
     )
 
 

@@ -171,24 +171,47 @@ def rule_qtc(m: Measurements, *, sex: Sex | None = None) -> list[Finding]:
 
 
 def rule_ventricular(m: Measurements) -> list[Finding]:
-    """>= 3 ventricular beats is VT: sustained if >= 30 s, else non-sustained; VF is always critical (VA_AHA_2017)."""
-    if m.rhythm == "vf":
-        return [Finding("vf", "Ventricular fibrillation (phone rhythm)", "Rhythm classified as VF.", "critical",
-                        VA_AHA_2017)]
+    """VF (rhythm or ≥ 4 s event) and asystole are critical; >= 3 ventricular beats is VT: sustained if
+    >= 30 s, else non-sustained; a possible VF/VT on a poor strip is stated with its probability (VA_AHA_2017).
+
+    A run is described by its beats, its duration and the rate they imply, from one reading of the strip.
+    """
+    vf_events = [e for e in m.events if e.type == "vf"]
+    if m.rhythm == "vf" or vf_events:
+        longest = max((e.end_s - e.start_s for e in vf_events), default=None)
+        how = f"VF/flutter event over {longest:.1f} s of the strip." if longest else "Rhythm classified as VF."
+        return [Finding("vf", "Ventricular fibrillation or flutter", how, "critical", VA_AHA_2017)]
+    asys = [e for e in m.events if e.type == "asystole"]
+    if m.rhythm == "asystole" or asys:
+        longest = max((e.end_s - e.start_s for e in asys), default=None)
+        how = f"No QRS for {longest:.1f} s on a connected lead." if longest else "Rhythm classified as asystole."
+        return [Finding("asystole", "Asystole", how, "critical", ACLS_AHA_2020)]
+    findings: list[Finding] = []
     beats = m.ventricular_run_beats
     if beats is not None and beats >= VT_MIN_BEATS:
+        rate = "" if m.ventricular_run_bpm is None else f" at {m.ventricular_run_bpm:.0f} bpm"
         if m.ventricular_run_s is not None and m.ventricular_run_s >= VT_SUSTAINED_S:
-            return [Finding("vt_sustained", "Sustained ventricular tachycardia",
-                            f"Run of {beats} ventricular beats, about {m.ventricular_run_s:.0f} s "
-                            f"(>= {VT_SUSTAINED_S:.0f} s).", "critical", VA_AHA_2017)]
-        dur = f", about {m.ventricular_run_s:.1f} s" if m.ventricular_run_s is not None else ", duration unknown"
-        return [Finding("nsvt", "Non-sustained ventricular tachycardia",
-                        f"Run of {beats} ventricular beats{dur} (>= {VT_MIN_BEATS} beats, < {VT_SUSTAINED_S:.0f} s).",
-                        "high", VA_AHA_2017)]
-    if m.rhythm == "vt":
-        return [Finding("vt_unquantified", "Ventricular tachycardia (phone rhythm), run length not measured",
-                        "Rhythm classified as VT; no run length was measured.", "high", VA_AHA_2017)]
-    return []
+            findings.append(Finding("vt_sustained", "Sustained ventricular tachycardia",
+                                    f"Run of {beats} ventricular beats over {m.ventricular_run_s:.0f} s{rate} "
+                                    f"(>= {VT_SUSTAINED_S:.0f} s).", "critical", VA_AHA_2017))
+        else:
+            dur = f" over {m.ventricular_run_s:.1f} s" if m.ventricular_run_s is not None else ", duration unknown"
+            findings.append(Finding("nsvt", "Non-sustained ventricular tachycardia",
+                                    f"Run of {beats} ventricular beats{dur}{rate} (>= {VT_MIN_BEATS} beats, "
+                                    f"< {VT_SUSTAINED_S:.0f} s).", "high", VA_AHA_2017))
+    elif m.rhythm == "vt":
+        findings.append(Finding("vt_unquantified", "Ventricular tachycardia, run length not measured",
+                                "Rhythm classified as VT; no run of ventricular beats could be counted.", "high",
+                                VA_AHA_2017))
+    named = {"vt"} if findings else set()  # a counted run already says VT
+    for c in m.candidates:
+        if c.rhythm in named or c.rhythm == m.rhythm:
+            continue
+        title = "asystole" if c.rhythm == "asystole" else c.rhythm.upper()
+        findings.append(Finding(f"possible_{c.rhythm}", f"Possible {title}",
+                                f"Candidate from the {c.source} at p = {c.probability:.2f}: review the strip now; "
+                                "the signal may not support a firm reading.", "high", VA_AHA_2017))
+    return findings
 
 
 def rule_pause(m: Measurements) -> list[Finding]:
@@ -290,6 +313,10 @@ RECOMMENDATIONS: dict[str, str] = {
     "vt_sustained": "Emergency: contact the patient now; sustained VT needs immediate assessment (ALS if unstable).",
     "nsvt": "Arrange urgent cardiology review: echocardiography and assessment of structural heart disease.",
     "vt_unquantified": "Review the strip for run length; contact the patient urgently.",
+    "asystole": "Emergency: activate emergency response; confirm the lead is attached and the patient's status.",
+    "possible_vf": "Review the strip now and contact the patient: VF cannot be excluded on this strip.",
+    "possible_vt": "Review the strip now and contact the patient: VT cannot be excluded on this strip.",
+    "possible_asystole": "Check the patient and the lead now: asystole cannot be excluded on this strip.",
     "wide_complex_tachy": "Treat a wide-complex tachycardia as VT until proven otherwise; contact the patient now.",
     "pause_significant": "Review symptoms (syncope, dizziness) and rate-slowing drugs; consider pacing evaluation.",
     "brady_marked": "Check whether the patient was awake and symptomatic; review AV-nodal blocking drugs.",

@@ -22,6 +22,20 @@ Rhythm = Literal[
 ]
 SignalQuality = Literal["good", "acceptable", "unusable"]
 
+#: Monitor events within a strip (`shared.analysis.events` defines each).
+EventType = Literal["asystole", "extreme_bradycardia", "extreme_tachycardia", "vt", "vf", "af", "pause"]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+#: Life-threatening rhythms the analysis names as candidates even on a strip too poor for a rhythm.
+CandidateRhythm = Literal["vt", "vf", "asystole"]
+#: The watch's alert kinds and the monitor event each one claims (what the phone can confirm or not).
+ALERT_EVENT: dict[str, tuple[str, ...]] = {
+    "tachycardia": ("extreme_tachycardia", "vt", "af"),
+    "bradycardia": ("extreme_bradycardia", "asystole", "pause"),
+    "pause": ("pause", "asystole"),
+    "irregular_rhythm": ("af",),
+    "wide_complex_run": ("vt", "vf"),
+}
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,6 +58,25 @@ class AlertPayload(_Payload):
 class AlertMessage(Envelope):
     type: Literal["alert"] = "alert"
     payload: AlertPayload
+
+
+class MonitorEvent(_Payload):
+    """One monitor event within the strip: seconds from the strip's first sample."""
+
+    type: EventType
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    beats: int = Field(ge=0, le=10_000)
+    hr_bpm: float | None = Field(None, ge=0, le=1000)
+    probability: float | None = Field(None, ge=0, le=1)
+
+
+class Candidate(_Payload):
+    """A life-threatening rhythm the strip may hold, with its probability and which part of the analysis saw it."""
+
+    rhythm: CandidateRhythm
+    probability: float = Field(ge=0, le=1)
+    source: str = Field(max_length=32, description="reader | rules | events")
 
 
 class AnalysisPayload(_Payload):
@@ -81,9 +114,19 @@ class AnalysisPayload(_Payload):
     ventricular_run_beats: int | None = Field(None, ge=0, description="Longest run of consecutive ventricular beats")
     vt_run_beats: int | None = Field(None, ge=0, description="Longest run of ≥ 3 ventricular beats at ≥ 100 bpm "
                                      "(non-sustained VT or longer); 0 when none")
+    vt_run_s: float | None = Field(None, ge=0, description="That run's first to last beat, seconds")
     hrv_freq: dict[str, float] | None = Field(None, max_length=16, description="LF/HF etc. on long strips")
     segment_quality: list[str] | None = Field(None, max_length=64, description="Per-segment quality labels")
     notes: list[str] | None = Field(None, max_length=16)
+    # The learned rhythm reader (issue 13); optional so older phones stay valid.
+    events: list[MonitorEvent] = Field(default_factory=list, max_length=64,
+                                       description="Monitor events within the strip (empty when none)")
+    candidates: list[Candidate] = Field(default_factory=list, max_length=8,
+                                        description="Possible VT / VF / asystole, even on a poor strip")
+    rhythm_probabilities: dict[str, float] | None = Field(None, max_length=8,
+                                                          description="The reader's calibrated class probabilities")
+    rules_rhythm: Rhythm | None = Field(None, description="The signal-processing rules' reading (cross-check)")
+    reader: str | None = Field(None, max_length=64, description="Rhythm reader version; None: rules alone")
 
 
 class AnalysisMessage(Envelope):

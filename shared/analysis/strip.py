@@ -4,7 +4,7 @@ Pipeline: sanity checks (length, finite, lead off) → resample to 250 Hz (every
 time base, whatever the watch sent: 128–1000 Hz) → clean → beats from two independent detectors
 (neurokit2's and `StreamingQrsDetector`, whose per-beat `lf_ratio` marks ventricular beats) →
 per-segment quality from their agreement → ectopy → RR statistics, HRV → intervals by wavelet
-delineation → rhythm rules (`phone_agent.rhythm`). A strip the signal does not support gets
+delineation → rhythm rules (`shared.analysis.rules`). A strip the signal does not support gets
 `inconclusive` and says why in `notes`, never a guess.
 """
 
@@ -13,26 +13,30 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import neurokit2 as nk
 import numpy as np
 
-from phone_agent import rhythm as rules
-from phone_agent.ectopy import V_CLASS, BeatFeatures, active_shared_model, classify_beats
-from phone_agent.intervals import Intervals, measure_intervals, p_wave_consistency, qrs_bounds
-from phone_agent.quality import SegmentQuality, assess_segments, is_lead_off, overall_quality
+from shared.analysis import rules
+from shared.analysis.ectopy import V_CLASS, BeatFeatures, active_shared_model, classify_beats
+from shared.analysis.events import Event, FrameProbabilities, monitor_events
+from shared.analysis.intervals import Intervals, measure_intervals, p_wave_consistency, qrs_bounds
+from shared.analysis.quality import SegmentQuality, assess_segments, is_lead_off, overall_quality
+from shared.analysis.reading import CandidateRhythm, combine
 from shared.ecg.qrs import Beat, StreamingQrsDetector
 from shared.ecg.signal import Signal, resample
 from shared.messages import Rhythm
+from shared.model.rhythm.reader import RhythmReader, RhythmReading, active_reader
 
 log = logging.getLogger(__name__)
 
 METHOD = f"neurokit2-{nk.__version__}"
 ANALYSIS_FS = 250.0
-MIN_DURATION_S = 8.0
+MIN_DURATION_S = 5.0
 HRV_FREQ_MIN_S = 60.0
 MATCH_S = 0.1
+MIN_READER_S = 2.0
 MERGE_GAP_S = 0.25  # a streaming-detector beat this far from every neurokit peak is a beat neurokit missed
 
 
@@ -80,6 +84,13 @@ class Analysis:
     segments: list[SegmentQuality] = field(default_factory=list)
     features: rules.RhythmFeatures | None = None
     ectopy_method: str = ""
+    # the learned reader and monitor events (issue 13)
+    events: list[Event] = field(default_factory=list)
+    candidates: list[CandidateRhythm] = field(default_factory=list)
+    rhythm_probabilities: dict[str, float] | None = None
+    rules_rhythm: Rhythm | None = None
+    reader: str | None = None
+    reading: RhythmReading | None = None  # local detail: per-frame probabilities
 
     @property
     def note(self) -> str:
@@ -101,6 +112,15 @@ def _nearest(sorted_a: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.n
     use_prev = np.abs(sorted_a[prev] - values) < np.abs(sorted_a[idx] - values)
     best = np.where(use_prev, prev, idx)
     return best, np.abs(sorted_a[best] - values)
+
+
+def _quiet(x: np.ndarray, fs: float, event: Event, frames: FrameProbabilities | None) -> bool:
+    """An asystole gap is quiet signal, not noise the detectors could not read: the reader says readable
+    when it ran, else the gap stays under 1 mV peak to peak."""
+    if frames is not None and event.probability is not None:
+        return event.probability >= 0.5
+    seg = x[int(event.start_s * fs):int(event.end_s * fs)]
+    return len(seg) > 1 and float(np.ptp(seg)) < 1.0
 
 
 def _fast_v_runs(v: np.ndarray, samples: np.ndarray, fs: float) -> list[tuple[int, int]]:
@@ -172,8 +192,8 @@ def _detect(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return cleaned, peaks, sq, lf, beats
 
 
-def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
-    """Analyse one single-lead strip (mV at `fs` Hz). Never raises on bad signal: it says `unusable` instead."""
+def measure_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
+    """The signal processing of one strip (mV at `fs` Hz) with the rules' rhythm; `with_reader` completes it."""
     started = time.perf_counter()
     if not fs > 0:
         raise ValueError(f"sampling rate must be positive, got {fs}")
@@ -308,6 +328,62 @@ def analyze_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
         ventricular_run_beats=int(longest_any), vt_run_beats=int(run_beats), hrv_freq=hrv_freq,
         segment_quality=labels, notes=notes[:16],
         ventricular=ventricular, ectopic=flags.ectopic, segments=segments, features=features,
-        ectopy_method=ectopy_method,
+        ectopy_method=ectopy_method, rules_rhythm=label,
         analysis_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+class _Active:
+    """Sentinel: use the process's active reader (`shared.model.rhythm.reader.active_reader`)."""
+
+
+ACTIVE = _Active()
+
+
+def analyze_strip(samples_mv: np.ndarray, fs: float, *, reader: RhythmReader | _Active | None = ACTIVE) -> Analysis:
+    """Analyse one single-lead strip (mV at `fs` Hz): signal processing, then the learned reader and events.
+
+    Never raises on bad signal: it says `unusable` instead. `reader=None` reads with the rules alone.
+    """
+    measured = measure_strip(samples_mv, fs)
+    return with_reader(measured, samples_mv, fs, active_reader() if isinstance(reader, _Active) else reader)
+
+
+def with_reader(measured: Analysis, samples_mv: np.ndarray, fs: float, reader: RhythmReader | None) -> Analysis:
+    """The rules-only analysis (`measure_strip`) completed by a reader: rhythm, candidates, monitor events.
+
+    Split from `measure_strip` so a validation run measures each strip once and reads it with many models.
+    """
+    started = time.perf_counter()
+    raw = np.asarray(samples_mv, dtype=np.float64).ravel()
+    duration_s = measured.duration_s
+    if measured.features is None:  # too short, non-finite, flat: nothing for a reader either
+        return measured
+    reading = reader.read(raw, fs) if reader is not None and duration_s >= MIN_READER_S else None
+    frames = None if reading is None else FrameProbabilities(
+        reading.frame_s, reading.frame_column("vt"), reading.frame_column("vf"), reading.frame_column("af"),
+        reading.frame_column("noise"))
+    thresholds = reading.thresholds if reading is not None else None
+    # VT events: with a reader, its per-beat VT/VF probability decides which beats are ventricular (it is
+    # validated on people it never saw); without one, the beat model's V calls (ADR 0010)
+    event_v = measured.ventricular if reading is None else np.zeros(len(measured.r_peaks), dtype=bool)
+    events = monitor_events(
+        measured.r_peaks / fs, event_v, duration_s, frames,
+        **({} if thresholds is None else {"vt_beat": thresholds.vt_beat, "vf_frame": thresholds.vf_frame,
+                                          "af_frame": thresholds.af_frame}),
+        lead_connected=True)  # measure_strip has already returned early on a lead-off strip
+    events = [e for e in events if e.type != "asystole" or _quiet(raw, fs, e, frames)]
+    rules_label = measured.rhythm
+    rules_confidence = measured.rhythm_confidence or 0.0
+    combined = combine(
+        None if reading is None else reading.probabilities,
+        np.zeros(0) if frames is None else frames.vt, np.zeros(0) if frames is None else frames.vf,
+        candidate_threshold=1.0 if thresholds is None else thresholds.candidate,
+        rules=rules_label, rules_confidence=rules_confidence, hr_bpm=measured.hr_bpm, events=events,
+        asystole=measured.features.asystole_s >= rules.ASYSTOLE_S)
+    return replace(
+        measured, rhythm=combined.rhythm, rhythm_confidence=combined.confidence,
+        notes=[*combined.notes, *measured.notes][:16], events=events, candidates=list(combined.candidates),
+        rhythm_probabilities=None if reading is None else reading.probabilities, rules_rhythm=rules_label,
+        reader=None if reading is None else reading.model, reading=reading,
+        analysis_ms=measured.analysis_ms + (time.perf_counter() - started) * 1000)

@@ -43,7 +43,7 @@ PREMATURE = 0.85  # RR below this fraction of the median RR
 ABSOLUTE_WIDE = 7.0  # wide in any patient (normal and LBBB beats stay below ≈ 5)
 
 MODEL_ENV = "CARDIOMESH_PHONE_MODEL"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "bench" / "results" / "model.pt"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "bench" / "results" / "model.pt"
 DISABLED = frozenset({"", "off", "none", "0", "false"})
 MATCH_S = 0.1  # an analysis beat takes the class of the detector beat this close to it
 V_CLASS = 2  # shared.model.data.CLASSES = ("N", "S", "V", "F")

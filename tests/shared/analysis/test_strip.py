@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from phone_agent.analysis import analyze_strip
+from shared.analysis.strip import analyze_strip
 
 
 def _mitdb(mitdb: Path, record: str, start_s: float, seconds: float = 30.0) -> tuple[np.ndarray, float]:

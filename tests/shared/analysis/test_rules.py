@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from phone_agent import rhythm as rules
-from phone_agent.rhythm import AF_DRR, RhythmFeatures, classify
+from shared.analysis import rules
+from shared.analysis.rules import AF_DRR, RhythmFeatures, classify
 
 REGULAR = RhythmFeatures(
     hr_bpm=80.0, n_beats=14, n_nn=8, nrmssd=0.03, drr=0.02, sampen=None, tpr=1.0, p_consistency=0.95,

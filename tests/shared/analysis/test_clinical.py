@@ -11,11 +11,11 @@ import neurokit2 as nk
 import numpy as np
 import pytest
 
-from phone_agent import ectopy
-from phone_agent.analysis import analyze_strip
-from phone_agent.app import to_payload
-from phone_agent.quality import bsqi
-from phone_agent.rhythm import sample_entropy, turning_point_ratio
+from shared.analysis import ectopy
+from shared.analysis.payload import to_payload
+from shared.analysis.quality import bsqi
+from shared.analysis.rules import sample_entropy, turning_point_ratio
+from shared.analysis.strip import analyze_strip
 from shared.ecg.annotations import load_annotations
 from shared.ecg.signal import Signal, resample
 from shared.ecg.sources import load_wfdb
@@ -153,7 +153,7 @@ def test_missing_or_unreadable_model_falls_back_to_the_rule_and_says_so_once(
     ecg = nk.ecg_simulate(duration=15, sampling_rate=250, heart_rate=70, random_state=9)
     monkeypatch.setattr(ectopy, "_WARNED", set())
     monkeypatch.setenv(ectopy.MODEL_ENV, str(tmp_path / "absent.pt"))
-    with caplog.at_level("WARNING", logger="phone_agent.ectopy"):
+    with caplog.at_level("WARNING", logger="shared.analysis.ectopy"):
         assert analyze_strip(ecg, 250).ectopy_method == "wide-beat rule"
         assert analyze_strip(ecg, 250).ectopy_method == "wide-beat rule"
     assert sum("no model at" in r.getMessage() for r in caplog.records) == 1
@@ -162,7 +162,7 @@ def test_missing_or_unreadable_model_falls_back_to_the_rule_and_says_so_once(
     garbage.write_bytes(b"not a model")
     monkeypatch.setenv(ectopy.MODEL_ENV, str(garbage))
     caplog.clear()
-    with caplog.at_level("WARNING", logger="phone_agent.ectopy"):
+    with caplog.at_level("WARNING", logger="shared.analysis.ectopy"):
         assert analyze_strip(ecg, 250).ectopy_method == "wide-beat rule"
         assert analyze_strip(ecg, 250).ectopy_method == "wide-beat rule"
     assert sum("not a readable model file" in r.getMessage() for r in caplog.records) == 1

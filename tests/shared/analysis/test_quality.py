@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phone_agent import analysis
-from phone_agent.analysis import analyze_strip
-from phone_agent.quality import ORGANISED_PERIODICITY, assess_segments, is_organised, periodicity
+from shared.analysis import strip as analysis
+from shared.analysis.quality import ORGANISED_PERIODICITY, assess_segments, is_organised, periodicity
+from shared.analysis.strip import analyze_strip
 from shared.ecg.drill import synthetic_vt
 from shared.ecg.signal import Signal, resample
 from shared.ecg.sources import load_wfdb

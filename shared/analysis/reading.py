@@ -1,0 +1,123 @@
+"""One rhythm for a strip: the learned reader names it, the rules cross-check it, candidates are never hidden.
+
+Pure. Inputs: the reader's calibrated probabilities (or None when no reader is installed), the rules'
+label and confidence (`shared.analysis.rules`), the measured heart rate, the monitor events. Output:
+the rhythm in the product's vocabulary, its confidence, the candidates and the notes that make every
+disagreement visible.
+
+* The reader's class becomes a rhythm with the measured rate: sinus → sinus / sinus_tachycardia /
+  sinus_bradycardia; other → svt when the rules read svt, else other; noise → inconclusive.
+* Asystole is the rules' (no QRS for ≥ 4 s at the strip's end on a connected lead): no network is
+  needed to see a flat line, and amplitude normalisation would hide one.
+* Candidates: VT and VF whose probability (the strip's, or the highest over half a second of frames)
+  reaches the reader's candidate threshold, the rules' own VT/VF readings, and VT/VF/asystole events.
+  A strip nobody could read still says "possible VF, p = 0.34".
+* Rules and reader disagree → a note says both (the edge and the report show it), never a silent pick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.analysis.events import Event
+from shared.messages import Rhythm
+
+TACHY_BPM = 100.0
+BRADY_BPM = 60.0
+CANDIDATE_FRAMES = 3  # frames (≈ 0.5 s) a frame probability is averaged over before it makes a candidate
+
+#: Reader class → the coarse class the rules' labels are compared in.
+_RULES_CLASS: dict[str, str] = {
+    "sinus": "sinus", "sinus_tachycardia": "sinus", "sinus_bradycardia": "sinus", "af": "af", "afl": "af",
+    "svt": "other", "other": "other", "vt": "vt", "vf": "vf", "asystole": "asystole", "inconclusive": "noise",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRhythm:
+    rhythm: str  # vt | vf | asystole
+    probability: float
+    source: str  # reader | rules | events
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    rhythm: Rhythm
+    confidence: float
+    candidates: tuple[CandidateRhythm, ...]
+    notes: tuple[str, ...]
+    rules_rhythm: Rhythm
+
+
+def rate_rhythm(hr_bpm: float | None) -> Rhythm:
+    """Sinus named by its rate (the reader's class carries no rate)."""
+    if hr_bpm is not None and hr_bpm > TACHY_BPM:
+        return "sinus_tachycardia"
+    if hr_bpm is not None and hr_bpm < BRADY_BPM:
+        return "sinus_bradycardia"
+    return "sinus"
+
+
+def _from_reader(label: str, hr_bpm: float | None, rules: Rhythm) -> Rhythm:
+    if label == "sinus":
+        return rate_rhythm(hr_bpm)
+    if label == "af":
+        return "afl" if rules == "afl" else "af"
+    if label == "other":
+        return "svt" if rules == "svt" else "other"
+    if label == "noise":
+        return "inconclusive"
+    return "vt" if label == "vt" else "vf"
+
+
+def peak_probability(frames: np.ndarray) -> float:
+    """Highest probability held over `CANDIDATE_FRAMES` consecutive frames (one odd frame is not enough)."""
+    if len(frames) == 0:
+        return 0.0
+    k = min(CANDIDATE_FRAMES, len(frames))
+    return float(np.max(np.convolve(frames, np.ones(k) / k, mode="valid")))
+
+
+def _merge(cands: list[CandidateRhythm]) -> tuple[CandidateRhythm, ...]:
+    best: dict[str, CandidateRhythm] = {}
+    for c in cands:
+        if c.rhythm not in best or c.probability > best[c.rhythm].probability:
+            best[c.rhythm] = c
+    order = {"vf": 0, "vt": 1, "asystole": 2}
+    return tuple(sorted(best.values(), key=lambda c: order[c.rhythm]))
+
+
+def combine(probabilities: dict[str, float] | None, frame_vt: np.ndarray, frame_vf: np.ndarray, *,
+            candidate_threshold: float, rules: Rhythm, rules_confidence: float, hr_bpm: float | None,
+            events: list[Event], asystole: bool) -> Reading:
+    """The strip's reading (see the module docstring)."""
+    notes: list[str] = []
+    cands: list[CandidateRhythm] = []
+    if rules in ("vt", "vf"):
+        cands.append(CandidateRhythm(rules, round(rules_confidence, 3), "rules"))
+    for e in events:
+        if e.type in ("vt", "vf", "asystole"):
+            cands.append(CandidateRhythm(e.type, 1.0 if e.probability is None else e.probability, "events"))
+    if probabilities is None:
+        rhythm, confidence = rules, rules_confidence
+        notes.append("no rhythm reader installed: rhythm from the signal-processing rules alone")
+    else:
+        for name, frames in (("vt", frame_vt), ("vf", frame_vf)):
+            p = max(probabilities.get(name, 0.0), peak_probability(frames))
+            if p >= candidate_threshold:
+                cands.append(CandidateRhythm(name, round(p, 3), "reader"))
+        label = max(probabilities, key=lambda k: probabilities[k])
+        rhythm, confidence = _from_reader(label, hr_bpm, rules), probabilities[label]
+        if asystole:
+            rhythm, confidence = "asystole", max(confidence, rules_confidence)
+        if _RULES_CLASS[rules] != _RULES_CLASS[rhythm]:
+            notes.append(f"rules read {rules} ({rules_confidence:.2f}); the learned reader read {label} "
+                         f"(p = {probabilities[label]:.2f})")
+    merged = _merge(cands)
+    for c in merged:
+        if c.rhythm != rhythm:
+            notes.append(f"possible {c.rhythm.upper() if c.rhythm != 'asystole' else 'asystole'} "
+                         f"(p = {c.probability:.2f}, {c.source})")
+    return Reading(rhythm, round(float(confidence), 3), merged, tuple(notes), rules)

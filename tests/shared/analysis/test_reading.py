@@ -1,0 +1,62 @@
+"""One rhythm from the reader, the rules and the events (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.analysis.events import Event
+from shared.analysis.reading import combine
+
+P_SINUS = {"sinus": 0.9, "af": 0.02, "other": 0.05, "vt": 0.01, "vf": 0.01, "noise": 0.01}
+NONE = np.zeros(0)
+
+
+def _combine(p: dict[str, float] | None, **kw: object):  # type: ignore[no-untyped-def]
+    args = {"frame_vt": NONE, "frame_vf": NONE, "candidate_threshold": 0.3, "rules": "sinus",
+            "rules_confidence": 0.9, "hr_bpm": 72.0, "events": [], "asystole": False}
+    args.update(kw)
+    return combine(p, **args)  # type: ignore[arg-type]
+
+
+def test_the_reader_names_sinus_by_the_measured_rate() -> None:
+    assert _combine(P_SINUS).rhythm == "sinus"
+    assert _combine(P_SINUS, hr_bpm=130.0, rules="sinus_tachycardia").rhythm == "sinus_tachycardia"
+    assert _combine(P_SINUS, hr_bpm=45.0, rules="sinus_bradycardia").rhythm == "sinus_bradycardia"
+
+
+def test_a_disagreement_with_the_rules_is_a_note_not_a_silent_pick() -> None:
+    r = _combine(P_SINUS, rules="af", rules_confidence=0.7)
+    assert r.rhythm == "sinus" and r.rules_rhythm == "af"
+    assert any("rules read af" in n for n in r.notes)
+    assert not any("rules read" in n for n in _combine(P_SINUS).notes)
+
+
+def test_noise_is_inconclusive_but_a_possible_vf_is_still_named() -> None:
+    p = {"sinus": 0.05, "af": 0.05, "other": 0.05, "vt": 0.05, "vf": 0.3, "noise": 0.5}
+    r = _combine(p)
+    assert r.rhythm == "inconclusive"
+    assert [(c.rhythm, c.source) for c in r.candidates] == [("vf", "reader")]
+    assert any("possible VF" in n for n in r.notes)
+
+
+def test_a_frame_burst_makes_a_candidate_only_when_it_lasts() -> None:
+    one_frame = np.zeros(50)
+    one_frame[20] = 0.8  # averaged over 3 frames: 0.27, under the threshold
+    assert _combine(P_SINUS, frame_vt=one_frame).candidates == ()
+    held = np.zeros(50)
+    held[20:24] = 0.6
+    assert [c.rhythm for c in _combine(P_SINUS, frame_vt=held).candidates] == ["vt"]
+
+
+def test_events_and_rules_add_candidates_and_asystole_wins() -> None:
+    asys = Event("asystole", 10.0, 16.0, 0, None, 0.9)
+    r = _combine(P_SINUS, events=[asys], asystole=True)
+    assert r.rhythm == "asystole" and [c.rhythm for c in r.candidates] == ["asystole"]
+    rules_vt = _combine(P_SINUS, rules="vt", rules_confidence=0.6)
+    assert [(c.rhythm, c.source) for c in rules_vt.candidates] == [("vt", "rules")]
+
+
+def test_without_a_reader_the_rules_decide_and_say_so() -> None:
+    r = _combine(None, rules="af", rules_confidence=0.7)
+    assert r.rhythm == "af" and r.confidence == 0.7
+    assert any("no rhythm reader" in n for n in r.notes)
