@@ -1,8 +1,9 @@
-"""How long the phone's full strip analysis takes on a 30 s strip (target: p50 ≤ 150 ms on this machine).
+"""How long the phone's full strip analysis takes on a 30 s strip (target: p50 ≤ 100 ms with the learned
+rhythm reader on, on this machine).
 
-Timed as the phone runs it (with the shared beat model when `bench/results/model.pt` or
-`CARDIOMESH_PHONE_MODEL` gives one) and, interleaved strip by strip so both see the same load, with the
-wide-beat rule alone.
+Timed as the phone runs it (the learned rhythm reader `bench/results/rhythm.pt` or `CARDIOMESH_RHYTHM_MODEL`,
+and the shared beat model `bench/results/model.pt` or `CARDIOMESH_PHONE_MODEL`) and, interleaved strip by
+strip so all see the same load, without the reader, and with the wide-beat rule alone.
 
 Real MIT-BIH 30 s strips (360 Hz, and the same strips resampled to 250 and 500 Hz) when the data is
 present, synthetic strips otherwise. One warm-up run first (imports, filter design caches).
@@ -29,6 +30,7 @@ from shared.analysis.ectopy import MODEL_ENV
 from shared.analysis.strip import analyze_strip
 from shared.ecg.signal import Signal, resample
 from shared.ecg.sources import load_wfdb, synthetic
+from shared.model.rhythm.reader import MODEL_ENV as READER_ENV
 from shared.settings import Settings
 
 STRIP_S = 30.0
@@ -38,17 +40,20 @@ RATES = (250.0, 360.0, 500.0)
 
 
 @contextmanager
-def _model_off() -> Iterator[None]:
-    """The wide-beat rule alone (no shared model), for comparison."""
-    before = os.environ.get(MODEL_ENV)
-    os.environ[MODEL_ENV] = "off"
+def _off(env: str) -> Iterator[None]:
+    """One of the models switched off, for comparison."""
+    before = os.environ.get(env)
+    os.environ[env] = "off"
     try:
         yield
     finally:
         if before is None:
-            del os.environ[MODEL_ENV]
+            del os.environ[env]
         else:
-            os.environ[MODEL_ENV] = before
+            os.environ[env] = before
+
+
+
 
 
 def strips() -> tuple[list[Signal], str]:
@@ -62,23 +67,26 @@ def strips() -> tuple[list[Signal], str]:
     return [resample(s, fs) for s in base for fs in RATES], source
 
 
-def _timed(s: Signal) -> tuple[float, str]:
+def _timed(s: Signal) -> tuple[float, str, str | None]:
     started = time.perf_counter()
     result = analyze_strip(s.samples_mv, s.fs)
-    return (time.perf_counter() - started) * 1000, result.ectopy_method
+    return (time.perf_counter() - started) * 1000, result.ectopy_method, result.reader
 
 
 def main() -> None:
     signals, source = strips()
-    method = _timed(signals[0])[1]  # warm-up (loads the shared beat model when present)
-    with _model_off():
+    _, method, reader = _timed(signals[0])  # warm-up (loads the reader and the shared beat model when present)
+    with _off(MODEL_ENV), _off(READER_ENV):
         _timed(signals[0])
     times: dict[float, list[float]] = {fs: [] for fs in RATES}
     rule_times: list[float] = []
-    for s in signals:  # the default (shared model when present) and the rule alone, interleaved: same load
-        ms, method = _timed(s)
+    no_reader: list[float] = []
+    for s in signals:  # as the phone runs it, without the reader, and the rule alone, interleaved: same load
+        ms, method, reader = _timed(s)
         times[s.fs].append(ms)
-        with _model_off():
+        with _off(READER_ENV):
+            no_reader.append(_timed(s)[0])
+        with _off(MODEL_ENV), _off(READER_ENV):
             rule_times.append(_timed(s)[0])
     every = [t for ts in times.values() for t in ts]
     by_rate = {f"{fs:g}": {"p50_ms": round(percentile(ts, 50), 1), "p95_ms": round(percentile(ts, 95), 1)}
@@ -88,8 +96,10 @@ def main() -> None:
         "p95_ms": round(percentile(every, 95), 1), "max_ms": round(max(every), 1),
         "by_rate": by_rate,
         "source": source, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "target_p50_ms": 150, "mean_ms": round(float(np.mean(every)), 1),
-        "ectopy_method": method,
+        "target_p50_ms": 100, "mean_ms": round(float(np.mean(every)), 1),
+        "ectopy_method": method, "rhythm_reader": reader,
+        "without_reader": {"p50_ms": round(percentile(no_reader, 50), 1),
+                           "p95_ms": round(percentile(no_reader, 95), 1)},
         "wide_beat_rule_only": {"p50_ms": round(percentile(rule_times, 50), 1),
                                 "p95_ms": round(percentile(rule_times, 95), 1)},
         "load_average_1min": round(os.getloadavg()[0], 2),
@@ -97,8 +107,10 @@ def main() -> None:
     write_result("phone_analysis", result, [
         ("strips", f"{len(every)} × {STRIP_S:g} s ({source})"),
         ("ectopy", method),
-        ("p50 / p95", f"{result['p50_ms']} / {result['p95_ms']} ms (target p50 ≤ 150 ms)"),
-        ("rule only p50 / p95", f"{percentile(rule_times, 50):.1f} / {percentile(rule_times, 95):.1f} ms"),
+        ("rhythm reader", reader or "off (no rhythm.pt)"),
+        ("p50 / p95", f"{result['p50_ms']} / {result['p95_ms']} ms (target p50 ≤ 100 ms)"),
+        ("without reader p50 / p95", f"{percentile(no_reader, 50):.1f} / {percentile(no_reader, 95):.1f} ms"),
+        ("rules, no models p50 / p95", f"{percentile(rule_times, 50):.1f} / {percentile(rule_times, 95):.1f} ms"),
         *[(f"{k} Hz p50/p95", f"{v['p50_ms']} / {v['p95_ms']} ms") for k, v in by_rate.items()],
     ])
 

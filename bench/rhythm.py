@@ -52,7 +52,7 @@ from shared.model.rhythm.labels import CLASSES, RHYTHM_TO_CINC, VF, VT
 from shared.model.rhythm.preprocess import RHYTHM_FS
 from shared.model.rhythm.reader import RhythmReader, Thresholds
 from shared.model.rhythm.splits import assign_folds, split, validation_split
-from shared.model.rhythm.train import TrainConfig, fit, predict_strips
+from shared.model.rhythm.train import TrainConfig, fit, predict_strips, tune_class_bias
 from shared.settings import Settings
 
 log = logging.getLogger("bench.rhythm")
@@ -243,12 +243,18 @@ def train_model(name: str, train: Sequence[Recording], config: TrainConfig, *, r
                  progress=lambda row: log.info("%s %s", name, row))
     reader = RhythmReader(result.model, result.temperature)
     candidate, how = _candidate_threshold(reader, valid)
-    reader.thresholds = Thresholds(candidate=candidate)
+    whole = [r for r in valid if r.label is not None]
+    bias = np.zeros(len(CLASSES))
+    if whole:
+        outs = predict_strips(reader.model, [r.x for r in whole], reader.temperature, beats=[r.beats for r in whole])
+        bias = tune_class_bias(np.array([o.probabilities for o in outs]), np.array([r.label for r in whole]))
+    reader.thresholds = Thresholds(candidate=candidate, class_bias=tuple(float(b) for b in bias))
     groups = {db: len({r.group for r in fit_side if r.database == db}) for db in DATABASES}
     reader.card = {
         "name": name, "trained_groups": groups,
         "validation_groups": {db: len({r.group for r in valid if r.database == db}) for db in DATABASES},
         "config": config.to_dict(), "temperature": result.temperature, "candidate_threshold": how,
+        "class_bias": [round(float(b), 2) for b in bias], "bias_tuned_on": len(whole),
         "history": result.history, "seconds": round(time.perf_counter() - started, 1),
     }
     reader.save(path)
@@ -368,7 +374,8 @@ def part_loro(corpus: list[Recording], config: TrainConfig, measured: Measured, 
     return {"vfdb_loro": {"se": total["se"], "sp": total["sp"], "detail": total, "records": per_record}}
 
 
-def part_final(corpus: list[Recording], config: TrainConfig, retrain: bool, results: dict[str, Any]) -> dict[str, Any]:
+def part_final(corpus: list[Recording], config: TrainConfig, retrain: bool, results: dict[str, Any],
+               out: Path) -> dict[str, Any]:
     reader = train_model("final", corpus, config, retrain=retrain)
     reader.card.update({
         "what": "CardioMesh rhythm reader: single-lead strip (any rate, lead, scale, 5-60 s) -> sinus / af / other / "
@@ -383,16 +390,16 @@ def part_final(corpus: list[Recording], config: TrainConfig, retrain: bool, resu
         if key in reader.card["held_out"] and isinstance(reader.card["held_out"][key], dict):
             reader.card["held_out"][key] = {k: v for k, v in reader.card["held_out"][key].items()
                                             if k not in ("detail", "records", "confusion")}
-    reader.save(RESULTS / "rhythm.pt")
-    return {"final": {"file": "bench/results/rhythm.pt", "version": RhythmReader.load(RESULTS / "rhythm.pt").version,
-                      "temperature": reader.temperature, "thresholds": reader.thresholds.__dict__}}
+    reader.save(out)
+    return {"final": {"file": str(out.relative_to(ROOT)), "version": RhythmReader.load(out).version,
+                      "temperature": reader.temperature, "thresholds": reader.thresholds.to_dict()}}
 
 
-def part_speed() -> dict[str, Any]:
+def part_speed(model: Path) -> dict[str, Any]:
     from bench.phone_analysis import strips as phone_strips
     from shared.analysis.strip import analyze_strip
 
-    reader = RhythmReader.load(RESULTS / "rhythm.pt")
+    reader = RhythmReader.load(model)
     signals, source = phone_strips()
     analyze_strip(signals[0].samples_mv, signals[0].fs, reader=reader)  # warm-up
     times = []
@@ -460,8 +467,10 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         cinc = [r for r in corpus if r.database == "cinc2017"]
         keep = {cinc[i].record for i in rng.choice(len(cinc), 300, replace=False)}
-        corpus = [r for r in corpus if r.database != "cinc2017" or r.record in keep]
+        keep |= {"203", "205", "210", "223", "201", "100", "105", "119", "418", "426", "427", "611", "605", "420"}
+        corpus = [r for r in corpus if r.record in keep]
     measured = Measured(WORK / "measured.pkl")
+    model_out = WORK / "rhythm.pt" if args.quick else RESULTS / "rhythm.pt"
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else {}
     started = time.perf_counter()
     for part in parts:
@@ -473,9 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "loro":
             results.update(part_loro(corpus, config, measured, args.retrain, 1 if args.quick else args.ft_epochs))
         elif part == "final":
-            results.update(part_final(corpus, config, args.retrain, results))
+            results.update(part_final(corpus, config, args.retrain, results, model_out))
         elif part == "speed":
-            results.update(part_speed())
+            results.update(part_speed(model_out))
         results.setdefault("seconds", {})[part] = round(time.perf_counter() - t0, 1)
         if not args.quick:
             args.out.parent.mkdir(parents=True, exist_ok=True)

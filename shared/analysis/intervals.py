@@ -1,12 +1,15 @@
-"""PR, QRS, QT and QTc per beat: P onsets from wavelet delineation, QRS and T ends measured directly.
+"""PR, QRS, QT and QTc per beat: P onsets from the averaged beat, QRS and T ends measured directly.
 
-neurokit2's `ecg_delineate(method="dwt")` finds P waves well, but on MIT-BIH its QRS onsets/offsets
-put the median QRS of normal-conduction records at 150–360 ms and its T offsets scatter by ±150 ms
-(measured: docs/phone-analysis.md). So QRS bounds come from the slope envelope (where |dx/dt| falls
-under a fraction of the QRS's steepest slope) and the T end from the classic tangent method (the
-steepest T-wave downslope's tangent meets the isoelectric level); PR runs from the DWT P onset to the
-QRS onset. Each interval is the median over the beats where delineation gave a physiologically possible value,
-reported with the number of beats it rests on, so a reader can tell a 30-beat median from a guess.
+neurokit2's `ecg_delineate(method="dwt")` put the median QRS of normal-conduction MIT-BIH records at
+150–360 ms and scattered T offsets by ±150 ms (measured: docs/phone-analysis.md), and its P onsets cost
+three quarters of the whole strip analysis. So QRS bounds come from the slope envelope (where |dx/dt|
+falls under a fraction of the QRS's steepest slope), the T end from the classic tangent method (the
+steepest T-wave downslope's tangent meets the isoelectric level), and the P onset from the average of
+the conducted beats aligned on their QRS onsets (noise averages out, a P wave does not): the P peak is
+the largest deflection from the PR segment's level 40–250 ms before the QRS, its onset where that
+deflection falls back under 30 % of its height. PR runs from there to the QRS onset. Each interval
+is the median over the beats where delineation gave a physiologically possible value, reported with the
+number of beats it rests on, so a reader can tell a 30-beat median from a guess.
 Ventricular beats are left out (their QRS and QT are not the patient's conducted ones), and so is
 the P-wave window's consistency, which is also the rhythm rules' P-wave presence measure.
 """
@@ -14,10 +17,8 @@ the P-wave window's consistency, which is also the rhythm rules' P-wave presence
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 
-import neurokit2 as nk
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ QRS_BOUNDS = (40.0, 200.0)
 QT_BOUNDS = (200.0, 700.0)
 MIN_BEATS = 3
 P_WINDOW_S = (0.25, 0.08)  # before the R peak: where a conducted P wave lies
-PR_WINDOW_BEATS = 16  # P onsets from this many conducted beats: enough for a median, half the DWT cost
+PR_WINDOW_BEATS = 16  # the averaged beat for P onsets holds up to twice this many conducted beats
 SLOPE_FRACTION = 0.08  # QRS bounds: |slope| under this fraction of the QRS's steepest slope
 
 
@@ -51,18 +52,13 @@ def _median(values: np.ndarray, bounds: tuple[float, float]) -> tuple[float | No
     return round(float(np.median(ok)), 1), len(ok)
 
 
-def _points(waves: dict[str, list[float]], key: str, n: int) -> np.ndarray:
-    values = np.asarray(waves.get(key, [np.nan] * n), dtype=float)
-    return values if len(values) == n else np.full(n, np.nan)
-
-
 def measure_intervals(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conducted: np.ndarray,
                       rr_s: np.ndarray) -> Intervals:
     """Median intervals over `conducted` beats (bool per peak); `rr_s[i]` is the RR before peak i."""
     if int(np.sum(conducted)) < MIN_BEATS:
         return Intervals()
-    p_on = p_onsets(cleaned, fs, peaks, conducted)
     r_on, r_off = qrs_bounds(cleaned, fs, peaks)
+    p_on = p_onsets(cleaned, fs, peaks, conducted, r_on)
     t_off = t_ends(cleaned, fs, peaks, r_on, r_off, rr_s)
     to_ms = 1000.0 / fs
     pr = np.where(conducted, (r_on - p_on) * to_ms, np.nan)
@@ -100,28 +96,39 @@ def p_wave_consistency(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conduc
     return round(float(np.median(corr)), 3)
 
 
-def p_onsets(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conducted: np.ndarray) -> np.ndarray:
-    """DWT P onsets (samples, NaN elsewhere) for the stretch holding the first PR_WINDOW_BEATS conducted beats.
+def p_onsets(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conducted: np.ndarray,
+             r_on: np.ndarray | None = None) -> np.ndarray:
+    """P onset per conducted beat (samples, NaN elsewhere), from the averaged beat (see the module docstring).
 
-    Delineation dominates the analysis time (≈ 90 % of it), so it runs on that stretch, not the strip.
+    Every conducted beat with a QRS onset gets the same PR (the average's), so `pr_beats` says how many
+    beats the average rests on. NaN everywhere when the average holds no P wave clearly above its noise.
     """
     out = np.full(len(peaks), np.nan)
-    chosen = np.flatnonzero(conducted)[:PR_WINDOW_BEATS]
-    if len(chosen) < MIN_BEATS:
+    if r_on is None:
+        r_on, _ = qrs_bounds(cleaned, fs, peaks)
+    before, after = round(0.30 * fs), round(0.02 * fs)
+    use = [k for k in np.flatnonzero(conducted) if np.isfinite(r_on[k]) and r_on[k] - before >= 0
+           and r_on[k] + after < len(cleaned)][:PR_WINDOW_BEATS * 2]
+    if len(use) < MIN_BEATS:
         return out
-    first, last = int(chosen[0]), int(chosen[-1])
-    lo = max(0, int(peaks[first]) - round(0.5 * fs))
-    hi = min(len(cleaned), int(peaks[last]) + round(0.5 * fs))
-    inside = np.arange(max(0, first - 1), min(len(peaks), last + 2))
-    inside = inside[(peaks[inside] >= lo) & (peaks[inside] < hi)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            _, waves = nk.ecg_delineate(cleaned[lo:hi], peaks[inside] - lo, sampling_rate=fs, method="dwt")
-        except Exception as exc:  # neurokit raises assorted errors on odd beats
-            log.info("delineation failed", extra={"error": str(exc)[:200]})
-            return out
-    out[inside] = _points(waves, "ECG_P_Onsets", len(inside)) + lo
+    windows = np.stack([cleaned[int(r_on[k]) - before:int(r_on[k]) + after] for k in use])
+    template = np.median(windows, axis=0)  # index `before` is the QRS onset
+    pr_level = float(np.median(template[before - round(0.04 * fs):before - round(0.01 * fs) + 1]))
+    lo, hi = before - round(0.25 * fs), before - round(0.04 * fs)
+    k = max(1, round(0.012 * fs))
+    dev = np.convolve(template - pr_level, np.ones(k) / k, mode="same")  # 12 ms smoothing: wiggles are not waves
+    peak = lo + int(np.argmax(np.abs(dev[lo:hi])))
+    height = float(np.abs(dev[peak]))
+    spread = float(np.median(np.std(windows[:, lo:hi] - template[lo:hi], axis=1)))  # beat-to-beat noise
+    if height < max(2 * spread / np.sqrt(len(use)), 0.015 * float(np.ptp(template)), 1e-6):
+        return out
+    onset = peak  # back to 30 % of the height, or to where the deflection starts growing again (a T wave)
+    while onset > 1 and np.abs(dev[onset]) > 0.3 * height and np.abs(dev[onset - 1]) <= np.abs(dev[onset]):
+        onset -= 1
+    if onset <= 1:
+        return out
+    for k in use:
+        out[k] = r_on[k] - (before - onset)
     return out
 
 

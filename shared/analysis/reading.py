@@ -5,7 +5,8 @@ label and confidence (`shared.analysis.rules`), the measured heart rate, the mon
 the rhythm in the product's vocabulary, its confidence, the candidates and the notes that make every
 disagreement visible.
 
-* The reader's class becomes a rhythm with the measured rate: sinus → sinus / sinus_tachycardia /
+* The reader's class (its decision: calibrated probabilities plus the offsets tuned on training folds)
+  becomes a rhythm with the measured rate: sinus → sinus / sinus_tachycardia /
   sinus_bradycardia; other → svt when the rules read svt, else other; noise → inconclusive.
 * Asystole is the rules' (no QRS for ≥ 4 s at the strip's end on a connected lead): no network is
   needed to see a flat line, and amplitude normalisation would hide one.
@@ -91,7 +92,7 @@ def _merge(cands: list[CandidateRhythm]) -> tuple[CandidateRhythm, ...]:
 
 def combine(probabilities: dict[str, float] | None, frame_vt: np.ndarray, frame_vf: np.ndarray, *,
             candidate_threshold: float, rules: Rhythm, rules_confidence: float, hr_bpm: float | None,
-            events: list[Event], asystole: bool) -> Reading:
+            events: list[Event], asystole: bool, label: str | None = None) -> Reading:
     """The strip's reading (see the module docstring)."""
     notes: list[str] = []
     cands: list[CandidateRhythm] = []
@@ -108,7 +109,7 @@ def combine(probabilities: dict[str, float] | None, frame_vt: np.ndarray, frame_
             p = max(probabilities.get(name, 0.0), peak_probability(frames))
             if p >= candidate_threshold:
                 cands.append(CandidateRhythm(name, round(p, 3), "reader"))
-        label = max(probabilities, key=lambda k: probabilities[k])
+        label = label or max(probabilities, key=lambda k: probabilities[k])
         rhythm, confidence = _from_reader(label, hr_bpm, rules), probabilities[label]
         if asystole:
             rhythm, confidence = "asystole", max(confidence, rules_confidence)

@@ -359,7 +359,9 @@ def with_reader(measured: Analysis, samples_mv: np.ndarray, fs: float, reader: R
     duration_s = measured.duration_s
     if measured.features is None:  # too short, non-finite, flat: nothing for a reader either
         return measured
-    reading = reader.read(raw, fs) if reader is not None and duration_s >= MIN_READER_S else None
+    # the reader takes the analysis's beats (both detectors merged) rather than finding them again
+    reading = reader.read(raw, fs, measured.r_peaks / fs) if reader is not None and duration_s >= MIN_READER_S \
+        else None
     frames = None if reading is None else FrameProbabilities(
         reading.frame_s, reading.frame_column("vt"), reading.frame_column("vf"), reading.frame_column("af"),
         reading.frame_column("noise"))
@@ -380,7 +382,7 @@ def with_reader(measured: Analysis, samples_mv: np.ndarray, fs: float, reader: R
         np.zeros(0) if frames is None else frames.vt, np.zeros(0) if frames is None else frames.vf,
         candidate_threshold=1.0 if thresholds is None else thresholds.candidate,
         rules=rules_label, rules_confidence=rules_confidence, hr_bpm=measured.hr_bpm, events=events,
-        asystole=measured.features.asystole_s >= rules.ASYSTOLE_S)
+        asystole=measured.features.asystole_s >= rules.ASYSTOLE_S, label=None if reading is None else reading.label)
     return replace(
         measured, rhythm=combined.rhythm, rhythm_confidence=combined.confidence,
         notes=[*combined.notes, *measured.notes][:16], events=events, candidates=list(combined.candidates),

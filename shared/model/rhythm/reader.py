@@ -49,11 +49,18 @@ class Thresholds:
     vt_beat: float = 0.5  # a beat counts as ventricular (for VT events) when p(vt)+p(vf) at it reaches this
     vf_frame: float = 0.5  # frames at or above this, for ≥ 4 s, are a VF event
     af_frame: float = 0.5  # frames at or above this, long enough, are an AF episode
+    class_bias: tuple[float, ...] = (0.0,) * len(CLASSES)  # decision offsets on log-probabilities
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Thresholds:
-        known = {k: float(v) for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        d = dict(d or {})
+        bias = tuple(float(v) for v in d.pop("class_bias", ())) or (0.0,) * len(CLASSES)
+        known = {k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known, class_bias=bias)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"candidate": self.candidate, "vt_beat": self.vt_beat, "vf_frame": self.vf_frame,
+                "af_frame": self.af_frame, "class_bias": list(self.class_bias)}
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,9 @@ class RhythmReading:
 
     @property
     def label(self) -> str:
-        return max(self.probabilities, key=lambda k: self.probabilities[k])
+        """The named class: calibrated probabilities with the decision offsets chosen on training folds."""
+        bias = dict(zip(CLASSES, self.thresholds.class_bias, strict=True))
+        return max(self.probabilities, key=lambda k: np.log(max(self.probabilities[k], 1e-9)) + bias.get(k, 0.0))
 
     def frame_column(self, name: str) -> np.ndarray:
         return self.frames[:, CLASSES.index(name)] if len(self.frames) else np.zeros(0)
@@ -104,16 +113,19 @@ class RhythmReader:
         return RhythmReading({c: round(float(v), 4) for c, v in zip(CLASSES, p, strict=True)}, pf,
                              DOWNSAMPLE / RHYTHM_FS, self.version, self.thresholds)
 
-    def read(self, samples_mv: np.ndarray, fs: float) -> RhythmReading:
-        return self.read_prepared(to_model_rate(samples_mv, fs))
+    def read(self, samples_mv: np.ndarray, fs: float, beats_s: np.ndarray | None = None) -> RhythmReading:
+        """mV at `fs` Hz; `beats_s` (R peaks in seconds) when the caller has already found the beats."""
+        beats = None if beats_s is None else np.round(np.asarray(beats_s) * RHYTHM_FS).astype(np.int64)
+        return self.read_prepared(to_model_rate(samples_mv, fs), beats)
 
     def save(self, path: Path | str) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        json.dumps(self.card)  # fail early on a card that cannot travel as JSON
+        # JSON-clean (numpy scalars become floats): the file loads with torch's weights_only=True
+        card = json.loads(json.dumps(self.card, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
         state = {k: v.detach().cpu().float() for k, v in self.model.state_dict().items()}
         torch.save({"format": FORMAT, "config": self.model.config.to_dict(), "state_dict": state,
-                    "temperature": self.temperature, "thresholds": self.thresholds.__dict__, "card": self.card},
+                    "temperature": self.temperature, "thresholds": self.thresholds.to_dict(), "card": card},
                    path)
         return path
 
