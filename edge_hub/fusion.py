@@ -124,15 +124,17 @@ def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPay
         level = _max(level, "urgent")
     # events and candidates act whatever the quality: they are why an onset strip or a poor strip matters
     floor: TriageLevel = level
+    alarming = False
     for event in analysis.events:
         raised = event_level(event)
         if raised is not None:
             reasons.append(_describe(event))
             floor = _max(floor, raised)
+            alarming = True
     for cand in analysis.candidates:
         reasons.append(f"phone analysis: possible {cand.rhythm} (p = {cand.probability:.2f}, {cand.source})")
         floor = _max(floor, "urgent")
-    never_soften = nsvt or floor != level or bool(analysis.candidates)
+    never_soften = nsvt or alarming or bool(analysis.candidates)
     level = floor
     if analysis.quality == "unusable" or analysis.rhythm == "inconclusive":
         reasons.append("phone analysis inconclusive (signal quality); alert level kept")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import neurokit2 as nk
 import numpy as np
 
@@ -36,11 +38,13 @@ def alert(*, kind: AlertKind = "wide_complex_run", device: str = "watch-1", pati
 
 def analysis(for_alert: AlertMessage, *, device: str = "phone-1", rhythm: Rhythm = "sinus_tachycardia",
              quality: str = "good", irregular: bool = False, hr: float = 120.0,
-             max_rr_s: float = 0.6, vt_run_beats: int | None = None) -> AnalysisMessage:
+             max_rr_s: float = 0.6, vt_run_beats: int | None = None,
+             events: list[dict[str, Any]] | None = None,
+             candidates: list[dict[str, Any]] | None = None) -> AnalysisMessage:
     return AnalysisMessage(
         source=device, patient_id=for_alert.patient_id, seq=1, drill=for_alert.drill, trace_id=for_alert.trace_id,
         payload=AnalysisPayload(alert_id=for_alert.payload.alert_id, method="test", quality=quality,
                                 quality_score=0.9 if quality == "good" else 0.1, rhythm=rhythm, n_beats=20,
                                 hr_bpm=hr, irregular=irregular, max_rr_s=max_rr_s, duration_s=12.0, analysis_ms=30.0,
-                                vt_run_beats=vt_run_beats),
+                                vt_run_beats=vt_run_beats, events=events or [], candidates=candidates or []),
     )

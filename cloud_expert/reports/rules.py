@@ -133,6 +133,10 @@ class Assessment:
         """Plain JSON for the DB (`reports.assessment_json`), the API and the FHIR export."""
         out = asdict(self)
         out["findings"] = [asdict(f) for f in self.findings]
+        m = out["measurements"]
+        m["events"] = [e.model_dump() for e in self.measurements.events]
+        m["candidates"] = [c.model_dump() for c in self.measurements.candidates]
+        m["contradictions"] = list(self.measurements.contradictions)
         return out
 
 

@@ -102,3 +102,49 @@ def test_corroboration_by_another_device_bumps_one_level() -> None:
     assert decision.level == "emergency" and any("corroborated" in r for r in decision.reasons)
     info_alert = factories.alert(kind="tachycardia", hr=121).payload
     assert triage(info_alert, None, PatientContext(other_devices_alerting=2)).level == "info"
+
+
+def _event(kind: str, start: float, end: float, beats: int, hr: float | None = None) -> dict[str, object]:
+    return {"type": kind, "start_s": start, "end_s": end, "beats": beats, "hr_bpm": hr, "probability": 0.9}
+
+
+@pytest.mark.parametrize(("alert_kind", "alert_hr", "rhythm", "quality", "events", "candidates", "level"), [
+    # monitor events on the phone's strip, whatever its dominant rhythm
+    ("tachycardia", 125, "sinus_tachycardia", "good", [_event("vf", 6, 12, 0)], [], "emergency"),
+    ("tachycardia", 125, "sinus_tachycardia", "good", [_event("asystole", 8, 14, 0)], [], "emergency"),
+    ("tachycardia", 125, "sinus", "good", [_event("vt", 10, 12, 6, 160)], [], "urgent"),
+    ("tachycardia", 125, "vt", "good", [_event("vt", 0, 31, 80, 155)], [], "emergency"),
+    ("irregular_rhythm", 80, "sinus", "good", [_event("vt", 10, 12, 6, 160)], [], "urgent"),  # never softened
+    ("tachycardia", 125, "sinus_bradycardia", "good", [_event("extreme_bradycardia", 0, 8, 5, 35)], [], "urgent"),
+    ("tachycardia", 125, "sinus_bradycardia", "good", [_event("extreme_bradycardia", 0, 12, 5, 25)], [],
+     "emergency"),
+    ("tachycardia", 125, "sinus_tachycardia", "good", [_event("extreme_tachycardia", 0, 7, 17, 145)], [], "urgent"),
+    ("tachycardia", 125, "sinus", "good", [_event("pause", 4, 7.2, 2, 19)], [], "urgent"),
+    ("tachycardia", 125, "sinus", "good", [_event("pause", 4, 6.5, 2, 24)], [], "info"),  # < 3 s: noted only
+    ("irregular_rhythm", 90, "other", "good", [_event("af", 0, 30, 40, 90)], [], "urgent"),  # AF confirms
+    # candidates: at least urgent, even on a strip nobody could read, never softened
+    ("tachycardia", 125, "inconclusive", "unusable", [], [{"rhythm": "vf", "probability": 0.34, "source": "reader"}],
+     "urgent"),
+    ("irregular_rhythm", 80, "sinus", "good", [], [{"rhythm": "vt", "probability": 0.3, "source": "reader"}],
+     "urgent"),
+    ("tachycardia", 125, "inconclusive", "unusable", [_event("vf", 2, 12, 0)], [], "emergency"),
+])
+def test_triage_table_for_monitor_events_and_candidates(alert_kind: str, alert_hr: float, rhythm: Rhythm,
+                                                        quality: str, events: list, candidates: list,  # type: ignore[type-arg]
+                                                        level: str) -> None:
+    alert = factories.alert(kind=alert_kind, hr=alert_hr)
+    analysis = factories.analysis(alert, rhythm=rhythm, quality=quality, hr=alert_hr, events=events,
+                                  candidates=candidates).payload
+    decision = triage(alert.payload, analysis, NONE)
+    assert decision.level == level, decision.reasons
+    if events and level != "info":
+        assert any("event" in r or "confirms" in r for r in decision.reasons)
+    if candidates:
+        assert any("possible" in r for r in decision.reasons)
+
+
+def test_every_event_type_has_a_rule() -> None:
+    from edge_hub.fusion import EVENT_RULES
+    from shared.messages import EVENT_TYPES
+
+    assert {kind for kind, _ in EVENT_RULES} == set(EVENT_TYPES)

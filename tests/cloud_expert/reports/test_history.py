@@ -28,6 +28,7 @@ def test_history_is_earlier_non_drill_episodes_of_the_same_patient(sessions: ses
     with sessions() as session:
         for days, pid, drill, hr, rhythm in plan:
             msg = make_escalation(site=site, patient_id=pid, drill=drill, created_at=t0 + timedelta(days=days),
+                                  hr_bpm=hr,
                                   analysis_fields={"hr_bpm": hr, "rhythm": rhythm, "qtc_fridericia_ms": 430.0})
             _, job, _ = store_escalation(session, msg, t0 + timedelta(days=days))
             job_ids.append(job.id)
@@ -43,7 +44,11 @@ def test_history_is_earlier_non_drill_episodes_of_the_same_patient(sessions: ses
         assessment = report.assessment_json or {}
         pdf = report.pdf
     assert assessment["history"]["n_episodes"] == 2 and assessment["history"]["baseline_hr_bpm"] == 62.0
-    assert "af_recurrent" in [f["code"] for f in assessment["findings"]]
+    # the report reads its own strip again (ADR 0010): the factory's strip is a regular tachycardia, so the
+    # phone's "af" is a contradiction shown beside the reading, and the rhythm is the re-analysis's
+    assert assessment["measurements"]["reading_source"].startswith("strip re-analysis")
+    assert assessment["measurements"]["phone_rhythm"] == "af"
+    assert any("The phone read af" in c for c in assessment["measurements"]["contradictions"])
     assert any("HR 38 bpm vs this patient's baseline 62 bpm" in line for line in assessment["care_plan"])
     assert report.severity == "high" and report.signed_at is None and report.signed_by is None
     assert pdf is not None and pdf.startswith(b"%PDF-")

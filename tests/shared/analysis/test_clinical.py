@@ -46,9 +46,12 @@ def test_noise_only_is_unusable() -> None:
     assert set(result.segment_quality or []) == {"unusable"}
 
 
-def test_five_second_strip_is_too_short() -> None:
-    result = analyze_strip(nk.ecg_simulate(duration=5, sampling_rate=250, random_state=2), 250)
+def test_four_second_strip_is_too_short_and_five_seconds_is_read() -> None:
+    """The product reads 5–60 s strips (issue 13): shorter ones say why they are not read."""
+    result = analyze_strip(nk.ecg_simulate(duration=4, sampling_rate=250, random_state=2), 250)
     assert result.quality == "unusable" and result.rhythm == "inconclusive" and "too short" in result.note
+    five = analyze_strip(nk.ecg_simulate(duration=5, sampling_rate=250, random_state=2), 250)
+    assert five.quality != "unusable" and five.n_beats >= 4
 
 
 @pytest.mark.parametrize("fs", [128, 250, 500, 1000])
