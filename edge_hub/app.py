@@ -60,6 +60,7 @@ class EdgeHub:
         self.stamp = Stamper(edge_id)
         self._lock = threading.RLock()
         self._pending: dict[str, _Pending] = {}
+        self._closing: set[str] = set()  # overdue alerts being finalized (a strip read at the edge takes a while)
         self._early: dict[str, AnalysisMessage] = {}
         self._recent_alerts: dict[tuple[str, bool], dict[str, float]] = defaultdict(dict)
         self.latest_vitals: dict[str, VitalsMessage] = {}
@@ -200,11 +201,15 @@ class EdgeHub:
         decision = triage(msg.payload, analysis.payload if analysis else None, context)
         if analysis is None:
             decision = Decision(decision.level, (*decision.reasons, "no phone findings in time"), decision.responses)
+        elif analysis.source == self.edge_id:
+            reasons = (*decision.reasons, "no phone findings in time: strip read at the edge")
+            decision = Decision(decision.level, reasons, decision.responses)
         if TRIAGE_ORDER[decision.level] > TRIAGE_ORDER[pending.initial_level] and pending.initial_level == "info":
             self._respond(msg, decision, self.settings.site)
         hops = list(pending.hops)
         if analysis is not None:
-            hops.append(Hop(name="phone_analysis", source=analysis.source, at=analysis.created_at))
+            name = "edge_analysis" if analysis.source == self.edge_id else "phone_analysis"
+            hops.append(Hop(name=name, source=analysis.source, at=analysis.created_at))
         self._publish_triage(msg, decision, stage="final", analysis_received=analysis is not None)
         hops.append(Hop(name="edge_triage", source=self.edge_id, at=utcnow()))
         if decision.escalate:
@@ -232,10 +237,43 @@ class EdgeHub:
         now = time.monotonic() if now is None else now
         with self._lock:
             overdue = [a for a, p in self._pending.items()
-                       if now - p.received_mono >= self.settings.analysis_timeout_s]
+                       if now - p.received_mono >= self.settings.analysis_timeout_s and a not in self._closing]
+            self._closing.update(overdue)  # the timer thread and a caller never finalize one alert twice
         for alert_id in overdue:
             self.counters.inc("analysis.timeout")
-            self._finalize(alert_id, self._early.pop(alert_id, None))
+            analysis = self._early.pop(alert_id, None)
+            if analysis is None and self.settings.edge_analysis:
+                analysis = self._analyse_here(alert_id)
+            try:
+                self._finalize(alert_id, analysis)
+            finally:
+                with self._lock:
+                    self._closing.discard(alert_id)
+
+    def _analyse_here(self, alert_id: str) -> AnalysisMessage | None:
+        """The phone stayed silent: read the strip here with the shared analysis (the same code and reader).
+
+        Marked as the edge's own (source = edge id, method notes it), so the report and the audit can tell.
+        """
+        with self._lock:
+            pending = self._pending.get(alert_id)
+        if pending is None:
+            return None
+        msg = pending.alert
+        try:
+            from shared.analysis.payload import to_payload
+            from shared.analysis.strip import analyze_strip
+
+            strip = msg.payload.strip
+            payload = to_payload(alert_id, analyze_strip(strip.to_mv(), strip.fs))
+        except Exception:
+            log.exception("edge analysis failed", extra={"trace_id": msg.trace_id})
+            self.counters.inc("analysis.edge_failed")
+            return None
+        self.counters.inc("analysis.edge")
+        log.info("strip analysed at the edge", extra={"trace_id": msg.trace_id, "rhythm": payload.rhythm})
+        return AnalysisMessage(**self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),
+                               payload=payload)
 
     def __repr__(self) -> str:
         return f"EdgeHub({self.edge_id!r}, site={self.settings.site!r}, open={len(self._pending)})"

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     analysis_timeout_s: float = Field(
         5.0, description="How long the edge waits for phone findings before escalating without them"
     )
+    edge_analysis: bool = Field(
+        True, description="When no phone findings arrive in time, the edge reads the strip itself (shared analysis)"
+    )
     report_sweep_s: float = Field(30.0, description="Report jobs unfinished for this long are re-enqueued")
     pseudonym_key: str = Field(
         "cardiomesh-demo-key", description="HMAC key turning record/patient names into pseudonymous ids"

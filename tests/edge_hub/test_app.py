@@ -19,8 +19,8 @@ from tests import factories
 SITE = "home-t"
 
 
-def _hub(tmp_path: Path, bus: InMemoryBus, timeout_s: float = 5.0) -> EdgeHub:
-    settings = Settings(site=SITE, state_dir=tmp_path, analysis_timeout_s=timeout_s)
+def _hub(tmp_path: Path, bus: InMemoryBus, timeout_s: float = 5.0, edge_analysis: bool = False) -> EdgeHub:
+    settings = Settings(site=SITE, state_dir=tmp_path, analysis_timeout_s=timeout_s, edge_analysis=edge_analysis)
     hub = EdgeHub(settings, bus.transport("edge"), store=EdgeStore(tmp_path / "edge.db"))
     hub.start()
     return hub
@@ -85,6 +85,21 @@ def test_missing_phone_findings_escalate_after_timeout(tmp_path: Path) -> None:
     hub.finalize_overdue(now=time.monotonic() + 1)
     (esc,) = _sent(bus, "escalation")
     assert esc.payload.analysis is None and "no phone findings in time" in esc.payload.reasons
+
+
+def test_the_edge_reads_the_strip_itself_when_the_phone_is_silent(tmp_path: Path) -> None:
+    """Same shared analysis as the phone; marked as the edge's, with its own hop."""
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus, timeout_s=0.2, edge_analysis=True)
+    alert = factories.alert(kind="pause", evidence={"pause_s": 3.2})
+    _publish_alert(bus, alert)
+    hub.finalize_overdue(now=time.monotonic() + 1)
+    (esc,) = _sent(bus, "escalation")
+    assert esc.payload.analysis is not None and esc.payload.analysis.source == hub.edge_id
+    assert esc.payload.analysis.payload.n_beats > 0
+    assert "no phone findings in time: strip read at the edge" in esc.payload.reasons
+    assert [h.name for h in esc.payload.hops].count("edge_analysis") == 1
+    assert hub.counters.get("analysis.edge") == 1
 
 
 def test_info_level_is_triaged_but_not_escalated(tmp_path: Path) -> None:
