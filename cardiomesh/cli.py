@@ -86,6 +86,9 @@ def watch(
     count: Annotated[int, typer.Option(min=1, max=200, help="Number of watches in this process.")] = 1,
     speed: Annotated[float, typer.Option(min=0.1, max=100, help="Replay speed (1 = real time).")] = 1.0,
     start: Annotated[float, typer.Option(min=0, help="Start this many seconds into each record.")] = 0.0,
+    reader: Annotated[bool, typer.Option(help="Read each alert strip on the watch with the shared rhythm reader "
+                                               "(bench/results/rhythm.pt) and send its probabilities as evidence; "
+                                               "adds its time before the alert leaves.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Run simulated watches: replay ECG, detect on the device, publish vitals and alerts."""
@@ -99,7 +102,7 @@ def watch(
         sources = sources or ["synthetic:tachycardia,pause,irregular,bradycardia"]
     specs = [WatchSpec(sources[i % len(sources)], start) for i in range(max(count, len(sources)))]
     try:
-        fleet = WatchFleet(settings, transport_factory(settings), specs, speed=speed)
+        fleet = WatchFleet(settings, transport_factory(settings), specs, speed=speed, rhythm_reader=reader)
     except SourceError as exc:
         raise _fail(str(exc)) from None
     stop = stop_event_on_signals()

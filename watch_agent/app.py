@@ -53,6 +53,7 @@ class WatchConfig:
     strip_max_s: float = 30.0
     vitals_every_s: float = 1.0
     stream_ref: str | None = None
+    rhythm_reader: bool = False  # read the alert strip with the shared rhythm reader before sending (evidence)
 
 
 def presence_wills(site: str, config: WatchConfig) -> tuple[Will, Will]:
@@ -65,6 +66,22 @@ def presence_wills(site: str, config: WatchConfig) -> tuple[Will, Will]:
 
     topic = topics.presence(site, config.device_id)
     return Will(topic, _msg("offline")), Will(topic, _msg("online"))
+
+
+def reader_evidence(samples: np.ndarray, fs: float) -> dict[str, float]:
+    """The shared rhythm reader's calibrated probabilities on the alert strip, as `reader_p_<class>` evidence.
+
+    Optional (`WatchConfig.rhythm_reader`): it adds the reader's time (≈ 10–20 ms per strip here) before the
+    alert leaves, so by default the watch sends at once and the phone reads the strip. Empty when no reader
+    file is installed or the strip is too short.
+    """
+    from shared.model.rhythm.reader import MIN_STRIP_S, active_reader
+
+    reader = active_reader()
+    if reader is None or len(samples) < MIN_STRIP_S * fs:
+        return {}
+    reading = reader.read(samples, fs)
+    return {f"reader_p_{k}": round(v, 3) for k, v in reading.probabilities.items()}
 
 
 class WatchAgent:
@@ -173,13 +190,16 @@ class WatchAgent:
         start = max(start, event.detected_s - c.strip_max_s)
         samples, t0 = self._excerpt(start, event.detected_s)
         strip = EcgStrip.from_mv(samples, fs=self.fs, t0_s=t0, event_s=max(0.0, event.onset_s - t0))
+        evidence = dict(event.evidence)
+        if c.rhythm_reader:
+            evidence.update(reader_evidence(samples, self.fs))
         alert_id = new_id()
         drill = self._drill_trace is not None
         return AlertMessage(
             **self.stamp(patient_id=c.patient_id, trace_id=self._drill_trace or alert_id, drill=drill),
             payload=AlertPayload(alert_id=alert_id, kind=event.kind, detector=self.detector.name,
                                  hr_bpm=event.hr_bpm, onset_s=max(0.0, event.onset_s),
-                                 detected_s=event.detected_s, evidence=dict(event.evidence), strip=strip,
+                                 detected_s=event.detected_s, evidence=evidence, strip=strip,
                                  stream_ref=c.stream_ref),
         )
 

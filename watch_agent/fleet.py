@@ -27,7 +27,7 @@ class WatchSpec:
 class WatchFleet:
     def __init__(self, settings: Settings, make_transport: MakeTransport, specs: list[WatchSpec], *,
                  speed: float = 1.0, loop: bool = True, with_phones: bool = True,
-                 counters: Counters | None = None) -> None:
+                 counters: Counters | None = None, rhythm_reader: bool = False) -> None:
         self.settings = settings
         self.counters = counters or Counters()
         self.watches: list[tuple[WatchAgent, Transport]] = []
@@ -38,7 +38,8 @@ class WatchFleet:
             device_id = f"watch-{index}"
             patient_id = pseudonym(f"{label}#{index}", key=settings.pseudonym_key)
             config = WatchConfig(device_id=device_id, patient_id=patient_id,
-                                 phone_id=f"phone-{index}" if with_phones else None, stream_ref=ref)
+                                 phone_id=f"phone-{index}" if with_phones else None, stream_ref=ref,
+                                 rhythm_reader=rhythm_reader)
             will, online = presence_wills(settings.site, config)
             transport = make_transport(device_id, will, online)
             agent = WatchAgent(settings, transport, config, Replay(signal, speed=speed, loop=loop),
