@@ -155,17 +155,17 @@ def monitor_events(beat_times_s: np.ndarray, model_ventricular: np.ndarray, dura
                     vf_spans.append((start, end))
     # gaps: asystole (≥ 4 s, also an open gap at the end) and pauses (2–4 s, closed by a beat)
     if lead_connected:
-        edges = np.concatenate([[0.0], t, [duration_s]]) if len(t) else np.array([0.0, duration_s])
+        edges = np.concatenate([[0.0], t, [float(duration_s)]]).astype(float)
         for i in range(len(edges) - 1):
-            a, b = float(edges[i]), float(edges[i + 1])
-            gap = b - a
-            in_vf = sum(max(0.0, min(b, e) - max(a, s)) for s, e in vf_spans) >= 0.5 * gap  # VF, not a flat line
+            g0, g1 = float(edges[i]), float(edges[i + 1])
+            gap = g1 - g0
+            in_vf = sum(max(0.0, min(g1, e) - max(g0, s)) for s, e in vf_spans) >= 0.5 * gap  # VF, not a flat line
             closed = 0 < i < len(edges) - 2  # both ends are beats
             if gap >= ASYSTOLE_S and not in_vf:
-                events.append(Event("asystole", round(a, 2), round(b, 2), 0, None, _readable(frames, a, b)))
+                events.append(Event("asystole", round(g0, 2), round(g1, 2), 0, None, _readable(frames, g0, g1)))
             elif closed and PAUSE_S <= gap < ASYSTOLE_S:
-                events.append(Event("pause", round(a, 2), round(b, 2), 2, round(60.0 / gap, 1),
-                                    _readable(frames, a, b)))
+                events.append(Event("pause", round(g0, 2), round(g1, 2), 2, round(60.0 / gap, 1),
+                                    _readable(frames, g0, g1)))
     events += _window_events("extreme_bradycardia", t, BRADY_BEATS, _window_rate(t, BRADY_BEATS) < BRADY_BPM, frames)
     events += _window_events("extreme_tachycardia", t, TACHY_BEATS, _window_rate(t, TACHY_BEATS) > TACHY_BPM,
                              frames)

@@ -115,14 +115,15 @@ def p_onsets(cleaned: np.ndarray, fs: float, peaks: np.ndarray, conducted: np.nd
     template = np.median(windows, axis=0)  # index `before` is the QRS onset
     pr_level = float(np.median(template[before - round(0.04 * fs):before - round(0.01 * fs) + 1]))
     lo, hi = before - round(0.25 * fs), before - round(0.04 * fs)
-    k = max(1, round(0.012 * fs))
-    dev = np.convolve(template - pr_level, np.ones(k) / k, mode="same")  # 12 ms smoothing: wiggles are not waves
+    width = max(1, round(0.012 * fs))
+    # 12 ms smoothing: wiggles are not waves
+    dev = np.convolve(template - pr_level, np.ones(width) / width, mode="same")
     peak = lo + int(np.argmax(np.abs(dev[lo:hi])))
     height = float(np.abs(dev[peak]))
     spread = float(np.median(np.std(windows[:, lo:hi] - template[lo:hi], axis=1)))  # beat-to-beat noise
     if height < max(2 * spread / np.sqrt(len(use)), 0.015 * float(np.ptp(template)), 1e-6):
         return out
-    onset = peak  # back to 30 % of the height, or to where the deflection starts growing again (a T wave)
+    onset = int(peak)  # back to 30 % of the height, or to where the deflection starts growing again (a T wave)
     while onset > 1 and np.abs(dev[onset]) > 0.3 * height and np.abs(dev[onset - 1]) <= np.abs(dev[onset]):
         onset -= 1
     if onset <= 1:

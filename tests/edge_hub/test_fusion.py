@@ -3,7 +3,7 @@
 import pytest
 
 from edge_hub.fusion import PatientContext, triage
-from shared.messages import Rhythm
+from shared.messages import AlertKind, Rhythm
 from tests import factories
 
 NONE = PatientContext()
@@ -129,8 +129,8 @@ def _event(kind: str, start: float, end: float, beats: int, hr: float | None = N
      "urgent"),
     ("tachycardia", 125, "inconclusive", "unusable", [_event("vf", 2, 12, 0)], [], "emergency"),
 ])
-def test_triage_table_for_monitor_events_and_candidates(alert_kind: str, alert_hr: float, rhythm: Rhythm,
-                                                        quality: str, events: list, candidates: list,  # type: ignore[type-arg]
+def test_triage_table_for_monitor_events_and_candidates(alert_kind: AlertKind, alert_hr: float, rhythm: Rhythm,
+                                                        quality: str, events: list, candidates: list,
                                                         level: str) -> None:
     alert = factories.alert(kind=alert_kind, hr=alert_hr)
     analysis = factories.analysis(alert, rhythm=rhythm, quality=quality, hr=alert_hr, events=events,

@@ -87,8 +87,8 @@ def rr_features(beats: np.ndarray, n: int) -> np.ndarray:
     mean = float(np.mean(rr))
     d = np.diff(rr)
     turns = int(np.sum(d[:-1] * d[1:] < 0)) if len(d) >= 2 else 0
-    sd1 = float(np.std(d) / np.sqrt(2)) if len(d) else 0.0
-    sd2 = float(np.sqrt(max(0.0, 2 * np.var(rr) - sd1**2)))
+    sd1 = float(np.std(d)) / float(np.sqrt(2)) if len(d) else 0.0
+    sd2 = float(np.sqrt(max(0.0, 2 * float(np.var(rr)) - sd1**2)))
     out[:-1] = [
         1.0,
         np.log(60.0 / med / 60.0),

@@ -16,7 +16,6 @@ A strip is "VT/VF reported" when the reading names VT or VF, or lists a VT/VF ev
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +52,14 @@ class OnsetStrip:
 
 
 def label_segment(ann: Annotations, t0: float, t1: float) -> str:
-    cover: Counter[str] = Counter()
+    cover: dict[str, float] = {}
     for r in ann.rhythms:
         overlap = min(r.end_s, t1) - max(r.start_s, t0)
         if overlap > 0:
-            cover[r.rhythm] += overlap
+            cover[r.rhythm] = cover.get(r.rhythm, 0.0) + overlap
     if not cover:
         return "mixed"
-    rhythm, seconds = cover.most_common(1)[0]
+    rhythm, seconds = max(cover.items(), key=lambda kv: kv[1])
     return rhythm if seconds >= COVERAGE * (t1 - t0) else "mixed"
 
 
@@ -129,7 +128,7 @@ def cinc_scores(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, Any
     for i, c in enumerate(CINC_CLASSES):
         denom = conf[i].sum() + conf[:, i].sum()
         f1[c] = round(2 * conf[i, i] / denom, 4) if denom else None
-    nao = [f1[c] for c in ("N", "A", "O") if f1[c] is not None]
+    nao = [float(v) for c in ("N", "A", "O") if (v := f1[c]) is not None]
     return {"f1": f1, "af_f1": f1["A"], "macro_f1_nao": round(float(np.mean(nao)), 4) if nao else None,
             "confusion": {"rows_truth_cols_reading": list(CINC_CLASSES), "matrix": conf.tolist()},
             "recordings": int(conf.sum())}

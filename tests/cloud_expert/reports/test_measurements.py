@@ -7,11 +7,11 @@ import pytest
 
 from cloud_expert.reports.beats import detect_r_peaks
 from cloud_expert.reports.measurements import longest_run, measurements_from, run_rate
-from shared.messages import AnalysisPayload, Candidate, MonitorEvent
+from shared.messages import AlertPayload, AnalysisPayload, Candidate, MonitorEvent
 from tests.cloud_expert.factories import FS, make_escalation, synthetic_ecg
 
 
-def _phone(**fields: object) -> tuple:  # type: ignore[type-arg]
+def _phone(**fields: object) -> tuple[AlertPayload, AnalysisPayload]:
     p = make_escalation(site="s", patient_id="p", analysis_fields=fields).payload
     assert p.analysis is not None
     return p.alert.payload, p.analysis.payload

@@ -16,7 +16,7 @@ import pytest
 from cloud_expert.reports.render import ReportInput, ReportView, build_view, render_report_html
 from shared.ecg.annotations import load_annotations
 from shared.ecg.sources import load_wfdb
-from shared.messages import AlertMessage, AlertPayload, EcgStrip, TriagePayload
+from shared.messages import AlertKind, AlertMessage, AlertPayload, EcgStrip, TriagePayload
 from shared.model.rhythm.reader import active_reader
 from shared.settings import Settings
 
@@ -34,12 +34,12 @@ def _data() -> object:
     return d
 
 
-def _view(record: str, start_s: float, end_s: float, *, kind: str, watch_hr: float) -> tuple[ReportView, float]:
+def _view(record: str, start_s: float, end_s: float, *, kind: AlertKind, watch_hr: float) -> tuple[ReportView, float]:
     d = _data()
     signal = load_wfdb(d / record, lead="MLII", start_s=start_s, end_s=end_s)  # type: ignore[operator]
     strip = EcgStrip.from_mv(signal.samples_mv, fs=signal.fs, lead=signal.lead[:16], t0_s=start_s, event_s=10.0)
     alert = AlertMessage(source="watch-1", patient_id="p-test", created_at=datetime(2026, 12, 1, tzinfo=UTC),
-                         payload=AlertPayload(alert_id="a1", kind=kind, detector="test", hr_bpm=watch_hr,  # type: ignore[arg-type]
+                         payload=AlertPayload(alert_id="a1", kind=kind, detector="test", hr_bpm=watch_hr,
                                               onset_s=start_s + 10, detected_s=start_s + 10, strip=strip))
     data = ReportInput(report_id="r1", site="s", patient_id="p-test", level="emergency", drill=False,
                        trace_id="t1", alert=alert, analysis=None,

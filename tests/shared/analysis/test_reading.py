@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from shared.analysis.events import Event
-from shared.analysis.reading import combine
+from shared.analysis.reading import Reading, combine
 
 P_SINUS = {"sinus": 0.9, "af": 0.02, "other": 0.05, "vt": 0.01, "vf": 0.01, "noise": 0.01}
 NONE = np.zeros(0)
 
 
-def _combine(p: dict[str, float] | None, **kw: object):  # type: ignore[no-untyped-def]
+def _combine(p: dict[str, float] | None, **kw: object) -> Reading:
     args = {"frame_vt": NONE, "frame_vf": NONE, "candidate_threshold": 0.3, "rules": "sinus",
             "rules_confidence": 0.9, "hr_bpm": 72.0, "events": [], "asystole": False}
     args.update(kw)
