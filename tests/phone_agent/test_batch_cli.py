@@ -53,8 +53,10 @@ def test_csv_json(tmp_path: Path) -> None:
     (row,) = _rows(result.stdout)
     assert row["record"] == "s1" and row["rhythm"] == "sinus" and row["quality"] != "unusable"
     assert abs(float(row["hr_bpm"]) - 70) < 4  # type: ignore[arg-type]
-    for key in ("confidence", "pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms"):
+    for key in ("confidence", "pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "rules_rhythm",
+                "rhythm_probabilities", "reader", "candidates"):
         assert key in row
+    assert row["events"] == []  # a regular 70 bpm strip: nothing a monitor would alarm on
 
 
 def test_single_column_csv_needs_fs(tmp_path: Path) -> None:

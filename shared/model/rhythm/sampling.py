@@ -87,13 +87,15 @@ class CropSampler:
     _start = 0  # where the last crop began in its recording (to take its beats)
 
     def __init__(self, recordings: Sequence[Recording], *, crop_s: float = 30.0, onset_share: float = 0.25,
-                 short_share: float = 0.3, augment: bool = True, seed: int = 0) -> None:
+                 short_share: float = 0.3, augment: bool = True, seed: int = 0,
+                 long_strip_classes: Sequence[int] | None = None) -> None:
         self.whole = [r for r in recordings if r.label is not None]
         self.long = [r for r in recordings if r.labels is not None]
         self.crop = int(crop_s * RHYTHM_FS)
         self.onset_share = onset_share
         self.short_share = short_share
         self.augment = augment
+        self.long_strip_classes = None if long_strip_classes is None else frozenset(long_strip_classes)
         self.rng = np.random.default_rng(seed)
         self.index = _index(self.long)
         self.classes = [c for c, p in self.index.positions.items() if len(p)]
@@ -146,7 +148,10 @@ class CropSampler:
             real = min(real, length)
         seg[real:] = 0.0
         lab[real:] = IGNORE
-        return seg, lab, real, strip_label(lab[:real]), self._beats(rec, real)
+        label = strip_label(lab[:real])
+        if self.long_strip_classes is not None and label not in self.long_strip_classes:
+            label = IGNORE  # its frames still teach; its strip label would contradict CinC's (see TrainConfig)
+        return seg, lab, real, label, self._beats(rec, real)
 
     # -- augmentation ----------------------------------------------------------------------------------
     def _augment(self, seg: np.ndarray, lab: np.ndarray, real: int, beats: np.ndarray) -> tuple[int, np.ndarray]:

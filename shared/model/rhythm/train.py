@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from shared.model.rhythm.beats import strip_input
 from shared.model.rhythm.corpus import Recording
-from shared.model.rhythm.labels import CLASSES, IGNORE
+from shared.model.rhythm.labels import AF, CLASSES, IGNORE, NOISE, VF, VT
 from shared.model.rhythm.net import DOWNSAMPLE, RhythmNet, RhythmNetConfig
 from shared.model.rhythm.preprocess import RHYTHM_FS
 from shared.model.rhythm.sampling import Batch, CropSampler
@@ -41,6 +41,10 @@ class TrainConfig:
     crop_s: float = 30.0
     long_crops_per_epoch: int = 1000
     frame_weight: float = 0.5
+    # Strip labels taken from long annotated records only for these classes (AF, VT, VF, noise): their
+    # "sinus" holds frequent ectopy that CinC 2017 calls "other rhythm", so for sinus vs other the strip
+    # head learns CinC's convention alone; the frame head learns every class from every database.
+    long_strip_classes: tuple[int, ...] = (AF, VT, VF, NOISE)
     seed: int = 0
     threads: int = 0  # 0: torch's default
 
@@ -106,15 +110,17 @@ def fit(train: Sequence[Recording], valid: Sequence[Recording], config: TrainCon
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(init) if init is not None else RhythmNet(net)
-    sampler = CropSampler(train, crop_s=cfg.crop_s, seed=cfg.seed)
-    vsampler = CropSampler(valid, crop_s=cfg.crop_s, augment=False, seed=cfg.seed + 1)
+    sampler = CropSampler(train, crop_s=cfg.crop_s, seed=cfg.seed, long_strip_classes=cfg.long_strip_classes)
+    vsampler = CropSampler(valid, crop_s=cfg.crop_s, augment=False, seed=cfg.seed + 1,
+                           long_strip_classes=cfg.long_strip_classes)
     valid_batches = _fixed_batches(vsampler, max(64, cfg.long_crops_per_epoch // 8), cfg.batch_size) \
         if valid else []
     strip_counts = np.bincount([r.label for r in sampler.whole if r.label is not None], minlength=len(CLASSES))
     # long crops are drawn class-balanced: count them as evenly spread over the classes present
     present = np.array([len(sampler.index.positions[c]) > 0 for c in range(len(CLASSES))])
-    if present.any():
-        strip_counts = strip_counts + present * (cfg.long_crops_per_epoch / max(1, present.sum()))
+    strip_present = present & np.isin(np.arange(len(CLASSES)), cfg.long_strip_classes)
+    if strip_present.any():
+        strip_counts = strip_counts + strip_present * (cfg.long_crops_per_epoch / max(1, present.sum()))
     strip_w = _class_weights(strip_counts)
     frame_w = _class_weights(present.astype(float))  # balanced by sampling already
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
