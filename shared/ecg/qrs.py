@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
@@ -36,6 +37,20 @@ class Beat:
     lf_ratio: float | None = None
 
 
+@lru_cache(maxsize=16)
+def _filters(fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(QRS band-pass, 1–7 Hz, 10–30 Hz band-passes, the QRS band-pass's delay at 10 Hz) for one rate.
+
+    Designed once per rate: the design (group delay included) took ≈ 10 ms, as long as detecting a strip.
+    """
+    nyq = fs / 2
+    sos = sps.butter(2, [5.0 / nyq, min(15.0, 0.45 * fs) / nyq], btype="bandpass", output="sos")
+    sos_lo = sps.butter(2, [1.0 / nyq, 7.0 / nyq], btype="bandpass", output="sos")
+    sos_hi = sps.butter(2, [10.0 / nyq, min(30.0, 0.45 * fs) / nyq], btype="bandpass", output="sos")
+    _w, gd = sps.group_delay(sps.sos2tf(sos), w=[10.0], fs=fs)
+    return sos, sos_lo, sos_hi, round(float(gd[0]))
+
+
 class StreamingQrsDetector:
     """Feed consecutive chunks of one ECG lead; get back the beats confirmed so far."""
 
@@ -51,8 +66,8 @@ class StreamingQrsDetector:
         if not fs > 0:
             raise ValueError(f"sampling rate must be positive, got {fs!r}")
         self.fs = float(fs)
-        nyq = self.fs / 2
-        self._sos = sps.butter(2, [5.0 / nyq, min(15.0, 0.45 * self.fs) / nyq], btype="bandpass", output="sos")
+        sos, sos_lo, sos_hi, self._bp_delay = _filters(self.fs)
+        self._sos, self._sos_lo, self._sos_hi = sos.copy(), sos_lo.copy(), sos_hi.copy()  # scipy wants them writable
         self._sos_zi: np.ndarray | None = None
         self._der = np.array([1.0, 2.0, 0.0, -2.0, -1.0]) * (self.fs / 8.0)
         self._der_zi = np.zeros(len(self._der) - 1)
@@ -60,13 +75,9 @@ class StreamingQrsDetector:
         self._mwi_b = np.ones(self._n_mwi) / self._n_mwi
         self._mwi_zi = np.zeros(self._n_mwi - 1)
         self._env_n = max(1, round(0.04 * self.fs))
-        self._sos_lo = sps.butter(2, [1.0 / nyq, 7.0 / nyq], btype="bandpass", output="sos")
-        self._sos_hi = sps.butter(2, [10.0 / nyq, min(30.0, 0.45 * self.fs) / nyq], btype="bandpass", output="sos")
         self._lo_zi: np.ndarray | None = None
         self._hi_zi = np.zeros((self._sos_hi.shape[0], 2))
         self._e_half = max(1, round(0.1 * self.fs))
-        _w, gd = sps.group_delay(sps.sos2tf(self._sos), w=[10.0], fs=self.fs)
-        self._bp_delay = round(float(gd[0]))
         self._r = max(1, round(self.REFRACTORY_S * self.fs))
         # history buffers: index 0 is absolute sample `_buf_start`
         self._buf_start = 0

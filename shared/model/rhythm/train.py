@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 24
+    epochs: int = 32
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-3
