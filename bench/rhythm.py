@@ -138,6 +138,17 @@ def _records_of(recordings: Sequence[Recording], database: str) -> list[str]:
 
 
 # --- the product's reading ---------------------------------------------------------------------------
+def _beat_model_version() -> str:
+    """The shared beat model's file version: `measure_strip` depends on it, so its cache does too."""
+    import hashlib
+
+    from shared.analysis.ectopy import model_path
+
+    path = model_path()
+    if path is None or not path.exists():
+        return "no-beat-model"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
 class Measured:
     """`measure_strip` once per strip (the rules and detectors do not depend on the reader), on disk."""
 
@@ -289,15 +300,25 @@ def _vtvf_segments(rows: Sequence[Row]) -> dict[str, Any]:
     return out
 
 
-def _events_vt(rows: Sequence[Row]) -> dict[str, Any]:
+def _events_vt(rows: Sequence[Row], *, by_set: bool = True) -> dict[str, Any]:
+    """VT events on held-out MIT-BIH strips; also per beat-model set: the analysis's beat model (which picks
+    some of the beats the VT event counts, and gives the rules' VT reading) was trained on DS1."""
     pos = [r for r in rows if r.strip.kind == "onset"]
     neg = [r for r in rows if r.strip.kind == "negative"]
     found = [protocol.vt_event_found(r.events, r.strip.run_start_s, r.strip.run_fifth_s) for r in pos]
     false = [any(e[0] == "vt" for e in r.events) for r in neg]
-    return {"se": round(float(np.mean(found)), 4) if found else None, "runs": len(pos), "found": int(sum(found)),
-            "false_rate": round(float(np.mean(false)), 4) if false else None, "strips_without": len(neg),
-            "false_strips": int(sum(false)),
-            "missed": [f"{r.strip.record}@{r.strip.start_s:.0f}s" for r, f in zip(pos, found, strict=True) if not f]}
+    out: dict[str, Any] = {
+        "se": round(float(np.mean(found)), 4) if found else None, "runs": len(pos), "found": int(sum(found)),
+        "false_rate": round(float(np.mean(false)), 4) if false else None, "strips_without": len(neg),
+        "false_strips": int(sum(false)),
+        "missed": [f"{r.strip.record}@{r.strip.start_s:.0f}s" for r, f in zip(pos, found, strict=True) if not f]}
+    if by_set:
+        from shared.model.data import DS1, DS2
+
+        for name, records in (("DS1", DS1), ("DS2", DS2)):
+            part = _events_vt([r for r in rows if r.strip.record in records], by_set=False)
+            out[f"beat_model_{name}"] = {k: part[k] for k in ("se", "runs", "found", "false_rate", "strips_without")}
+    return out
 
 
 def part_cv(corpus: list[Recording], config: TrainConfig, measured: Measured, retrain: bool) -> dict[str, Any]:
@@ -469,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = {cinc[i].record for i in rng.choice(len(cinc), 300, replace=False)}
         keep |= {"203", "205", "210", "223", "201", "100", "105", "119", "418", "426", "427", "611", "605", "420"}
         corpus = [r for r in corpus if r.record in keep]
-    measured = Measured(WORK / "measured.pkl")
+    measured = Measured(WORK / f"measured-{_beat_model_version()}.pkl")
     model_out = WORK / "rhythm.pt" if args.quick else RESULTS / "rhythm.pt"
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else {}
     started = time.perf_counter()

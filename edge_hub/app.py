@@ -10,8 +10,11 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 from edge_hub.fusion import Decision, PatientContext, triage
 from edge_hub.store import EdgeStore, EpisodeRow
@@ -49,6 +52,16 @@ class _Pending:
     hops: list[Hop] = field(default_factory=list)
 
 
+def _warm_up() -> None:
+    """Import the shared analysis and load its models (neurokit, torch, the reader file) once."""
+    try:
+        from shared.analysis.strip import analyze_strip
+
+        analyze_strip(np.sin(np.linspace(0, 60, 2500)), 250.0)
+    except Exception:
+        log.exception("edge analysis warm-up failed")
+
+
 class EdgeHub:
     def __init__(self, settings: Settings, transport: Transport, *, edge_id: str = "edge-1",
                  store: EdgeStore | None = None, counters: Counters | None = None) -> None:
@@ -60,7 +73,9 @@ class EdgeHub:
         self.stamp = Stamper(edge_id)
         self._lock = threading.RLock()
         self._pending: dict[str, _Pending] = {}
-        self._closing: set[str] = set()  # overdue alerts being finalized (a strip read at the edge takes a while)
+        self._closing: set[str] = set()  # overdue alerts being finalized (a strip read here takes a while)
+        # strips the edge reads itself, one at a time, off the timer thread (≈ 0.1 s each, seconds at the first)
+        self._analyser = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{edge_id}-analysis")
         self._early: dict[str, AnalysisMessage] = {}
         self._recent_alerts: dict[tuple[str, bool], dict[str, float]] = defaultdict(dict)
         self.latest_vitals: dict[str, VitalsMessage] = {}
@@ -78,11 +93,18 @@ class EdgeHub:
         self._recover()
         self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
         self._timer.start()
+        if self.settings.edge_analysis:  # load the analysis and its models now, not when the first phone is silent
+            self._analyser.submit(_warm_up)
 
     def stop(self) -> None:
         self._stop.set()
         if self._timer is not None:
             self._timer.join(timeout=2)
+        self._analyser.shutdown(wait=True, cancel_futures=False)
+
+    def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Until every strip the edge is reading itself has been read and its episode finalized (tests)."""
+        self._analyser.submit(lambda: None).result(timeout=timeout_s)
 
     def _recover(self) -> None:
         """Reload device state, and finalize episodes accepted before a crash instead of forgetting them."""
@@ -231,7 +253,11 @@ class EdgeHub:
 
     def _timeout_loop(self) -> None:
         while not self._stop.wait(0.1):
-            self.finalize_overdue()
+            try:
+                self.finalize_overdue()
+            except Exception:  # the timer must outlive any one bad episode
+                self.counters.inc("finalize.failed")
+                log.exception("timeout sweep failed")
 
     def finalize_overdue(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -243,12 +269,23 @@ class EdgeHub:
             self.counters.inc("analysis.timeout")
             analysis = self._early.pop(alert_id, None)
             if analysis is None and self.settings.edge_analysis:
-                analysis = self._analyse_here(alert_id)
-            try:
-                self._finalize(alert_id, analysis)
-            finally:
-                with self._lock:
-                    self._closing.discard(alert_id)
+                self._analyser.submit(self._analyse_and_finalize, alert_id)
+            else:
+                self._close(alert_id, analysis)
+
+    def _close(self, alert_id: str, analysis: AnalysisMessage | None) -> None:
+        """Finalize one overdue episode; a failure is logged and counted, never the end of the timer."""
+        try:
+            self._finalize(alert_id, analysis)
+        except Exception:
+            self.counters.inc("finalize.failed")
+            log.exception("finalizing an episode failed", extra={"alert_id": alert_id})
+        finally:
+            with self._lock:
+                self._closing.discard(alert_id)
+
+    def _analyse_and_finalize(self, alert_id: str) -> None:
+        self._close(alert_id, self._analyse_here(alert_id))
 
     def _analyse_here(self, alert_id: str) -> AnalysisMessage | None:
         """The phone stayed silent: read the strip here with the shared analysis (the same code and reader).
@@ -266,6 +303,7 @@ class EdgeHub:
 
             strip = msg.payload.strip
             payload = to_payload(alert_id, analyze_strip(strip.to_mv(), strip.fs))
+            payload = payload.model_copy(update={"method": f"edge:{payload.method}"[:64]})
         except Exception:
             log.exception("edge analysis failed", extra={"trace_id": msg.trace_id})
             self.counters.inc("analysis.edge_failed")

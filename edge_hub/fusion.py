@@ -31,17 +31,19 @@ from shared.messages import TRIAGE_ORDER, AlertPayload, AnalysisPayload, Command
 LEVELS: tuple[TriageLevel, ...] = ("info", "urgent", "emergency")
 NSVT_MIN_BEATS = 3
 FAST_IRREGULAR_BPM = 150.0
-SUSTAINED_VT_S = 30.0
+SUSTAINED_VT_S = 10.0  # on an alert strip (≤ 30 s): 10 s, or half the strip, is the rules' "sustained"
+MAX_EVENT_REASONS = 12  # reasons are listed per event type beyond this (a triage carries ≤ 32 reasons)
 PAUSE_URGENT_S = 3.0
 CRITICAL_BRADY_BPM = 30.0
 
 
-def event_level(event: MonitorEvent) -> TriageLevel | None:
+def event_level(event: MonitorEvent, strip_s: float = 30.0) -> TriageLevel | None:
     """The level one monitor event calls for (None: it raises nothing by itself)."""
     if event.type in ("vf", "asystole"):
         return "emergency"
     if event.type == "vt":
-        return "emergency" if event.end_s - event.start_s >= SUSTAINED_VT_S else "urgent"
+        sustained = event.end_s - event.start_s >= min(SUSTAINED_VT_S, 0.5 * strip_s)
+        return "emergency" if sustained else "urgent"
     if event.type == "extreme_bradycardia":
         return "emergency" if event.hr_bpm is not None and event.hr_bpm < CRITICAL_BRADY_BPM else "urgent"
     if event.type == "extreme_tachycardia":
@@ -53,7 +55,7 @@ def event_level(event: MonitorEvent) -> TriageLevel | None:
 
 #: (event type, what the edge does) — the table the docs and tests walk.
 EVENT_RULES: tuple[tuple[str, str], ...] = (
-    ("vf", "emergency"), ("asystole", "emergency"), ("vt", "urgent; emergency when ≥ 30 s"),
+    ("vf", "emergency"), ("asystole", "emergency"), ("vt", "urgent; emergency when ≥ 10 s or half the strip"),
     ("extreme_bradycardia", "urgent; emergency below 30 bpm"), ("extreme_tachycardia", "urgent"),
     ("pause", "urgent when ≥ 3 s"), ("af", "confirms an irregular-rhythm alert"),
 )
@@ -125,15 +127,20 @@ def refine_with_analysis(level: TriageLevel, reasons: list[str], alert: AlertPay
     # events and candidates act whatever the quality: they are why an onset strip or a poor strip matters
     floor: TriageLevel = level
     alarming = False
-    for event in analysis.events:
-        raised = event_level(event)
-        if raised is not None:
-            reasons.append(_describe(event))
-            floor = _max(floor, raised)
-            alarming = True
-    for cand in analysis.candidates:
+    raising = [(e, lvl) for e in analysis.events if (lvl := event_level(e, analysis.duration_s)) is not None]
+    for _, raised in raising:
+        floor = _max(floor, raised)
+        alarming = True
+    if len(raising) <= MAX_EVENT_REASONS:
+        reasons += [_describe(e) for e, _ in raising]
+    else:  # a strip full of events: one reason per type, never more than a triage can carry
+        for kind in dict.fromkeys(e.type for e, _ in raising):
+            n = sum(e.type == kind for e, _ in raising)
+            reasons.append(f"phone analysis: {n} {kind.replace('_', ' ')} events")
+    for cand in analysis.candidates[:4]:
         reasons.append(f"phone analysis: possible {cand.rhythm} (p = {cand.probability:.2f}, {cand.source})")
-        floor = _max(floor, "urgent")
+        # the signal-processing rules' own VT/VF reading kept its old weight: an emergency
+        floor = _max(floor, "emergency" if cand.source == "rules" else "urgent")
     never_soften = nsvt or alarming or bool(analysis.candidates)
     level = floor
     if analysis.quality == "unusable" or analysis.rhythm == "inconclusive":

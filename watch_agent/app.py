@@ -80,7 +80,11 @@ def reader_evidence(samples: np.ndarray, fs: float) -> dict[str, float]:
     reader = active_reader()
     if reader is None or len(samples) < MIN_STRIP_S * fs:
         return {}
-    reading = reader.read(samples, fs)
+    try:
+        reading = reader.read(samples, fs)
+    except Exception:  # the alert goes out without the reader's view rather than not at all
+        log.exception("rhythm reader failed on the watch")
+        return {}
     return {f"reader_p_{k}": round(v, 3) for k, v in reading.probabilities.items()}
 
 

@@ -106,13 +106,14 @@ def contradictions(alert: AlertPayload, reading: AnalysisPayload | None, phone: 
         out.append(f"Within the analysis, the signal-processing rules read {reading.rules_rhythm.replace('_', ' ')} "
                    f"where the learned reader reads {reading.rhythm.replace('_', ' ')}.")
     if phone is not None and not reading_is_phone:
+        who = "edge (no phone findings in time)" if phone.method.startswith("edge:") else "phone"
         if phone.rhythm != reading.rhythm:
             versions = "" if phone.reader == reading.reader else \
                 f" (phone reader {phone.reader or 'none'}, cloud reader {reading.reader or 'none'})"
-            out.append(f"The phone read {phone.rhythm.replace('_', ' ')}; the cloud's re-analysis of the same strip "
+            out.append(f"The {who} read {phone.rhythm.replace('_', ' ')}; the cloud's re-analysis of the same strip "
                        f"reads {reading.rhythm.replace('_', ' ')}{versions}.")
         if phone.hr_bpm is not None and hr is not None and abs(phone.hr_bpm - hr) > 0.1 * hr:
-            out.append(f"The phone measured {phone.hr_bpm:.0f} bpm; the re-analysis {hr:.0f} bpm.")
+            out.append(f"The {who} measured {phone.hr_bpm:.0f} bpm; the re-analysis {hr:.0f} bpm.")
     return out
 
 

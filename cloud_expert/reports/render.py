@@ -12,6 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
@@ -101,13 +102,20 @@ def read_strip(data: ReportInput) -> tuple[AnalysisPayload | None, BeatMarks]:
     signal = strip.to_mv()
     try:
         result = analyze_strip(signal, strip.fs)
+        payload = to_payload(data.alert.payload.alert_id, result)
     except Exception:  # a report must still render: its measurements then say where they came from
         log.exception("strip re-analysis failed", extra={"trace_id": data.trace_id})
         return None, detect_r_peaks(signal, fs=strip.fs)
-    marks = BeatMarks(r_peaks_s=tuple(round(float(p) / strip.fs, 4) for p in result.r_peaks), fs=strip.fs,
+    beats_s = result.r_peaks / strip.fs
+    # V marks: the beat model's ventricular beats and every beat of a VT event, so a run shown is a run marked
+    in_vt = np.zeros(len(beats_s), dtype=bool)
+    for e in result.events:
+        if e.type == "vt":
+            in_vt |= (beats_s >= e.start_s - 1e-3) & (beats_s <= e.end_s + 1e-3)
+    marks = BeatMarks(r_peaks_s=tuple(round(float(t), 4) for t in beats_s), fs=strip.fs,
                       method=f"cardiomesh strip analysis ({result.ectopy_method or 'rules'})",
-                      ventricular=tuple(bool(v) for v in result.ventricular))
-    return to_payload(data.alert.payload.alert_id, result), marks
+                      ventricular=tuple(bool(v) for v in (np.asarray(result.ventricular, dtype=bool) | in_vt)))
+    return payload, marks
 
 
 def build_view(data: ReportInput) -> ReportView:

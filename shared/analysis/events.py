@@ -17,8 +17,10 @@ of the PhysioNet/CinC 2015 challenge "Reducing false arrhythmia alarms in the IC
 
 Every event has a `probability`: for reader events the mean calibrated probability over the event; for
 beat events, the mean probability that the frames under it are readable signal (1 − p(noise)), or None
-when no reader ran. Beats and rate agree by construction: `hr_bpm` is 60 × (beats − 1) / (end − start)
-over the event's own beats.
+when no reader ran. Beats and rate agree by construction: for beat events `hr_bpm` is
+60 × (beats − 1) / (end − start) over the event's own beats; VF and AF events start and end on frame
+boundaries, and their `hr_bpm` is the rate of the detected beats inside (60 × (beats − 1) over the first
+to last of them), which in VF is the rate of whatever the detectors picked, not a heart rate.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ class FrameProbabilities:
 def _smooth(p: np.ndarray) -> np.ndarray:
     if len(p) < SMOOTH_FRAMES:
         return p
-    return np.convolve(p, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, mode="same")
+    half = SMOOTH_FRAMES // 2  # edge-padded: an onset in the strip's last frames keeps its full weight
+    padded = np.pad(p, (half, SMOOTH_FRAMES - 1 - half), mode="edge")
+    return np.convolve(padded, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, mode="valid")
 
 
 def _spans(flags: np.ndarray) -> list[tuple[int, int]]:

@@ -119,8 +119,9 @@ def _quiet(x: np.ndarray, fs: float, event: Event, frames: FrameProbabilities | 
     when it ran, else the gap stays under 1 mV peak to peak."""
     if frames is not None and event.probability is not None:
         return event.probability >= 0.5
-    seg = x[int(event.start_s * fs):int(event.end_s * fs)]
-    return len(seg) > 1 and float(np.ptp(seg)) < 1.0
+    # the gap between two R peaks, without the QRS complexes that bound it
+    seg = x[int((event.start_s + 0.2) * fs):int((event.end_s - 0.2) * fs)]
+    return len(seg) > 1 and not is_lead_off(seg) and float(np.ptp(seg)) < 1.0
 
 
 def _fast_v_runs(v: np.ndarray, samples: np.ndarray, fs: float) -> list[tuple[int, int]]:

@@ -94,8 +94,10 @@ def test_the_edge_reads_the_strip_itself_when_the_phone_is_silent(tmp_path: Path
     alert = factories.alert(kind="pause", evidence={"pause_s": 3.2})
     _publish_alert(bus, alert)
     hub.finalize_overdue(now=time.monotonic() + 1)
+    hub.wait_idle()
     (esc,) = _sent(bus, "escalation")
     assert esc.payload.analysis is not None and esc.payload.analysis.source == hub.edge_id
+    assert esc.payload.analysis.payload.method.startswith("edge:")
     assert esc.payload.analysis.payload.n_beats > 0
     assert "no phone findings in time: strip read at the edge" in esc.payload.reasons
     assert [h.name for h in esc.payload.hops].count("edge_analysis") == 1

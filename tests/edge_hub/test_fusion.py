@@ -114,6 +114,7 @@ def _event(kind: str, start: float, end: float, beats: int, hr: float | None = N
     ("tachycardia", 125, "sinus_tachycardia", "good", [_event("asystole", 8, 14, 0)], [], "emergency"),
     ("tachycardia", 125, "sinus", "good", [_event("vt", 10, 12, 6, 160)], [], "urgent"),
     ("tachycardia", 125, "vt", "good", [_event("vt", 0, 31, 80, 155)], [], "emergency"),
+    ("tachycardia", 125, "sinus", "good", [_event("vt", 4, 11, 19, 160)], [], "emergency"),  # half the 12 s strip
     ("irregular_rhythm", 80, "sinus", "good", [_event("vt", 10, 12, 6, 160)], [], "urgent"),  # never softened
     ("tachycardia", 125, "sinus_bradycardia", "good", [_event("extreme_bradycardia", 0, 8, 5, 35)], [], "urgent"),
     ("tachycardia", 125, "sinus_bradycardia", "good", [_event("extreme_bradycardia", 0, 12, 5, 25)], [],
@@ -127,6 +128,8 @@ def _event(kind: str, start: float, end: float, beats: int, hr: float | None = N
      "urgent"),
     ("irregular_rhythm", 80, "sinus", "good", [], [{"rhythm": "vt", "probability": 0.3, "source": "reader"}],
      "urgent"),
+    ("tachycardia", 125, "sinus", "good", [], [{"rhythm": "vt", "probability": 0.7, "source": "rules"}],
+     "emergency"),  # the rules' own VT reading keeps its weight
     ("tachycardia", 125, "inconclusive", "unusable", [_event("vf", 2, 12, 0)], [], "emergency"),
 ])
 def test_triage_table_for_monitor_events_and_candidates(alert_kind: AlertKind, alert_hr: float, rhythm: Rhythm,
@@ -148,3 +151,16 @@ def test_every_event_type_has_a_rule() -> None:
     from shared.messages import EVENT_TYPES
 
     assert {kind for kind, _ in EVENT_RULES} == set(EVENT_TYPES)
+
+
+def test_a_strip_full_of_events_never_overflows_the_triage() -> None:
+    """64 events (the bus maximum) still make a valid triage (≤ 32 reasons), grouped by type."""
+    from shared.messages import TriagePayload
+
+    alert = factories.alert(kind="pause", evidence={"pause_s": 3.2})
+    events = [_event("pause", 0.5 * i, 0.5 * i + 3.2, 2, 19) for i in range(40)] + \
+        [_event("extreme_bradycardia", 0, 12, 5, 35)] * 24
+    analysis = factories.analysis(alert, rhythm="sinus_bradycardia", hr=40, events=events).payload
+    decision = triage(alert.payload, analysis, NONE)
+    TriagePayload(alert_id=alert.payload.alert_id, level=decision.level, stage="final", reasons=list(decision.reasons))
+    assert "phone analysis: 40 pause events" in decision.reasons

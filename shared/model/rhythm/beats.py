@@ -3,9 +3,11 @@ handful of strip-level RR features.
 
 Why give a network the R peaks at all: the strongest, most portable sign of AF is an irregularly
 irregular RR series, and a small CNN learns to measure RR irregularity across many beats slowly and
-poorly from waveform alone. The detector (`shared.ecg.qrs.StreamingQrsDetector`, the watch's own, run
-at `RHYTHM_FS` on the band-passed strip) is the same in training and at inference, and everything
-derived from it is divided by the strip's own median RR: scale-free, rate-free, lead-free.
+poorly from waveform alone. In training the beats come from the watch's own detector
+(`shared.ecg.qrs.StreamingQrsDetector`, run at `RHYTHM_FS` on the band-passed record); a reader running
+alone (the watch) finds them the same way, while the strip analysis hands it its own beats (both of its
+detectors merged, a slightly better set: the validation scores that path). Everything derived from the
+beats is divided by the strip's own median RR: scale-free, rate-free, lead-free.
 
 Channels (per sample): the RR interval the sample sits in over the median RR, minus 1; and the change
 from the previous interval over the median RR. Features (per strip): `RR_FEATURES`.

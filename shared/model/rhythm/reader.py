@@ -43,7 +43,8 @@ class RhythmModelError(ValueError):
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Decision thresholds on calibrated probabilities, chosen on training folds (`bench/rhythm.py`)."""
+    """Decision thresholds. `candidate` and `class_bias` are chosen on a validation split of the training
+    side (`bench/rhythm.py`); the frame thresholds are declared at 0.5, not tuned (too few VT runs to tune on)."""
 
     candidate: float = 0.2  # a strip or frame probability of VT/VF at or above this makes a candidate
     vt_beat: float = 0.5  # a beat counts as ventricular (for VT events) when p(vt)+p(vf) at it reaches this
@@ -55,6 +56,8 @@ class Thresholds:
     def from_dict(cls, d: dict[str, Any] | None) -> Thresholds:
         d = dict(d or {})
         bias = tuple(float(v) for v in d.pop("class_bias", ())) or (0.0,) * len(CLASSES)
+        if len(bias) != len(CLASSES):
+            raise ValueError(f"class_bias has {len(bias)} values, the reader {len(CLASSES)} classes")
         known = {k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known, class_bias=bias)
 
@@ -150,8 +153,11 @@ class RhythmReader:
         except Exception as exc:
             raise RhythmModelError(f"{path}: weights do not fit the saved architecture ({exc})") from None
         version = hashlib.sha256(raw).hexdigest()[:12]
-        return cls(model, float(blob.get("temperature", 1.0)), Thresholds.from_dict(blob.get("thresholds")),
-                   blob.get("card") or {}, version)
+        try:
+            thresholds = Thresholds.from_dict(blob.get("thresholds"))
+        except (TypeError, ValueError) as exc:
+            raise RhythmModelError(f"{path}: bad thresholds ({exc})") from None
+        return cls(model, float(blob.get("temperature", 1.0)), thresholds, blob.get("card") or {}, version)
 
 
 _WARNED: set[str] = set()
