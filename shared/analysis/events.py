@@ -11,7 +11,10 @@ of the PhysioNet/CinC 2015 challenge "Reducing false arrhythmia alarms in the IC
   calls it V or when the reader's frame probability of VT (+VF) at it reaches its threshold: the beat
   model alone misses runs at a strip's start (no normal beats to compare with), the reader alone
   cannot count beats;
-* ``vf`` — the reader's VF probability at or above its threshold for ≥ 4 s;
+* ``vf`` — the reader's ventricular probability (VT + VF: it splits flutter between the two) at or above
+  its threshold for ≥ 4 s, where the reader leans VF or the detectors found no regular fast beats (a
+  regular fast run there is a VT event instead). Pauses and brady/tachycardia inside VF are dropped: in VF
+  the detectors pick odd deflections;
 * ``af`` — the reader's AF probability at or above its threshold for ≥ `AF_MIN_S`;
 * ``pause`` — an RR interval of 2–4 s that ends in a beat (longer is asystole).
 
@@ -38,6 +41,7 @@ BRADY_BPM, BRADY_BEATS = 40.0, 5
 TACHY_BPM, TACHY_BEATS = 140.0, 17
 VT_BPM, VT_BEATS = 100.0, 5
 VF_MIN_S = 4.0
+DISORGANISED_RR_CV = 0.25  # beats picked in VF are irregular; VT's are regular
 AF_MIN_S = 10.0
 SMOOTH_FRAMES = 3  # frame probabilities are averaged over this many frames (≈ 0.5 s) before thresholds
 
@@ -125,6 +129,17 @@ def _window_rate(t: np.ndarray, n_beats: int) -> np.ndarray:
     return np.where(span > 0, 60.0 * (n_beats - 1) / np.maximum(span, 1e-9), np.inf)
 
 
+def _disorganised(beats: np.ndarray, p_vt: np.ndarray, p_vf: np.ndarray) -> bool:
+    """VF rather than VT: the reader leans VF, or the detectors found no run of fast regular beats in it."""
+    if float(np.mean(p_vf)) >= float(np.mean(p_vt)):
+        return True
+    rate = _rate(beats)
+    if len(beats) < VT_BEATS or rate is None or rate <= VT_BPM:
+        return True
+    rr = np.diff(beats)
+    return float(np.std(rr) / np.mean(rr)) > DISORGANISED_RR_CV
+
+
 def ventricular_beats(t: np.ndarray, model_v: np.ndarray, frames: FrameProbabilities | None,
                       threshold: float) -> np.ndarray:
     """Per beat: ventricular by the beat model, or by the reader's VT+VF probability at the beat."""
@@ -145,18 +160,24 @@ def monitor_events(beat_times_s: np.ndarray, model_ventricular: np.ndarray, dura
     vf_spans: list[tuple[float, float]] = []
     if frames is not None and len(frames.vf):
         fs = frames.frame_s
-        for kind, p, thr, min_s in (("vf", frames.vf, vf_frame, VF_MIN_S), ("af", frames.af, af_frame, AF_MIN_S)):
-            sp = _smooth(p)
-            for a, b in _spans(sp >= thr):
-                start, end = a * fs, min(duration_s, b * fs)
-                if end - start < min_s:
-                    continue
-                inside = t[(t >= start) & (t <= end)]
-                rate = _rate(inside)
-                events.append(Event(kind, round(start, 2), round(end, 2), len(inside), rate,  # type: ignore[arg-type]
-                                    round(float(np.mean(p[a:b])), 3)))
-                if kind == "vf":
-                    vf_spans.append((start, end))
+        # ventricular activity (VT + VF: the reader splits flutter between them) for ≥ 4 s without organised
+        # fast beats is VF; with them, the beats make it a VT event below
+        ventricular = frames.vt + frames.vf
+        for a, b in _spans(_smooth(ventricular) >= vf_frame):
+            start, end = a * fs, min(duration_s, b * fs)
+            inside = t[(t >= start) & (t <= end)]
+            if end - start < VF_MIN_S or not _disorganised(inside, frames.vt[a:b], frames.vf[a:b]):
+                continue
+            events.append(Event("vf", round(start, 2), round(end, 2), len(inside), _rate(inside),
+                                round(float(np.mean(ventricular[a:b])), 3)))
+            vf_spans.append((start, end))
+        for a, b in _spans(_smooth(frames.af) >= af_frame):
+            start, end = a * fs, min(duration_s, b * fs)
+            if end - start < AF_MIN_S:
+                continue
+            inside = t[(t >= start) & (t <= end)]
+            events.append(Event("af", round(start, 2), round(end, 2), len(inside), _rate(inside),
+                                round(float(np.mean(frames.af[a:b])), 3)))
     # gaps: asystole (≥ 4 s, also an open gap at the end) and pauses (2–4 s, closed by a beat)
     if lead_connected:
         edges = np.concatenate([[0.0], t, [float(duration_s)]]).astype(float)
@@ -173,6 +194,10 @@ def monitor_events(beat_times_s: np.ndarray, model_ventricular: np.ndarray, dura
     events += _window_events("extreme_bradycardia", t, BRADY_BEATS, _window_rate(t, BRADY_BEATS) < BRADY_BPM, frames)
     events += _window_events("extreme_tachycardia", t, TACHY_BEATS, _window_rate(t, TACHY_BEATS) > TACHY_BPM,
                              frames)
+    # in VF the detectors pick odd deflections: their "pauses" and "bradycardia" are VF, not findings
+    events = [e for e in events if e.type not in ("pause", "extreme_bradycardia", "extreme_tachycardia")
+              or sum(max(0.0, min(e.end_s, b) - max(e.start_s, a)) for a, b in vf_spans)
+              < 0.5 * max(e.end_s - e.start_s, 1e-6)]
     v = ventricular_beats(t, model_ventricular, frames, vt_beat)
     for a, b in _spans(v):
         times = t[a:b]

@@ -113,3 +113,16 @@ def test_beat_events_carry_how_readable_the_signal_under_them_was() -> None:
     assert brady.probability == pytest.approx(0.3, abs=0.01)
     assert next(e for e in monitor_events(t, np.zeros(len(t), bool), 30.0) if e.type == "extreme_bradycardia"
                 ).probability is None
+
+
+def test_flutter_split_between_vt_and_vf_with_odd_beats_is_vf_not_pauses() -> None:
+    """The reader splits VF/flutter between its VT and VF classes; the detectors find odd, slow 'beats'."""
+    t = np.concatenate([_beats(70, 0.4, 10), [11.2, 13.9, 14.6, 17.8]])
+    frames = _frames(20.0, vt=(10.2, 20.0, 0.35), vf=(10.2, 20.0, 0.35))
+    events = monitor_events(t, np.zeros(len(t), bool), 20.0, frames)
+    assert [e.type for e in events] == ["vf"], events
+    # the same probabilities over a regular fast run are VT, counted by its beats
+    run = np.concatenate([_beats(70, 0.4, 10), _beats(170, 10.3, 20)])
+    vt_frames = _frames(20.0, vt=(10.2, 20.0, 0.45), vf=(10.2, 20.0, 0.25))
+    kinds = _types(monitor_events(run, np.zeros(len(run), bool), 20.0, vt_frames))
+    assert "vt" in kinds and "vf" not in kinds
