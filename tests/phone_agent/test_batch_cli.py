@@ -113,7 +113,12 @@ def test_only_bad_files_exit_1(tmp_path: Path) -> None:
 def test_readable_summary(tmp_path: Path) -> None:
     result = runner.invoke(app, ["analyze", str(_csv(tmp_path / "s3.csv", _ecg(20, 120)))])
     assert result.exit_code == 0
-    assert "s3: sinus_tachycardia" in result.stdout and "QTc Bazett" in result.stdout
+    assert "s3: " in result.stdout and "QTc Bazett" in result.stdout
+    # the rules' reading is always shown; with the reader installed, its probabilities beside it (synthetic
+    # ECG is no test of the reader's accuracy: only of what the summary shows)
+    assert "sinus_tachycardia" in result.stdout
+    if "reader " in result.stdout:
+        assert "rules: sinus_tachycardia" in result.stdout
 
 
 def test_help() -> None:
