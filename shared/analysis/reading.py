@@ -8,6 +8,17 @@ disagreement visible.
 * The reader's class (its decision: calibrated probabilities plus the offsets tuned on training folds)
   becomes a rhythm with the measured rate: sinus → sinus / sinus_tachycardia /
   sinus_bradycardia; other → svt when the rules read svt, else other; noise → inconclusive.
+* A strip with no readable segment (quality `unusable`) is `inconclusive` unless the reader reads VT/VF:
+  a network names some rhythm for any input, white noise included; VF is the one rhythm that looks like noise.
+* A hesitant reader (top probability < `HESITANT`) defers to confident rules (≥ `RULES_CONFIDENT`) when it
+  gives the rules' class a fair chance (≥ `FAIR_CHANCE`): two readers half-agreeing beat one guessing.
+  The confidence is then the rules' own (whoever decides gives the confidence).
+* Ventricular rhythms are named by the events: the reader splits organised and disorganised ventricular
+  activity (flutter especially) between its VT and VF classes, the events judge organisation beat by beat.
+  A VF event over half the strip or more makes the rhythm VF; a VT event over half the strip, VT.
+* A strip readable only because it repeats itself (organised, no clean segment: `periodic_only`) names
+  no ventricular rhythm: one lead cannot tell sinusoidal VT from periodic motion artefact. The reader's
+  VT/VF stays a candidate with its probability (and its events stand), so the edge still escalates.
 * Asystole is the rules' (no QRS for ≥ 4 s at the strip's end on a connected lead): no network is
   needed to see a flat line, and amplitude normalisation would hide one.
 * Candidates: VT and VF whose probability (the strip's, or the highest over half a second of frames)
@@ -27,6 +38,9 @@ from shared.messages import Rhythm
 
 TACHY_BPM = 100.0
 BRADY_BPM = 60.0
+HESITANT = 0.6
+RULES_CONFIDENT = 0.7
+FAIR_CHANCE = 0.3
 CANDIDATE_FRAMES = 3  # frames (≈ 0.5 s) a frame probability is averaged over before it makes a candidate
 
 #: Reader class → the coarse class the rules' labels are compared in.
@@ -73,6 +87,16 @@ def _from_reader(label: str, hr_bpm: float | None, rules: Rhythm) -> Rhythm:
     return "vt" if label == "vt" else "vf"
 
 
+def _ventricular_by_events(rhythm: Rhythm, events: list[Event], duration_s: float | None) -> Rhythm:
+    if rhythm not in ("vt", "vf") or not duration_s:
+        return rhythm
+    cover = {t: sum(e.end_s - e.start_s for e in events if e.type == t) for t in ("vt", "vf")}
+    for t in ("vf", "vt"):
+        if cover[t] >= duration_s / 2 and cover[t] >= cover["vf" if t == "vt" else "vt"]:
+            return t
+    return rhythm
+
+
 def peak_probability(frames: np.ndarray) -> float:
     """Highest probability held over `CANDIDATE_FRAMES` consecutive frames (one odd frame is not enough)."""
     if len(frames) == 0:
@@ -92,7 +116,8 @@ def _merge(cands: list[CandidateRhythm]) -> tuple[CandidateRhythm, ...]:
 
 def combine(probabilities: dict[str, float] | None, frame_vt: np.ndarray, frame_vf: np.ndarray, *,
             candidate_threshold: float, rules: Rhythm, rules_confidence: float, hr_bpm: float | None,
-            events: list[Event], asystole: bool, label: str | None = None) -> Reading:
+            events: list[Event], asystole: bool, label: str | None = None, unreadable: bool = False,
+            periodic_only: bool = False, duration_s: float | None = None) -> Reading:
     """The strip's reading (see the module docstring)."""
     notes: list[str] = []
     cands: list[CandidateRhythm] = []
@@ -111,9 +136,29 @@ def combine(probabilities: dict[str, float] | None, frame_vt: np.ndarray, frame_
                 cands.append(CandidateRhythm(name, round(p, 3), "reader"))
         label = label or max(probabilities, key=lambda k: probabilities[k])
         rhythm, confidence = _from_reader(label, hr_bpm, rules), probabilities[label]
+        coarse = _RULES_CLASS[rules]
+        if unreadable and label not in ("vt", "vf"):
+            if rhythm != "inconclusive":
+                notes.append(f"no readable segment: the learned reader's {label} (p = {confidence:.2f}) is not "
+                             "reported")
+            rhythm = "inconclusive"
+        elif (coarse != _RULES_CLASS[rhythm] and coarse in probabilities and confidence < HESITANT
+              and rules_confidence >= RULES_CONFIDENT and probabilities[coarse] >= FAIR_CHANCE):
+            notes.append(f"the learned reader hesitated ({label} p = {confidence:.2f}, {coarse} "
+                         f"p = {probabilities[coarse]:.2f}): the rules' {rules} ({rules_confidence:.2f}) decides")
+            rhythm, confidence = rules, rules_confidence
+        named = _ventricular_by_events(rhythm, events, duration_s)
+        if named != rhythm:
+            notes.append(f"the learned reader read {rhythm}; the monitor events name it {named}")
+            rhythm = named
+        if periodic_only and rhythm in ("vt", "vf"):
+            notes.append(f"the learned reader read {rhythm} (p = {confidence:.2f}) on a strip with no clean segment: "
+                         "sinusoidal VT or periodic artefact, which one lead cannot tell apart")
+            cands.append(CandidateRhythm(rhythm, round(confidence, 3), "reader"))
+            rhythm, confidence = "inconclusive", 0.0
         if asystole:
             rhythm, confidence = "asystole", max(confidence, rules_confidence)
-        if _RULES_CLASS[rules] != _RULES_CLASS[rhythm]:
+        if _RULES_CLASS[rules] != _RULES_CLASS[rhythm] and not (unreadable and label not in ("vt", "vf")):
             notes.append(f"rules read {rules} ({rules_confidence:.2f}); the learned reader read {label} "
                          f"(p = {probabilities[label]:.2f})")
     merged = _merge(cands)

@@ -91,6 +91,7 @@ class Analysis:
     rules_rhythm: Rhythm | None = None
     reader: str | None = None
     reading: RhythmReading | None = None  # local detail: per-frame probabilities
+    periodic_only: bool = False  # readable only because it repeats: sinusoidal VT or periodic artefact
 
     @property
     def note(self) -> str:
@@ -287,8 +288,8 @@ def measure_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
     )
     label, confidence, rule_notes = rules.classify(features)
     notes += rule_notes
-    if label not in ("vf", "asystole", "inconclusive") and any(s.organised for s in segments) \
-            and not any(s.label == "usable" for s in segments):
+    periodic_only = any(s.organised for s in segments) and not any(s.label == "usable" for s in segments)
+    if label not in ("vf", "asystole", "inconclusive") and periodic_only:
         # readable only because it repeats itself: on one lead, sinusoidal VT and periodic motion artefact
         # look alike, so no rhythm is named (the edge keeps the watch's level; a model-called run still counts)
         notes.append(f"organised fast activity with no clean segment ({label} by the rules): sinusoidal VT "
@@ -329,7 +330,7 @@ def measure_strip(samples_mv: np.ndarray, fs: float) -> Analysis:
         ventricular_run_beats=int(longest_any), vt_run_beats=int(run_beats), hrv_freq=hrv_freq,
         segment_quality=labels, notes=notes[:16],
         ventricular=ventricular, ectopic=flags.ectopic, segments=segments, features=features,
-        ectopy_method=ectopy_method, rules_rhythm=label,
+        ectopy_method=ectopy_method, rules_rhythm=label, periodic_only=periodic_only,
         analysis_ms=(time.perf_counter() - started) * 1000,
     )
 
@@ -383,7 +384,9 @@ def with_reader(measured: Analysis, samples_mv: np.ndarray, fs: float, reader: R
         np.zeros(0) if frames is None else frames.vt, np.zeros(0) if frames is None else frames.vf,
         candidate_threshold=1.0 if thresholds is None else thresholds.candidate,
         rules=rules_label, rules_confidence=rules_confidence, hr_bpm=measured.hr_bpm, events=events,
-        asystole=measured.features.asystole_s >= rules.ASYSTOLE_S, label=None if reading is None else reading.label)
+        asystole=measured.features.asystole_s >= rules.ASYSTOLE_S, label=None if reading is None else reading.label,
+        unreadable=measured.quality == "unusable", periodic_only=measured.periodic_only,
+        duration_s=measured.duration_s)
     return replace(
         measured, rhythm=combined.rhythm, rhythm_confidence=combined.confidence,
         notes=[*combined.notes, *measured.notes][:16], events=events, candidates=list(combined.candidates),

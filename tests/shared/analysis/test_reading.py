@@ -60,3 +60,38 @@ def test_without_a_reader_the_rules_decide_and_say_so() -> None:
     r = _combine(None, rules="af", rules_confidence=0.7)
     assert r.rhythm == "af" and r.confidence == 0.7
     assert any("no rhythm reader" in n for n in r.notes)
+
+
+P_OTHER = {"sinus": 0.09, "af": 0.07, "other": 0.83, "vt": 0.0, "vf": 0.01, "noise": 0.0}
+
+
+def test_no_readable_segment_names_no_rhythm_but_vf_still_speaks() -> None:
+    r = _combine(P_OTHER, rules="inconclusive", rules_confidence=0.0, unreadable=True)
+    assert r.rhythm == "inconclusive" and any("no readable segment" in n for n in r.notes)
+    vf = {"sinus": 0.0, "af": 0.0, "other": 0.05, "vt": 0.1, "vf": 0.85, "noise": 0.0}
+    assert _combine(vf, rules="inconclusive", rules_confidence=0.0, unreadable=True).rhythm == "vf"
+
+
+def test_a_hesitant_reader_defers_to_confident_rules_only() -> None:
+    hesitant = {"sinus": 0.02, "af": 0.41, "other": 0.57, "vt": 0.0, "vf": 0.0, "noise": 0.0}
+    r = _combine(hesitant, rules="af", rules_confidence=0.8)
+    assert r.rhythm == "af" and any("hesitated" in n for n in r.notes)
+    assert _combine(hesitant, rules="af", rules_confidence=0.5).rhythm == "other"  # rules unsure too
+    assert _combine(P_OTHER, rules="af", rules_confidence=0.9).rhythm == "other"  # the reader is sure
+
+
+def test_ventricular_rhythm_is_named_by_the_events_covering_the_strip() -> None:
+    vt = {"sinus": 0.0, "af": 0.0, "other": 0.01, "vt": 0.75, "vf": 0.24, "noise": 0.0}
+    vf_event = Event("vf", 0.0, 20.0, 0, None, 0.99)
+    r = _combine(vt, rules="vf", rules_confidence=1.0, events=[vf_event], duration_s=20.0)
+    assert r.rhythm == "vf" and any("events name it vf" in n for n in r.notes)
+    short = Event("vf", 0.0, 6.0, 0, None, 0.99)
+    assert _combine(vt, rules="vf", rules_confidence=1.0, events=[short], duration_s=20.0).rhythm == "vt"
+
+
+def test_periodic_only_strip_names_no_ventricular_rhythm_but_keeps_the_candidate() -> None:
+    vt = {"sinus": 0.0, "af": 0.0, "other": 0.02, "vt": 0.83, "vf": 0.14, "noise": 0.01}
+    r = _combine(vt, rules="inconclusive", rules_confidence=0.0, periodic_only=True)
+    assert r.rhythm == "inconclusive"
+    assert [(c.rhythm, c.probability, c.source) for c in r.candidates] == [("vt", 0.83, "reader")]
+    assert any("periodic artefact" in n for n in r.notes)
