@@ -29,7 +29,12 @@ fl_app = typer.Typer(help="Federated learning of the watch detector: data stays 
                       no_args_is_help=True)
 drill_app = typer.Typer(help="Anomaly drills: splice a real episode into a running watch and follow it.",
                         no_args_is_help=True)
+dead_app = typer.Typer(
+    help="Messages whose handler failed (a database failover, a bug): kept on disk, retried with backoff by the "
+    "running component, parked after 12 tries for you to look at and replay. Nothing is dropped silently.",
+    no_args_is_help=True)
 app.add_typer(drill_app, name="drill")
+app.add_typer(dead_app, name="dead-letters")
 app.add_typer(fl_app, name="fl")
 
 log = logging.getLogger("cardiomesh")
@@ -234,6 +239,62 @@ def web_cmd(
     settings = _setup(verbose)
     uvicorn.run(create_app(settings), host=host or settings.web_host, port=port or settings.web_port,
                 log_level="info" if verbose else "warning")
+
+
+def _dead_letter_stores(settings: Settings, client: str | None) -> list[Path]:
+    from cardiomesh.runtime import dead_letter_path
+
+    if client is not None:
+        path = dead_letter_path(settings, client)
+        if not path.exists():
+            raise _fail(f"no dead-letter store for {client!r} (looked for {path})")
+        return [path]
+    return sorted((Path(settings.state_dir) / "dead-letters").glob("*.db"))
+
+
+Client = Annotated[str | None, typer.Option("--client", help="One component's MQTT client id (default: all).")]
+
+
+@dead_app.command("list")
+def dead_letters_list(client: Client = None) -> None:
+    """Every kept message: its store, id, state (waiting: retried by the component; parked: needs you), tries,
+    when it first failed, its topic and the last error."""
+    from datetime import UTC, datetime
+
+    from shared.transport import DeadLetterStore
+
+    settings = _setup()
+    rows = 0
+    for path in _dead_letter_stores(settings, client):
+        store = DeadLetterStore(path)
+        for letter in store.all():
+            rows += 1
+            when = datetime.fromtimestamp(letter.first_failed, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            typer.echo(f"{path.stem}  #{letter.row_id}  {letter.state:7}  tries {letter.attempts:2}  {when}Z  "
+                       f"{letter.topic}\n    {letter.error[:200]}")
+        store.close()
+    typer.echo(f"{rows} kept message(s) under {Path(settings.state_dir) / 'dead-letters'}")
+
+
+@dead_app.command("replay")
+def dead_letters_replay(
+    client: Client = None,
+    row_id: Annotated[int | None, typer.Option("--id", help="One message (with --client); default: every parked one.")]
+    = None,
+) -> None:
+    """Make parked messages due again with a fresh budget of tries: the running component (or its next start)
+    hands them to their handler. Handlers are idempotent, so a replay never doubles an effect."""
+    from shared.transport import DeadLetterStore
+
+    if row_id is not None and client is None:
+        raise _fail("--id needs --client: ids are per store")
+    settings = _setup()
+    released = 0
+    for path in _dead_letter_stores(settings, client):
+        store = DeadLetterStore(path)
+        released += store.release(row_id)
+        store.close()
+    typer.echo(f"{released} message(s) due for retry")
 
 
 @drill_app.command("run")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shared.settings import Settings
 from shared.transport import MqttTransport, Outbox, Transport, Will
+from shared.transport.dead_letters import DeadLetterStore
 
 
 def safe_name(value: str) -> str:
@@ -18,10 +19,16 @@ def safe_name(value: str) -> str:
 
 def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = None, online: Will | None = None,
                    outbox: bool = False, clean_session: bool = False) -> MqttTransport:
-    """One MQTT connection; devices (`outbox=True`) write QoS 1 messages to SQLite before sending."""
+    """One MQTT connection; with `outbox=True` QoS 1 messages are written to SQLite before sending, and
+    messages whose handler failed are kept in SQLite for retry (`cardiomesh dead-letters`)."""
     box = Outbox(Path(settings.state_dir) / "outbox" / f"{safe_name(client_id)}.db") if outbox else None
+    dead = DeadLetterStore(dead_letter_path(settings, client_id)) if outbox else None
     return MqttTransport(client_id=client_id, host=settings.mqtt_host, port=settings.mqtt_port,
-                         clean_session=clean_session, outbox=box, will=will, online=online)
+                         clean_session=clean_session, outbox=box, dead_letters=dead, will=will, online=online)
+
+
+def dead_letter_path(settings: Settings, client_id: str) -> Path:
+    return Path(settings.state_dir) / "dead-letters" / f"{safe_name(client_id)}.db"
 
 
 MakeTransport = Callable[[str, Will | None, Will | None], Transport]

@@ -85,6 +85,7 @@ class CloudService:
 
     def stop(self) -> None:
         self._stop.set()
+        self.router.close()
         if self._loop is not None:
             self._loop.join(timeout=5)
         if self._manage_transport:

@@ -63,6 +63,7 @@ class EdgeAggregator:
 
     def stop(self) -> None:
         self._stop.set()
+        self.router.close()
         if self._timer is not None:
             self._timer.join(timeout=2)
 

@@ -98,6 +98,7 @@ class EdgeHub:
 
     def stop(self) -> None:
         self._stop.set()
+        self.router.close()
         if self._timer is not None:
             self._timer.join(timeout=2)
         self._analyser.shutdown(wait=True, cancel_futures=False)
@@ -115,10 +116,18 @@ class EdgeHub:
                 self.latest_vitals[device_id] = VitalsMessage.model_validate_json(vitals_json)
         for row in self.store.open_episodes():
             alert = AlertMessage.model_validate_json(row.alert_json)
+            hops = [Hop(name="watch_alert", source=alert.source, at=alert.created_at)]
+            if not row.responded:  # killed between accepting the alert and answering it: answer now
+                assert alert.patient_id is not None
+                decision = triage(alert.payload, None, self._context(alert.patient_id, alert.source, alert.drill))
+                self._respond(alert, decision, self.settings.site)
+                self._publish_triage(alert, decision, stage="initial", analysis_received=False)
+                self.store.mark_responded(row.alert_id)
+                hops.append(Hop(name="edge_response", source=self.edge_id, at=utcnow()))
+                self.counters.inc("recovered.responses")
+                log.warning("recovered episode answered late", extra={"trace_id": row.trace_id})
             with self._lock:
-                self._pending[row.alert_id] = _Pending(alert, row.received_mono, row.level,
-                                                       [Hop(name="watch_alert", source=alert.source,
-                                                            at=alert.created_at)])
+                self._pending[row.alert_id] = _Pending(alert, row.received_mono, row.level, hops)
             if row.analysis_json:
                 self._early[row.alert_id] = AnalysisMessage.model_validate_json(row.analysis_json)
             log.info("recovered open episode", extra={"trace_id": row.trace_id})
@@ -126,24 +135,40 @@ class EdgeHub:
     # -- handlers --------------------------------------------------------------------------------
     def on_alert(self, parts: topics.TopicParts, msg: AlertMessage) -> None:
         received = utcnow()
-        if not self.store.first_time(msg.id):
-            self.counters.inc("duplicate.alert")
-            return
         assert msg.patient_id is not None
         alert = msg.payload
         context = self._context(msg.patient_id, msg.source, msg.drill)
         decision = triage(alert, None, context)
-        hops = [Hop(name="watch_alert", source=msg.source, at=msg.created_at),
-                Hop(name="edge_received", source=self.edge_id, at=received)]
-        self.store.add_episode(EpisodeRow(
+        outcome = self.store.accept_alert(msg.id, EpisodeRow(
             alert_id=alert.alert_id, patient_id=msg.patient_id, device_id=msg.source, trace_id=msg.trace_id,
             drill=msg.drill, alert_json=msg.model_dump_json(by_alias=True), analysis_json=None,
             level=decision.level, finalized=False, escalated=False, received_mono=time.monotonic(),
-            received_at=time.time(),
+            received_at=time.time(), responded=False,
         ))
-        self._respond(msg, decision, parts.site)
+        hops = [Hop(name="watch_alert", source=msg.source, at=msg.created_at),
+                Hop(name="edge_received", source=self.edge_id, at=received)]
+        if outcome != "new":  # a redelivery, or the same alert re-sent under a new message id
+            if self.store.responded(alert.alert_id) is False and not self._is_pending(alert.alert_id):
+                # its first delivery failed after the episode was committed (retried from dead letters)
+                self.counters.inc("recovered.responses")
+                self._answer(msg, decision, hops)
+                return
+            self.counters.inc("duplicate.alert" if outcome == "duplicate" else "duplicate.alert_event")
+            log.info("duplicate alert ignored", extra={"trace_id": msg.trace_id, "outcome": outcome})
+            return
+        self._answer(msg, decision, hops)
+
+    def _is_pending(self, alert_id: str) -> bool:
+        with self._lock:
+            return alert_id in self._pending
+
+    def _answer(self, msg: AlertMessage, decision: Decision, hops: list[Hop]) -> None:
+        """The initial responses and triage, recorded as sent; then the episode waits for findings."""
+        alert = msg.payload
+        self._respond(msg, decision, self.settings.site)
         hops.append(Hop(name="edge_response", source=self.edge_id, at=utcnow()))
         self._publish_triage(msg, decision, stage="initial", analysis_received=False)
+        self.store.mark_responded(alert.alert_id)
         self.counters.inc("alerts.drill" if msg.drill else "alerts.clinical")
         log.info("alert triaged", extra={"trace_id": msg.trace_id, "kind": alert.kind, "level": decision.level,
                                           "drill": msg.drill})
@@ -154,11 +179,10 @@ class EdgeHub:
             self._finalize(alert.alert_id, early)
 
     def on_analysis(self, parts: topics.TopicParts, msg: AnalysisMessage) -> None:
-        if not self.store.first_time(msg.id):
+        alert_id = msg.payload.alert_id
+        if not self.store.accept_analysis(msg.id, alert_id, msg.model_dump_json(by_alias=True)):
             self.counters.inc("duplicate.analysis")
             return
-        alert_id = msg.payload.alert_id
-        self.store.set_analysis(alert_id, msg.model_dump_json(by_alias=True))
         with self._lock:
             known = alert_id in self._pending
             if not known:

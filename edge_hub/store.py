@@ -2,6 +2,11 @@
 
 Hot state (latest vitals, presence) lives in memory in `state.py`; what must survive a crash — every
 accepted alert and phone finding, and whether it was escalated — is written here before it is acted on.
+
+A message id is marked seen in the same transaction as the row it produces (`accept_alert`,
+`accept_analysis`): killed between the two, the hub used to drop the broker's redelivery as a duplicate
+and lose the alert. `responded` records that an episode's initial responses went out, so an episode
+recovered after a crash sends the ones it missed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class EpisodeRow:
     escalated: bool
     received_mono: float
     received_at: float
+    responded: bool = False
 
 
 class EdgeStore:
@@ -50,25 +56,73 @@ class EdgeStore:
             );
             """
         )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(episodes)").fetchall()}
+        if "responded" not in columns:  # a hub DB from before responses were tracked: those were all sent
+            self._db.execute("ALTER TABLE episodes ADD COLUMN responded INTEGER NOT NULL DEFAULT 1")
 
-    def first_time(self, message_id: str) -> bool:
-        """Record a message id; False when it was seen before (a redelivery or a resend)."""
+    def accept_alert(self, message_id: str, row: EpisodeRow) -> str:
+        """Seen and episode in one transaction: "new", "duplicate" (this message id again) or "same_event"
+        (a new message id for an episode already held: one clinical event, one episode, one response)."""
         with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)", (message_id, time.time()))
-            return cur.rowcount == 1
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)",
+                                    (message_id, time.time())).rowcount != 1:
+                    self._db.execute("ROLLBACK")
+                    return "duplicate"
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO episodes (alert_id, patient_id, device_id, trace_id, drill, alert_json,"
+                    " analysis_json, level, finalized, escalated, received_at, responded)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (row.alert_id, row.patient_id, row.device_id, row.trace_id, int(row.drill), row.alert_json,
+                     row.analysis_json, row.level, int(row.finalized), int(row.escalated), row.received_at,
+                     int(row.responded)),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return "new" if cur.rowcount == 1 else "same_event"
+
+    def accept_analysis(self, message_id: str, alert_id: str, analysis_json: str) -> bool:
+        """Seen and the episode's findings in one transaction; False for a message id seen before."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)",
+                                    (message_id, time.time())).rowcount != 1:
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._db.execute("UPDATE episodes SET analysis_json = ? WHERE alert_id = ?",
+                                 (analysis_json, alert_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return True
 
     def add_episode(self, row: EpisodeRow) -> None:
+        """An episode without a message id to mark (tests, imports); `accept_alert` is the handler's path."""
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO episodes (alert_id, patient_id, device_id, trace_id, drill, alert_json,"
-                " analysis_json, level, finalized, escalated, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " analysis_json, level, finalized, escalated, received_at, responded)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (row.alert_id, row.patient_id, row.device_id, row.trace_id, int(row.drill), row.alert_json,
-                 row.analysis_json, row.level, int(row.finalized), int(row.escalated), row.received_at),
+                 row.analysis_json, row.level, int(row.finalized), int(row.escalated), row.received_at,
+                 int(row.responded)),
             )
 
-    def set_analysis(self, alert_id: str, analysis_json: str) -> None:
+    def responded(self, alert_id: str) -> bool | None:
+        """Whether an open episode's initial responses went out; None when no open episode has this id."""
         with self._lock:
-            self._db.execute("UPDATE episodes SET analysis_json = ? WHERE alert_id = ?", (analysis_json, alert_id))
+            row = self._db.execute("SELECT responded FROM episodes WHERE alert_id = ? AND finalized = 0",
+                                   (alert_id,)).fetchone()
+        return None if row is None else bool(row[0])
+
+    def mark_responded(self, alert_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE episodes SET responded = 1 WHERE alert_id = ?", (alert_id,))
 
     def finalize(self, alert_id: str, level: str, escalated: bool) -> None:
         with self._lock:
@@ -81,12 +135,12 @@ class EdgeStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT alert_id, patient_id, device_id, trace_id, drill, alert_json, analysis_json, level,"
-                " finalized, escalated, received_at FROM episodes WHERE finalized = 0"
+                " finalized, escalated, received_at, responded FROM episodes WHERE finalized = 0"
             ).fetchall()
         now_wall, now_mono = time.time(), time.monotonic()
         return [
             EpisodeRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], bool(r[8]), bool(r[9]),
-                       now_mono - (now_wall - r[10]), r[10])
+                       now_mono - (now_wall - r[10]), r[10], bool(r[11]))
             for r in rows
         ]
 

@@ -103,7 +103,8 @@ class PhoneFleet:
 
     def stop(self) -> None:
         with self._lock:
-            for _, transport in self.phones.values():
+            for phone, transport in self.phones.values():
+                phone.router.close()
                 transport.stop()
             if self._discovery is not None:
                 self._discovery.stop()

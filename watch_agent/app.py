@@ -128,6 +128,7 @@ class WatchAgent:
 
     def stop(self) -> None:
         self._stop.set()
+        self.router.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

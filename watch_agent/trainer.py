@@ -108,6 +108,7 @@ class FlClient:
 
         Call before the process exits: torch must not be mid-operation in a thread at interpreter exit.
         """
+        self.router.close()
         with self._lock:
             self.paused = True
             worker = self._worker

@@ -9,6 +9,8 @@ What it guarantees, and why:
 - Manual acks: a QoS 1 message is acknowledged only after its handler returned, so a crash mid-handler
   means redelivery, not loss (at-least-once; consumers dedupe by message id).
 - An optional durable outbox: QoS ≥ 1 publishes are written to SQLite first and deleted on PUBACK.
+- An optional durable dead-letter store beside it: a message whose handler raised is kept there (by the
+  `Router`) before its ack, and retried; see `shared.transport.dead_letters`.
 - Handlers run on one dispatcher thread, never on paho's network thread, so a slow handler cannot
   stall keep-alives or acks of other messages.
 """
@@ -26,6 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from shared.transport.base import Handler, matches
+from shared.transport.dead_letters import DeadLetterStore
 from shared.transport.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class MqttTransport:
         port: int = 1883,
         clean_session: bool = False,
         outbox: Outbox | None = None,
+        dead_letters: DeadLetterStore | None = None,
         will: Will | None = None,
         online: Will | None = None,
         keepalive_s: int = 30,
@@ -65,6 +69,8 @@ class MqttTransport:
         self.client_id = client_id
         self._host, self._port, self._keepalive = host, port, keepalive_s
         self._outbox = outbox
+        #: where a `Router` on this transport keeps messages whose handler failed (durable with the outbox)
+        self.dead_letters = dead_letters
         self._online = online
         self._will = will
         self._subs: list[tuple[str, Handler, int]] = []

@@ -3,19 +3,28 @@
 Each component registers `(pattern, MessageType, handler)` triples. Anything that is oversized, not
 JSON, of an unknown or unexpected type, invalid against its schema, or claims a source/patient other
 than the topic it arrived on is rejected, counted under `rejected.<reason>` and logged, and the
-component carries on. A handler that raises is counted as `rejected.handler_error`, never fatal.
+component carries on.
+
+A handler that raises is never fatal and never a silent loss: it is counted (`rejected.handler_error`),
+the message goes to the transport's dead-letter store (`shared.transport.dead_letters`: durable beside
+the outbox for MQTT, in memory otherwise) *before* the transport acknowledges it, and a retry thread
+hands it to the same handler again with backoff until it succeeds or is parked for an operator.
+Handlers are idempotent by message id, so a retry after a partial effect is harmless. Handler calls,
+first tries and retries alike, are serialised: a component sees one message at a time, as before.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 from shared import topics
 from shared.messages import DecodeError, Envelope, decode, encode
 from shared.metrics import Counters
-from shared.transport.base import Transport, strip_share
+from shared.transport.base import Transport, matches, strip_share
+from shared.transport.dead_letters import PARKED, DeadLetterStore
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +32,24 @@ M = TypeVar("M", bound=Envelope)
 TypedHandler = Callable[[topics.TopicParts, M], None]
 
 
+RETRY_POLL_S = 0.5
+
+
 class Router:
-    def __init__(self, transport: Transport, *, counters: Counters, max_bytes: int) -> None:
+    def __init__(self, transport: Transport, *, counters: Counters, max_bytes: int,
+                 dead_letters: DeadLetterStore | None = None, background_retry: bool = True) -> None:
+        """`background_retry=False` leaves `retry_due()` to the caller (tests drive it step by step)."""
         self.transport = transport
         self.counters = counters
         self.max_bytes = max_bytes
+        self.dead_letters = dead_letters or getattr(transport, "dead_letters", None) or DeadLetterStore(":memory:")
+        self._routes: list[tuple[str, Callable[[str, bytes], None]]] = []
+        self._dispatch = threading.RLock()  # RLock: an in-memory bus delivers a handler's own publishes inline
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._retrier: threading.Thread | None = None
+        self._retrier_lock = threading.Lock()
+        self._background = background_retry
 
     def on(self, pattern: str, message_type: type[M], handler: TypedHandler[M], *, qos: int = 1,
            check_source: bool = True) -> None:
@@ -40,11 +62,23 @@ class Router:
             if message is None:
                 return
             try:
-                handler(topics.parse(topic), message)
-            except Exception:
+                with self._dispatch:
+                    handler(topics.parse(topic), message)
+            except Exception as exc:
                 self.counters.inc("rejected.handler_error")
-                log.exception("handler failed", extra={"topic": topic, "trace_id": message.trace_id})
+                log.exception("handler failed; kept for retry", extra={"topic": topic, "trace_id": message.trace_id})
+                self._keep(topic, raw, exc)
 
+        def _retry(topic: str, raw: bytes) -> None:
+            message = decode(raw, max_bytes=self.max_bytes)  # accepted once already: same bytes, same result
+            if not isinstance(message, message_type):
+                raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {message.type}")
+            with self._dispatch:
+                handler(topics.parse(topic), message)
+
+        self._routes.append((pattern, _retry))
+        if self._waiting():
+            self._ensure_retrier()  # rows a previous run left: retried once their route is registered
         self.transport.subscribe(pattern, _handle, qos=qos)
         log.debug("subscribed", extra={"pattern": strip_share(pattern), "type": message_type.__name__})
 
@@ -72,6 +106,73 @@ class Router:
     def _reject(self, topic: str, reason: str, detail: str) -> None:
         self.counters.inc(f"rejected.{reason}")
         log.warning("rejected message", extra={"topic": topic[:200], "reason": reason, "detail": detail[:300]})
+
+    # -- dead letters ----------------------------------------------------------------------------
+    def _keep(self, topic: str, raw: bytes, exc: Exception) -> None:
+        try:
+            row = self.dead_letters.add(topic, raw, f"{type(exc).__name__}: {exc}")
+        except Exception:  # the local store failed too: nothing left to keep it in, say so loudly
+            self.counters.inc("dead_letters.lost")
+            log.exception("dead-letter store failed: message lost", extra={"topic": topic})
+            return
+        self.counters.inc("dead_letters.kept")
+        log.warning("message kept for retry", extra={"topic": topic, "dead_letter": row})
+        self._ensure_retrier()
+
+    def _waiting(self) -> bool:
+        try:
+            return bool(self.dead_letters.counts()["waiting"])
+        except Exception:
+            log.exception("dead-letter store unreadable")
+            return False
+
+    def _ensure_retrier(self) -> None:
+        with self._retrier_lock:
+            if self._retrier is None and self._background and not self._closed.is_set():
+                self._retrier = threading.Thread(target=self._retry_loop, name="router-retry", daemon=True)
+                self._retrier.start()
+        self._wake.set()
+
+    def _retry_loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(RETRY_POLL_S)
+            self._wake.clear()
+            if not self._closed.is_set():
+                try:
+                    self.retry_due()
+                except Exception:  # the store itself failed: say so, try again next poll
+                    self.counters.inc("dead_letters.retry_failed")
+                    log.exception("retrying kept messages failed")
+
+    def retry_due(self, now: float | None = None) -> int:
+        """Hand every dead letter due by `now` to its handler again; the number that succeeded."""
+        done = 0
+        for letter in self.dead_letters.due(now):
+            route = next((r for p, r in self._routes if matches(p, letter.topic)), None)
+            if route is None:
+                continue  # its route is not registered (yet): stays due
+            try:
+                route(letter.topic, letter.payload)
+            except Exception as exc:
+                again = self.dead_letters.failed_again(letter.row_id, f"{type(exc).__name__}: {exc}")
+                if again is not None and again.state == PARKED:
+                    self.counters.inc("dead_letters.parked")
+                    log.error("message parked after %d tries: an operator must replay it (cardiomesh dead-letters)",
+                              again.attempts, extra={"topic": letter.topic, "dead_letter": letter.row_id})
+                continue
+            self.dead_letters.remove(letter.row_id)
+            self.counters.inc("dead_letters.recovered")
+            log.info("kept message handled", extra={"topic": letter.topic, "dead_letter": letter.row_id,
+                                                    "attempts": letter.attempts + 1})
+            done += 1
+        return done
+
+    def close(self) -> None:
+        """Stop the retry thread (rows stay in the store for the next run)."""
+        self._closed.set()
+        self._wake.set()
+        if self._retrier is not None and self._retrier is not threading.current_thread():
+            self._retrier.join(timeout=5)
 
     def publish(self, topic: str, message: Envelope, *, qos: int = 1, retain: bool = False) -> None:
         self.transport.publish(topic, encode(message), qos=qos, retain=retain)

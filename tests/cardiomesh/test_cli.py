@@ -11,7 +11,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["watch"], ["phone"], ["edge"], ["cloud"], ["worker"], ["web"],
-                                     ["drill"], ["drill", "run"]])
+                                     ["drill"], ["drill", "run"], ["dead-letters"], ["dead-letters", "list"],
+                                     ["dead-letters", "replay"]])
 def test_help_everywhere(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -28,3 +29,28 @@ def test_watch_with_missing_record_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["watch", "--record", str(tmp_path / "nope.csv")])
     assert result.exit_code == 1
     assert "not found" in result.output
+
+
+def test_dead_letters_are_listed_and_replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cardiomesh.runtime import dead_letter_path
+    from shared.settings import Settings, get_settings
+    from shared.transport import DeadLetterStore
+
+    monkeypatch.setenv("CARDIOMESH_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        store = DeadLetterStore(dead_letter_path(Settings(), "cloud-ingest"), max_attempts=2)
+        store.add("cm/v1/s/p/cloud/escalation", b"{}", "OperationalError: server closed the connection", attempts=2)
+        store.close()
+        listed = runner.invoke(app, ["dead-letters", "list"])
+        assert listed.exit_code == 0, listed.output
+        assert "cloud-ingest  #1  parked" in listed.output and "OperationalError" in listed.output
+        assert "1 kept message(s)" in listed.output
+        replayed = runner.invoke(app, ["dead-letters", "replay", "--client", "cloud-ingest"])
+        assert replayed.exit_code == 0 and "1 message(s) due for retry" in replayed.output
+        assert "waiting" in runner.invoke(app, ["dead-letters", "list"]).output
+        missing = runner.invoke(app, ["dead-letters", "list", "--client", "nobody"])
+        assert missing.exit_code == 1 and "no dead-letter store" in missing.output
+        assert runner.invoke(app, ["dead-letters", "replay", "--id", "1"]).exit_code == 1
+    finally:
+        get_settings.cache_clear()

@@ -79,6 +79,8 @@ def test_router_survives_handler_errors() -> None:
     alert = factories.alert(device="watch-1", patient="pt-1")
     bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(alert))
     assert counters.get("rejected.handler_error") == 1
+    assert counters.get("dead_letters.kept") == 1 and len(router.dead_letters.all()) == 1  # kept, not dropped
+    router.close()
 
 
 def test_outbox_keeps_rows_and_sequence_across_restarts(tmp_path: Path) -> None:

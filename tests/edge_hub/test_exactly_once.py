@@ -1,0 +1,126 @@
+"""Each loss path the fault drills found, as a regression test: every alert answered once, never lost.
+
+Faults are real where they can be: the hub's SQLite refuses a write (a trigger), a command subscriber
+throws into the publish, the process dies between commit and response (a store left that way).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_hub.app import EdgeHub
+from edge_hub.store import EdgeStore, EpisodeRow
+from shared import topics
+from shared.messages import AlertMessage, encode, new_id
+from shared.settings import Settings
+from shared.transport import InMemoryBus
+from tests import factories
+
+SITE = "home-x"
+
+
+def _hub(tmp_path: Path, bus: InMemoryBus) -> EdgeHub:
+    settings = Settings(site=SITE, state_dir=tmp_path, analysis_timeout_s=5.0, edge_analysis=False)
+    hub = EdgeHub(settings, bus.transport("edge"), store=EdgeStore(tmp_path / "edge.db"))
+    hub.start()
+    return hub
+
+
+def _publish(bus: InMemoryBus, alert: AlertMessage) -> None:
+    assert alert.patient_id is not None
+    bus.transport("w").publish(topics.alert(SITE, alert.patient_id, alert.source), encode(alert))
+
+
+def _commands(bus: InMemoryBus, alert: AlertMessage) -> list[str]:
+    return [t for t, *_ in bus.published if t.endswith("/cmd") and alert.patient_id in t]
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_an_alert_whose_episode_write_failed_is_not_marked_seen(tmp_path: Path) -> None:
+    """Seen used to be committed before the episode: the retry was dropped as a duplicate."""
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    other = sqlite3.connect(tmp_path / "edge.db", isolation_level=None)
+    other.execute("CREATE TRIGGER refuse BEFORE INSERT ON episodes BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    alert = factories.alert()
+    try:
+        _publish(bus, alert)
+        assert hub.counters.get("dead_letters.kept") == 1 and _commands(bus, alert) == []
+        other.execute("DROP TRIGGER refuse")
+        assert _wait(lambda: len(_commands(bus, alert)) == 2), hub.counters.snapshot()  # retried after ≈ 1 s
+        assert hub.store.counts()["episodes"] == 1 and hub.counters.get("dead_letters.recovered") == 1
+    finally:
+        other.close()
+        hub.stop()
+
+
+def test_a_failure_after_the_episode_was_committed_still_answers_the_alert(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    calls = []
+
+    def flaky_watch(_topic: str, _payload: bytes) -> None:  # the first command's publish throws
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("broker connection reset")
+
+    bus.transport("watch").subscribe(topics.cmd(SITE, "+", "+"), flaky_watch)
+    alert = factories.alert()
+    try:
+        _publish(bus, alert)
+        assert hub.counters.get("dead_letters.kept") == 1
+        assert hub.store.responded(alert.payload.alert_id) is False
+        assert _wait(lambda: hub.store.responded(alert.payload.alert_id) is True), hub.counters.snapshot()
+        assert hub.counters.get("recovered.responses") == 1 and hub.counters.get("duplicate.alert") == 0
+        triages = [t for t, *_ in bus.published if t.endswith("/triage")]
+        assert len(triages) == 1  # the initial triage went out once, after the retry
+    finally:
+        hub.stop()
+
+
+def test_an_episode_recovered_after_a_crash_sends_the_responses_it_missed(tmp_path: Path) -> None:
+    alert = factories.alert()
+    assert alert.patient_id is not None
+    store = EdgeStore(tmp_path / "edge.db")  # the hub died right after committing the episode
+    outcome = store.accept_alert(alert.id, EpisodeRow(
+        alert_id=alert.payload.alert_id, patient_id=alert.patient_id, device_id=alert.source,
+        trace_id=alert.trace_id, drill=False, alert_json=alert.model_dump_json(by_alias=True), analysis_json=None,
+        level="emergency", finalized=False, escalated=False, received_mono=0.0, received_at=time.time()))
+    assert outcome == "new"
+    store.close()
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    try:
+        assert len(_commands(bus, alert)) == 2 and hub.counters.get("recovered.responses") == 1
+        _publish(bus, alert)  # the broker's redelivery: seen, answered, nothing more to do
+        assert len(_commands(bus, alert)) == 2 and hub.counters.get("duplicate.alert") == 1
+        hub.finalize_overdue(now=time.monotonic() + 60)
+        assert len([t for t, *_ in bus.published if t.endswith("/escalation")]) == 1
+    finally:
+        hub.stop()
+
+
+def test_the_same_alert_under_a_new_message_id_is_one_episode_and_one_response(tmp_path: Path) -> None:
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    alert = factories.alert()
+    try:
+        _publish(bus, alert)
+        _publish(bus, alert.model_copy(update={"id": new_id()}))  # a watch re-sending after a restart
+        assert len(_commands(bus, alert)) == 2 and hub.counters.get("duplicate.alert_event") == 1
+        analysis = factories.analysis(alert)
+        assert alert.patient_id is not None
+        bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"), encode(analysis))
+        assert len([t for t, *_ in bus.published if t.endswith("/escalation")]) == 1
+        assert hub.store.counts() == {"episodes": 1, "finalized": 1, "escalated": 1}
+    finally:
+        hub.stop()
