@@ -43,14 +43,15 @@ class PhoneAgent:
         if msg.id in self._seen:
             self.counters.inc("duplicate.alert")
             return
-        self._seen[msg.id] = None
-        while len(self._seen) > _SEEN_MAX:
-            self._seen.popitem(last=False)
         strip = msg.payload.strip
         result = analyze_strip(strip.to_mv(), strip.fs)
         out = AnalysisMessage(**self.stamp(patient_id=self.patient_id, trace_id=msg.trace_id, drill=msg.drill),
                               payload=to_payload(msg.payload.alert_id, result))
         self.router.publish(topics.analysis(self.settings.site, self.patient_id, self.phone_id), out, qos=1)
+        # seen only once the findings are out: a failure before that is retried, not dropped as a duplicate
+        self._seen[msg.id] = None
+        while len(self._seen) > _SEEN_MAX:
+            self._seen.popitem(last=False)
         self.counters.inc("analyses")
         log.info("strip analysed", extra={"trace_id": msg.trace_id, "rhythm": result.rhythm,
                                           "quality": result.quality, "ms": round(result.analysis_ms, 1)})

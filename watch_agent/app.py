@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +114,8 @@ class WatchAgent:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.wearer_notifications = 0
+        #: (alert_id, command) already obeyed: commands are at-least-once (ADR 0011), the wearer hears once
+        self._obeyed: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, run: bool = True) -> None:
@@ -228,6 +230,14 @@ class WatchAgent:
     # -- commands --------------------------------------------------------------------------------
     def on_command(self, parts: topics.TopicParts, msg: CommandMessage) -> None:
         cmd = msg.payload
+        if cmd.alert_id is not None and cmd.command in ("notify_wearer", "stream_strip"):
+            key = (cmd.alert_id, cmd.command)
+            if key in self._obeyed:
+                self.counters.inc("duplicate.command")
+                return
+            self._obeyed[key] = None
+            while len(self._obeyed) > 1024:
+                self._obeyed.popitem(last=False)
         self.counters.inc(f"commands.{cmd.command}")
         if cmd.command == "notify_wearer":
             self.wearer_notifications += 1

@@ -130,6 +130,15 @@ def test_stream_strip_and_notify_commands() -> None:
     assert 2 <= len(strips) <= 4 and all(s.payload.strip.duration_s == pytest.approx(2.0, abs=0.25) for s in strips)
 
 
+def test_a_repeated_command_for_one_alert_notifies_the_wearer_once() -> None:
+    """Commands are at-least-once (an edge retrying an alert re-sends them): one alert, one notification."""
+    agent, bus = _watch([], seconds=5.0)
+    for _ in range(2):
+        _command(bus, CommandPayload(command="notify_wearer", level="urgent", alert_id="a1"))
+    _command(bus, CommandPayload(command="notify_wearer", level="urgent", alert_id="a2"))
+    assert agent.wearer_notifications == 2 and agent.counters.get("duplicate.command") == 1
+
+
 @pytest.mark.parametrize("payload", [b"\x00", b"{}", b'{"type":"command"}', b"y" * 600_000])
 def test_malformed_commands_are_counted_not_fatal(payload: bytes) -> None:
     agent, bus = _watch([SyntheticEpisode("pause", 20.0, 4.0)], seconds=40.0)
