@@ -25,10 +25,12 @@ def free_port() -> int:
 
 @contextmanager
 def project_mosquitto() -> Iterator[tuple[int, str]]:
-    """A Mosquitto started from compose/mosquitto/mosquitto.conf (set_tcp_nodelay true) on a free port.
+    """A private Mosquitto on a free localhost port, with the deployment's `set_tcp_nodelay true`.
 
     The machine's own Mosquitto runs Debian's config without TCP_NODELAY, so a benchmark against it
-    would measure Nagle's algorithm, not CardioMesh. Falls back to 127.0.0.1:1883 if no binary.
+    would measure Nagle's algorithm, not CardioMesh. Plain TCP and anonymous on 127.0.0.1: it measures
+    the bus, not TLS (a provisioned site adds a TLS handshake per connection, not per message).
+    Falls back to 127.0.0.1:1883 if no binary.
     """
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
@@ -36,13 +38,8 @@ def project_mosquitto() -> Iterator[tuple[int, str]]:
         return
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        lines = []
-        for line in (ROOT / "compose" / "mosquitto" / "mosquitto.conf").read_text().splitlines():
-            key = line.split(" ", 1)[0]
-            if key in {"listener", "persistence_location", "persistence", "log_dest", "autosave_interval"}:
-                continue
-            lines.append(line)
-        lines += [f"listener {port} 127.0.0.1", "persistence false", "log_dest none"]
+        lines = ["set_tcp_nodelay true", "allow_anonymous true", f"listener {port} 127.0.0.1", "persistence false",
+                 "log_dest none"]
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,7 +51,7 @@ def project_mosquitto() -> Iterator[tuple[int, str]]:
                     break
                 except OSError:
                     time.sleep(0.05)
-            yield port, f"private Mosquitto (project config, set_tcp_nodelay true) on 127.0.0.1:{port}"
+            yield port, f"private Mosquitto (set_tcp_nodelay true, plain TCP) on 127.0.0.1:{port}"
         finally:
             proc.terminate()
             proc.wait(timeout=10)

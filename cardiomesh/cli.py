@@ -241,6 +241,54 @@ def web_cmd(
                 log_level="info" if verbose else "warning")
 
 
+@app.command()
+def provision(
+    site: Annotated[str, typer.Option(help="The site (home or clinic) to provision.")] = "home-1",
+    devices: Annotated[int, typer.Option(min=1, max=10_000, help="Watches, each paired with a phone.")] = 4,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <state_dir>/pki/<site>).")] = None,
+    tls_port: Annotated[int, typer.Option(help="The broker's TLS listener.")] = 8883,
+    password_port: Annotated[int, typer.Option(
+        help="Also a username/password listener on this port (plain TCP: only behind TLS or on localhost).")] = 0,
+    server_name: Annotated[list[str] | None, typer.Option(
+        help="Names the broker is reached by (certificate SANs; repeatable).")] = None,
+    broker_path: Annotated[str | None, typer.Option(
+        help="Where the broker will see broker/ (e.g. /mosquitto/config/pki in compose).")] = None,
+    persistence: Annotated[str | None, typer.Option(help="Broker persistence folder (e.g. /mosquitto/data).")] = None,
+    broker_user: Annotated[str | None, typer.Option(
+        help="The user a broker started as root runs as (must own broker/); default mosquitto's own.")] = None,
+    revoke_id: Annotated[str | None, typer.Option("--revoke", help="Revoke one identity of an existing --out.")]
+    = None,
+) -> None:
+    """Create a site's CA, a certificate and password for every watch, phone and service, and the broker's
+    configuration: TLS with client certificates, no anonymous clients, an ACL per identity.
+
+    Then: run `mosquitto -c OUT/broker/mosquitto.conf`, give each host its files from OUT/clients/, and set
+    CARDIOMESH_MQTT_URL=mqtts://broker:8883 and CARDIOMESH_MQTT_CREDENTIALS_DIR (docs/security.md)."""
+    from cardiomesh.provision import ProvisionError, revoke
+    from cardiomesh.provision import provision as run_provision
+
+    settings = _setup()
+    folder = out or Path(settings.state_dir) / "pki" / site
+    try:
+        if revoke_id is not None:
+            ident = revoke(folder, revoke_id)
+            typer.echo(f"revoked {ident.name} ({ident.role}): CRL, password file and ACL updated under "
+                       f"{folder / 'broker'}; send the broker SIGHUP (password/ACL) and restart it (CRL)")
+            return
+        done = run_provision(folder, site, devices, tls_port=tls_port, password_port=password_port or None,
+                             server_names=tuple(server_name or ("localhost", "127.0.0.1", "mosquitto")),
+                             broker_path=broker_path, persistence_dir=persistence, run_as=broker_user)
+    except (ProvisionError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    roles: dict[str, int] = {}
+    for ident in done.identities:
+        roles[ident.role] = roles.get(ident.role, 0) + 1
+    typer.echo(f"site {site}: {len(done.identities)} identities ("
+               + ", ".join(f"{n} {r}" for r, n in roles.items()) + f") under {folder}")
+    typer.echo(f"broker: mosquitto -c {done.broker / 'mosquitto.conf'}")
+    typer.echo(f"clients: {done.clients} (keys are 0600; give each host only its own)")
+
+
 def _dead_letter_stores(settings: Settings, client: str | None) -> list[Path]:
     from cardiomesh.runtime import dead_letter_path
 
@@ -426,7 +474,13 @@ def evaluate(
 
 
 def main() -> None:
-    app()
+    from cardiomesh.runtime import CredentialsError
+
+    try:
+        app()
+    except CredentialsError as exc:  # raised wherever a command connects: one line, not a traceback
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from shared import topics
 from shared.embedded_broker import EmbeddedBroker, ensure_broker
 from shared.messages import DecodeError, decode, utcnow
 from shared.settings import Settings
-from shared.transport import MqttTransport
 from watch_agent.fleet import WatchFleet, WatchSpec
 
 log = logging.getLogger(__name__)
@@ -133,8 +132,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         worker = _start_worker(settings, state / "worker.log")
 
         observer = Observer(since=started_at)
-        watcher = MqttTransport(client_id=f"demo-observer-{os.getpid()}", host=settings.mqtt_host,
-                                port=settings.mqtt_port, clean_session=True)
+        watcher = mqtt_transport(settings, f"demo-observer-{os.getpid()}", clean_session=True)
 
         def _observe(topic: str, raw: bytes) -> None:
             with contextlib.suppress(DecodeError):

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cardiomesh.runtime import mqtt_transport
 from shared import topics
+from shared.crypto.commands import signer_for
 from shared.identity import Stamper
 from shared.messages import (
     AlertMessage,
@@ -32,7 +34,7 @@ from shared.messages import (
     utcnow,
 )
 from shared.settings import Settings
-from shared.transport import BrokerUnavailable, MqttTransport
+from shared.transport import BrokerUnavailable
 
 
 class DrillError(RuntimeError):
@@ -138,8 +140,7 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                     done.clear()
             cond.notify_all()
 
-    transport = MqttTransport(client_id=f"cli-drill-{trace_id[:8]}", host=settings.mqtt_host,
-                              port=settings.mqtt_port, clean_session=True)
+    transport = mqtt_transport(settings, f"cli-drill-{trace_id[:8]}", clean_session=True)
     transport.subscribe(topics.everything(site), on_raw, qos=1)
     try:
         transport.start(wait_s=5)
@@ -161,6 +162,9 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
         requested = utcnow()
         command = CommandMessage(**Stamper("cli-drill")(patient_id=patient_id, trace_id=trace_id, drill=True),
                                  payload=CommandPayload(command="drill_inject", scenario=scenario))
+        signer = signer_for(settings.mqtt_credentials_dir, f"operator-{site}")
+        if signer is not None:  # a provisioned watch obeys only signed commands
+            command = signer.sign(command)
         transport.publish(topics.cmd(site, patient_id, target), encode(command), qos=1)
         echo(f"drill {scenario} → {target} (trace {trace_id})")
         result = DrillResult(trace_id=trace_id, watch_id=target)

@@ -9,12 +9,40 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.settings import Settings
-from shared.transport import MqttTransport, Outbox, Transport, Will
+from shared.transport import MqttSecurity, MqttTransport, Outbox, Transport, Will
 from shared.transport.dead_letters import DeadLetterStore
 
 
 def safe_name(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "-", value)[:64]
+
+
+class CredentialsError(ValueError):
+    """This process has no credentials for a connection it must make (see `cardiomesh provision`)."""
+
+
+def security_for(settings: Settings, client_id: str) -> MqttSecurity | None:
+    """The credentials a connection presents: its own (files named after its client id, as for devices) or
+    the process's identity (`CARDIOMESH_MQTT_IDENTITY`, as for services); None when not provisioned."""
+    folder = settings.mqtt_credentials_dir
+    if folder is None:
+        if settings.mqtt_tls:
+            raise CredentialsError("mqtts:// needs CARDIOMESH_MQTT_CREDENTIALS_DIR (from `cardiomesh provision`)")
+        return None
+    own = any((folder / f"{client_id}{ext}").exists() for ext in (".key", ".password"))
+    name = client_id if own else settings.mqtt_identity
+    if name is None:
+        raise CredentialsError(f"no credentials for {client_id!r} in {folder}, and CARDIOMESH_MQTT_IDENTITY is unset")
+    if settings.mqtt_tls:
+        files = [folder / "ca.crt", folder / f"{name}.crt", folder / f"{name}.key"]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise CredentialsError(f"TLS credentials for {name!r} missing: {', '.join(missing)}")
+        return MqttSecurity(username=name, ca_file=files[0], cert_file=files[1], key_file=files[2])
+    secret = folder / f"{name}.password"
+    if not secret.exists():
+        raise CredentialsError(f"no password for {name!r} ({secret} not found)")
+    return MqttSecurity(username=name, password=secret.read_text().strip())
 
 
 def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = None, online: Will | None = None,
@@ -24,7 +52,8 @@ def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = No
     box = Outbox(Path(settings.state_dir) / "outbox" / f"{safe_name(client_id)}.db") if outbox else None
     dead = DeadLetterStore(dead_letter_path(settings, client_id)) if outbox else None
     return MqttTransport(client_id=client_id, host=settings.mqtt_host, port=settings.mqtt_port,
-                         clean_session=clean_session, outbox=box, dead_letters=dead, will=will, online=online)
+                         clean_session=clean_session, outbox=box, dead_letters=dead, will=will, online=online,
+                         security=security_for(settings, client_id))
 
 
 def dead_letter_path(settings: Settings, client_id: str) -> Path:

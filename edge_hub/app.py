@@ -19,6 +19,7 @@ import numpy as np
 from edge_hub.fusion import Decision, PatientContext, triage
 from edge_hub.store import EdgeStore, EpisodeRow
 from shared import topics
+from shared.crypto.commands import signer_for
 from shared.identity import Stamper
 from shared.messages import (
     TRIAGE_ORDER,
@@ -71,6 +72,8 @@ class EdgeHub:
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
         self.store = store or EdgeStore(settings.state_dir / f"{edge_id}.db")
         self.stamp = Stamper(edge_id)
+        #: commands are signed when this host was provisioned (watches holding commands.pub obey only these)
+        self._signer = signer_for(settings.mqtt_credentials_dir, f"{settings.site}-{edge_id}")
         self._lock = threading.RLock()
         self._pending: dict[str, _Pending] = {}
         self._closing: set[str] = set()  # overdue alerts being finalized (a strip read here takes a while)
@@ -222,6 +225,8 @@ class EdgeHub:
                 payload=CommandPayload(command=command, alert_id=msg.payload.alert_id, level=decision.level,
                                        duration_s=30.0 if command == "stream_strip" else None),
             )
+            if self._signer is not None:
+                cmd = self._signer.sign(cmd)
             self.router.publish(topics.cmd(site, msg.patient_id, msg.source), cmd, qos=1)
             self.counters.inc("responses")
 

@@ -83,8 +83,20 @@ class PhoneFleet:
             self.ensure_phone(phone_id, msg.source, msg.patient_id)
 
     def ensure_phone(self, phone_id: str, watch_id: str, patient_id: str) -> None:
+        """A phone for `phone_id`, paired with the watch's *current* patient: a watch that comes back as
+        another patient gets its phone re-paired (its old subscription and presence go)."""
         with self._lock:
-            if phone_id in self.phones or (self.limit is not None and len(self.phones) >= self.limit):
+            current = self.phones.get(phone_id)
+            if current is not None:
+                old, transport = current
+                if (old.watch_id, old.patient_id) == (watch_id, patient_id):
+                    return
+                old.router.close()
+                transport.stop()
+                del self.phones[phone_id]
+                self.counters.inc("phones.repaired")
+                log.info("phone re-paired", extra={"phone": phone_id, "watch": watch_id})
+            elif self.limit is not None and len(self.phones) >= self.limit:
                 return
             presence = topics.presence(self.settings.site, phone_id)
 

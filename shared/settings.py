@@ -29,7 +29,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CARDIOMESH_", extra="ignore")
 
-    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker (MQTT 3.1.1), mqtt://host:port")
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883",
+                          description="MQTT broker (MQTT 3.1.1): mqtt://host:port, or mqtts://host:8883 for TLS")
+    mqtt_credentials_dir: Path | None = Field(
+        None, description="This host's credentials from `cardiomesh provision` (clients/: ca.crt, <id>.crt/.key/"
+        ".password); unset: anonymous (demo)")
+    mqtt_identity: str | None = Field(
+        None, description="Credentials for connections that have none under their own client id (services)")
     site: str = Field("home-1", description="Site (home or clinic) this edge hub and its devices belong to")
     state_dir: Path = Field(Path("var"), description="Where local state lives: outboxes, edge DB, cloud DB")
     database_url: str | None = Field(
@@ -64,8 +70,8 @@ class Settings(BaseSettings):
     @classmethod
     def _check_mqtt_url(cls, value: str) -> str:
         parsed = urlparse(value)
-        if parsed.scheme not in {"mqtt", "tcp"} or not parsed.hostname:
-            raise ValueError(f"expected mqtt://host:port, got {value!r}")
+        if parsed.scheme not in {"mqtt", "tcp", "mqtts", "ssl"} or not parsed.hostname:
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
         return value
 
     @property
@@ -73,8 +79,12 @@ class Settings(BaseSettings):
         return urlparse(self.mqtt_url).hostname or "127.0.0.1"
 
     @property
+    def mqtt_tls(self) -> bool:
+        return urlparse(self.mqtt_url).scheme in {"mqtts", "ssl"}
+
+    @property
     def mqtt_port(self) -> int:
-        return urlparse(self.mqtt_url).port or 1883
+        return urlparse(self.mqtt_url).port or (8883 if self.mqtt_tls else 1883)
 
     @property
     def effective_database_url(self) -> str:

@@ -6,6 +6,8 @@ docker-compose 1.29); building and starting the stack is documented in docs/depl
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 import shutil
 import socket
@@ -21,7 +23,8 @@ from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
-MOSQUITTO_CONF = ROOT / "compose" / "mosquitto" / "mosquitto.conf"
+BROKER_IN_CONTAINER = "/mosquitto/config/pki/broker"
+CREDENTIALS_IN_CONTAINER = "/run/cardiomesh/credentials"
 
 INFRA = {"mosquitto", "redis", "postgres"}
 CARDIOMESH_SERVICES = {"edge", "ingest", "worker", "web", "watches", "phones"}
@@ -92,7 +95,10 @@ def test_every_cardiomesh_service_gets_the_bus_db_and_broker_urls(compose_config
     services = compose_config["services"]
     for name in CARDIOMESH_SERVICES:
         env = services[name]["environment"]
-        assert env["CARDIOMESH_MQTT_URL"] == "mqtt://mosquitto:1883", name
+        assert env["CARDIOMESH_MQTT_URL"] == "mqtts://mosquitto:8883", name  # TLS by default
+        assert env["CARDIOMESH_MQTT_CREDENTIALS_DIR"] == CREDENTIALS_IN_CONTAINER, name
+        assert any(str(v).endswith(f"compose/pki/clients:{CREDENTIALS_IN_CONTAINER}:ro")
+                   for v in services[name]["volumes"]), name
         assert env["CARDIOMESH_DATABASE_URL"] == "postgresql+psycopg://cardiomesh@postgres:5432/cardiomesh", name
         assert env["CARDIOMESH_CELERY_BROKER_URL"] == "redis://redis:6379/0", name
         assert env["CARDIOMESH_SITE"], name
@@ -122,22 +128,44 @@ def test_web_publishes_the_dashboard_port(compose_config: dict[str, Any]) -> Non
     assert any(str(port.get("target")) == "8000" for port in web["ports"])
 
 
-def test_broker_mounts_the_project_mosquitto_conf(compose_config: dict[str, Any]) -> None:
+def test_broker_runs_the_provisioned_tls_configuration(compose_config: dict[str, Any]) -> None:
     mosquitto = compose_config["services"]["mosquitto"]
     assert mosquitto["image"] == "eclipse-mosquitto:2"
+    assert mosquitto["command"] == ["mosquitto", "-c", f"{BROKER_IN_CONTAINER}/mosquitto.conf"]
     mounts = [str(volume) for volume in mosquitto["volumes"]]
-    assert any(
-        str(MOSQUITTO_CONF) in mount and "/mosquitto/config/mosquitto.conf" in mount for mount in mounts
-    ), mounts
+    assert any(f"compose/pki/broker:{BROKER_IN_CONTAINER}:ro" in m for m in mounts), mounts
+    assert [str(p.get("target")) for p in mosquitto["ports"]] == ["8883"]  # no plain-TCP port published
+    check = mosquitto["healthcheck"]["test"]
+    assert "--cert" in check and f"{BROKER_IN_CONTAINER}/health.crt" in check
 
 
-def test_mosquitto_conf_directives() -> None:
-    directives = _directives(MOSQUITTO_CONF)
-    assert directives["set_tcp_nodelay"] == ["true"]
-    assert directives["listener"] == ["1883"]
-    assert directives["persistence"] == ["true"]
-    assert directives["allow_anonymous"] == ["true"]  # until security hardening lands
-    assert "SECURITY" in MOSQUITTO_CONF.read_text()
+def test_services_without_credentials_of_their_own_name_an_identity(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    assert services["phones"]["environment"]["CARDIOMESH_MQTT_IDENTITY"] == "phones-home-1"
+    assert services["web"]["environment"]["CARDIOMESH_MQTT_IDENTITY"] == "operator-home-1"
+
+
+def _provisioned_as_documented(tmp_path: Path) -> Path:
+    """`cardiomesh provision` exactly as the compose file's header says, into tmp_path."""
+    header = COMPOSE_FILE.read_text().split("services:")[0]
+    assert "cardiomesh provision --site home-1 --devices 4 --out compose/pki" in header
+    assert f"--broker-path {BROKER_IN_CONTAINER} --persistence /mosquitto/data" in header
+    from cardiomesh.provision import provision
+
+    provision(tmp_path / "pki", "home-1", 4, broker_path=BROKER_IN_CONTAINER, persistence_dir="/mosquitto/data")
+    return tmp_path / "pki"
+
+
+def test_provisioned_broker_config_is_tls_only_with_an_acl(tmp_path: Path) -> None:
+    pki = _provisioned_as_documented(tmp_path)
+    directives = _directives(pki / "broker" / "mosquitto.conf")
+    assert directives["allow_anonymous"] == ["false"]
+    assert directives["listener"] == ["8883"]
+    assert directives["require_certificate"] == ["true"] and directives["use_identity_as_username"] == ["true"]
+    assert directives["acl_file"] == [f"{BROKER_IN_CONTAINER}/acl"]
+    assert directives["persistence"] == ["true"] and directives["set_tcp_nodelay"] == ["true"]
+    identities = {p.stem for p in (pki / "clients").glob("*.crt")} - {"ca"}
+    assert {"watch-4", "phone-4", "home-1-edge-1", "cloud-ingest", "phones-home-1", "operator-home-1"} <= identities
 
 
 def _free_port() -> int:
@@ -146,14 +174,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_local_mosquitto_accepts_the_config(tmp_path: Path) -> None:
-    """The local Mosquitto 2 parses the same file (port and paths moved into tmp_path)."""
+def test_local_mosquitto_accepts_the_provisioned_config(tmp_path: Path) -> None:
+    """The local Mosquitto 2 parses the provisioned file (paths and port moved into tmp_path)."""
     mosquitto = _need_tool("mosquitto")
+    pki = _provisioned_as_documented(tmp_path)
     port = _free_port()
-    text = MOSQUITTO_CONF.read_text()
-    text = re.sub(r"(?m)^listener 1883$", f"listener {port} 127.0.0.1", text)
-    text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {tmp_path}/", text)
-    conf = tmp_path / "mosquitto.conf"
+    conf = pki / "broker" / "mosquitto.conf"
+    text = conf.read_text().replace(BROKER_IN_CONTAINER, str(pki / "broker"))
+    text = text.replace("/mosquitto/data/", f"{tmp_path}/")
+    text = re.sub(r"(?m)^listener 8883$", f"listener {port} 127.0.0.1", text)
+    if os.geteuid() == 0:  # as root mosquitto would drop to its own user, who cannot read the 0600 keys
+        text = f"user {getpass.getuser()}\n" + text
     conf.write_text(text)
 
     process = subprocess.Popen(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared import topics
+from shared.crypto.commands import verifier_for
 from shared.ecg.drill import drill_segment
 from shared.identity import Stamper
 from shared.messages import (
@@ -99,6 +100,7 @@ class WatchAgent:
         self.counters = counters or Counters()
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
         self.stamp = Stamper(config.device_id)
+        self._verifier = verifier_for(settings.mqtt_credentials_dir)  # None: not provisioned, commands unchecked
         keep = int((config.strip_max_s + config.strip_pre_s + 5) * self.fs)
         self._buffer: deque[np.ndarray] = deque()
         self._buffer_len = 0
@@ -230,6 +232,12 @@ class WatchAgent:
     # -- commands --------------------------------------------------------------------------------
     def on_command(self, parts: topics.TopicParts, msg: CommandMessage) -> None:
         cmd = msg.payload
+        refused = None if self._verifier is None else self._verifier.check(msg)
+        if refused is not None:
+            self.counters.inc(f"rejected.command_{refused}")
+            log.warning("command refused", extra={"trace_id": msg.trace_id, "reason": refused,
+                                                  "signer": cmd.signer, "command": cmd.command})
+            return
         if cmd.alert_id is not None and cmd.command in ("notify_wearer", "stream_strip"):
             key = (cmd.alert_id, cmd.command)
             if key in self._obeyed:

@@ -34,6 +34,10 @@ class InMemoryBus:
         for topic, payload in retained:
             handler(topic, payload)
 
+    def _unsubscribe(self, handlers: list[Handler]) -> None:
+        with self._lock:
+            self._subs = [(p, h) for p, h in self._subs if not any(h is mine for mine in handlers)]
+
     def topics(self, predicate: Callable[[str], bool] = lambda _t: True) -> list[str]:
         return [t for t, *_ in self.published if predicate(t)]
 
@@ -43,12 +47,16 @@ class InMemoryTransport:
         self.client_id = client_id
         self._bus = bus
         self._started = False
+        self._handlers: list[Handler] = []
 
     def start(self, *, wait_s: float | None = None) -> None:
         self._started = True
 
     def stop(self) -> None:
+        """Like a disconnect with a clean session: this transport's subscriptions go."""
         self._started = False
+        self._bus._unsubscribe(self._handlers)
+        self._handlers = []
 
     def is_connected(self) -> bool:
         return self._started
@@ -57,4 +65,5 @@ class InMemoryTransport:
         self._bus._publish(topic, payload, qos, retain)
 
     def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
+        self._handlers.append(handler)
         self._bus._subscribe(pattern, handler)

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -52,6 +53,22 @@ class BrokerUnavailable(ConnectionError):
     """Nothing answered at the broker address in time."""
 
 
+@dataclass(frozen=True, slots=True)
+class MqttSecurity:
+    """How a client proves who it is (`cardiomesh provision` writes these files): a client certificate over
+    TLS (its CN is the username), or a username and password; `ca_file` pins the site's CA."""
+
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None
+
+
 class MqttTransport:
     def __init__(
         self,
@@ -62,6 +79,7 @@ class MqttTransport:
         clean_session: bool = False,
         outbox: Outbox | None = None,
         dead_letters: DeadLetterStore | None = None,
+        security: MqttSecurity | None = None,
         will: Will | None = None,
         online: Will | None = None,
         keepalive_s: int = 30,
@@ -95,6 +113,13 @@ class MqttTransport:
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if security is not None:
+            if security.username is not None:
+                self._client.username_pw_set(security.username, security.password)
+            if security.tls:
+                self._client.tls_set(ca_certs=str(security.ca_file),
+                                     certfile=None if security.cert_file is None else str(security.cert_file),
+                                     keyfile=None if security.key_file is None else str(security.key_file))
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=1, retain=True)
         self._client.on_socket_open = self._on_socket_open

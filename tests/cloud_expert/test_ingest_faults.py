@@ -40,7 +40,8 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
 @contextmanager
 def _schema_gone(url: str) -> Iterator[None]:
     """Rename the test's private schema away and cut its connections; put it back on exit."""
-    schema = dict(make_url(url).query)["options"].split("=", 1)[1]
+    options = make_url(url).query["options"]
+    schema = (options if isinstance(options, str) else options[0]).split("=", 1)[1]
     plain = make_url(url).set(drivername="postgresql", query={}).render_as_string(hide_password=False)
     with psycopg.connect(plain, autocommit=True) as conn:
         conn.execute(f'ALTER SCHEMA "{schema}" RENAME TO "{schema}_away"')

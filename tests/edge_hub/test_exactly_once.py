@@ -35,7 +35,7 @@ def _publish(bus: InMemoryBus, alert: AlertMessage) -> None:
 
 
 def _commands(bus: InMemoryBus, alert: AlertMessage) -> list[str]:
-    return [t for t, *_ in bus.published if t.endswith("/cmd") and alert.patient_id in t]
+    return [t for t, *_ in bus.published if t.endswith("/cmd") and f"/{alert.patient_id}/" in t]
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:

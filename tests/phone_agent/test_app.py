@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from phone_agent.app import PhoneAgent
+from phone_agent.app import PhoneAgent, PhoneFleet
 from shared import topics
-from shared.messages import AnalysisMessage, decode, encode
+from shared.messages import AnalysisMessage, PresenceMessage, PresencePayload, decode, encode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
 from tests import factories
@@ -54,3 +54,27 @@ def test_phone_rejects_bad_alerts_and_keeps_working(payload: bytes, reason: str)
     bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(factories.alert(device="watch-1",
                                                                                               patient="pt-1")))
     assert len([t for t, *_ in bus.published if t.endswith("/analysis")]) == 1
+
+
+def test_a_phone_follows_its_watch_to_a_new_patient() -> None:
+    """A watch that comes back as another patient: its phone re-pairs instead of reading for the old one."""
+    bus = InMemoryBus()
+    fleet = PhoneFleet(Settings(site="s"), lambda cid, _w, _o: bus.transport(cid))
+    fleet.start()
+
+    def presence(patient: str) -> None:
+        msg = PresenceMessage(source="watch-1", patient_id=patient,
+                              payload=PresencePayload(status="online", role="watch", paired_with=["phone-1"]))
+        bus.transport("watch-1").publish(topics.presence("s", "watch-1"), encode(msg))
+
+    presence("pt-1")
+    presence("pt-1")  # the same pairing again: nothing changes
+    assert fleet.phones["phone-1"][0].patient_id == "pt-1" and fleet.counters.get("phones.repaired") == 0
+    presence("pt-2")
+    assert fleet.phones["phone-1"][0].patient_id == "pt-2" and fleet.counters.get("phones.repaired") == 1
+    for patient in ("pt-1", "pt-2"):
+        alert = factories.alert(device="watch-1", patient=patient)
+        bus.transport("w").publish(topics.alert("s", patient, "watch-1"), encode(alert))
+    found = [decode(p, max_bytes=1 << 20) for t, p, *_ in bus.published if t.endswith("/analysis")]
+    assert [m.patient_id for m in found] == ["pt-2"]  # nothing more for the previous patient
+    fleet.stop()
