@@ -31,8 +31,15 @@ def load_wfdb(record: Path | str, *, lead: str = "MLII", start_s: float = 0, end
     and the returned `Signal.lead` says which lead it really is.
     """
     path = str(record)
-    header = wfdb.rdheader(path)
-    fs = float(header.fs)
+    try:
+        header = wfdb.rdheader(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no WFDB header ({path}.hea not found)") from None
+    except Exception as exc:  # wfdb raises whatever its parser trips on: IndexError, KeyError, …
+        raise ValueError(f"{path}: not a readable WFDB header ({type(exc).__name__}: {str(exc)[:120]})") from None
+    fs = float(header.fs or 0)
+    if not (np.isfinite(fs) and fs > 0) or not header.n_sig:
+        raise ValueError(f"{path}: WFDB header without a sampling rate or signals")
     names = list(header.sig_name or [])
     if lead in names:
         channel = names.index(lead)
@@ -44,8 +51,13 @@ def load_wfdb(record: Path | str, *, lead: str = "MLII", start_s: float = 0, end
     sampto = n if end_s is None else max(sampfrom, min(n, round(end_s * fs)))
     if sampto <= sampfrom:
         raise ValueError(f"empty window {start_s}–{end_s} s in {path} ({n / fs:.1f} s long)")
-    rec = wfdb.rdrecord(path, sampfrom=sampfrom, sampto=sampto, channels=[channel])
-    samples = np.asarray(rec.p_signal[:, 0], dtype=float)
+    try:
+        rec = wfdb.rdrecord(path, sampfrom=sampfrom, sampto=sampto, channels=[channel])
+        samples = np.asarray(rec.p_signal[:, 0], dtype=float)
+    except Exception as exc:  # a short, missing or corrupt .dat file
+        raise ValueError(f"{path}: signal data unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if len(samples) == 0:
+        raise ValueError(f"{path}: no samples in {start_s}–{end_s} s")
     samples = np.nan_to_num(samples, nan=0.0)
     return Signal(samples, fs, names[channel] if names else f"lead{channel}", Path(path).name)
 

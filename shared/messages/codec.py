@@ -51,12 +51,19 @@ def decode(raw: bytes, *, max_bytes: int) -> Envelope:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError("not_json", str(exc)[:200]) from None
+    except RecursionError:  # [[[[… nested deeper than the parser's stack
+        raise DecodeError("not_json", "nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise DecodeError("not_json", str(exc)[:200]) from None
     if not isinstance(data, dict):
         raise DecodeError("invalid", "top level is not an object")
-    if data.get("type") not in _TYPES:
-        raise DecodeError("unknown_type", f"type={str(data.get('type'))[:40]!r}")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in _TYPES:  # a list or dict here is unhashable, not just unknown
+        raise DecodeError("unknown_type", f"type={str(kind)[:40]!r}")
     try:
         return _ADAPTER.validate_python(data)
+    except RecursionError:
+        raise DecodeError("invalid", "nested too deeply") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
