@@ -33,6 +33,13 @@ TypedHandler = Callable[[topics.TopicParts, M], None]
 
 
 RETRY_POLL_S = 0.5
+#: The largest payload each kind of message needs, with room to spare, so a flood of oversized small
+#: messages is refused before it is parsed (an alert's 60 s strip at 1 kHz is ≈ 160 KB as base64 int16).
+#: Kinds not listed (escalations, reports, FL) get the component's `max_bytes`.
+KIND_LIMITS: dict[str, int] = {
+    "presence": 8 * 1024, "cmd": 8 * 1024, "vitals": 16 * 1024, "triage": 64 * 1024,
+    "strip": 256 * 1024, "analysis": 256 * 1024, "alert": 384 * 1024,
+}
 
 
 class Router:
@@ -85,10 +92,10 @@ class Router:
     def accept(self, topic: str, raw: bytes, message_type: type[M], *, check_source: bool = True) -> M | None:
         """Decode and validate one payload; None (counted and logged) when it must be rejected."""
         try:
-            message = decode(raw, max_bytes=self.max_bytes)
+            parts = topics.parse(topic)
+            message = decode(raw, max_bytes=min(self.max_bytes, KIND_LIMITS.get(parts.kind, self.max_bytes)))
             if not isinstance(message, message_type):
                 raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {message.type}")
-            parts = topics.parse(topic)
             if check_source and parts.kind not in ("cmd", "fl_round", "fl_model") and (
                 message.source != parts.device_id
                 or (parts.patient_id is not None and message.patient_id != parts.patient_id)

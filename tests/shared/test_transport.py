@@ -202,3 +202,19 @@ def test_presence_will_and_goodbye(mosquitto: tuple[str, int], unique: str) -> N
     cleaner.start(wait_s=5)
     cleaner.publish(topic, b"", qos=1, retain=True)  # remove the retained test presence
     cleaner.stop()
+
+
+def test_each_kind_has_its_own_size_limit() -> None:
+    """A 100 KB 'vitals' is refused before parsing though the component accepts 512 KB alerts."""
+    from shared.messages import VitalsMessage
+
+    bus = InMemoryBus()
+    counters = Counters()
+    router = Router(bus.transport("t"), counters=counters, max_bytes=512 * 1024, background_retry=False)
+    got: list[VitalsMessage] = []
+    router.on(topics.vitals("s", topics.ANY, topics.ANY), VitalsMessage, lambda _p, m: got.append(m))
+    bus.transport("w").publish(topics.vitals("s", "pt-1", "watch-1"), b"{" + b" " * 100_000 + b"}")
+    assert counters.get("rejected.oversized") == 1 and got == []
+    alert = factories.alert(device="watch-1", patient="pt-1")
+    assert len(encode(alert)) > 8 * 1024  # an alert with its strip: bigger than a command may be
+    assert router.accept(topics.alert("s", "pt-1", "watch-1"), encode(alert), AlertMessage) == alert
