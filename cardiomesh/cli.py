@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from shared import logs
+from shared.metrics import Counters, MetricsFile, metrics_path
 from shared.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -44,6 +45,11 @@ def _setup(verbose: bool = False) -> Settings:
     settings = get_settings()
     logs.configure("DEBUG" if verbose else settings.log_level, json_lines=settings.log_json)
     return settings
+
+
+def _export(settings: Settings, component: str, counters: Counters) -> MetricsFile:
+    """Counters to `state_dir/metrics/<component>.prom` every 5 s (`cardiomesh metrics` reads them)."""
+    return MetricsFile(counters, component, metrics_path(settings.state_dir, component)).start()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -112,9 +118,11 @@ def watch(
         raise _fail(str(exc)) from None
     stop = stop_event_on_signals()
     fleet.start()
+    exporter = _export(settings, "watches", fleet.counters)
     typer.echo(f"{len(fleet.watches)} watch(es) replaying at {speed}× on {settings.mqtt_url}; Ctrl-C to stop")
     stop.wait()
     fleet.stop()
+    exporter.stop()
 
 
 @app.command()
@@ -131,9 +139,11 @@ def phone(
     fleet = PhoneFleet(settings, transport_factory(settings), limit=count)
     stop = stop_event_on_signals()
     fleet.start()
+    exporter = _export(settings, "phones", fleet.counters)
     typer.echo(f"phones waiting for watches on site {settings.site}; Ctrl-C to stop")
     stop.wait()
     fleet.stop()
+    exporter.stop()
 
 
 @app.command()
@@ -189,11 +199,13 @@ def edge(
     hub = EdgeHub(settings, transport, edge_id=edge_id)
     hub.start()
     transport.start()
+    exporter = _export(settings, f"edge-{edge_id}", hub.counters)
     stop = stop_event_on_signals()
     typer.echo(f"edge hub {edge_id} serving site {settings.site} on {settings.mqtt_url}; Ctrl-C to stop")
     stop.wait()
     hub.stop()
     transport.stop()
+    exporter.stop()
 
 
 @app.command()
@@ -205,10 +217,12 @@ def cloud(verbose: Verbose = False) -> None:
     settings = _setup(verbose)
     service = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True))
     service.start()
+    exporter = _export(settings, "cloud-ingest", service.counters)
     stop = stop_event_on_signals()
     typer.echo(f"cloud ingest on {settings.mqtt_url}, DB {settings.effective_database_url.split('@')[-1]}")
     stop.wait()
     service.stop()
+    exporter.stop()
 
 
 @app.command()
@@ -287,6 +301,28 @@ def provision(
                + ", ".join(f"{n} {r}" for r, n in roles.items()) + f") under {folder}")
     typer.echo(f"broker: mosquitto -c {done.broker / 'mosquitto.conf'}")
     typer.echo(f"clients: {done.clients} (keys are 0600; give each host only its own)")
+
+
+@app.command()
+def metrics() -> None:
+    """What every component on this host has counted: rejections by reason (bad payloads, forged or stale
+    commands, oversize), duplicates, dead letters. Read from <state_dir>/metrics/*.prom, which each running
+    component rewrites every 5 s (Prometheus text format: point node-exporter's textfile collector there)."""
+    import re
+
+    settings = _setup()
+    files = sorted((Path(settings.state_dir) / "metrics").glob("*.prom"))
+    if not files:
+        typer.echo(f"no metrics yet under {Path(settings.state_dir) / 'metrics'} (start a component first)")
+        return
+    line = re.compile(r'^cardiomesh_(rejected|events)_total\{component="([^"]*)",(?:reason|name)="([^"]*)"\} (\d+)$')
+    for path in files:
+        typer.echo(path.stem)
+        for text in path.read_text().splitlines():
+            m = line.match(text)
+            if m:
+                kind, _component, name, value = m.groups()
+                typer.echo(f"  {'rejected ' if kind == 'rejected' else ''}{name:<40} {value:>8}")
 
 
 def _dead_letter_stores(settings: Settings, client: str | None) -> list[Path]:

@@ -12,7 +12,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["watch"], ["phone"], ["edge"], ["cloud"], ["worker"], ["web"],
                                      ["drill"], ["drill", "run"], ["dead-letters"], ["dead-letters", "list"],
-                                     ["dead-letters", "replay"]])
+                                     ["dead-letters", "replay"], ["metrics"], ["provision"]])
 def test_help_everywhere(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -52,5 +52,23 @@ def test_dead_letters_are_listed_and_replayed(tmp_path: Path, monkeypatch: pytes
         missing = runner.invoke(app, ["dead-letters", "list", "--client", "nobody"])
         assert missing.exit_code == 1 and "no dead-letter store" in missing.output
         assert runner.invoke(app, ["dead-letters", "replay", "--id", "1"]).exit_code == 1
+    finally:
+        get_settings.cache_clear()
+
+
+def test_metrics_lists_what_components_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.metrics import Counters, MetricsFile, metrics_path
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("CARDIOMESH_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert "no metrics yet" in runner.invoke(app, ["metrics"]).output
+        counters = Counters()
+        counters.inc("rejected.command_bad_signature", 2)
+        counters.inc("duplicate.alert")
+        MetricsFile(counters, "edge-edge-1", metrics_path(tmp_path, "edge-edge-1")).write()
+        out = runner.invoke(app, ["metrics"]).output
+        assert "edge-edge-1" in out and "rejected command_bad_signature" in out and "duplicate.alert" in out
     finally:
         get_settings.cache_clear()

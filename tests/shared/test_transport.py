@@ -218,3 +218,20 @@ def test_each_kind_has_its_own_size_limit() -> None:
     alert = factories.alert(device="watch-1", patient="pt-1")
     assert len(encode(alert)) > 8 * 1024  # an alert with its strip: bigger than a command may be
     assert router.accept(topics.alert("s", "pt-1", "watch-1"), encode(alert), AlertMessage) == alert
+
+
+def test_counters_are_exported_in_prometheus_text(tmp_path: Path) -> None:
+    from shared.metrics import MetricsFile, metrics_path, to_prometheus
+
+    counters = Counters()
+    counters.inc("rejected.not_json", 3)
+    counters.inc("accepted.alert")
+    text = to_prometheus('edge "1"', counters.snapshot())
+    assert 'cardiomesh_rejected_total{component="edge \\"1\\"",reason="not_json"} 3' in text
+    assert 'cardiomesh_events_total{component="edge \\"1\\"",name="accepted.alert"} 1' in text
+    path = metrics_path(tmp_path, "edge-1")
+    exporter = MetricsFile(counters, "edge-1", path, every_s=0.05).start()
+    counters.inc("rejected.oversized")
+    time.sleep(0.3)
+    exporter.stop()
+    assert 'reason="oversized"} 1' in path.read_text()
