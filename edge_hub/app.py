@@ -7,6 +7,7 @@ cloud: escalations go into the transport's durable outbox and the handler return
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -43,6 +44,14 @@ from shared.transport import Router, Transport
 log = logging.getLogger(__name__)
 
 CORROBORATION_WINDOW_S = 60.0
+#: Fault drills only (tests/faults/): the hub dies (os._exit, no cleanup) at the named step of its work.
+CRASH_POINTS = ("after_accept", "after_responses", "after_escalation")
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get("CARDIOMESH_CRASH_AT") == name:
+        log.critical("fault drill: dying at %s", name)
+        os._exit(86)
 
 
 @dataclass(slots=True)
@@ -148,6 +157,7 @@ class EdgeHub:
             level=decision.level, finalized=False, escalated=False, received_mono=time.monotonic(),
             received_at=time.time(), responded=False,
         ))
+        _crash_point("after_accept")
         hops = [Hop(name="watch_alert", source=msg.source, at=msg.created_at),
                 Hop(name="edge_received", source=self.edge_id, at=received)]
         if outcome != "new":  # a redelivery, or the same alert re-sent under a new message id
@@ -171,6 +181,7 @@ class EdgeHub:
         self._respond(msg, decision, self.settings.site)
         hops.append(Hop(name="edge_response", source=self.edge_id, at=utcnow()))
         self._publish_triage(msg, decision, stage="initial", analysis_received=False)
+        _crash_point("after_responses")
         self.store.mark_responded(alert.alert_id)
         self.counters.inc("alerts.drill" if msg.drill else "alerts.clinical")
         log.info("alert triaged", extra={"trace_id": msg.trace_id, "kind": alert.kind, "level": decision.level,
@@ -275,6 +286,7 @@ class EdgeHub:
                                           hops=hops),
             )
             self.router.publish(topics.escalation(self.settings.site, msg.patient_id, self.edge_id), escalation)
+            _crash_point("after_escalation")
             self.counters.inc("escalations")
         self.store.finalize(alert_id, decision.level, decision.escalate)
         log.info("episode finalized", extra={"trace_id": msg.trace_id, "level": decision.level,

@@ -72,3 +72,10 @@ def unique() -> str:
 @pytest.fixture
 def settings(tmp_path: Path, unique: str) -> Iterator[Settings]:
     yield Settings(state_dir=tmp_path / "state", site=f"t{unique}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The fault tests' table (`tests/integration/faults.py`) → var/faults.md."""
+    from tests.integration.faults import write_table
+
+    write_table()

@@ -24,6 +24,7 @@ from shared.messages import EscalationMessage, encode
 from shared.settings import Settings
 from shared.transport import DeadLetterStore, MqttTransport
 from tests.cloud_expert.factories import make_escalation
+from tests.integration.faults import record_fault
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -94,7 +95,13 @@ def test_an_escalation_during_a_database_outage_is_stored_once_it_is_back(
             _publish(publisher, msg)
             assert _wait(lambda: service.counters.get("dead_letters.kept") == 1, 10), service.counters.snapshot()
         # back: the kept message is retried (backoff 1 s, 2 s, …) and stored exactly once
-        assert _wait(lambda: service.counters.get("dead_letters.recovered") == 1, 15), service.counters.snapshot()
+        recovered = _wait(lambda: service.counters.get("dead_letters.recovered") == 1, 15)
+        record_fault("cloud database gone during an escalation (schema away, connections cut)",
+                     "kept as a dead letter, stored once the database is back",
+                     f"kept {service.counters.get('dead_letters.kept')}, recovered "
+                     f"{service.counters.get('dead_letters.recovered')}, episodes "
+                     f"{_episodes(service, msg.payload.alert_id)}")
+        assert recovered, service.counters.snapshot()
         assert _episodes(service, msg.payload.alert_id) == 1
         assert service.router.dead_letters.all() == []
     finally:
@@ -120,7 +127,12 @@ def test_a_cloud_restarted_during_the_outage_still_stores_the_escalation(
     second = _cloud(pg_settings, unique)
     second.start()
     try:
-        assert _wait(lambda: second.counters.get("dead_letters.recovered") == 1, 15), second.counters.snapshot()
+        recovered = _wait(lambda: second.counters.get("dead_letters.recovered") == 1, 15)
+        record_fault("cloud restarted while the database is down, an escalation kept",
+                     "the next run retries it from disk and stores it once",
+                     f"recovered {second.counters.get('dead_letters.recovered')}, episodes "
+                     f"{_episodes(second, msg.payload.alert_id)}")
+        assert recovered, second.counters.snapshot()
         assert _episodes(second, msg.payload.alert_id) == 1
     finally:
         second.stop()
