@@ -41,9 +41,13 @@ app.add_typer(fl_app, name="fl")
 log = logging.getLogger("cardiomesh")
 
 
-def _setup(verbose: bool = False) -> Settings:
+def _setup(verbose: bool = False, *, serving: bool = False) -> Settings:
+    """Settings and logging; a component that serves (`serving`) refuses demo secrets in a provisioned
+    deployment."""
     settings = get_settings()
     logs.configure("DEBUG" if verbose else settings.log_level, json_lines=settings.log_json)
+    if serving and (problems := settings.deployment_problems()):
+        raise _fail("; ".join(problems))
     return settings
 
 
@@ -107,7 +111,7 @@ def watch(
     from watch_agent.fleet import WatchFleet, WatchSpec
     from watch_agent.replay import SourceError
 
-    settings = _setup(verbose)
+    settings = _setup(verbose, serving=True)
     sources = list(record or [])
     if synthetic or not sources:
         sources = sources or ["synthetic:tachycardia,pause,irregular,bradycardia"]
@@ -135,7 +139,7 @@ def phone(
     from cardiomesh.runtime import stop_event_on_signals, transport_factory
     from phone_agent.app import PhoneFleet
 
-    settings = _setup(verbose)
+    settings = _setup(verbose, serving=True)
     fleet = PhoneFleet(settings, transport_factory(settings), limit=count)
     stop = stop_event_on_signals()
     fleet.start()
@@ -194,7 +198,7 @@ def edge(
     from cardiomesh.runtime import mqtt_transport, stop_event_on_signals
     from edge_hub.app import EdgeHub
 
-    settings = _setup(verbose)
+    settings = _setup(verbose, serving=True)
     transport = mqtt_transport(settings, f"{settings.site}-{edge_id}", outbox=True)
     hub = EdgeHub(settings, transport, edge_id=edge_id)
     hub.start()
@@ -214,7 +218,7 @@ def cloud(verbose: Verbose = False) -> None:
     from cardiomesh.runtime import mqtt_transport, stop_event_on_signals
     from cloud_expert.service import CloudService
 
-    settings = _setup(verbose)
+    settings = _setup(verbose, serving=True)
     service = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True))
     service.start()
     exporter = _export(settings, "cloud-ingest", service.counters)
@@ -233,7 +237,7 @@ def worker(
     """Run a Celery worker that renders reports (broker: CARDIOMESH_CELERY_BROKER_URL or a local folder)."""
     import subprocess
 
-    _setup(verbose)
+    _setup(verbose, serving=True)
     argv = [sys.executable, "-m", "celery", "-A", "cloud_expert.worker.celery_app", "worker",
             "--loglevel", "DEBUG" if verbose else "INFO", "-c", str(concurrency)]
     raise typer.Exit(subprocess.call(argv))
@@ -250,7 +254,7 @@ def web_cmd(
 
     from cloud_expert.web.main import create_app
 
-    settings = _setup(verbose)
+    settings = _setup(verbose, serving=True)
     uvicorn.run(create_app(settings), host=host or settings.web_host, port=port or settings.web_port,
                 log_level="info" if verbose else "warning")
 

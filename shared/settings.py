@@ -24,6 +24,9 @@ def _default_data_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+DEMO_PSEUDONYM_KEY = "cardiomesh-demo-key"
+
+
 class Settings(BaseSettings):
     """Every `CARDIOMESH_*` setting. The README's configuration table is generated from these fields."""
 
@@ -61,7 +64,7 @@ class Settings(BaseSettings):
     )
     report_sweep_s: float = Field(30.0, description="Report jobs unfinished for this long are re-enqueued")
     pseudonym_key: str = Field(
-        "cardiomesh-demo-key", description="HMAC key turning record/patient names into pseudonymous ids"
+        DEMO_PSEUDONYM_KEY, description="HMAC key turning record/patient names into pseudonymous ids"
     )
     log_level: str = Field("INFO", description="Python logging level")
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers)")
@@ -77,6 +80,17 @@ class Settings(BaseSettings):
     @property
     def mqtt_host(self) -> str:
         return urlparse(self.mqtt_url).hostname or "127.0.0.1"
+
+    def deployment_problems(self) -> list[str]:
+        """Why this configuration must not serve real patients: a provisioned deployment (credentials set)
+        refuses the demo's default secrets. Empty for the demo."""
+        if self.mqtt_credentials_dir is None:
+            return []
+        problems = []
+        if self.pseudonym_key == DEMO_PSEUDONYM_KEY:
+            problems.append("CARDIOMESH_PSEUDONYM_KEY is the demo key: set a secret of your own (it links "
+                            "pseudonymous ids to record names)")
+        return problems
 
     @property
     def mqtt_tls(self) -> bool:

@@ -58,6 +58,7 @@ def compose_config() -> dict[str, Any]:
         text=True,
         timeout=60,
         cwd=ROOT,
+        env={**os.environ, "CARDIOMESH_PSEUDONYM_KEY": "a-deployment-secret"},
     )
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     config = yaml.safe_load(result.stdout)
@@ -75,6 +76,14 @@ def _directives(path: Path) -> dict[str, list[str]]:
         key, _, value = line.partition(" ")
         found.setdefault(key, []).append(value.strip())
     return found
+
+
+def test_compose_refuses_to_start_without_a_pseudonym_key() -> None:
+    docker_compose = _need_tool("docker-compose")
+    env = {k: v for k, v in os.environ.items() if k != "CARDIOMESH_PSEUDONYM_KEY"}
+    result = subprocess.run([docker_compose, "-f", str(COMPOSE_FILE), "config"], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT, env=env)
+    assert result.returncode != 0 and "CARDIOMESH_PSEUDONYM_KEY" in result.stderr
 
 
 def test_compose_file_validates_with_every_service(compose_config: dict[str, Any]) -> None:

@@ -72,3 +72,17 @@ def test_metrics_lists_what_components_counted(tmp_path: Path, monkeypatch: pyte
         assert "edge-edge-1" in out and "rejected command_bad_signature" in out and "duplicate.alert" in out
     finally:
         get_settings.cache_clear()
+
+
+def test_a_provisioned_deployment_refuses_the_demo_pseudonym_key(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("CARDIOMESH_MQTT_CREDENTIALS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        for command in (["edge"], ["cloud"], ["phone"], ["watch", "--synthetic"], ["web"], ["worker"]):
+            result = runner.invoke(app, command)
+            assert result.exit_code == 1 and "CARDIOMESH_PSEUDONYM_KEY is the demo key" in result.output, command
+    finally:
+        get_settings.cache_clear()
