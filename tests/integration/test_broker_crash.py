@@ -1,0 +1,90 @@
+"""The broker killed -9 while alerts wait for an offline edge: the provisioned persistence keeps them.
+
+Mosquitto acknowledges a QoS 1 publish before it saves it, so the watch's outbox has already let go;
+with the old `autosave_interval 30` a broker killed within 30 s lost every alert queued for an edge
+that was away. The provisioned configuration saves on every change.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cardiomesh.provision import provision
+from edge_hub.app import EdgeHub
+from edge_hub.store import EdgeStore
+from shared import topics
+from shared.messages import encode
+from shared.settings import Settings
+from shared.transport import MqttTransport
+from tests import factories
+from tests.cardiomesh.test_provision import MOSQUITTO, Broker, _free_port
+from tests.conftest import IN_CI
+from tests.integration.faults import record_fault
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SITE = "home-k"
+ALERTS = 8
+
+
+def test_alerts_queued_for_an_offline_edge_survive_a_broker_killed_9(tmp_path: Path) -> None:
+    if MOSQUITTO is None:
+        if IN_CI:
+            pytest.fail("mosquitto binary not found (CI=true)")
+        pytest.skip("mosquitto binary not found")
+    tls_port, password_port = _free_port(), _free_port()
+    provision(tmp_path / "pki", SITE, 1, tls_port=tls_port, password_port=password_port,
+              persistence_dir=str(tmp_path / "data"), run_as=getpass.getuser() if os.geteuid() == 0 else None)
+    (tmp_path / "data").mkdir()
+    broker = Broker(tmp_path / "pki", tls_port, password_port)
+    broker.start()
+    settings = Settings(site=SITE, state_dir=tmp_path / "edge", analysis_timeout_s=60, edge_analysis=False)
+    edge_id = f"{SITE}-edge-1"
+
+    def edge_transport() -> MqttTransport:
+        return MqttTransport(client_id=edge_id, port=password_port, security=broker.password(edge_id))
+
+    try:
+        first = edge_transport()  # the edge's persistent session and subscriptions, then it goes away
+        hub = EdgeHub(settings, first, store=EdgeStore(tmp_path / "edge.db"))
+        hub.start()
+        first.start(wait_s=5)
+        assert first.wait_subscribed(5)
+        hub.stop()
+        first.stop()
+        hub.store.close()
+
+        watch = MqttTransport(client_id="watch-1", port=password_port, clean_session=True,
+                              security=broker.password("watch-1"))
+        watch.start(wait_s=5)
+        alerts = [factories.alert(device="watch-1", patient="pt-1") for _ in range(ALERTS)]
+        for alert in alerts:
+            watch.publish(topics.alert(SITE, "pt-1", "watch-1"), encode(alert))
+        watch.stop()  # returns once every PUBACK is in: the broker has them all
+        time.sleep(0.5)
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(timeout=10)
+        broker.process = None
+        broker.start()
+
+        second = edge_transport()
+        revived = EdgeHub(settings, second, store=EdgeStore(tmp_path / "edge.db"))
+        revived.start()
+        second.start(wait_s=5)
+        deadline = time.monotonic() + 10
+        while revived.store.counts()["episodes"] < ALERTS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = revived.store.counts()["episodes"]
+        record_fault("broker killed -9 with alerts queued for an offline edge (persistence on)",
+                     f"all {ALERTS} alerts reach the edge when it returns", f"{got} of {ALERTS}")
+        revived.stop()
+        second.stop()
+        assert got == ALERTS
+    finally:
+        broker.stop()
