@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,58 +62,54 @@ class EdgeStore:
         if "responded" not in columns:  # a hub DB from before responses were tracked: those were all sent
             self._db.execute("ALTER TABLE episodes ADD COLUMN responded INTEGER NOT NULL DEFAULT 1")
 
+    @contextmanager
+    def _first_time(self, message_id: str) -> Iterator[bool]:
+        """A transaction that marks `message_id` seen; yields False (and rolls back) when it was seen before.
+        What the caller writes inside commits with the mark, or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)",
+                                    (message_id, time.time())).rowcount != 1:
+                    self._db.execute("ROLLBACK")
+                    yield False
+                    return
+                yield True
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _insert_episode(self, row: EpisodeRow) -> bool:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO episodes (alert_id, patient_id, device_id, trace_id, drill, alert_json,"
+            " analysis_json, level, finalized, escalated, received_at, responded) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (row.alert_id, row.patient_id, row.device_id, row.trace_id, int(row.drill), row.alert_json,
+             row.analysis_json, row.level, int(row.finalized), int(row.escalated), row.received_at,
+             int(row.responded)),
+        )
+        return cur.rowcount == 1
+
     def accept_alert(self, message_id: str, row: EpisodeRow) -> str:
         """Seen and episode in one transaction: "new", "duplicate" (this message id again) or "same_event"
         (a new message id for an episode already held: one clinical event, one episode, one response)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)",
-                                    (message_id, time.time())).rowcount != 1:
-                    self._db.execute("ROLLBACK")
-                    return "duplicate"
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO episodes (alert_id, patient_id, device_id, trace_id, drill, alert_json,"
-                    " analysis_json, level, finalized, escalated, received_at, responded)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (row.alert_id, row.patient_id, row.device_id, row.trace_id, int(row.drill), row.alert_json,
-                     row.analysis_json, row.level, int(row.finalized), int(row.escalated), row.received_at,
-                     int(row.responded)),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            return "new" if cur.rowcount == 1 else "same_event"
+        with self._first_time(message_id) as first:
+            if not first:
+                return "duplicate"
+            return "new" if self._insert_episode(row) else "same_event"
 
     def accept_analysis(self, message_id: str, alert_id: str, analysis_json: str) -> bool:
         """Seen and the episode's findings in one transaction; False for a message id seen before."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)",
-                                    (message_id, time.time())).rowcount != 1:
-                    self._db.execute("ROLLBACK")
-                    return False
-                self._db.execute("UPDATE episodes SET analysis_json = ? WHERE alert_id = ?",
-                                 (analysis_json, alert_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            return True
+        with self._first_time(message_id) as first:
+            if first:
+                self._db.execute("UPDATE episodes SET analysis_json = ? WHERE alert_id = ?", (analysis_json, alert_id))
+            return first
 
     def add_episode(self, row: EpisodeRow) -> None:
         """An episode without a message id to mark (tests, imports); `accept_alert` is the handler's path."""
         with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO episodes (alert_id, patient_id, device_id, trace_id, drill, alert_json,"
-                " analysis_json, level, finalized, escalated, received_at, responded)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (row.alert_id, row.patient_id, row.device_id, row.trace_id, int(row.drill), row.alert_json,
-                 row.analysis_json, row.level, int(row.finalized), int(row.escalated), row.received_at,
-                 int(row.responded)),
-            )
+            self._insert_episode(row)
 
     def responded(self, alert_id: str) -> bool | None:
         """Whether an open episode's initial responses went out; None when no open episode has this id."""

@@ -36,6 +36,18 @@ def need_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+def mosquitto_binary() -> str:
+    """The `mosquitto` executable, for tests that start a broker with a configuration of their own."""
+    import shutil
+
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if found is None:
+        if IN_CI:
+            pytest.fail("mosquitto binary not found (CI=true: tools must be present)")
+        pytest.skip("mosquitto binary not found")
+    return found
+
+
 @pytest.fixture(scope="session")
 def mosquitto() -> tuple[str, int]:
     need_service("Mosquitto", "127.0.0.1", 1883)

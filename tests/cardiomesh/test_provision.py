@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -25,10 +24,9 @@ from cardiomesh.runtime import CredentialsError, security_for
 from shared import topics
 from shared.settings import Settings
 from shared.transport import BrokerUnavailable, MqttSecurity, MqttTransport
-from tests.conftest import IN_CI
+from tests.conftest import mosquitto_binary
 
 SITE = "home-p"
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
 def _free_port() -> int:
@@ -45,8 +43,7 @@ class Broker:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        assert MOSQUITTO is not None
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.pki / "broker" / "mosquitto.conf")],
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.pki / "broker" / "mosquitto.conf")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -73,10 +70,7 @@ class Broker:
 
 
 def _broker(tmp_path: Path) -> Iterator[Broker]:
-    if MOSQUITTO is None:
-        if IN_CI:
-            pytest.fail("mosquitto binary not found (CI=true)")
-        pytest.skip("mosquitto binary not found")
+    mosquitto_binary()
     tls_port, password_port = _free_port(), _free_port()
     provision(tmp_path / "pki", SITE, 2, tls_port=tls_port, password_port=password_port,
               run_as=getpass.getuser() if os.geteuid() == 0 else None)

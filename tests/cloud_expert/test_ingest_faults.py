@@ -7,8 +7,7 @@ The fault: the cloud's schema disappears for a while (renamed away, its connecti
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -25,17 +24,11 @@ from shared.settings import Settings
 from shared.transport import DeadLetterStore, MqttTransport
 from tests.cloud_expert.factories import make_escalation
 from tests.integration.faults import record_fault
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @contextmanager
@@ -93,9 +86,9 @@ def test_an_escalation_during_a_database_outage_is_stored_once_it_is_back(
         msg = make_escalation(site=pg_settings.site, patient_id=f"p{unique}")
         with _schema_gone(pg_schema_url):
             _publish(publisher, msg)
-            assert _wait(lambda: service.counters.get("dead_letters.kept") == 1, 10), service.counters.snapshot()
+            assert wait_until(lambda: service.counters.get("dead_letters.kept") == 1, 10), service.counters.snapshot()
         # back: the kept message is retried (backoff 1 s, 2 s, …) and stored exactly once
-        recovered = _wait(lambda: service.counters.get("dead_letters.recovered") == 1, 15)
+        recovered = wait_until(lambda: service.counters.get("dead_letters.recovered") == 1, 15)
         record_fault("cloud database gone during an escalation (schema away, connections cut)",
                      "kept as a dead letter, stored once the database is back",
                      f"kept {service.counters.get('dead_letters.kept')}, recovered "
@@ -118,7 +111,7 @@ def test_a_cloud_restarted_during_the_outage_still_stores_the_escalation(
         try:
             assert isinstance(first.transport, MqttTransport) and first.transport.wait_subscribed(5)
             _publish(publisher, msg)
-            assert _wait(lambda: first.counters.get("dead_letters.kept") == 1, 10), first.counters.snapshot()
+            assert wait_until(lambda: first.counters.get("dead_letters.kept") == 1, 10), first.counters.snapshot()
         finally:
             first.stop()  # acknowledged to the broker, but kept on disk: the next run owns it
     kept = DeadLetterStore(dead_letter_path(pg_settings, f"cloud-{unique}"))
@@ -127,7 +120,7 @@ def test_a_cloud_restarted_during_the_outage_still_stores_the_escalation(
     second = _cloud(pg_settings, unique)
     second.start()
     try:
-        recovered = _wait(lambda: second.counters.get("dead_letters.recovered") == 1, 15)
+        recovered = wait_until(lambda: second.counters.get("dead_letters.recovered") == 1, 15)
         record_fault("cloud restarted while the database is down, an escalation kept",
                      "the next run retries it from disk and stores it once",
                      f"recovered {second.counters.get('dead_letters.recovered')}, episodes "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edge_hub.app import EdgeHub
@@ -18,6 +17,7 @@ from shared.messages import AlertMessage, encode, new_id
 from shared.settings import Settings
 from shared.transport import InMemoryBus
 from tests import factories
+from tests.waiting import wait_until
 
 SITE = "home-x"
 
@@ -38,11 +38,6 @@ def _commands(bus: InMemoryBus, alert: AlertMessage) -> list[str]:
     return [t for t, *_ in bus.published if t.endswith("/cmd") and f"/{alert.patient_id}/" in t]
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_an_alert_whose_episode_write_failed_is_not_marked_seen(tmp_path: Path) -> None:
@@ -56,7 +51,7 @@ def test_an_alert_whose_episode_write_failed_is_not_marked_seen(tmp_path: Path) 
         _publish(bus, alert)
         assert hub.counters.get("dead_letters.kept") == 1 and _commands(bus, alert) == []
         other.execute("DROP TRIGGER refuse")
-        assert _wait(lambda: len(_commands(bus, alert)) == 2), hub.counters.snapshot()  # retried after ≈ 1 s
+        assert wait_until(lambda: len(_commands(bus, alert)) == 2), hub.counters.snapshot()  # retried after ≈ 1 s
         assert hub.store.counts()["episodes"] == 1 and hub.counters.get("dead_letters.recovered") == 1
     finally:
         other.close()
@@ -79,7 +74,7 @@ def test_a_failure_after_the_episode_was_committed_still_answers_the_alert(tmp_p
         _publish(bus, alert)
         assert hub.counters.get("dead_letters.kept") == 1
         assert hub.store.responded(alert.payload.alert_id) is False
-        assert _wait(lambda: hub.store.responded(alert.payload.alert_id) is True), hub.counters.snapshot()
+        assert wait_until(lambda: hub.store.responded(alert.payload.alert_id) is True), hub.counters.snapshot()
         assert hub.counters.get("recovered.responses") == 1 and hub.counters.get("duplicate.alert") == 0
         triages = [t for t, *_ in bus.published if t.endswith("/triage")]
         assert len(triages) == 1  # the initial triage went out once, after the retry

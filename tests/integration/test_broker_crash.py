@@ -23,8 +23,8 @@ from shared.messages import encode
 from shared.settings import Settings
 from shared.transport import MqttTransport
 from tests import factories
-from tests.cardiomesh.test_provision import MOSQUITTO, Broker, _free_port
-from tests.conftest import IN_CI
+from tests.cardiomesh.test_provision import Broker, _free_port
+from tests.conftest import mosquitto_binary
 from tests.integration.faults import record_fault
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,10 +33,7 @@ ALERTS = 8
 
 
 def test_alerts_queued_for_an_offline_edge_survive_a_broker_killed_9(tmp_path: Path) -> None:
-    if MOSQUITTO is None:
-        if IN_CI:
-            pytest.fail("mosquitto binary not found (CI=true)")
-        pytest.skip("mosquitto binary not found")
+    mosquitto_binary()
     tls_port, password_port = _free_port(), _free_port()
     provision(tmp_path / "pki", SITE, 1, tls_port=tls_port, password_port=password_port,
               persistence_dir=str(tmp_path / "data"), run_as=getpass.getuser() if os.geteuid() == 0 else None)

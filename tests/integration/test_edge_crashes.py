@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +36,7 @@ from shared.settings import Settings
 from shared.transport import MqttTransport
 from tests import factories
 from tests.integration.faults import record_fault
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,13 +66,6 @@ class Observer:
         return [m for m in found if getattr(getattr(m, "payload", None), "alert_id", None) == alert_id]
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class Edge:
@@ -161,7 +155,7 @@ def test_an_edge_killed_at_each_step_loses_and_doubles_nothing(
             def stored(aid: str = alert_id) -> bool:
                 return _count(cloud, Episode, aid) == 1
 
-            escalated = _wait(stored, 20)
+            escalated = wait_until(stored, 20)
             commands = {m.payload.command for m in observer.of(CommandMessage, alert_id)}
             initial = [t for t in observer.of(TriageMessage, alert_id) if t.payload.stage == "initial"]
             observed = (f"escalations {len(observer.of(EscalationMessage, alert_id))}, cloud episodes "
