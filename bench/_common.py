@@ -25,7 +25,8 @@ def free_port() -> int:
 
 @contextmanager
 def project_mosquitto() -> Iterator[tuple[int, str]]:
-    """A private Mosquitto on a free localhost port, with the deployment's `set_tcp_nodelay true`.
+    """A private Mosquitto on a free localhost port, with the deployment's `set_tcp_nodelay true` and
+    `max_packet_size` (cardiomesh provision).
 
     The machine's own Mosquitto runs Debian's config without TCP_NODELAY, so a benchmark against it
     would measure Nagle's algorithm, not CardioMesh. Plain TCP and anonymous on 127.0.0.1: it measures
@@ -38,8 +39,8 @@ def project_mosquitto() -> Iterator[tuple[int, str]]:
         return
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        lines = ["set_tcp_nodelay true", "allow_anonymous true", f"listener {port} 127.0.0.1", "persistence false",
-                 "log_dest none"]
+        lines = ["set_tcp_nodelay true", "max_packet_size 1048576", "allow_anonymous true",
+                 f"listener {port} 127.0.0.1", "persistence false", "log_dest none"]
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -153,6 +153,9 @@ def mosquitto_conf(broker_dir: str, *, tls_port: int, password_port: int | None,
         f"password_file {d}/passwd",
         f"acl_file {d}/acl",
         "set_tcp_nodelay true",
+        # twice the components' own limit (CARDIOMESH_MAX_PAYLOAD_BYTES, 512 KiB): a client sending a bigger
+        # packet is disconnected by the broker, so a 5 MB flood never reaches the edge
+        "max_packet_size 1048576",
     ]
     if persistence_dir:
         # save after every change, not every 30 s: a broker killed -9 loses at most what arrived since the last

@@ -24,7 +24,7 @@ from shared.messages.clinical import (
     TriageMessage,
     TriagePayload,
 )
-from shared.messages.codec import DecodeError, Message, RejectReason, decode, encode
+from shared.messages.codec import DecodeError, Message, RejectReason, decode, encode, load_object, validate_object
 from shared.messages.device import (
     CommandMessage,
     CommandName,
@@ -98,6 +98,8 @@ __all__ = [
     "VitalsPayload",
     "decode",
     "encode",
+    "load_object",
     "new_id",
     "utcnow",
+    "validate_object",
 ]

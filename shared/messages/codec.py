@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -45,6 +45,12 @@ def encode(message: Envelope) -> bytes:
 
 
 def decode(raw: bytes, *, max_bytes: int) -> Envelope:
+    return validate_object(load_object(raw, max_bytes=max_bytes))
+
+
+def load_object(raw: bytes, *, max_bytes: int) -> dict[str, Any]:
+    """The cheap half of `decode`: size, JSON, an object with a known `type`. Lets a caller refuse a message
+    on its envelope (e.g. a spoofed source) before paying for schema validation."""
     if len(raw) > max_bytes:
         raise DecodeError("oversized", f"{len(raw)} bytes > limit {max_bytes}")
     try:
@@ -60,6 +66,11 @@ def decode(raw: bytes, *, max_bytes: int) -> Envelope:
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in _TYPES:  # a list or dict here is unhashable, not just unknown
         raise DecodeError("unknown_type", f"type={str(kind)[:40]!r}")
+    return data
+
+
+def validate_object(data: dict[str, Any]) -> Envelope:
+    """The schema half of `decode`."""
     try:
         return _ADAPTER.validate_python(data)
     except RecursionError:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from shared import topics
-from shared.messages import DecodeError, Envelope, decode, encode
+from shared.messages import DecodeError, Envelope, decode, encode, load_object, validate_object
 from shared.metrics import Counters
 from shared.transport.base import Transport, matches, strip_share
 from shared.transport.dead_letters import PARKED, DeadLetterStore
@@ -93,7 +93,18 @@ class Router:
         """Decode and validate one payload; None (counted and logged) when it must be rejected."""
         try:
             parts = topics.parse(topic)
-            message = decode(raw, max_bytes=min(self.max_bytes, KIND_LIMITS.get(parts.kind, self.max_bytes)))
+            data = load_object(raw, max_bytes=min(self.max_bytes, KIND_LIMITS.get(parts.kind, self.max_bytes)))
+            # the envelope's claims first: a wrong or spoofed message costs a JSON parse, not a schema validation
+            expected = message_type.model_fields["type"].default
+            if isinstance(expected, str) and data["type"] != expected:
+                raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {data['type']}")
+            if check_source and parts.kind not in ("cmd", "fl_round", "fl_model") and isinstance(
+                    data.get("source"), str) and (
+                data["source"] != parts.device_id
+                or (parts.patient_id is not None and data.get("patient_id") != parts.patient_id)
+            ):
+                raise DecodeError("wrong_topic", "source/patient do not match the topic")
+            message = validate_object(data)
             if not isinstance(message, message_type):
                 raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {message.type}")
             if check_source and parts.kind not in ("cmd", "fl_round", "fl_model") and (
