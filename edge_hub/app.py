@@ -15,8 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
-
 from edge_hub.fusion import Decision, PatientContext, triage
 from edge_hub.store import EdgeStore, EpisodeRow
 from shared import topics
@@ -63,13 +61,9 @@ class _Pending:
 
 
 def _warm_up() -> None:
-    """Import the shared analysis and load its models (neurokit, torch, the reader file) once."""
-    try:
-        from shared.analysis.strip import analyze_strip
+    from shared.analysis.strip import warm_up  # the analysis (torch, models) loads only when the edge reads
 
-        analyze_strip(np.sin(np.linspace(0, 60, 2500)), 250.0)
-    except Exception:
-        log.exception("edge analysis warm-up failed")
+    warm_up()
 
 
 class EdgeHub:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from shared import topics
 from shared.analysis.payload import to_payload
-from shared.analysis.strip import analyze_strip
+from shared.analysis.strip import analyze_strip, warm_up
 from shared.identity import Stamper
 from shared.messages import AlertMessage, AnalysisMessage, PresenceMessage, PresencePayload, encode
 from shared.metrics import Counters
@@ -71,6 +71,9 @@ class PhoneFleet:
         self._discovery: Transport | None = None
 
     def start(self) -> None:
+        """Load the analysis first, then look for watches: a phone that pairs before its models are loaded
+        answers its first alert seconds late, after the edge has finalized it without findings."""
+        log.info("analysis ready", extra={"warm_up_s": round(warm_up(), 2)})
         self._discovery = self._make_transport(f"phone-discovery-{self.settings.site}", None, None)
         router = Router(self._discovery, counters=self.counters, max_bytes=self.settings.max_payload_bytes)
         router.on(topics.presence(self.settings.site, topics.ANY), PresenceMessage, self.on_presence)

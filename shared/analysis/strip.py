@@ -393,3 +393,15 @@ def with_reader(measured: Analysis, samples_mv: np.ndarray, fs: float, reader: R
         rhythm_probabilities=None if reading is None else reading.probabilities, rules_rhythm=rules_label,
         reader=None if reading is None else reading.model, reading=reading,
         analysis_ms=measured.analysis_ms + (time.perf_counter() - started) * 1000)
+
+
+def warm_up() -> float:
+    """Load everything the first analysis would (neurokit, torch, the beat model, the reader file) now, not
+    when the first alert is waiting; the seconds it took. Never raises: a failure is logged, and the first
+    real analysis will say what is wrong."""
+    started = time.perf_counter()
+    try:
+        analyze_strip(np.sin(np.linspace(0, 60, 2500)), 250.0)
+    except Exception:
+        log.exception("analysis warm-up failed")
+    return time.perf_counter() - started
