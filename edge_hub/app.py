@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from edge_hub.fusion import Decision, PatientContext, triage
@@ -42,8 +43,18 @@ from shared.transport import Router, Transport
 log = logging.getLogger(__name__)
 
 CORROBORATION_WINDOW_S = 60.0
+#: An alert that reaches the hub this long after the watch stamped it (a watch offline, its outbox
+#: draining) is still triaged and answered, and says it is late everywhere it goes.
+LATE_S = 60.0
 #: Fault drills only (tests/faults/): the hub dies (os._exit, no cleanup) at the named step of its work.
 CRASH_POINTS = ("after_accept", "after_responses", "after_escalation")
+
+
+def _with_late(decision: Decision, late_s: float | None) -> Decision:
+    if late_s is None:
+        return decision
+    return Decision(decision.level, (*decision.reasons, f"late: reached the hub {late_s:.0f} s after the watch "
+                                     "sent it"), decision.responses)
 
 
 def _crash_point(name: str) -> None:
@@ -58,6 +69,7 @@ class _Pending:
     received_mono: float
     initial_level: str
     hops: list[Hop] = field(default_factory=list)
+    late_s: float | None = None
 
 
 def _warm_up() -> None:
@@ -144,7 +156,8 @@ class EdgeHub:
         assert msg.patient_id is not None
         alert = msg.payload
         context = self._context(msg.patient_id, msg.source, msg.drill)
-        decision = triage(alert, None, context)
+        late_s = self._late_s(msg, received)
+        decision = _with_late(triage(alert, None, context), late_s)
         outcome = self.store.accept_alert(msg.id, EpisodeRow(
             alert_id=alert.alert_id, patient_id=msg.patient_id, device_id=msg.source, trace_id=msg.trace_id,
             drill=msg.drill, alert_json=msg.model_dump_json(by_alias=True), analysis_json=None,
@@ -158,18 +171,25 @@ class EdgeHub:
             if self.store.responded(alert.alert_id) is False and not self._is_pending(alert.alert_id):
                 # its first delivery failed after the episode was committed (retried from dead letters)
                 self.counters.inc("recovered.responses")
-                self._answer(msg, decision, hops)
+                self._answer(msg, decision, hops, late_s)
                 return
             self.counters.inc("duplicate.alert" if outcome == "duplicate" else "duplicate.alert_event")
             log.info("duplicate alert ignored", extra={"trace_id": msg.trace_id, "outcome": outcome})
             return
-        self._answer(msg, decision, hops)
+        if late_s is not None:
+            self.counters.inc("alerts.late")
+            log.warning("late alert", extra={"trace_id": msg.trace_id, "late_s": round(late_s, 1)})
+        self._answer(msg, decision, hops, late_s)
+
+    def _late_s(self, msg: AlertMessage, received: datetime) -> float | None:
+        late = (received - msg.created_at).total_seconds()
+        return late if late > LATE_S else None
 
     def _is_pending(self, alert_id: str) -> bool:
         with self._lock:
             return alert_id in self._pending
 
-    def _answer(self, msg: AlertMessage, decision: Decision, hops: list[Hop]) -> None:
+    def _answer(self, msg: AlertMessage, decision: Decision, hops: list[Hop], late_s: float | None = None) -> None:
         """The initial responses and triage, recorded as sent; then the episode waits for findings."""
         alert = msg.payload
         self._respond(msg, decision, self.settings.site)
@@ -181,7 +201,7 @@ class EdgeHub:
         log.info("alert triaged", extra={"trace_id": msg.trace_id, "kind": alert.kind, "level": decision.level,
                                           "drill": msg.drill})
         with self._lock:
-            self._pending[alert.alert_id] = _Pending(msg, time.monotonic(), decision.level, hops)
+            self._pending[alert.alert_id] = _Pending(msg, time.monotonic(), decision.level, hops, late_s)
             early = self._early.pop(alert.alert_id, None)
         if early is not None:
             self._finalize(alert.alert_id, early)
@@ -254,7 +274,7 @@ class EdgeHub:
         msg = pending.alert
         assert msg.patient_id is not None
         context = self._context(msg.patient_id, msg.source, msg.drill)
-        decision = triage(msg.payload, analysis.payload if analysis else None, context)
+        decision = _with_late(triage(msg.payload, analysis.payload if analysis else None, context), pending.late_s)
         if analysis is None:
             decision = Decision(decision.level, (*decision.reasons, "no phone findings in time"), decision.responses)
         elif analysis.source == self.edge_id:
