@@ -36,6 +36,8 @@ dead_app = typer.Typer(
     no_args_is_help=True)
 app.add_typer(drill_app, name="drill")
 app.add_typer(dead_app, name="dead-letters")
+patient_app = typer.Typer(help="A patient's data, by pseudonymous id.", no_args_is_help=True)
+app.add_typer(patient_app, name="patient")
 app.add_typer(fl_app, name="fl")
 
 log = logging.getLogger("cardiomesh")
@@ -327,6 +329,51 @@ def metrics() -> None:
             if m:
                 kind, _component, name, value = m.groups()
                 typer.echo(f"  {'rejected ' if kind == 'rejected' else ''}{name:<40} {value:>8}")
+
+
+@patient_app.command("erase")
+def patient_erase(
+    patient_id: Annotated[str, typer.Argument(help="The pseudonymous patient id (pt-…), as on reports.")],
+    by: Annotated[str, typer.Option(help="Who erases (recorded in the audit trail).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail), e.g. the request's reference.")],
+    edge_db: Annotated[list[Path] | None, typer.Option(
+        help="Also erase from this edge hub store (state_dir/<edge>.db); repeatable.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a patient everywhere this host stores them: the cloud DB's episodes, report jobs and reports
+    (one transaction, with an audit row of who, when, why and how much) and, with --edge-db, an edge's
+    store. Cannot be undone."""
+    from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+    from cloud_expert.erasure import erase_patient
+    from edge_hub.store import EdgeStore
+    from shared.messages import utcnow
+
+    settings = _setup()
+    stores = list(edge_db or [])
+    missing = [str(p) for p in stores if not p.exists()]
+    if missing:
+        raise _fail(f"no edge store at {', '.join(missing)}")
+    if not yes and not typer.confirm(f"erase {patient_id} from the cloud DB"
+                                     f"{' and ' + str(len(stores)) + ' edge store(s)' if stores else ''}?"):
+        raise typer.Exit(1)
+    url = settings.effective_database_url
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            try:
+                erased = erase_patient(session, patient_id, by=by, reason=reason, now=utcnow())
+            except ValueError as exc:
+                raise _fail(str(exc)) from None
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"cloud: {erased.episodes} episode(s), {erased.reports} report(s), {erased.jobs} job(s) erased "
+               f"(audit {erased.audit_id})")
+    for path in stores:
+        store = EdgeStore(path)
+        typer.echo(f"edge {path}: {store.erase_patient(patient_id)} episode(s) erased")
+        store.close()
 
 
 def _dead_letter_stores(settings: Settings, client: str | None) -> list[Path]:

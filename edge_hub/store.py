@@ -165,6 +165,20 @@ class EdgeStore:
         with self._lock:
             return list(self._db.execute("SELECT device_id, role, status, vitals_json FROM devices").fetchall())
 
+    def erase_patient(self, patient_id: str) -> int:
+        """Delete a patient's episodes and device rows from this hub; the number of episodes deleted. Seen
+        message ids stay: they hold nothing of the person and keep a redelivery from coming back."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = self._db.execute("DELETE FROM episodes WHERE patient_id = ?", (patient_id,)).rowcount
+                self._db.execute("DELETE FROM devices WHERE patient_id = ?", (patient_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(gone)
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             total, finalized, escalated = self._db.execute(

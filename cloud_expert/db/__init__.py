@@ -2,9 +2,9 @@
 
 from cloud_expert.db.engine import make_engine, make_session_factory
 from cloud_expert.db.migrate import upgrade_to_head
-from cloud_expert.db.models import JOB_STATUSES, Base, Episode, JobStatus, Report, ReportJob
+from cloud_expert.db.models import JOB_STATUSES, Base, Episode, Erasure, JobStatus, Report, ReportJob
 
 __all__ = [
-    "JOB_STATUSES", "Base", "Episode", "JobStatus", "Report", "ReportJob", "make_engine", "make_session_factory",
-    "upgrade_to_head",
+    "JOB_STATUSES", "Base", "Episode", "Erasure", "JobStatus", "Report", "ReportJob", "make_engine",
+    "make_session_factory", "upgrade_to_head",
 ]

@@ -122,3 +122,19 @@ class Report(Base):
     signed_by: Mapped[str | None] = mapped_column(String(128))
 
     episode: Mapped[Episode] = relationship(back_populates="report")
+
+
+class Erasure(Base):
+    """One `cardiomesh patient erase`: what went, for whom, by whom and why. The patient id is the
+    pseudonym; nothing else of the person is kept."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    erased_at: Mapped[datetime]
+    erased_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    episodes: Mapped[int] = mapped_column(Integer)
+    reports: Mapped[int] = mapped_column(Integer)
+    jobs: Mapped[int] = mapped_column(Integer)

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from cloud_expert.db import make_engine, upgrade_to_head
 
 TABLES = {"alembic_version", "episodes", "report_jobs", "reports"}
-HEAD = "0002_report_content"
+HEAD = "0003_erasures"
 REPORT_COLUMNS = {"pdf", "assessment_json", "severity", "signed_at", "signed_by"}
 
 

@@ -1,0 +1,50 @@
+"""Erasing one patient from the cloud: episodes, report jobs and reports go; an audit row stays.
+
+The row keeps the pseudonymous id, who erased, when, why and how much, never anything of the person.
+The edge's own store is erased by `EdgeStore.erase_patient` (`cardiomesh patient erase --edge-db`);
+messages still waiting in a device's outbox are not touched (they are the device's to deliver, and the
+next erasure removes what they bring).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from cloud_expert.db import Episode, Erasure, Report, ReportJob
+from shared.messages import new_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    audit_id: str
+    episodes: int
+    reports: int
+    jobs: int
+
+
+def erase_patient(session: Session, patient_id: str, *, by: str, reason: str, now: datetime) -> Erased:
+    """Delete every episode, report job and report of `patient_id` and record the erasure; the caller
+    commits (all or nothing)."""
+    if not by.strip() or not reason.strip():
+        raise ValueError("an erasure needs who (by) and why (reason): it is audited")
+    ids = select(Episode.id).where(Episode.patient_id == patient_id)
+    episodes = int(session.scalar(select(func.count()).select_from(Episode).where(Episode.patient_id == patient_id))
+                   or 0)
+    reports = int(session.scalar(select(func.count()).select_from(Report).where(Report.episode_id.in_(ids))) or 0)
+    jobs = int(session.scalar(select(func.count()).select_from(ReportJob).where(ReportJob.episode_id.in_(ids))) or 0)
+    session.execute(delete(Report).where(Report.episode_id.in_(ids)))
+    session.execute(delete(ReportJob).where(ReportJob.episode_id.in_(ids)))
+    session.execute(delete(Episode).where(Episode.patient_id == patient_id))
+    audit = Erasure(id=new_id(), patient_id=patient_id, erased_at=now, erased_by=by.strip()[:128],
+                    reason=reason.strip(), episodes=episodes, reports=reports, jobs=jobs)
+    session.add(audit)
+    log.warning("patient erased", extra={"patient_id": patient_id, "episodes": episodes, "reports": reports,
+                                         "audit_id": audit.id})
+    return Erased(audit.id, episodes, reports, jobs)
