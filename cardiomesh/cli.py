@@ -36,6 +36,8 @@ dead_app = typer.Typer(
     no_args_is_help=True)
 app.add_typer(drill_app, name="drill")
 app.add_typer(dead_app, name="dead-letters")
+db_app = typer.Typer(help="The cloud database: keys for encryption at rest.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 patient_app = typer.Typer(help="A patient's data, by pseudonymous id.", no_args_is_help=True)
 app.add_typer(patient_app, name="patient")
 app.add_typer(fl_app, name="fl")
@@ -43,12 +45,13 @@ app.add_typer(fl_app, name="fl")
 log = logging.getLogger("cardiomesh")
 
 
-def _setup(verbose: bool = False, *, serving: bool = False) -> Settings:
+def _setup(verbose: bool = False, *, serving: bool = False, cloud: bool = False) -> Settings:
     """Settings and logging; a component that serves (`serving`) refuses demo secrets in a provisioned
-    deployment."""
+    deployment, and a cloud one (`cloud`) also unencrypted storage."""
     settings = get_settings()
     logs.configure("DEBUG" if verbose else settings.log_level, json_lines=settings.log_json)
-    if serving and (problems := settings.deployment_problems()):
+    problems = settings.cloud_problems() if cloud else settings.deployment_problems() if serving else []
+    if problems:
         raise _fail("; ".join(problems))
     return settings
 
@@ -220,7 +223,7 @@ def cloud(verbose: Verbose = False) -> None:
     from cardiomesh.runtime import mqtt_transport, stop_event_on_signals
     from cloud_expert.service import CloudService
 
-    settings = _setup(verbose, serving=True)
+    settings = _setup(verbose, serving=True, cloud=True)
     service = CloudService(settings, mqtt_transport(settings, "cloud-ingest", outbox=True))
     service.start()
     exporter = _export(settings, "cloud-ingest", service.counters)
@@ -239,7 +242,7 @@ def worker(
     """Run a Celery worker that renders reports (broker: CARDIOMESH_CELERY_BROKER_URL or a local folder)."""
     import subprocess
 
-    _setup(verbose, serving=True)
+    _setup(verbose, serving=True, cloud=True)
     argv = [sys.executable, "-m", "celery", "-A", "cloud_expert.worker.celery_app", "worker",
             "--loglevel", "DEBUG" if verbose else "INFO", "-c", str(concurrency)]
     raise typer.Exit(subprocess.call(argv))
@@ -256,7 +259,7 @@ def web_cmd(
 
     from cloud_expert.web.main import create_app
 
-    settings = _setup(verbose, serving=True)
+    settings = _setup(verbose, serving=True, cloud=True)
     uvicorn.run(create_app(settings), host=host or settings.web_host, port=port or settings.web_port,
                 log_level="info" if verbose else "warning")
 
@@ -329,6 +332,42 @@ def metrics() -> None:
             if m:
                 kind, _component, name, value = m.groups()
                 typer.echo(f"  {'rejected ' if kind == 'rejected' else ''}{name:<40} {value:>8}")
+
+
+@db_app.command("keygen")
+def db_keygen() -> None:
+    """Print a new data key for CARDIOMESH_DATA_KEYS (strips, findings and reports encrypted at rest). Keep it
+    like a password: whoever has it reads the reports; losing it loses them."""
+    from cloud_expert.db.encryption import new_key
+
+    typer.echo(new_key())
+
+
+@db_app.command("rotate-keys")
+def db_rotate_keys() -> None:
+    """Re-encrypt every stored strip, finding and report under the first key of CARDIOMESH_DATA_KEYS (values
+    written in clear are encrypted too). Rotation: put the new key first, run this, then drop the old key."""
+    from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+    from cloud_expert.db.encryption import DataKeyError, configure
+    from cloud_expert.db.rotation import rotate
+
+    settings = _setup()
+    if not settings.data_keys:
+        raise _fail("CARDIOMESH_DATA_KEYS is unset: nothing to encrypt with")
+    try:
+        configure(settings.data_keys)
+    except DataKeyError as exc:
+        raise _fail(str(exc)) from None
+    url = settings.effective_database_url
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    try:
+        done = rotate(make_session_factory(engine))
+    except DataKeyError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"re-encrypted {done['episodes']} episode(s) and {done['reports']} report(s) under the first key")
 
 
 @patient_app.command("erase")

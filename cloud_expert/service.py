@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_expert.db import Episode, Report, ReportJob, make_engine, make_session_factory, upgrade_to_head
+from cloud_expert.db import Episode, Report, ReportJob, encryption, make_engine, make_session_factory, upgrade_to_head
 from cloud_expert.ingest import store_escalation
 from shared import topics
 from shared.messages import EscalationMessage, Hop, ReportMessage, utcnow
@@ -63,6 +63,7 @@ class CloudService:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         url = self.settings.effective_database_url
+        encryption.configure(self.settings.data_keys)
         upgrade_to_head(url)
         self._engine = make_engine(url)
         self._sessions = make_session_factory(self._engine)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     pseudonym_key: str = Field(
         DEMO_PSEUDONYM_KEY, description="HMAC key turning record/patient names into pseudonymous ids"
     )
+    data_keys: str | None = Field(
+        None, description="Fernet keys (comma-separated; the first encrypts) for strips, findings and reports "
+        "at rest in the cloud DB; unset: stored in clear (demo). `cardiomesh db keygen` makes one")
     log_level: str = Field("INFO", description="Python logging level")
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers)")
 
@@ -90,6 +93,14 @@ class Settings(BaseSettings):
         if self.pseudonym_key == DEMO_PSEUDONYM_KEY:
             problems.append("CARDIOMESH_PSEUDONYM_KEY is the demo key: set a secret of your own (it links "
                             "pseudonymous ids to record names)")
+        return problems
+
+    def cloud_problems(self) -> list[str]:
+        """What a provisioned cloud process (ingest, worker, web) additionally needs."""
+        problems = self.deployment_problems()
+        if self.mqtt_credentials_dir is not None and not self.data_keys:
+            problems.append("CARDIOMESH_DATA_KEYS is unset: strips and reports would be stored in clear "
+                            "(`cardiomesh db keygen` makes a key)")
         return problems
 
     @property

@@ -58,7 +58,8 @@ def compose_config() -> dict[str, Any]:
         text=True,
         timeout=60,
         cwd=ROOT,
-        env={**os.environ, "CARDIOMESH_PSEUDONYM_KEY": "a-deployment-secret"},
+        env={**os.environ, "CARDIOMESH_PSEUDONYM_KEY": "a-deployment-secret",
+             "CARDIOMESH_DATA_KEYS": "a-fernet-key"},
     )
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     config = yaml.safe_load(result.stdout)
@@ -81,6 +82,7 @@ def _directives(path: Path) -> dict[str, list[str]]:
 def test_compose_refuses_to_start_without_a_pseudonym_key() -> None:
     docker_compose = _need_tool("docker-compose")
     env = {k: v for k, v in os.environ.items() if k != "CARDIOMESH_PSEUDONYM_KEY"}
+    env["CARDIOMESH_DATA_KEYS"] = "a-fernet-key"
     result = subprocess.run([docker_compose, "-f", str(COMPOSE_FILE), "config"], capture_output=True, text=True,
                             timeout=60, cwd=ROOT, env=env)
     assert result.returncode != 0 and "CARDIOMESH_PSEUDONYM_KEY" in result.stderr

@@ -17,13 +17,14 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
-    LargeBinary,
     String,
     Text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from cloud_expert.db.encryption import EncryptedBytes, EncryptedJSON, EncryptedText
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
@@ -70,8 +71,8 @@ class Episode(Base):
     level: Mapped[str] = mapped_column(String(16))
     drill: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[datetime] = mapped_column(index=True)
-    alert_json: Mapped[dict[str, Any]]
-    analysis_json: Mapped[dict[str, Any] | None]
+    alert_json: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)  # holds the ECG strip
+    analysis_json: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON)
     triage_json: Mapped[dict[str, Any]]
     hops_json: Mapped[list[dict[str, Any]]]
     escalation_message_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -110,12 +111,12 @@ class Report(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), unique=True)
-    html: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(EncryptedText)
     drill: Mapped[bool] = mapped_column(Boolean, default=False)
     level: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(index=True)
     rendered_ms: Mapped[float] = mapped_column(Float)
-    pdf: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes, deferred=True)
     assessment_json: Mapped[dict[str, Any] | None]
     severity: Mapped[str | None] = mapped_column(String(16))
     signed_at: Mapped[datetime | None]

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 
-from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+from cloud_expert.db import encryption, make_engine, make_session_factory, upgrade_to_head
 from cloud_expert.web.routes import alerts, dashboard, fhir, reports
 from shared.settings import Settings, get_settings
 
@@ -17,6 +17,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 def create_app(settings: Settings) -> FastAPI:
     """The dashboard + API over the cloud DB of `settings` (schema brought to head first)."""
     url = settings.effective_database_url
+    encryption.configure(settings.data_keys)
     upgrade_to_head(url)
     app = FastAPI(title="CardioMesh cloud", version="0.1.0",
                   description="Escalated cardiac episodes and their preliminary reports (clinician review).")

@@ -9,7 +9,7 @@ from typing import Any
 from celery.signals import worker_init
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+from cloud_expert.db import encryption, make_engine, make_session_factory, upgrade_to_head
 from cloud_expert.reports.jobs import TRANSIENT_DB_ERRORS, run_report_job
 from cloud_expert.worker.celery_app import app
 from cloud_expert.worker.enqueue import RENDER_REPORT
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def worker_sessions() -> sessionmaker[Session]:
     """The session factory of this (pool) process, made on first use: never inherited across a fork."""
+    encryption.configure(get_settings().data_keys)
     return make_session_factory(make_engine(get_settings().effective_database_url))
 
 

@@ -12,7 +12,8 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["watch"], ["phone"], ["edge"], ["cloud"], ["worker"], ["web"],
                                      ["drill"], ["drill", "run"], ["dead-letters"], ["dead-letters", "list"],
-                                     ["dead-letters", "replay"], ["metrics"], ["provision"]])
+                                     ["dead-letters", "replay"], ["metrics"], ["provision"],
+                                     ["db"], ["db", "rotate-keys"], ["patient"], ["patient", "erase"]])
 def test_help_everywhere(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -29,6 +30,26 @@ def test_watch_with_missing_record_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["watch", "--record", str(tmp_path / "nope.csv")])
     assert result.exit_code == 1
     assert "not found" in result.output
+
+
+def test_db_keygen_makes_a_key_rotate_needs_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloud_expert.db import encryption
+    from shared.settings import get_settings
+
+    key = runner.invoke(app, ["db", "keygen"]).output.strip()
+    encryption.configure(key)  # a valid Fernet key
+    encryption.configure(None)
+    monkeypatch.setenv("CARDIOMESH_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    get_settings.cache_clear()
+    try:
+        assert "unset" in runner.invoke(app, ["db", "rotate-keys"]).output
+        monkeypatch.setenv("CARDIOMESH_DATA_KEYS", key)
+        get_settings.cache_clear()
+        done = runner.invoke(app, ["db", "rotate-keys"])
+        assert done.exit_code == 0 and "re-encrypted 0 episode(s) and 0 report(s)" in done.output, done.output
+    finally:
+        encryption.configure(None)
+        get_settings.cache_clear()
 
 
 def test_dead_letters_are_listed_and_replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,5 +105,10 @@ def test_a_provisioned_deployment_refuses_the_demo_pseudonym_key(tmp_path: Path,
         for command in (["edge"], ["cloud"], ["phone"], ["watch", "--synthetic"], ["web"], ["worker"]):
             result = runner.invoke(app, command)
             assert result.exit_code == 1 and "CARDIOMESH_PSEUDONYM_KEY is the demo key" in result.output, command
+        monkeypatch.setenv("CARDIOMESH_PSEUDONYM_KEY", "a-site-secret")
+        get_settings.cache_clear()
+        for command in (["cloud"], ["web"], ["worker"]):  # the cloud also refuses to store strips in clear
+            result = runner.invoke(app, command)
+            assert result.exit_code == 1 and "CARDIOMESH_DATA_KEYS is unset" in result.output, command
     finally:
         get_settings.cache_clear()
