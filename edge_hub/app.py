@@ -104,11 +104,11 @@ class EdgeHub:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         site, any_ = self.settings.site, topics.ANY
+        self._recover()  # before any route: a retried message must not race the recovery of its own episode
         self.router.on(topics.alert(site, any_, any_), AlertMessage, self.on_alert)
         self.router.on(topics.analysis(site, any_, any_), AnalysisMessage, self.on_analysis)
         self.router.on(topics.vitals(site, any_, any_), VitalsMessage, self.on_vitals, qos=0)
         self.router.on(topics.presence(site, any_), PresenceMessage, self.on_presence)
-        self._recover()
         self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
         self._timer.start()
         if self.settings.edge_analysis:  # load the analysis and its models now, not when the first phone is silent
@@ -155,7 +155,7 @@ class EdgeHub:
         received = utcnow()
         assert msg.patient_id is not None
         alert = msg.payload
-        context = self._context(msg.patient_id, msg.source, msg.drill)
+        context = self._context(msg.patient_id, msg.source, msg.drill, record=False)
         late_s = self._late_s(msg, received)
         decision = _with_late(triage(alert, None, context), late_s)
         outcome = self.store.accept_alert(msg.id, EpisodeRow(
@@ -176,6 +176,7 @@ class EdgeHub:
             self.counters.inc("duplicate.alert" if outcome == "duplicate" else "duplicate.alert_event")
             log.info("duplicate alert ignored", extra={"trace_id": msg.trace_id, "outcome": outcome})
             return
+        self._context(msg.patient_id, msg.source, msg.drill)  # a new alert: it now corroborates others
         if late_s is not None:
             self.counters.inc("alerts.late")
             log.warning("late alert", extra={"trace_id": msg.trace_id, "late_s": round(late_s, 1)})
@@ -209,6 +210,11 @@ class EdgeHub:
     def on_analysis(self, parts: topics.TopicParts, msg: AnalysisMessage) -> None:
         alert_id = msg.payload.alert_id
         if not self.store.accept_analysis(msg.id, alert_id, msg.model_dump_json(by_alias=True)):
+            if self._is_pending(alert_id) and self.store.responded(alert_id) is not None:
+                # stored before, but finalizing with it failed (retried from dead letters): finish it now
+                self.counters.inc("recovered.finalize")
+                self._finalize(alert_id, msg)
+                return
             self.counters.inc("duplicate.analysis")
             return
         with self._lock:
@@ -230,8 +236,9 @@ class EdgeHub:
         self.store.save_presence(msg.source, msg.patient_id, msg.payload.role, msg.payload.status)
 
     # -- domain glue -----------------------------------------------------------------------------
-    def _context(self, patient_id: str, device_id: str, drill: bool) -> PatientContext:
-        """Other devices of this patient alerting recently; drills only ever corroborate drills."""
+    def _context(self, patient_id: str, device_id: str, drill: bool, *, record: bool = True) -> PatientContext:
+        """Other devices of this patient alerting recently; drills only ever corroborate drills. `record`: this
+        device is alerting now (not for a duplicate, which must not refresh its corroboration)."""
         now = time.monotonic()
         with self._lock:
             recent = self._recent_alerts[(patient_id, drill)]
@@ -239,7 +246,8 @@ class EdgeHub:
                 if now - at > CORROBORATION_WINDOW_S:
                     del recent[dev]
             others = sum(1 for dev in recent if dev != device_id)
-            recent[device_id] = now
+            if record:
+                recent[device_id] = now
         return PatientContext(other_devices_alerting=others)
 
     def _respond(self, msg: AlertMessage, decision: Decision, site: str) -> None:
@@ -271,9 +279,17 @@ class EdgeHub:
             pending = self._pending.pop(alert_id, None)
         if pending is None:
             return
+        try:
+            self._finalize_pending(alert_id, pending, analysis)
+        except Exception:
+            with self._lock:  # not finalized: the episode waits again (for a retry, or the timer)
+                self._pending.setdefault(alert_id, pending)
+            raise
+
+    def _finalize_pending(self, alert_id: str, pending: _Pending, analysis: AnalysisMessage | None) -> None:
         msg = pending.alert
         assert msg.patient_id is not None
-        context = self._context(msg.patient_id, msg.source, msg.drill)
+        context = self._context(msg.patient_id, msg.source, msg.drill, record=False)
         decision = _with_late(triage(msg.payload, analysis.payload if analysis else None, context), pending.late_s)
         if analysis is None:
             decision = Decision(decision.level, (*decision.reasons, "no phone findings in time"), decision.responses)

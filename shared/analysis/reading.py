@@ -10,9 +10,9 @@ disagreement visible.
   sinus_bradycardia; other → svt when the rules read svt, else other; noise → inconclusive.
 * A strip with no readable segment (quality `unusable`) is `inconclusive` unless the reader reads VT/VF:
   a network names some rhythm for any input, white noise included; VF is the one rhythm that looks like noise.
-* A hesitant reader (top probability < `HESITANT`) defers to confident rules (≥ `RULES_CONFIDENT`) when it
-  gives the rules' class a fair chance (≥ `FAIR_CHANCE`): two readers half-agreeing beat one guessing.
-  The confidence is then the rules' own (whoever decides gives the confidence).
+* A hesitant reader (top probability < `HESITANT`, and not reading VT/VF) defers to confident rules
+  (≥ `RULES_CONFIDENT`) when it gives the rules' class a fair chance (≥ `FAIR_CHANCE`): two readers
+  half-agreeing beat one guessing. The confidence is then the rules' own (whoever decides gives it).
 * Ventricular rhythms are named by the events: the reader splits organised and disorganised ventricular
   activity (flutter especially) between its VT and VF classes, the events judge organisation beat by beat.
   A VF event over half the strip or more makes the rhythm VF; a VT event over half the strip, VT.
@@ -142,7 +142,8 @@ def combine(probabilities: dict[str, float] | None, frame_vt: np.ndarray, frame_
                 notes.append(f"no readable segment: the learned reader's {label} (p = {confidence:.2f}) is not "
                              "reported")
             rhythm = "inconclusive"
-        elif (coarse != _RULES_CLASS[rhythm] and coarse in probabilities and confidence < HESITANT
+        elif (label not in ("vt", "vf") and coarse != _RULES_CLASS[rhythm] and coarse in probabilities
+              and confidence < HESITANT
               and rules_confidence >= RULES_CONFIDENT and probabilities[coarse] >= FAIR_CHANCE):
             notes.append(f"the learned reader hesitated ({label} p = {confidence:.2f}, {coarse} "
                          f"p = {probabilities[coarse]:.2f}): the rules' {rules} ({rules_confidence:.2f}) decides")

@@ -78,6 +78,9 @@ def test_a_hesitant_reader_defers_to_confident_rules_only() -> None:
     assert r.rhythm == "af" and any("hesitated" in n for n in r.notes)
     assert _combine(hesitant, rules="af", rules_confidence=0.5).rhythm == "other"  # rules unsure too
     assert _combine(P_OTHER, rules="af", rules_confidence=0.9).rhythm == "other"  # the reader is sure
+    hesitant_vt = {"sinus": 0.35, "af": 0.0, "other": 0.05, "vt": 0.55, "vf": 0.05, "noise": 0.0}
+    kept = _combine(hesitant_vt, rules="sinus", rules_confidence=0.8, candidate_threshold=0.6)
+    assert kept.rhythm == "vt"  # a VT reading is never talked down by the rules
 
 
 def test_ventricular_rhythm_is_named_by_the_events_covering_the_strip() -> None:
