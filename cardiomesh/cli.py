@@ -114,7 +114,6 @@ def watch(
     """Run simulated watches: replay ECG, detect on the device, publish vitals and alerts."""
     from cardiomesh.runtime import stop_event_on_signals, transport_factory
     from watch_agent.fleet import WatchFleet, WatchSpec
-    from watch_agent.replay import SourceError
 
     settings = _setup(verbose, serving=True)
     sources = list(record or [])
@@ -123,7 +122,7 @@ def watch(
     specs = [WatchSpec(sources[i % len(sources)], start) for i in range(max(count, len(sources)))]
     try:
         fleet = WatchFleet(settings, transport_factory(settings), specs, speed=speed, rhythm_reader=reader)
-    except SourceError as exc:
+    except ValueError as exc:  # SourceError, or a provisioned watch missing its trusted signers
         raise _fail(str(exc)) from None
     stop = stop_event_on_signals()
     fleet.start()
@@ -205,7 +204,10 @@ def edge(
 
     settings = _setup(verbose, serving=True)
     transport = mqtt_transport(settings, f"{settings.site}-{edge_id}", outbox=True)
-    hub = EdgeHub(settings, transport, edge_id=edge_id)
+    try:
+        hub = EdgeHub(settings, transport, edge_id=edge_id)
+    except ValueError as exc:  # provisioned without its command-signing key
+        raise _fail(str(exc)) from None
     hub.start()
     transport.start()
     exporter = _export(settings, f"edge-{edge_id}", hub.counters)

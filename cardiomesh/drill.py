@@ -161,7 +161,7 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
         patient_id = online[target]
         requested = utcnow()
         command = CommandMessage(**Stamper("cli-drill")(patient_id=patient_id, trace_id=trace_id, drill=True),
-                                 payload=CommandPayload(command="drill_inject", scenario=scenario))
+                                 payload=CommandPayload(command="drill_inject", scenario=scenario, target=target))
         signer = signer_for(settings.mqtt_credentials_dir, f"operator-{site}")
         if signer is not None:  # a provisioned watch obeys only signed commands
             command = signer.sign(command)

@@ -22,8 +22,10 @@ Layout written under `--out` (keys are mode 0600; nothing here belongs in git):
 
     ca.crt ca.key inventory.json
     broker/   mosquitto.conf acl passwd ca.crt crl.pem server.crt server.key health.crt health.key
-    clients/  ca.crt  <id>.crt <id>.key <id>.password   (one set per identity; copy each host its own)
+    clients/  ca.crt  <id>.crt <id>.key <id>.password   (one set per identity)
               <id>.cmdkey (edge, operator: they sign commands)  commands.pub (what every watch trusts)
+    hosts/<group>/  the same files, only those of one group of processes (edge, cloud, web, watches,
+              phones): what each host or container mounts, so none holds another's keys
 
 Commands are signed (`shared.crypto.commands`): a watch obeys only the edge and operator of its site,
 and revoking either takes its key out of `commands.pub` (redistribute it to the watches).
@@ -169,8 +171,8 @@ def mosquitto_conf(broker_dir: str, *, tls_port: int, password_port: int | None,
         "tls_version tlsv1.2",
     ]
     if password_port is not None:
-        lines += ["", "# the simple case: username and password from the password file (put TLS in front of it)",
-                  f"listener {password_port}"]
+        lines += ["", "# the simple case: username and password from the password file; plain TCP, so localhost only",
+                  f"listener {password_port} 127.0.0.1"]
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +229,28 @@ def _crl(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
     return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+#: Which identities each kind of host runs (compose mounts hosts/<group>/ into that service only).
+HOST_GROUPS: dict[str, tuple[str, ...]] = {
+    "edge": ("edge",), "cloud": ("cloud", "coordinator"), "web": ("operator",), "watches": ("watch",),
+    "phones": ("phone", "discovery"),
+}
+
+
+def _write_host_bundles(out: Path, identities: list[Identity]) -> None:
+    clients = out / "clients"
+    for group, roles in HOST_GROUPS.items():
+        folder = out / "hosts" / group
+        for shared_file in ("ca.crt", "commands.pub"):
+            _write(folder / shared_file, (clients / shared_file).read_bytes())
+        for ident in identities:
+            if ident.role not in roles:
+                continue
+            for ext in (".crt", ".key", ".password", ".cmdkey"):
+                source = clients / f"{ident.name}{ext}"
+                if source.exists():
+                    _write(folder / source.name, source.read_bytes(), secret=ext != ".crt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +323,7 @@ def provision(out: Path, site: str, devices: int, *, tls_port: int = 8883, passw
                                                      password_port=password_port,
                                                      persistence_dir=persistence_dir, run_as=run_as).encode())
     _write(out / "inventory.json", inventory.to_json().encode())
+    _write_host_bundles(out, identities)
     return Provisioned(out, identities)
 
 
@@ -324,5 +349,9 @@ def revoke(out: Path, name: str) -> Identity:
         _write(trusted_file, json.dumps(trusted, indent=2).encode())
     live = [i for i in inventory.identities if i.name not in inventory.revoked]
     _write(out / "broker" / "acl", acl_text(live).encode())
+    for stale in (out / "hosts").glob(f"*/{name}.*"):
+        stale.unlink()
+    if (out / "hosts").exists():
+        _write_host_bundles(out, live)
     _write(out / "inventory.json", inventory.to_json().encode())
     return ident

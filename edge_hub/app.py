@@ -89,6 +89,9 @@ class EdgeHub:
         self.stamp = Stamper(edge_id)
         #: commands are signed when this host was provisioned (watches holding commands.pub obey only these)
         self._signer = signer_for(settings.mqtt_credentials_dir, f"{settings.site}-{edge_id}")
+        if settings.mqtt_credentials_dir is not None and self._signer is None:
+            raise ValueError(f"provisioned ({settings.mqtt_credentials_dir}) but no {settings.site}-{edge_id}.cmdkey "
+                             "there: provisioned watches obey only signed commands")
         self._lock = threading.RLock()
         self._pending: dict[str, _Pending] = {}
         self._closing: set[str] = set()  # overdue alerts being finalized (a strip read here takes a while)
@@ -256,7 +259,8 @@ class EdgeHub:
             cmd = CommandMessage(
                 **self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),
                 payload=CommandPayload(command=command, alert_id=msg.payload.alert_id, level=decision.level,
-                                       duration_s=30.0 if command == "stream_strip" else None),
+                                       duration_s=30.0 if command == "stream_strip" else None,
+                                       target=msg.source),
             )
             if self._signer is not None:
                 cmd = self._signer.sign(cmd)

@@ -27,6 +27,7 @@ BROKER_IN_CONTAINER = "/mosquitto/config/pki/broker"
 CREDENTIALS_IN_CONTAINER = "/run/cardiomesh/credentials"
 
 INFRA = {"mosquitto", "redis", "postgres"}
+HOSTS = {"edge": "edge", "ingest": "cloud", "web": "web", "watches": "watches", "phones": "phones"}
 CARDIOMESH_SERVICES = {"edge", "ingest", "worker", "web", "watches", "phones"}
 COMMANDS = {
     "edge": ["edge"],
@@ -108,8 +109,10 @@ def test_every_cardiomesh_service_gets_the_bus_db_and_broker_urls(compose_config
         env = services[name]["environment"]
         assert env["CARDIOMESH_MQTT_URL"] == "mqtts://mosquitto:8883", name  # TLS by default
         assert env["CARDIOMESH_MQTT_CREDENTIALS_DIR"] == CREDENTIALS_IN_CONTAINER, name
-        assert any(str(v).endswith(f"compose/pki/clients:{CREDENTIALS_IN_CONTAINER}:ro")
-                   for v in services[name]["volumes"]), name
+        if name != "worker":  # the worker never connects to the broker: it holds no MQTT credentials
+            mounts = [str(v) for v in services[name]["volumes"]]
+            assert [m for m in mounts if CREDENTIALS_IN_CONTAINER in m] == [
+                f"{ROOT}/compose/pki/hosts/{HOSTS[name]}:{CREDENTIALS_IN_CONTAINER}:ro"], (name, mounts)
         assert env["CARDIOMESH_DATABASE_URL"] == "postgresql+psycopg://cardiomesh@postgres:5432/cardiomesh", name
         assert env["CARDIOMESH_CELERY_BROKER_URL"] == "redis://redis:6379/0", name
         assert env["CARDIOMESH_SITE"], name
@@ -177,6 +180,10 @@ def test_provisioned_broker_config_is_tls_only_with_an_acl(tmp_path: Path) -> No
     assert directives["persistence"] == ["true"] and directives["set_tcp_nodelay"] == ["true"]
     identities = {p.stem for p in (pki / "clients").glob("*.crt")} - {"ca"}
     assert {"watch-4", "phone-4", "home-1-edge-1", "cloud-ingest", "phones-home-1", "operator-home-1"} <= identities
+    bundles = {h.name: {p.name for p in h.iterdir()} for h in (pki / "hosts").iterdir()}
+    assert "home-1-edge-1.cmdkey" in bundles["edge"] and "operator-home-1.cmdkey" in bundles["web"]
+    assert not any(name.endswith(".cmdkey") for name in bundles["watches"] | bundles["phones"] | bundles["cloud"])
+    assert "watch-1.key" not in bundles["phones"] and "commands.pub" in bundles["watches"]
 
 
 def _free_port() -> int:

@@ -101,6 +101,9 @@ class WatchAgent:
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
         self.stamp = Stamper(config.device_id)
         self._verifier = verifier_for(settings.mqtt_credentials_dir)  # None: not provisioned, commands unchecked
+        if settings.mqtt_credentials_dir is not None and self._verifier is None:
+            raise ValueError(f"provisioned ({settings.mqtt_credentials_dir}) but no commands.pub there: a watch "
+                             "must know whose commands to obey (cardiomesh provision writes it)")
         keep = int((config.strip_max_s + config.strip_pre_s + 5) * self.fs)
         self._buffer: deque[np.ndarray] = deque()
         self._buffer_len = 0
@@ -232,12 +235,18 @@ class WatchAgent:
     # -- commands --------------------------------------------------------------------------------
     def on_command(self, parts: topics.TopicParts, msg: CommandMessage) -> None:
         cmd = msg.payload
-        refused = None if self._verifier is None else self._verifier.check(msg)
+        refused = None if self._verifier is None else self._verifier.check(msg, self.config.device_id)
         if refused is not None:
             self.counters.inc(f"rejected.command_{refused}")
             log.warning("command refused", extra={"trace_id": msg.trace_id, "reason": refused,
                                                   "signer": cmd.signer, "command": cmd.command})
             return
+        self._obey(msg)
+        if self._verifier is not None:  # obeyed: only now is its id spent (a failure above is retried)
+            self._verifier.obeyed(msg)
+
+    def _obey(self, msg: CommandMessage) -> None:
+        cmd = msg.payload
         if cmd.alert_id is not None and cmd.command in ("notify_wearer", "stream_strip"):
             key = (cmd.alert_id, cmd.command)
             if key in self._obeyed:

@@ -69,7 +69,10 @@ class CommandVerifier:
         self._now = now
         self._seen: OrderedDict[str, None] = OrderedDict()
 
-    def check(self, msg: CommandMessage) -> str | None:
+    def check(self, msg: CommandMessage, device_id: str | None = None) -> str | None:
+        """None to obey, or why not. `device_id`: the receiving watch; a command signed for another is
+        refused (a compromised broker could otherwise replay one watch's command to the next). Call
+        `obeyed` once it is carried out: only then is its id spent."""
         p = msg.payload
         if p.signature is None or p.signer is None:
             return "unsigned"
@@ -80,14 +83,18 @@ class CommandVerifier:
             key.verify(base64.b64decode(p.signature, validate=True), _canonical(msg))
         except (InvalidSignature, binascii.Error, ValueError):
             return "bad_signature"
+        if device_id is not None and p.target != device_id:
+            return "wrong_target"
         if abs((self._now() - msg.created_at).total_seconds()) > self.window_s:
             return "stale"
         if msg.id in self._seen:
             return "replayed"
+        return None
+
+    def obeyed(self, msg: CommandMessage) -> None:
         self._seen[msg.id] = None
         while len(self._seen) > _SEEN_MAX:
             self._seen.popitem(last=False)
-        return None
 
     @classmethod
     def load(cls, path: Path) -> CommandVerifier:

@@ -51,6 +51,7 @@ class CommandPayload(_Payload):
     level: Literal["info", "urgent", "emergency"] | None = None
     scenario: DrillScenario | None = Field(None, description="Only for drill_inject")
     duration_s: float | None = Field(None, gt=0, le=600)
+    target: Id | None = Field(None, description="The device the command is for (signed with it)")
     signer: str | None = Field(None, max_length=64, description="Name of the key that signed (shared.crypto.commands)")
     signature: str | None = Field(None, max_length=128, description="Ed25519 over the message, base64")
 

@@ -84,8 +84,9 @@ class Router:
                 handler(topics.parse(topic), message)
 
         self._routes.append((pattern, _retry))
-        if self._waiting():
-            self._ensure_retrier()  # rows a previous run left: retried once their route is registered
+        # always running (a sleeping daemon): rows a previous run left, and rows an operator replays while the
+        # component runs (`cardiomesh dead-letters replay`), are retried once their route is registered
+        self._ensure_retrier()
         self.transport.subscribe(pattern, _handle, qos=qos)
         log.debug("subscribed", extra={"pattern": strip_share(pattern), "type": message_type.__name__})
 
@@ -136,13 +137,6 @@ class Router:
         self.counters.inc("dead_letters.kept")
         log.warning("message kept for retry", extra={"topic": topic, "dead_letter": row})
         self._ensure_retrier()
-
-    def _waiting(self) -> bool:
-        try:
-            return bool(self.dead_letters.counts()["waiting"])
-        except Exception:
-            log.exception("dead-letter store unreadable")
-            return False
 
     def _ensure_retrier(self) -> None:
         with self._retrier_lock:

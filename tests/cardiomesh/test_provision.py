@@ -179,6 +179,8 @@ def test_a_revoked_device_is_refused(broker: Broker) -> None:
     assert _refused(broker.password_port, broker.password("watch-2"), "watch-2")
     assert not _refused(broker.tls_port, broker.tls("watch-1"), "watch-1")
     assert "user watch-2\n" not in (broker.pki / "broker" / "acl").read_text()
+    assert not (broker.pki / "hosts" / "watches" / "watch-2.key").exists()  # out of the host bundles too
+    assert (broker.pki / "hosts" / "watches" / "watch-1.key").exists()
     with pytest.raises(ProvisionError, match="no identity"):
         revoke(broker.pki, "watch-9")
 

@@ -38,9 +38,10 @@ def _watch(settings: Settings, bus: InMemoryBus) -> WatchAgent:
     return agent
 
 
-def _command(signer: CommandSigner | None, **fields: object) -> CommandMessage:
+def _command(signer: CommandSigner | None, target: str = "watch-1", **fields: object) -> CommandMessage:
     msg = CommandMessage(source="edge-1", patient_id="pt-1", seq=1,
-                         payload=CommandPayload(command="notify_wearer", level="urgent", alert_id="a-1"), **fields)
+                         payload=CommandPayload(command="notify_wearer", level="urgent", alert_id="a-1",
+                                                target=target), **fields)
     return msg if signer is None else signer.sign(msg)
 
 
@@ -60,13 +61,15 @@ def test_only_the_sites_signed_commands_are_obeyed(clients: Path) -> None:
     altered = _command(edge)
     _send(bus, altered.model_copy(update={"payload": altered.payload.model_copy(update={"level": "info"})}))
     _send(bus, _command(edge, created_at=utcnow() - timedelta(minutes=10)))
+    _send(bus, _command(edge, target="watch-2"))  # signed for another watch, replayed to this one
     assert watch.wearer_notifications == 0
     good = _command(edge)
     _send(bus, good)
     _send(bus, good)  # a replay of the very same message
     assert watch.wearer_notifications == 1
     c = watch.counters
-    assert [c.get(f"rejected.command_{r}") for r in ("unsigned", "bad_signature", "stale", "replayed")] == [1, 2, 1, 1]
+    reasons = ("unsigned", "bad_signature", "stale", "replayed", "wrong_target")
+    assert [c.get(f"rejected.command_{r}") for r in reasons] == [1, 2, 1, 1, 1]
 
 
 def test_the_edge_signs_and_a_provisioned_watch_obeys(clients: Path, tmp_path: Path) -> None:
@@ -82,6 +85,14 @@ def test_the_edge_signs_and_a_provisioned_watch_obeys(clients: Path, tmp_path: P
         assert watch.wearer_notifications == 1 and watch.counters.total("rejected.command") == 0
     finally:
         hub.stop()
+
+
+def test_a_provisioned_watch_without_its_trusted_signers_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"commands\.pub"):
+        _watch(Settings(site=SITE, data_dir=None, mqtt_credentials_dir=tmp_path), InMemoryBus())
+    with pytest.raises(ValueError, match="cmdkey"):
+        EdgeHub(Settings(site=SITE, state_dir=tmp_path, mqtt_credentials_dir=tmp_path), InMemoryBus().transport("e"),
+                store=EdgeStore(tmp_path / "edge.db"))
 
 
 def test_an_unprovisioned_watch_does_not_check(tmp_path: Path) -> None:
