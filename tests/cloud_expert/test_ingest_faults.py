@@ -7,6 +7,8 @@ The fault: the cloud's schema disappears for a while (renamed away, its connecti
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -129,3 +131,47 @@ def test_a_cloud_restarted_during_the_outage_still_stores_the_escalation(
         assert _episodes(second, msg.payload.alert_id) == 1
     finally:
         second.stop()
+
+
+def test_connections_cut_again_and_again_during_a_burst_lose_no_escalation(
+    pg_settings: Settings, pg_schema_url: str, publisher: MqttTransport, unique: str
+) -> None:
+    """The drill that lost 4 of 8: the cloud's connections terminated every 0.1 s while escalations arrive."""
+    app = f"cm-fault-{unique}"
+    url = make_url(pg_schema_url).update_query_dict({"application_name": app}).render_as_string(
+        hide_password=False)
+    service = _cloud(pg_settings.model_copy(update={"database_url": url}), unique)
+    service.start()
+    stop = threading.Event()
+    cuts = [0]
+
+    def cut() -> None:  # what a failover does to a pool: every connection dies, again and again
+        plain = make_url(pg_schema_url).set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+        with psycopg.connect(plain, autocommit=True) as conn:
+            while not stop.is_set():
+                cuts[0] += conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                        "WHERE application_name = %s", (app,)).fetchone()[0]  # type: ignore[index]
+                time.sleep(0.1)
+
+    killer = threading.Thread(target=cut, daemon=True)
+    messages = [make_escalation(site=pg_settings.site, patient_id=f"p{unique}") for _ in range(8)]
+    try:
+        assert isinstance(service.transport, MqttTransport) and service.transport.wait_subscribed(5)
+        killer.start()
+        for msg in messages:
+            _publish(publisher, msg)
+            time.sleep(0.5)
+        time.sleep(2.0)
+        stop.set()
+        killer.join(timeout=5)
+        stored = wait_until(lambda: all(_episodes(service, m.payload.alert_id) == 1 for m in messages), 30)
+        counts = [_episodes(service, m.payload.alert_id) for m in messages]
+        record_fault("cloud database connections terminated every 0.1 s during a burst of 8 escalations",
+                     "all 8 stored, each once",
+                     f"{sum(c == 1 for c in counts)} of 8 stored once ({cuts[0]} connections cut; kept "
+                     f"{service.counters.get('dead_letters.kept')}, recovered "
+                     f"{service.counters.get('dead_letters.recovered')})")
+        assert stored and counts == [1] * 8, (counts, service.counters.snapshot())
+    finally:
+        stop.set()
+        service.stop()
