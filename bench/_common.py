@@ -7,8 +7,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,20 @@ def project_mosquitto() -> Iterator[tuple[int, str]]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def first_command_clock(got: dict[str, float], lock: threading.Lock) -> Callable[[str, bytes], None]:
+    """A command subscriber that stamps, per alert, when the edge's first response for it arrived."""
+    from shared.messages import CommandMessage, decode
+
+    def on_cmd(_topic: str, raw: bytes) -> None:
+        now = time.perf_counter()
+        msg = decode(raw, max_bytes=1 << 20)
+        if isinstance(msg, CommandMessage) and msg.payload.alert_id:
+            with lock:
+                got.setdefault(msg.payload.alert_id, now)
+
+    return on_cmd
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -22,9 +22,9 @@ import uuid
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
-from bench._common import percentile, project_mosquitto, write_result
+from bench._common import first_command_clock, percentile, project_mosquitto, write_result
 from shared import topics
-from shared.messages import CommandMessage, decode, encode
+from shared.messages import encode
 from shared.transport import MqttTransport
 from tests.factories import alert as make_alert
 from tests.factories import ecg_strip
@@ -45,16 +45,8 @@ def run(watches: int, per_watch: int, spread_s: float) -> dict[str, object]:
         try:
             for i in range(watches):
                 device, patient = f"watch-{i}", f"pt-bench{i}"
-
-                def on_cmd(_t: str, raw: bytes) -> None:
-                    now = time.perf_counter()
-                    msg = decode(raw, max_bytes=1 << 20)
-                    if isinstance(msg, CommandMessage) and msg.payload.alert_id:
-                        with lock:
-                            got.setdefault(msg.payload.alert_id, now)
-
                 client = MqttTransport(client_id=f"{site}-{device}", port=port, clean_session=True)
-                client.subscribe(topics.cmd(site, patient, device), on_cmd, qos=1)
+                client.subscribe(topics.cmd(site, patient, device), first_command_clock(got, lock), qos=1)
                 client.start(wait_s=10)
                 clients.append((client, device, patient))
             time.sleep(2.0)  # let the edge finish subscribing

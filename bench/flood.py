@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import percentile, project_mosquitto, write_result
+from bench._common import first_command_clock, percentile, project_mosquitto, write_result
 from shared import topics
-from shared.messages import CommandMessage, decode, encode
+from shared.messages import encode
 from shared.metrics import metrics_path
 from shared.transport import MqttTransport
 from tests.factories import alert as make_alert
@@ -112,15 +112,8 @@ def run(alerts: int, flood_rate: float, every_s: float) -> dict[str, object]:
         got: dict[str, float] = {}
         lock = threading.Lock()
 
-        def on_cmd(_t: str, raw: bytes) -> None:
-            now = time.perf_counter()
-            msg = decode(raw, max_bytes=1 << 20)
-            if isinstance(msg, CommandMessage) and msg.payload.alert_id:
-                with lock:
-                    got.setdefault(msg.payload.alert_id, now)
-
         watch = MqttTransport(client_id=f"{site}-watch-1", port=port, clean_session=True)
-        watch.subscribe(topics.cmd(site, "pt-bench", "watch-1"), on_cmd, qos=1)
+        watch.subscribe(topics.cmd(site, "pt-bench", "watch-1"), first_command_clock(got, lock), qos=1)
         watch.start(wait_s=10)
         try:
             time.sleep(3.0)  # the edge subscribes

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
 from shared import topics
@@ -17,6 +16,7 @@ from shared.analysis.strip import analyze_strip, warm_up
 from shared.identity import Stamper
 from shared.messages import AlertMessage, AnalysisMessage, PresenceMessage, PresencePayload, encode
 from shared.metrics import Counters
+from shared.recent import RecentKeys
 from shared.settings import Settings
 from shared.transport import Router, Transport, Will
 
@@ -34,7 +34,7 @@ class PhoneAgent:
         self.counters = counters or Counters()
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
         self.stamp = Stamper(phone_id)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = RecentKeys(_SEEN_MAX)
 
     def start(self) -> None:
         self.router.on(topics.alert(self.settings.site, self.patient_id, self.watch_id), AlertMessage, self.on_alert)
@@ -49,9 +49,7 @@ class PhoneAgent:
                               payload=to_payload(msg.payload.alert_id, result))
         self.router.publish(topics.analysis(self.settings.site, self.patient_id, self.phone_id), out, qos=1)
         # seen only once the findings are out: a failure before that is retried, not dropped as a duplicate
-        self._seen[msg.id] = None
-        while len(self._seen) > _SEEN_MAX:
-            self._seen.popitem(last=False)
+        self._seen.add(msg.id)
         self.counters.inc("analyses")
         log.info("strip analysed", extra={"trace_id": msg.trace_id, "rhythm": result.rhythm,
                                           "quality": result.quality, "ms": round(result.analysis_ms, 1)})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ from shared.messages import (
     new_id,
 )
 from shared.metrics import Counters
+from shared.recent import RecentKeys
 from shared.settings import Settings
 from shared.transport import Router, Transport, Will
 from watch_agent.detector import Detector, DetectorEvent, make_detector
@@ -120,7 +121,7 @@ class WatchAgent:
         self._lock = threading.Lock()
         self.wearer_notifications = 0
         #: (alert_id, command) already obeyed: commands are at-least-once (ADR 0011), the wearer hears once
-        self._obeyed: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._obeyed = RecentKeys(1024)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, run: bool = True) -> None:
@@ -252,9 +253,7 @@ class WatchAgent:
             if key in self._obeyed:
                 self.counters.inc("duplicate.command")
                 return
-            self._obeyed[key] = None
-            while len(self._obeyed) > 1024:
-                self._obeyed.popitem(last=False)
+            self._obeyed.add(key)
         self.counters.inc(f"commands.{cmd.command}")
         if cmd.command == "notify_wearer":
             self.wearer_notifications += 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.messages import CommandMessage, utcnow
+from shared.recent import RecentKeys
 
 _DOMAIN = b"cardiomesh/command/v1\x00"
 TRUSTED_FILE = "commands.pub"
@@ -67,7 +67,7 @@ class CommandVerifier:
         self.trusted = trusted
         self.window_s = window_s
         self._now = now
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = RecentKeys(_SEEN_MAX)
 
     def check(self, msg: CommandMessage, device_id: str | None = None) -> str | None:
         """None to obey, or why not. `device_id`: the receiving watch; a command signed for another is
@@ -92,9 +92,7 @@ class CommandVerifier:
         return None
 
     def obeyed(self, msg: CommandMessage) -> None:
-        self._seen[msg.id] = None
-        while len(self._seen) > _SEEN_MAX:
-            self._seen.popitem(last=False)
+        self._seen.add(msg.id)
 
     @classmethod
     def load(cls, path: Path) -> CommandVerifier:
