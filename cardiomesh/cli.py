@@ -417,6 +417,63 @@ def patient_erase(
         store.close()
 
 
+@app.command("retention")
+def retention(
+    days: Annotated[int, typer.Option(min=1, help="Keep this many days of clinical data; older is deleted.")],
+    by: Annotated[str, typer.Option(help="Who applies the policy (recorded in the audit trail).")],
+    site: Annotated[str | None, typer.Option(help="Only this site's data (default: every site).")] = None,
+    edge_db: Annotated[list[Path] | None, typer.Option(
+        help="Also prune this edge hub store (state_dir/<edge>.db); repeatable.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Apply a retention period: delete episodes, report jobs and reports received more than DAYS ago from
+    the cloud DB (one transaction, one audit row per patient touched) and, with --edge-db, finalized episodes
+    of that age from an edge's store, with the seen message ids the bus now refuses as stale anyway.
+    Open episodes are never pruned. Run it daily (cron, a systemd timer). Cannot be undone.
+
+    Example: cardiomesh retention --days 2190 --by records-office --edge-db var/edge-home-1.db --yes
+    """
+    import time
+    from datetime import timedelta
+
+    from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+    from cloud_expert.erasure import apply_retention
+    from edge_hub.store import EdgeStore
+    from shared.messages import utcnow
+    from shared.transport.freshness import DEFAULT_MAX_AGE_S, DEFAULT_SKEW_S
+
+    settings = _setup()
+    stores = list(edge_db or [])
+    missing = [str(p) for p in stores if not p.exists()]
+    if missing:
+        raise _fail(f"no edge store at {', '.join(missing)}")
+    before = utcnow() - timedelta(days=days)
+    if not yes and not typer.confirm(f"delete every episode received before {before:%Y-%m-%d %H:%M} UTC"
+                                     f"{' on ' + site if site else ''}?"):
+        raise typer.Exit(1)
+    url = settings.effective_database_url
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            try:
+                erased = apply_retention(session, before=before, by=by, site=site)
+            except ValueError as exc:
+                raise _fail(str(exc)) from None
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"cloud: {sum(e.episodes for e in erased)} episode(s), {sum(e.reports for e in erased)} report(s) "
+               f"of {len(erased)} patient(s) deleted (received before {before:%Y-%m-%d}; audited per patient)")
+    now = time.time()
+    for path in stores:
+        store = EdgeStore(path)
+        episodes, seen = store.prune(episodes_before=now - days * 86400.0,
+                                     seen_before=now - DEFAULT_MAX_AGE_S - DEFAULT_SKEW_S)
+        store.close()
+        typer.echo(f"edge {path}: {episodes} finalized episode(s), {seen} seen id(s) deleted")
+
+
 def _dead_letter_stores(settings: Settings, client: str | None) -> list[Path]:
     from cardiomesh.runtime import dead_letter_path
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import MqttSecurity, MqttTransport, Outbox, Transport, Will
 from shared.transport.dead_letters import DeadLetterStore
 
+log = logging.getLogger(__name__)
 
 def safe_name(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "-", value)[:64]
@@ -49,11 +54,28 @@ def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = No
                    outbox: bool = False, clean_session: bool = False) -> MqttTransport:
     """One MQTT connection; with `outbox=True` QoS 1 messages are written to SQLite before sending, and
     messages whose handler failed are kept in SQLite for retry (`cardiomesh dead-letters`)."""
-    box = Outbox(Path(settings.state_dir) / "outbox" / f"{safe_name(client_id)}.db") if outbox else None
-    dead = DeadLetterStore(dead_letter_path(settings, client_id)) if outbox else None
-    return MqttTransport(client_id=client_id, host=settings.mqtt_host, port=settings.mqtt_port,
-                         clean_session=clean_session, outbox=box, dead_letters=dead, will=will, online=online,
-                         security=security_for(settings, client_id))
+    counters = Counters()
+    box = _local_store(Outbox, Path(settings.state_dir) / "outbox" / f"{safe_name(client_id)}.db",
+                       counters) if outbox else None
+    dead = _local_store(DeadLetterStore, dead_letter_path(settings, client_id), counters) if outbox else None
+    transport = MqttTransport(client_id=client_id, host=settings.mqtt_host, port=settings.mqtt_port,
+                              clean_session=clean_session, outbox=box, dead_letters=dead, will=will, online=online,
+                              security=security_for(settings, client_id), counters=counters)
+    return transport
+
+
+S = TypeVar("S", Outbox, DeadLetterStore)
+
+
+def _local_store(kind: type[S], path: Path, counters: Counters) -> S | None:
+    """A device's local store, or None when it cannot be opened (read-only, full, corrupt): a monitor goes
+    on detecting and alerting without the durable copy, and says so loudly, rather than not starting."""
+    try:
+        return kind(path)
+    except (sqlite3.Error, OSError) as exc:
+        counters.inc(f"store.unavailable.{kind.__name__.lower()}")
+        log.error("local store cannot be opened (%s): running without it", exc, extra={"path": str(path)})
+        return None
 
 
 def dead_letter_path(settings: Settings, client_id: str) -> Path:

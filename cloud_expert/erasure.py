@@ -1,4 +1,5 @@
-"""Erasing one patient from the cloud: episodes, report jobs and reports go; an audit row stays.
+"""Erasing one patient from the cloud, or everyone's data past its retention: episodes, report jobs and
+reports go; an audit row per patient stays.
 
 The row keeps the pseudonymous id, who erased, when, why and how much, never anything of the person.
 The edge's own store is erased by `EdgeStore.erase_patient` (`cardiomesh patient erase --edge-db`);
@@ -12,11 +13,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from cloud_expert.db import Episode, Erasure, Report, ReportJob
-from shared.messages import new_id
+from shared.messages import new_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,34 @@ def erase_patient(session: Session, patient_id: str, *, by: str, reason: str, no
     commits (all or nothing)."""
     if not by.strip() or not reason.strip():
         raise ValueError("an erasure needs who (by) and why (reason): it is audited")
-    ids = select(Episode.id).where(Episode.patient_id == patient_id)
-    episodes = int(session.scalar(select(func.count()).select_from(Episode).where(Episode.patient_id == patient_id))
-                   or 0)
+    return _erase(session, patient_id, Episode.patient_id == patient_id, by=by, reason=reason, now=now)
+
+
+def apply_retention(session: Session, *, before: datetime, by: str, site: str | None = None) -> list[Erased]:
+    """Delete every episode received before `before` (with its report job and report), on one site or all;
+    one audit row per patient touched, its reason naming the cut-off. The caller commits."""
+    if not by.strip():
+        raise ValueError("retention needs who (by): it is audited")
+    old = Episode.received_at < before
+    where = old if site is None else and_(old, Episode.site == site)
+    patients = sorted(session.scalars(select(Episode.patient_id).where(where).distinct()))
+    reason = f"retention: received before {before.isoformat(timespec='seconds')}" + (f" on {site}" if site else "")
+    return [_erase(session, patient, and_(where, Episode.patient_id == patient), by=by, reason=reason, now=utcnow())
+            for patient in patients]
+
+
+def _erase(session: Session, patient_id: str, where: ColumnElement[bool], *, by: str, reason: str,
+           now: datetime) -> Erased:
+    ids = select(Episode.id).where(where)
+    episodes = int(session.scalar(select(func.count()).select_from(Episode).where(where)) or 0)
     reports = int(session.scalar(select(func.count()).select_from(Report).where(Report.episode_id.in_(ids))) or 0)
     jobs = int(session.scalar(select(func.count()).select_from(ReportJob).where(ReportJob.episode_id.in_(ids))) or 0)
     session.execute(delete(Report).where(Report.episode_id.in_(ids)))
     session.execute(delete(ReportJob).where(ReportJob.episode_id.in_(ids)))
-    session.execute(delete(Episode).where(Episode.patient_id == patient_id))
+    session.execute(delete(Episode).where(where))
     audit = Erasure(id=new_id(), patient_id=patient_id, erased_at=now, erased_by=by.strip()[:128],
                     reason=reason.strip(), episodes=episodes, reports=reports, jobs=jobs)
     session.add(audit)
-    log.warning("patient erased", extra={"patient_id": patient_id, "episodes": episodes, "reports": reports,
-                                         "audit_id": audit.id})
+    log.warning("patient data erased", extra={"patient_id": patient_id, "episodes": episodes, "reports": reports,
+                                              "audit_id": audit.id, "reason": reason[:80]})
     return Erased(audit.id, episodes, reports, jobs)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud_expert.db import Episode, Report, ReportJob, encryption, make_engine, make_session_factory, upgrade_to_head
 from cloud_expert.ingest import store_escalation
 from shared import topics
+from shared.faults import crash_point
 from shared.messages import EscalationMessage, Hop, ReportMessage, utcnow
 from shared.metrics import Counters
 from shared.settings import Settings
@@ -105,6 +106,7 @@ class CloudService:
         with self.sessions() as session:
             episode, job, created = store_escalation(session, msg, self._now(), service_id=SERVICE_ID)
             session.commit()
+        crash_point("cloud_after_store")  # stored, neither enqueued nor acked: the sweeper must enqueue it
         extra = {"trace_id": msg.trace_id, "alert_id": episode.id, "job_id": job.id}
         if not created:
             self.counters.inc("duplicates")

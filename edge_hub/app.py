@@ -7,7 +7,6 @@ cloud: escalations go into the transport's durable outbox and the handler return
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -17,9 +16,10 @@ from datetime import datetime
 from typing import Literal
 
 from edge_hub.fusion import Decision, PatientContext, triage
-from edge_hub.store import EdgeStore, EpisodeRow
+from edge_hub.store import EdgeStore, EpisodeRow, event_key
 from shared import topics
 from shared.crypto.commands import signer_for
+from shared.faults import crash_point
 from shared.identity import Stamper
 from shared.messages import (
     TRIAGE_ORDER,
@@ -46,7 +46,7 @@ CORROBORATION_WINDOW_S = 60.0
 #: An alert that reaches the hub this long after the watch stamped it (a watch offline, its outbox
 #: draining) is still triaged and answered, and says it is late everywhere it goes.
 LATE_S = 60.0
-#: Fault drills only (tests/faults/): the hub dies (os._exit, no cleanup) at the named step of its work.
+#: Fault drills only (`shared.faults`): the hub dies (os._exit, no cleanup) at the named step of its work.
 CRASH_POINTS = ("after_accept", "after_responses", "after_escalation")
 
 
@@ -55,12 +55,6 @@ def _with_late(decision: Decision, late_s: float | None) -> Decision:
         return decision
     return Decision(decision.level, (*decision.reasons, f"late: reached the hub {late_s:.0f} s after the watch "
                                      "sent it"), decision.responses)
-
-
-def _crash_point(name: str) -> None:
-    if os.environ.get("CARDIOMESH_CRASH_AT") == name:
-        log.critical("fault drill: dying at %s", name)
-        os._exit(86)
 
 
 @dataclass(slots=True)
@@ -161,23 +155,28 @@ class EdgeHub:
         context = self._context(msg.patient_id, msg.source, msg.drill, record=False)
         late_s = self._late_s(msg, received)
         decision = _with_late(triage(alert, None, context), late_s)
-        outcome = self.store.accept_alert(msg.id, EpisodeRow(
+        accepted = self.store.accept_alert(msg.id, EpisodeRow(
             alert_id=alert.alert_id, patient_id=msg.patient_id, device_id=msg.source, trace_id=msg.trace_id,
             drill=msg.drill, alert_json=msg.model_dump_json(by_alias=True), analysis_json=None,
             level=decision.level, finalized=False, escalated=False, received_mono=time.monotonic(),
             received_at=time.time(), responded=False,
+            event_key=event_key(patient_id=msg.patient_id, device_id=msg.source, kind=alert.kind,
+                                onset_s=alert.onset_s, drill=msg.drill),
         ))
-        _crash_point("after_accept")
+        crash_point("after_accept")
         hops = [Hop(name="watch_alert", source=msg.source, at=msg.created_at),
                 Hop(name="edge_received", source=self.edge_id, at=received)]
-        if outcome != "new":  # a redelivery, or the same alert re-sent under a new message id
-            if self.store.responded(alert.alert_id) is False and not self._is_pending(alert.alert_id):
+        if accepted.outcome != "new":  # a redelivery, or the same event re-sent under a new message or alert id
+            episode = accepted.alert_id
+            if (episode == alert.alert_id and self.store.responded(episode) is False
+                    and not self._is_pending(episode)):
                 # its first delivery failed after the episode was committed (retried from dead letters)
                 self.counters.inc("recovered.responses")
                 self._answer(msg, decision, hops, late_s)
                 return
-            self.counters.inc("duplicate.alert" if outcome == "duplicate" else "duplicate.alert_event")
-            log.info("duplicate alert ignored", extra={"trace_id": msg.trace_id, "outcome": outcome})
+            self.counters.inc("duplicate.alert" if accepted.outcome == "duplicate" else "duplicate.alert_event")
+            log.info("duplicate alert ignored", extra={"trace_id": msg.trace_id, "outcome": accepted.outcome,
+                                                       "episode": episode})
             return
         self._context(msg.patient_id, msg.source, msg.drill)  # a new alert: it now corroborates others
         if late_s is not None:
@@ -199,7 +198,7 @@ class EdgeHub:
         self._respond(msg, decision, self.settings.site)
         hops.append(Hop(name="edge_response", source=self.edge_id, at=utcnow()))
         self._publish_triage(msg, decision, stage="initial", analysis_received=False)
-        _crash_point("after_responses")
+        crash_point("after_responses")
         self.store.mark_responded(alert.alert_id)
         self.counters.inc("alerts.drill" if msg.drill else "alerts.clinical")
         log.info("alert triaged", extra={"trace_id": msg.trace_id, "kind": alert.kind, "level": decision.level,
@@ -211,8 +210,8 @@ class EdgeHub:
             self._finalize(alert.alert_id, early)
 
     def on_analysis(self, parts: topics.TopicParts, msg: AnalysisMessage) -> None:
-        alert_id = msg.payload.alert_id
-        if not self.store.accept_analysis(msg.id, alert_id, msg.model_dump_json(by_alias=True)):
+        alert_id = self.store.episode_of(msg.payload.alert_id)  # findings for a re-sent event: its one episode
+        if not self.store.accept_analysis(msg.id, msg.payload.alert_id, msg.model_dump_json(by_alias=True)):
             if self._is_pending(alert_id) and self.store.responded(alert_id) is not None:
                 # stored before, but finalizing with it failed (retried from dead letters): finish it now
                 self.counters.inc("recovered.finalize")
@@ -222,11 +221,13 @@ class EdgeHub:
             return
         with self._lock:
             known = alert_id in self._pending
-            if not known:
-                self._early[alert_id] = msg  # findings overtook their alert, or arrived too late
         if known:
             self._finalize(alert_id, msg)
+        elif self.store.finalized(alert_id):  # stored with its episode; the triage was already final
+            self.counters.inc("analysis.after_final")
         else:
+            with self._lock:
+                self._early[alert_id] = msg  # findings overtook their alert
             self.counters.inc("analysis.unmatched")
 
     def on_vitals(self, parts: topics.TopicParts, msg: VitalsMessage) -> None:
@@ -320,7 +321,7 @@ class EdgeHub:
                                           hops=hops),
             )
             self.router.publish(topics.escalation(self.settings.site, msg.patient_id, self.edge_id), escalation)
-            _crash_point("after_escalation")
+            crash_point("after_escalation")
             self.counters.inc("escalations")
         self.store.finalize(alert_id, decision.level, decision.escalate)
         log.info("episode finalized", extra={"trace_id": msg.trace_id, "level": decision.level,

@@ -7,6 +7,11 @@ A message id is marked seen in the same transaction as the row it produces (`acc
 `accept_analysis`): killed between the two, the hub used to drop the broker's redelivery as a duplicate
 and lose the alert. `responded` records that an episode's initial responses went out, so an episode
 recovered after a crash sends the ones it missed.
+
+An episode is also keyed by its clinical event (`event_key`: patient, device, alert kind, onset in stream
+time, drill or not): a watch that re-detects an event after a restart mints a new `alert_id` for it, and
+without this key the hub would triage, command and escalate one event twice. The re-sent alert's id
+becomes an *alias* of the first, so findings a phone publishes for it still reach the one episode.
 """
 
 from __future__ import annotations
@@ -36,6 +41,26 @@ class EpisodeRow:
     received_mono: float
     received_at: float
     responded: bool = False
+    event_key: str | None = None
+
+
+#: How long a re-sent clinical event folds into its first episode. A replayed stream restarts its clock, so
+#: an event key seen again days later (same onset by chance) is a new event, not the old one re-sent.
+SAME_EVENT_WINDOW_S = 6 * 3600.0
+
+
+def event_key(*, patient_id: str, device_id: str, kind: str, onset_s: float, drill: bool) -> str:
+    """The clinical event an alert reports, independent of the message and alert ids it was sent under."""
+    return f"{patient_id}|{device_id}|{kind}|{onset_s:.1f}|{'drill' if drill else 'clinical'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What `accept_alert` made of a message: "new", "duplicate" (this message id again) or "same_event" (a
+    new message or alert id for an event already held); `alert_id` is the episode's own id."""
+
+    outcome: str
+    alert_id: str
 
 
 class EdgeStore:
@@ -52,6 +77,7 @@ class EdgeStore:
                 escalated INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL
             );
             CREATE INDEX IF NOT EXISTS episodes_open ON episodes (finalized);
+            CREATE TABLE IF NOT EXISTS aliases (alert_id TEXT PRIMARY KEY, episode TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS devices (
                 device_id TEXT PRIMARY KEY, patient_id TEXT, role TEXT, status TEXT,
                 vitals_json TEXT, updated_at REAL NOT NULL
@@ -61,6 +87,9 @@ class EdgeStore:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(episodes)").fetchall()}
         if "responded" not in columns:  # a hub DB from before responses were tracked: those were all sent
             self._db.execute("ALTER TABLE episodes ADD COLUMN responded INTEGER NOT NULL DEFAULT 1")
+        if "event_key" not in columns:
+            self._db.execute("ALTER TABLE episodes ADD COLUMN event_key TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS episodes_event ON episodes (event_key)")
 
     @contextmanager
     def _first_time(self, message_id: str) -> Iterator[bool]:
@@ -84,26 +113,52 @@ class EdgeStore:
     def _insert_episode(self, row: EpisodeRow) -> bool:
         cur = self._db.execute(
             "INSERT OR IGNORE INTO episodes (alert_id, patient_id, device_id, trace_id, drill, alert_json,"
-            " analysis_json, level, finalized, escalated, received_at, responded) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " analysis_json, level, finalized, escalated, received_at, responded, event_key)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row.alert_id, row.patient_id, row.device_id, row.trace_id, int(row.drill), row.alert_json,
              row.analysis_json, row.level, int(row.finalized), int(row.escalated), row.received_at,
-             int(row.responded)),
+             int(row.responded), row.event_key),
         )
         return cur.rowcount == 1
 
-    def accept_alert(self, message_id: str, row: EpisodeRow) -> str:
-        """Seen and episode in one transaction: "new", "duplicate" (this message id again) or "same_event"
-        (a new message id for an episode already held: one clinical event, one episode, one response)."""
+    def _episode_of(self, alert_id: str) -> str:
+        row = self._db.execute("SELECT episode FROM aliases WHERE alert_id = ?", (alert_id,)).fetchone()
+        return str(row[0]) if row else alert_id
+
+    def accept_alert(self, message_id: str, row: EpisodeRow) -> Accepted:
+        """Seen and episode in one transaction. A message id seen before is a "duplicate"; an alert id or a
+        clinical event already held is the "same_event": one event, one episode, one response."""
         with self._first_time(message_id) as first:
             if not first:
-                return "duplicate"
-            return "new" if self._insert_episode(row) else "same_event"
+                return Accepted("duplicate", self._episode_of(row.alert_id))
+            held = self._episode_of(row.alert_id)
+            if self._db.execute("SELECT 1 FROM episodes WHERE alert_id = ?", (held,)).fetchone():
+                return Accepted("same_event", held)
+            if row.event_key is not None:
+                same = self._db.execute(
+                    "SELECT alert_id FROM episodes WHERE event_key = ? AND received_at > ? ORDER BY received_at"
+                    " LIMIT 1", (row.event_key, row.received_at - SAME_EVENT_WINDOW_S)).fetchone()
+                if same is not None:
+                    self._db.execute("INSERT OR IGNORE INTO aliases (alert_id, episode) VALUES (?, ?)",
+                                     (row.alert_id, same[0]))
+                    return Accepted("same_event", str(same[0]))
+            self._insert_episode(row)
+            return Accepted("new", row.alert_id)
+
+    def episode_of(self, alert_id: str) -> str:
+        """The episode an alert id belongs to: itself, or the first alert of the same clinical event."""
+        with self._lock:
+            return self._episode_of(alert_id)
 
     def accept_analysis(self, message_id: str, alert_id: str, analysis_json: str) -> bool:
-        """Seen and the episode's findings in one transaction; False for a message id seen before."""
+        """Seen and the episode's findings in one transaction; False for a message id seen before. Findings
+        for an alias fill the episode only when it has none of its own."""
         with self._first_time(message_id) as first:
             if first:
-                self._db.execute("UPDATE episodes SET analysis_json = ? WHERE alert_id = ?", (analysis_json, alert_id))
+                episode = self._episode_of(alert_id)
+                self._db.execute("UPDATE episodes SET analysis_json = ? WHERE alert_id = ?"
+                                 + ("" if episode == alert_id else " AND analysis_json IS NULL"),
+                                 (analysis_json, episode))
             return first
 
     def add_episode(self, row: EpisodeRow) -> None:
@@ -117,6 +172,12 @@ class EdgeStore:
             row = self._db.execute("SELECT responded FROM episodes WHERE alert_id = ? AND finalized = 0",
                                    (alert_id,)).fetchone()
         return None if row is None else bool(row[0])
+
+    def finalized(self, alert_id: str) -> bool:
+        """Whether this episode is held and already finalized (findings for it now come too late)."""
+        with self._lock:
+            row = self._db.execute("SELECT finalized FROM episodes WHERE alert_id = ?", (alert_id,)).fetchone()
+        return bool(row and row[0])
 
     def mark_responded(self, alert_id: str) -> None:
         with self._lock:
@@ -171,6 +232,8 @@ class EdgeStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("DELETE FROM aliases WHERE episode IN"
+                                 " (SELECT alert_id FROM episodes WHERE patient_id = ?)", (patient_id,))
                 gone = self._db.execute("DELETE FROM episodes WHERE patient_id = ?", (patient_id,)).rowcount
                 self._db.execute("DELETE FROM devices WHERE patient_id = ?", (patient_id,))
                 self._db.execute("COMMIT")
@@ -178,6 +241,24 @@ class EdgeStore:
                 self._db.execute("ROLLBACK")
                 raise
         return int(gone)
+
+    def prune(self, *, episodes_before: float, seen_before: float) -> tuple[int, int]:
+        """Retention: delete finalized episodes received before `episodes_before` (open ones stay, whatever
+        their age) and seen ids older than `seen_before` (wall-clock seconds). Seen ids may go once the bus
+        refuses messages that old as stale (`shared.transport.freshness`). (episodes, ids) deleted."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                old = "SELECT alert_id FROM episodes WHERE finalized = 1 AND received_at < ?"
+                self._db.execute(f"DELETE FROM aliases WHERE episode IN ({old})", (episodes_before,))
+                episodes = self._db.execute(f"DELETE FROM episodes WHERE alert_id IN ({old})",
+                                            (episodes_before,)).rowcount
+                seen = self._db.execute("DELETE FROM seen WHERE at < ?", (seen_before,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(episodes), int(seen)
 
     def counts(self) -> dict[str, int]:
         with self._lock:

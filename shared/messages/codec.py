@@ -27,7 +27,8 @@ Message = Annotated[
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)
 
 RejectReason = Literal[
-    "oversized", "not_json", "unknown_type", "invalid", "wrong_type", "wrong_topic", "handler_error"
+    "oversized", "not_json", "unknown_type", "invalid", "wrong_type", "wrong_topic", "handler_error",
+    "from_future", "stale", "replayed",
 ]
 
 

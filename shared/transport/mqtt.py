@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from shared.metrics import Counters
 from shared.transport.base import Handler, matches
 from shared.transport.dead_letters import DeadLetterStore
 from shared.transport.outbox import Outbox
@@ -83,8 +85,12 @@ class MqttTransport:
         will: Will | None = None,
         online: Will | None = None,
         keepalive_s: int = 30,
+        counters: Counters | None = None,
     ) -> None:
         self.client_id = client_id
+        #: the component's counters once a `Router` attaches them (`outbox.write_failed`, …)
+        self.counters = counters or Counters()
+        self._counters_attached = False
         self._host, self._port, self._keepalive = host, port, keepalive_s
         self._outbox = outbox
         #: where a `Router` on this transport keeps messages whose handler failed (durable with the outbox)
@@ -129,6 +135,14 @@ class MqttTransport:
         self._client.on_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
 
+    def attach_counters(self, counters: Counters) -> None:
+        """Count into the component's counters (the first router's), keeping what was counted before."""
+        if self._counters_attached or counters is self.counters:
+            return
+        for name, value in self.counters.snapshot().items():
+            counters.inc(name, value)
+        self.counters, self._counters_attached = counters, True
+
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, wait_s: float | None = None) -> None:
         if self._outbox is not None:
@@ -170,7 +184,17 @@ class MqttTransport:
 
     # -- publish / subscribe ---------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        row_id = self._outbox.add(topic, payload, qos, retain) if (self._outbox is not None and qos > 0) else None
+        """Durably (outbox first) when there is an outbox. A store that cannot be written (read-only, disk
+        full) must not silence a monitor: the message goes out anyway, without its durable copy, and the
+        failure is counted (`outbox.write_failed`) and logged as an error."""
+        row_id = None
+        if self._outbox is not None and qos > 0:
+            try:
+                row_id = self._outbox.add(topic, payload, qos, retain)
+            except (sqlite3.Error, OSError) as exc:
+                self.counters.inc("outbox.write_failed")
+                log.error("outbox cannot be written (%s): sending without a durable copy", exc,
+                          extra={"client_id": self.client_id, "topic": topic})
         self._send(topic, payload, qos, retain, row_id)
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool, row_id: int | None) -> None:
@@ -261,7 +285,12 @@ class MqttTransport:
 
     def _remove_row(self, row_id: int) -> None:
         if self._outbox is not None:
-            self._outbox.remove(row_id)
+            try:
+                self._outbox.remove(row_id)
+            except (sqlite3.Error, OSError) as exc:  # sent and acked: at worst it is sent again on restart
+                self.counters.inc("outbox.remove_failed")
+                log.error("outbox row cannot be deleted (%s): it will be re-sent (deduped)", exc,
+                          extra={"client_id": self.client_id})
 
     # -- dispatch --------------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:

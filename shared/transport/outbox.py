@@ -31,7 +31,6 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
             " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, created REAL NOT NULL)"
         )
-        self._db.execute("CREATE TABLE IF NOT EXISTS seq (source TEXT PRIMARY KEY, value INTEGER NOT NULL)")
 
     def add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
         with self._lock:
@@ -53,15 +52,6 @@ class Outbox:
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-
-    def next_seq(self, source: str) -> int:
-        """Per-source monotonic sequence number that survives restarts."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO seq (source, value) VALUES (?, 1) ON CONFLICT(source) DO UPDATE SET value = value + 1",
-                (source,),
-            )
-            return int(self._db.execute("SELECT value FROM seq WHERE source = ?", (source,)).fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

@@ -22,9 +22,11 @@ from typing import TypeVar
 
 from shared import topics
 from shared.messages import DecodeError, Envelope, decode, encode, load_object, validate_object
+from shared.messages.envelope import utcnow
 from shared.metrics import Counters
 from shared.transport.base import Transport, matches, strip_share
 from shared.transport.dead_letters import PARKED, DeadLetterStore
+from shared.transport.freshness import Freshness
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,10 @@ KIND_LIMITS: dict[str, int] = {
 
 class Router:
     def __init__(self, transport: Transport, *, counters: Counters, max_bytes: int,
-                 dead_letters: DeadLetterStore | None = None, background_retry: bool = True) -> None:
-        """`background_retry=False` leaves `retry_due()` to the caller (tests drive it step by step)."""
+                 dead_letters: DeadLetterStore | None = None, background_retry: bool = True,
+                 freshness: Freshness | None = None) -> None:
+        """`background_retry=False` leaves `retry_due()` to the caller (tests drive it step by step);
+        `freshness` refuses stale, future-dated and replayed envelopes (`shared.transport.freshness`)."""
         self.transport = transport
         self.counters = counters
         self.max_bytes = max_bytes
@@ -57,6 +61,10 @@ class Router:
         self._retrier: threading.Thread | None = None
         self._retrier_lock = threading.Lock()
         self._background = background_retry
+        self.freshness = freshness or Freshness()
+        attach = getattr(transport, "attach_counters", None)
+        if attach is not None:  # the transport's own failures (an outbox it cannot write) count with ours
+            attach(counters)
 
     def on(self, pattern: str, message_type: type[M], handler: TypedHandler[M], *, qos: int = 1,
            check_source: bool = True) -> None:
@@ -108,6 +116,12 @@ class Router:
             message = validate_object(data)  # a source that is not a string fails here, as `invalid`
             if not isinstance(message, message_type):
                 raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {message.type}")
+            refused = self.freshness.check(kind=parts.kind, message_type=message.type, source=message.source,
+                                           message_id=message.id, seq=message.seq,
+                                           created_at=message.created_at, now=utcnow())
+            if refused is not None:
+                raise DecodeError(refused, f"source={message.source} seq={message.seq} "
+                                           f"created_at={message.created_at.isoformat()}")
         except DecodeError as exc:
             self._reject(topic, exc.reason, exc.detail)
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from cardiomesh.cli import app
 from cloud_expert.db import Episode, Erasure, Report, ReportJob, upgrade_to_head
-from cloud_expert.erasure import erase_patient
+from cloud_expert.erasure import apply_retention, erase_patient
 from cloud_expert.ingest import store_escalation
 from cloud_expert.reports.jobs import run_report_job
 from edge_hub.store import EdgeStore, EpisodeRow
@@ -86,5 +87,81 @@ def test_the_command_erases_the_cloud_and_an_edge_store(tmp_path: Path, monkeypa
         missing = runner.invoke(app, ["patient", "erase", "pt-x", "--by", "a", "--reason", "r", "--yes",
                                       "--edge-db", str(tmp_path / "nope.db")])
         assert missing.exit_code == 1 and "no edge store" in missing.output
+    finally:
+        get_settings.cache_clear()
+
+
+def _seed_at(sessions: sessionmaker[Session], site: str, patient: str, received: datetime) -> None:
+    with sessions() as session:
+        store_escalation(session, make_escalation(site=site, patient_id=patient), received)
+        session.commit()
+
+
+@pytest.mark.slow
+def test_retention_deletes_what_is_older_than_the_period_on_its_site_and_audits_each_patient(
+        sessions: sessionmaker[Session], unique: str) -> None:
+    site, other_site = f"ret{unique}", f"keep{unique}"
+    now = utcnow()
+    _seed_at(sessions, site, f"pa{unique}", now - timedelta(days=400))
+    _seed_at(sessions, site, f"pa{unique}", now - timedelta(days=2))  # recent: stays
+    _seed_at(sessions, site, f"pb{unique}", now - timedelta(days=500))
+    _seed_at(sessions, other_site, f"pc{unique}", now - timedelta(days=900))  # another site: not in scope
+    with sessions() as session:
+        erased = apply_retention(session, before=now - timedelta(days=365), by="records", site=site)
+        session.commit()
+    assert sorted(e.episodes for e in erased) == [1, 1]
+    with sessions() as session:
+        left = dict(session.execute(select(Episode.patient_id, func.count()).where(
+            Episode.site.in_([site, other_site])).group_by(Episode.patient_id)).all())
+        assert left == {f"pa{unique}": 1, f"pc{unique}": 1}
+        audits = session.scalars(select(Erasure).where(Erasure.id.in_([e.audit_id for e in erased]))).all()
+        assert {a.patient_id for a in audits} == {f"pa{unique}", f"pb{unique}"}
+        assert all(a.reason.startswith("retention: received before") and a.erased_by == "records" for a in audits)
+
+
+def test_the_edge_prunes_old_finalized_episodes_and_seen_ids_but_never_an_open_episode(tmp_path: Path) -> None:
+    edge = EdgeStore(tmp_path / "edge.db")
+    old = time.time() - 40 * 86400
+
+    def row(alert_id: str, *, finalized: bool, at: float) -> EpisodeRow:
+        return EpisodeRow(alert_id=alert_id, patient_id="pt-x", device_id="watch-1", trace_id=alert_id, drill=False,
+                          alert_json="{}", analysis_json=None, level="urgent", finalized=finalized,
+                          escalated=finalized, received_mono=0.0, received_at=at)
+
+    edge.add_episode(row("old-final", finalized=True, at=old))
+    edge.add_episode(row("old-open", finalized=False, at=old))
+    edge.add_episode(row("new-final", finalized=True, at=time.time()))
+    edge.accept_analysis("m-1", "new-final", "{}")
+    assert edge.prune(episodes_before=time.time() - 30 * 86400, seen_before=time.time() + 1) == (1, 1)
+    assert edge.counts()["episodes"] == 2 and edge.responded("old-open") is False
+    edge.close()
+
+
+def test_the_retention_command_prunes_the_cloud_and_an_edge_store(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    upgrade_to_head(url)
+    from cloud_expert.db import make_engine, make_session_factory
+
+    engine = make_engine(url)
+    _seed_at(make_session_factory(engine), "s1", "pt-old", utcnow() - timedelta(days=100))
+    _seed_at(make_session_factory(engine), "s1", "pt-new", utcnow())
+    engine.dispose()
+    monkeypatch.setenv("CARDIOMESH_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        assert runner.invoke(app, ["retention", "--days", "30", "--by", "ops"], input="n\n").exit_code == 1
+        done = runner.invoke(app, ["retention", "--days", "30", "--by", "ops", "--yes",
+                                   "--edge-db", str(tmp_path / "edge.db")])
+        assert done.exit_code == 1 and "no edge store" in done.output
+        EdgeStore(tmp_path / "edge.db").close()
+        done = runner.invoke(app, ["retention", "--days", "30", "--by", "ops", "--yes",
+                                   "--edge-db", str(tmp_path / "edge.db")])
+        assert done.exit_code == 0, done.output
+        assert "cloud: 1 episode(s), 0 report(s) of 1 patient(s) deleted" in done.output
+        assert "0 finalized episode(s), 0 seen id(s) deleted" in done.output
+        bad = runner.invoke(app, ["retention", "--days", "0", "--by", "ops", "--yes"])
+        assert bad.exit_code == 2  # typer's usage error: a retention of zero days is refused
     finally:
         get_settings.cache_clear()

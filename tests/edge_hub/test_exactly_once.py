@@ -6,6 +6,7 @@ throws into the publish, the process dies between commit and response (a store l
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_an_episode_recovered_after_a_crash_sends_the_responses_it_missed(tmp_pa
         alert_id=alert.payload.alert_id, patient_id=alert.patient_id, device_id=alert.source,
         trace_id=alert.trace_id, drill=False, alert_json=alert.model_dump_json(by_alias=True), analysis_json=None,
         level="emergency", finalized=False, escalated=False, received_mono=0.0, received_at=time.time()))
-    assert outcome == "new"
+    assert outcome.outcome == "new"
     store.close()
     bus = InMemoryBus()
     hub = _hub(tmp_path, bus)
@@ -112,12 +113,45 @@ def test_the_same_alert_under_a_new_message_id_is_one_episode_and_one_response(t
     alert = factories.alert()
     try:
         _publish(bus, alert)
-        _publish(bus, alert.model_copy(update={"id": new_id()}))  # a watch re-sending after a restart
+        _publish(bus, alert.model_copy(update={"id": new_id(), "seq": alert.seq + 10}))  # re-sent after a restart
         assert len(_commands(bus, alert)) == 2 and hub.counters.get("duplicate.alert_event") == 1
         analysis = factories.analysis(alert)
         assert alert.patient_id is not None
         bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"), encode(analysis))
         assert len([t for t, *_ in bus.published if t.endswith("/escalation")]) == 1
         assert hub.store.counts() == {"episodes": 1, "finalized": 1, "escalated": 1}
+    finally:
+        hub.stop()
+
+
+def test_a_watch_re_detecting_one_event_under_a_new_alert_id_gets_one_episode_and_one_response(
+        tmp_path: Path) -> None:
+    """Keyed by the clinical event (patient, device, kind, onset), not only by ids: a watch restarted mid-record
+    detects the same run again and mints a new alert id for it."""
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    alert = factories.alert()
+    again = alert.model_copy(update={
+        "id": new_id(), "seq": alert.seq + 10,
+        "payload": alert.payload.model_copy(update={"alert_id": new_id()})})
+    other = alert.model_copy(update={  # the next event of the same kind: its own episode
+        "id": new_id(), "seq": alert.seq + 20,
+        "payload": alert.payload.model_copy(update={"alert_id": new_id(), "onset_s": alert.payload.onset_s + 30})})
+    assert alert.patient_id is not None
+    try:
+        for msg in (alert, again, other):
+            _publish(bus, msg)
+        assert hub.counters.get("duplicate.alert_event") == 1
+        def commands_for(msg: AlertMessage) -> int:
+            return sum(1 for t, m, *_ in bus.published
+                       if t.endswith("/cmd") and json.loads(m)["payload"]["alert_id"] == msg.payload.alert_id)
+
+        assert [commands_for(msg) for msg in (alert, again, other)] == [2, 0, 2]
+        # the phone read the re-sent alert: its findings finish the one episode (under the first alert's id)
+        bus.transport("p").publish(topics.analysis(SITE, alert.patient_id, "phone-1"),
+                                   encode(factories.analysis(again)))
+        escalations = [m for t, m, *_ in bus.published if t.endswith("/escalation")]
+        assert len(escalations) == 1 and hub.store.counts()["episodes"] == 2
+        assert json.loads(escalations[0])["payload"]["alert_id"] == alert.payload.alert_id
     finally:
         hub.stop()

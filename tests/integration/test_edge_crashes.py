@@ -8,13 +8,10 @@ adds a row to the fault table (`docs/faults.md`, `tests/integration/faults.py`).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -36,6 +33,7 @@ from shared.settings import Settings
 from shared.transport import MqttTransport
 from tests import factories
 from tests.integration.faults import record_fault
+from tests.integration.processes import Component
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,47 +66,12 @@ class Observer:
 
 
 
-class Edge:
-    """`cardiomesh edge` as a child process with its own state dir, site and (optionally) a crash point."""
-
-    def __init__(self, state: Path, site: str, mqtt_url: str) -> None:
-        self.env = {**os.environ, "CARDIOMESH_STATE_DIR": str(state), "CARDIOMESH_SITE": site,
-                    "CARDIOMESH_MQTT_URL": mqtt_url, "CARDIOMESH_ANALYSIS_TIMEOUT_S": "1",
-                    "CARDIOMESH_EDGE_ANALYSIS": "false", "CARDIOMESH_LOG_LEVEL": "WARNING"}
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self, crash_at: str | None = None) -> None:
-        env = dict(self.env)
-        env.pop("CARDIOMESH_CRASH_AT", None)
-        if crash_at is not None:
-            env["CARDIOMESH_CRASH_AT"] = crash_at
-        self.process = subprocess.Popen([sys.executable, "-m", "cardiomesh.cli", "edge"], env=env, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert self.process.stdout is not None
-        self.output: list[str] = []
-        ready = threading.Event()
-
-        def drain(stream: IO[str]) -> None:  # keep the pipe empty, and notice the "serving" line
-            for line in stream:
-                self.output.append(line)
-                if "serving site" in line:
-                    ready.set()
-
-        threading.Thread(target=drain, args=(self.process.stdout,), daemon=True).start()
-        assert ready.wait(30), "".join(self.output)
-        time.sleep(1.0)  # connected and subscribed (its session persists, so later runs queue at the broker)
-
-    def wait_exit(self, timeout_s: float) -> int | None:
-        assert self.process is not None
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
+def _edge(state: Path, site: str, mqtt_url: str) -> Component:
+    """`cardiomesh edge` with its own state dir and site."""
+    env = {**os.environ, "CARDIOMESH_STATE_DIR": str(state), "CARDIOMESH_SITE": site,
+           "CARDIOMESH_MQTT_URL": mqtt_url, "CARDIOMESH_ANALYSIS_TIMEOUT_S": "1",
+           "CARDIOMESH_EDGE_ANALYSIS": "false", "CARDIOMESH_LOG_LEVEL": "WARNING"}
+    return Component(["edge"], env, ready="serving site")
 
 
 @pytest.fixture
@@ -141,7 +104,7 @@ def test_an_edge_killed_at_each_step_loses_and_doubles_nothing(
     observer = Observer(host, port, site, f"obs-{unique}")
     watch = MqttTransport(client_id=f"watch-{unique}", host=host, port=port, clean_session=True)
     watch.start(wait_s=5)
-    edge = Edge(tmp_path / "edge", site, f"mqtt://{host}:{port}")
+    edge = _edge(tmp_path / "edge", site, f"mqtt://{host}:{port}")
     try:
         edge.start()  # a first, clean run: the hub's persistent session and subscriptions exist from now on
         edge.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,10 +40,13 @@ def _watch(settings: Settings, bus: InMemoryBus) -> WatchAgent:
 
 
 def _command(signer: CommandSigner | None, target: str = "watch-1", **fields: object) -> CommandMessage:
-    msg = CommandMessage(source="edge-1", patient_id="pt-1", seq=1,
+    msg = CommandMessage(source="edge-1", patient_id="pt-1", seq=next(_SEQ),
                          payload=CommandPayload(command="notify_wearer", level="urgent", alert_id="a-1",
                                                 target=target), **fields)
     return msg if signer is None else signer.sign(msg)
+
+
+_SEQ = itertools.count(1)
 
 
 def _send(bus: InMemoryBus, msg: CommandMessage) -> None:

@@ -28,6 +28,7 @@ from shared.settings import Settings
 from shared.transport import InMemoryBus
 from tests.cloud_expert.factories import make_escalation
 from tests.cloud_expert.worker.helpers import celery_worker, wait_for
+from tests.integration.faults import record_fault
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -96,5 +97,8 @@ def test_sigkill_mid_report_still_yields_exactly_one_report(
                      what=f"the second worker to finish the job ({recovery})", log_path=second_log)
         assert reports() == 1
         assert job_row().error is None
+        record_fault(f"report worker killed (-9) mid-render, recovered by {recovery}",
+                     "a second worker finishes the job: exactly one report",
+                     f"reports {reports()}, job {job_row().status} after {job_row().attempts} attempt(s)")
     finally:
         engine.dispose()
