@@ -112,7 +112,7 @@ def watch(
     verbose: Verbose = False,
 ) -> None:
     """Run simulated watches: replay ECG, detect on the device, publish vitals and alerts."""
-    from cardiomesh.runtime import stop_event_on_signals, transport_factory
+    from cardiomesh.runtime import awaiting_factory, stop_event_on_signals, transport_factory
     from watch_agent.fleet import WatchFleet, WatchSpec
 
     settings = _setup(verbose, serving=True)
@@ -121,7 +121,8 @@ def watch(
         sources = sources or ["synthetic:tachycardia,pause,irregular,bradycardia"]
     specs = [WatchSpec(sources[i % len(sources)], start) for i in range(max(count, len(sources)))]
     try:
-        fleet = WatchFleet(settings, transport_factory(settings), specs, speed=speed, rhythm_reader=reader)
+        fleet = WatchFleet(settings, transport_factory(settings), specs, speed=speed, rhythm_reader=reader,
+                           make_awaiting=awaiting_factory(settings))
     except ValueError as exc:  # SourceError, or a provisioned watch missing its trusted signers
         raise _fail(str(exc)) from None
     stop = stop_event_on_signals()

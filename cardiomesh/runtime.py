@@ -15,6 +15,7 @@ from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import MqttSecurity, MqttTransport, Outbox, Transport, Will
 from shared.transport.dead_letters import DeadLetterStore
+from watch_agent.awaiting import AwaitingAnswers
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = No
     return transport
 
 
-S = TypeVar("S", Outbox, DeadLetterStore)
+S = TypeVar("S", Outbox, DeadLetterStore, AwaitingAnswers)
 
 
 def _local_store(kind: type[S], path: Path, counters: Counters) -> S | None:
@@ -88,6 +89,15 @@ MakeTransport = Callable[[str, Will | None, Will | None], Transport]
 def transport_factory(settings: Settings, *, outbox: bool = True) -> MakeTransport:
     def make(client_id: str, will: Will | None, online: Will | None) -> Transport:
         return mqtt_transport(settings, client_id, will=will, online=online, outbox=outbox)
+
+    return make
+
+
+def awaiting_factory(settings: Settings) -> Callable[[str], AwaitingAnswers | None]:
+    """Each watch's unanswered alerts, durable beside its outbox (`watch_agent.awaiting`)."""
+    def make(client_id: str) -> AwaitingAnswers | None:
+        path = Path(settings.state_dir) / "outbox" / f"{safe_name(client_id)}-awaiting.db"
+        return _local_store(AwaitingAnswers, path, Counters())
 
     return make
 

@@ -138,6 +138,7 @@ class EdgeHub:
                 self._respond(alert, decision, self.settings.site)
                 self._publish_triage(alert, decision, stage="initial", analysis_received=False)
                 self.store.mark_responded(row.alert_id)
+                self._acknowledge(alert)
                 hops.append(Hop(name="edge_response", source=self.edge_id, at=utcnow()))
                 self.counters.inc("recovered.responses")
                 log.warning("recovered episode answered late", extra={"trace_id": row.trace_id})
@@ -174,6 +175,7 @@ class EdgeHub:
                 self.counters.inc("recovered.responses")
                 self._answer(msg, decision, hops, late_s)
                 return
+            self._acknowledge(msg)  # the watch sent it again: it never heard the first answer
             self.counters.inc("duplicate.alert" if accepted.outcome == "duplicate" else "duplicate.alert_event")
             log.info("duplicate alert ignored", extra={"trace_id": msg.trace_id, "outcome": accepted.outcome,
                                                        "episode": episode})
@@ -200,6 +202,7 @@ class EdgeHub:
         self._publish_triage(msg, decision, stage="initial", analysis_received=False)
         crash_point("after_responses")
         self.store.mark_responded(alert.alert_id)
+        self._acknowledge(msg)
         self.counters.inc("alerts.drill" if msg.drill else "alerts.clinical")
         log.info("alert triaged", extra={"trace_id": msg.trace_id, "kind": alert.kind, "level": decision.level,
                                           "drill": msg.drill})
@@ -267,6 +270,18 @@ class EdgeHub:
                 cmd = self._signer.sign(cmd)
             self.router.publish(topics.cmd(site, msg.patient_id, msg.source), cmd, qos=1)
             self.counters.inc("responses")
+
+    def _acknowledge(self, msg: AlertMessage) -> None:
+        """Tell the watch its alert is held (after the responses, so it never delays them): it stops sending
+        it again (watch_agent.awaiting). Sent for every copy of the alert, as the watch may have missed one."""
+        assert msg.patient_id is not None
+        ack = CommandMessage(
+            **self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),
+            payload=CommandPayload(command="alert_received", alert_id=msg.payload.alert_id, target=msg.source))
+        if self._signer is not None:
+            ack = self._signer.sign(ack)
+        self.router.publish(topics.cmd(self.settings.site, msg.patient_id, msg.source), ack, qos=1)
+        self.counters.inc("acks")
 
     def _publish_triage(self, msg: AlertMessage, decision: Decision, *, stage: Literal["initial", "final"],
                         analysis_received: bool) -> None:

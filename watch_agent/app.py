@@ -8,6 +8,7 @@ Wiring only. The replay thread feeds chunks to the detector (`detector.py`); eac
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -36,11 +37,13 @@ from shared.metrics import Counters
 from shared.recent import RecentKeys
 from shared.settings import Settings
 from shared.transport import Router, Transport, Will
+from watch_agent.awaiting import AwaitingAnswers
 from watch_agent.detector import Detector, DetectorEvent, make_detector
 from watch_agent.replay import Chunk, Replay
 
 log = logging.getLogger(__name__)
 
+RESEND_POLL_S = 1.0  # how often unanswered alerts are looked at (each waits 30 s, 60 s, … before a resend)
 DRILL_GRACE_S = 12.0  # stream seconds after a splice during which alerts still belong to the drill
 
 
@@ -92,7 +95,10 @@ def reader_evidence(samples: np.ndarray, fs: float) -> dict[str, float]:
 
 class WatchAgent:
     def __init__(self, settings: Settings, transport: Transport, config: WatchConfig, replay: Replay, *,
-                 detector: Detector | None = None, counters: Counters | None = None) -> None:
+                 detector: Detector | None = None, counters: Counters | None = None,
+                 awaiting: AwaitingAnswers | None = None) -> None:
+        """`awaiting`: where sent alerts wait for their edge's answer (durable under state_dir in a deployment,
+        in memory by default)."""
         self.settings = settings
         self.config = config
         self.replay = replay
@@ -122,11 +128,15 @@ class WatchAgent:
         self.wearer_notifications = 0
         #: (alert_id, command) already obeyed: commands are at-least-once (ADR 0011), the wearer hears once
         self._obeyed = RecentKeys(1024)
+        self.awaiting = awaiting if awaiting is not None else AwaitingAnswers()
+        self._resender: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, run: bool = True) -> None:
         site, c = self.settings.site, self.config
         self.router.on(topics.cmd(site, c.patient_id, c.device_id), CommandMessage, self.on_command)
+        self._resender = threading.Thread(target=self._resend_loop, name=f"resend-{c.device_id}", daemon=True)
+        self._resender.start()
         if run:
             self.start_replay()
 
@@ -137,8 +147,30 @@ class WatchAgent:
     def stop(self) -> None:
         self._stop.set()
         self.router.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._resender):
+            if thread is not None:
+                thread.join(timeout=5)
+
+    def _resend_loop(self) -> None:
+        while not self._stop.wait(RESEND_POLL_S):
+            try:
+                self.resend_due()
+            except Exception:  # the store failed: say so, try again next poll
+                self.counters.inc("awaiting.failed")
+                log.exception("resending unanswered alerts failed", extra={"device": self.config.device_id})
+
+    def resend_due(self, now: float | None = None) -> int:
+        """Send again every alert its edge has not answered in time (the same bytes: the hub dedupes by id)."""
+        again, expired = self.awaiting.due(now)
+        for row in again:
+            self.router.transport.publish(row.topic, row.payload, qos=1)
+            self.counters.inc("alerts.resent")
+            log.warning("alert unanswered: sent again", extra={"alert_id": row.alert_id, "attempt": row.attempts + 1})
+        for alert_id in expired:
+            self.counters.inc("alerts.unanswered_expired")
+            log.error("alert never answered by an edge; too old for the bus now: given up",
+                      extra={"alert_id": alert_id, "device": self.config.device_id})
+        return len(again)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -169,8 +201,7 @@ class WatchAgent:
                 self._drill_trace = None
                 self.detector = make_detector(self.config.detector, self.fs)
         for alert in alerts:
-            self.router.publish(topics.alert(self.settings.site, self.config.patient_id, self.config.device_id),
-                                alert, qos=1)
+            self._send_alert(alert)
             self.counters.inc("alerts.drill" if alert.drill else "alerts.clinical")
             log.info("alert raised", extra={"trace_id": alert.trace_id, "kind": alert.payload.kind,
                                             "drill": alert.drill, "device": self.config.device_id})
@@ -181,6 +212,19 @@ class WatchAgent:
             self._next_strip_s = now_s + 2.0
             self._stream_strip(now_s)
         return alerts
+
+    def _send_alert(self, alert: AlertMessage) -> None:
+        """Kept until the edge answers, then published; kept first, because on an in-memory bus the answer
+        arrives during the publish. A store that cannot be written does not hold the alert back."""
+        topic = topics.alert(self.settings.site, self.config.patient_id, self.config.device_id)
+        raw = encode(alert)
+        try:
+            self.awaiting.add(alert.payload.alert_id, topic, raw)
+        except (sqlite3.Error, OSError) as exc:
+            self.counters.inc("awaiting.write_failed")
+            log.error("cannot keep the alert for an answer (%s): sent once, without resends", exc,
+                      extra={"trace_id": alert.trace_id})
+        self.router.transport.publish(topic, raw, qos=1)
 
     def _append(self, samples: np.ndarray) -> None:
         self._buffer.append(np.asarray(samples, dtype=np.float64))
@@ -248,6 +292,10 @@ class WatchAgent:
 
     def _obey(self, msg: CommandMessage) -> None:
         cmd = msg.payload
+        if cmd.command == "alert_received":
+            if cmd.alert_id is not None and self.awaiting.answered(cmd.alert_id):
+                self.counters.inc("alerts.answered")
+            return
         if cmd.alert_id is not None and cmd.command in ("notify_wearer", "stream_strip"):
             key = (cmd.alert_id, cmd.command)
             if key in self._obeyed:

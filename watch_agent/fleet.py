@@ -11,6 +11,7 @@ from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import Transport, Will
 from watch_agent.app import WatchAgent, WatchConfig, presence_wills
+from watch_agent.awaiting import AwaitingAnswers
 from watch_agent.replay import Replay, open_source
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,10 @@ class WatchSpec:
 class WatchFleet:
     def __init__(self, settings: Settings, make_transport: MakeTransport, specs: list[WatchSpec], *,
                  speed: float = 1.0, loop: bool = True, with_phones: bool = True,
-                 counters: Counters | None = None, rhythm_reader: bool = False) -> None:
+                 counters: Counters | None = None, rhythm_reader: bool = False,
+                 make_awaiting: Callable[[str], AwaitingAnswers | None] | None = None) -> None:
+        """`make_awaiting`: a durable store of unanswered alerts per watch (in memory without it, as in the
+        demo, whose every run starts a fresh hub)."""
         self.settings = settings
         self.counters = counters or Counters()
         self.watches: list[tuple[WatchAgent, Transport]] = []
@@ -43,7 +47,8 @@ class WatchFleet:
             will, online = presence_wills(settings.site, config)
             transport = make_transport(device_id, will, online)
             agent = WatchAgent(settings, transport, config, Replay(signal, speed=speed, loop=loop),
-                               counters=self.counters)
+                               counters=self.counters,
+                               awaiting=make_awaiting(device_id) if make_awaiting is not None else None)
             self.watches.append((agent, transport))
             log.info("watch ready", extra={"device": device_id, "source": ref, "seconds": round(signal.duration_s)})
 

@@ -41,7 +41,8 @@ class PresenceMessage(Envelope):
     payload: PresencePayload
 
 
-CommandName = Literal["notify_wearer", "stream_strip", "stop_stream", "drill_inject"]
+#: `alert_received`: the edge holds the alert (`alert_id`); the watch stops sending it again (watch_agent.awaiting)
+CommandName = Literal["notify_wearer", "stream_strip", "stop_stream", "drill_inject", "alert_received"]
 DrillScenario = Literal["vt", "af", "brady", "pause"]
 
 

@@ -27,7 +27,15 @@ def _hub(tmp_path: Path, bus: InMemoryBus, timeout_s: float = 5.0, edge_analysis
 
 
 def _sent(bus: InMemoryBus, kind: str) -> list:
-    return [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/" + kind)]
+    """What the hub published of one kind; commands without the `alert_received` acknowledgements."""
+    found = [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/" + kind)]
+    return [m for m in found if not (isinstance(m, CommandMessage) and m.payload.command == "alert_received")]
+
+
+def _acks(bus: InMemoryBus) -> list[str | None]:
+    return [m.payload.alert_id for t, p, *_ in bus.published if t.endswith("/cmd")
+            and (m := decode(p, max_bytes=1 << 22)) and isinstance(m, CommandMessage)
+            and m.payload.command == "alert_received"]
 
 
 def _patient(alert: AlertMessage) -> str:
@@ -48,6 +56,7 @@ def test_alert_gets_immediate_response_then_escalation_with_findings(tmp_path: P
     elapsed_ms = (time.perf_counter() - started) * 1000
     commands = _sent(bus, "cmd")
     assert [c.payload.command for c in commands] == ["notify_wearer", "stream_strip"]
+    assert _acks(bus) == [alert.payload.alert_id]  # and the watch is told its alert is held
     assert all(isinstance(c, CommandMessage) and c.trace_id == alert.trace_id for c in commands)
     assert elapsed_ms < 1000  # sanity only; latency is measured in bench/alert_latency.py
     assert _sent(bus, "escalation") == []  # waits for the phone
@@ -112,6 +121,7 @@ def test_info_level_is_triaged_but_not_escalated(tmp_path: Path) -> None:
     bus.transport("p").publish(topics.analysis(SITE, _patient(alert), "phone-1"),
                                encode(factories.analysis(alert, rhythm="sinus_tachycardia", hr=125)))
     assert _sent(bus, "escalation") == [] and _sent(bus, "cmd") == []
+    assert _acks(bus) == [alert.payload.alert_id]  # no response needed, but the alert is acknowledged
     assert [t.payload.level for t in _sent(bus, "triage")] == ["info", "info"]
     assert hub.store.counts()["finalized"] == 1
 

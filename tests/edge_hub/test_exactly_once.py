@@ -36,7 +36,9 @@ def _publish(bus: InMemoryBus, alert: AlertMessage) -> None:
 
 
 def _commands(bus: InMemoryBus, alert: AlertMessage) -> list[str]:
-    return [t for t, *_ in bus.published if t.endswith("/cmd") and f"/{alert.patient_id}/" in t]
+    """The responses sent for this alert's patient (the `alert_received` acknowledgements aside)."""
+    return [t for t, m, *_ in bus.published if t.endswith("/cmd") and f"/{alert.patient_id}/" in t
+            and json.loads(m)["payload"]["command"] != "alert_received"]
 
 
 
@@ -144,7 +146,8 @@ def test_a_watch_re_detecting_one_event_under_a_new_alert_id_gets_one_episode_an
         assert hub.counters.get("duplicate.alert_event") == 1
         def commands_for(msg: AlertMessage) -> int:
             return sum(1 for t, m, *_ in bus.published
-                       if t.endswith("/cmd") and json.loads(m)["payload"]["alert_id"] == msg.payload.alert_id)
+                       if t.endswith("/cmd") and json.loads(m)["payload"]["alert_id"] == msg.payload.alert_id
+                       and json.loads(m)["payload"]["command"] != "alert_received")
 
         assert [commands_for(msg) for msg in (alert, again, other)] == [2, 0, 2]
         # the phone read the re-sent alert: its findings finish the one episode (under the first alert's id)

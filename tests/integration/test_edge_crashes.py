@@ -119,15 +119,18 @@ def test_an_edge_killed_at_each_step_loses_and_doubles_nothing(
                 return _count(cloud, Episode, aid) == 1
 
             escalated = wait_until(stored, 20)
-            commands = {m.payload.command for m in observer.of(CommandMessage, alert_id)}
+            sent = {m.payload.command for m in observer.of(CommandMessage, alert_id)}
+            acked, commands = "alert_received" in sent, sent - {"alert_received"}
             initial = [t for t in observer.of(TriageMessage, alert_id) if t.payload.stage == "initial"]
             observed = (f"escalations {len(observer.of(EscalationMessage, alert_id))}, cloud episodes "
                         f"{_count(cloud, Episode, alert_id)}, report jobs {_count(cloud, ReportJob, alert_id)}, "
-                        f"commands {sorted(commands)}, initial triage {'yes' if initial else 'no'}")
+                        f"commands {sorted(commands)}, initial triage {'yes' if initial else 'no'}, "
+                        f"watch told it is held {'yes' if acked else 'no'}")
             record_fault(f"edge killed {point.replace('_', ' ')}",
-                         "answered (notify, stream), escalated, one cloud episode and one report job", observed)
+                         "answered (notify, stream), watch told its alert is held, escalated, one cloud "
+                         "episode and one report job", observed)
             assert escalated, observed
-            assert commands == {"notify_wearer", "stream_strip"} and initial, observed
+            assert commands == {"notify_wearer", "stream_strip"} and initial and acked, observed
             assert _count(cloud, ReportJob, alert_id) == 1, observed
             edge.stop()
     finally:
