@@ -138,7 +138,8 @@ class EdgeHub:
                 self._respond(alert, decision, self.settings.site)
                 self._publish_triage(alert, decision, stage="initial", analysis_received=False)
                 self.store.mark_responded(row.alert_id)
-                self._acknowledge(alert)
+                if not decision.responses:
+                    self._acknowledge(alert)
                 hops.append(Hop(name="edge_response", source=self.edge_id, at=utcnow()))
                 self.counters.inc("recovered.responses")
                 log.warning("recovered episode answered late", extra={"trace_id": row.trace_id})
@@ -202,7 +203,8 @@ class EdgeHub:
         self._publish_triage(msg, decision, stage="initial", analysis_received=False)
         crash_point("after_responses")
         self.store.mark_responded(alert.alert_id)
-        self._acknowledge(msg)
+        if not decision.responses:  # a response names the alert: it is the watch's acknowledgement
+            self._acknowledge(msg)
         self.counters.inc("alerts.drill" if msg.drill else "alerts.clinical")
         log.info("alert triaged", extra={"trace_id": msg.trace_id, "kind": alert.kind, "level": decision.level,
                                           "drill": msg.drill})
@@ -272,8 +274,9 @@ class EdgeHub:
             self.counters.inc("responses")
 
     def _acknowledge(self, msg: AlertMessage) -> None:
-        """Tell the watch its alert is held (after the responses, so it never delays them): it stops sending
-        it again (watch_agent.awaiting). Sent for every copy of the alert, as the watch may have missed one."""
+        """Tell the watch its alert is held, so it stops sending it again (watch_agent.awaiting): for an alert
+        that needs no response (any command naming the alert acknowledges it), and for every copy that
+        arrives again, as the watch may have missed the first answer."""
         assert msg.patient_id is not None
         ack = CommandMessage(
             **self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),

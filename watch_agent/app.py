@@ -292,9 +292,10 @@ class WatchAgent:
 
     def _obey(self, msg: CommandMessage) -> None:
         cmd = msg.payload
+        # any command naming an alert says the edge holds it; `alert_received` says only that
+        if cmd.alert_id is not None and self.awaiting.answered(cmd.alert_id):
+            self.counters.inc("alerts.answered")
         if cmd.command == "alert_received":
-            if cmd.alert_id is not None and self.awaiting.answered(cmd.alert_id):
-                self.counters.inc("alerts.answered")
             return
         if cmd.alert_id is not None and cmd.command in ("notify_wearer", "stream_strip"):
             key = (cmd.alert_id, cmd.command)

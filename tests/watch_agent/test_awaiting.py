@@ -68,7 +68,7 @@ def test_an_alert_the_hub_holds_is_not_awaited_and_a_restart_resends_what_was(tm
     watch = _watch(bus, AwaitingAnswers(tmp_path / "awaiting.db"))
     try:
         _run(watch)
-        assert len(_alerts(bus)) == 1 and len(watch.awaiting) == 0 and hub.counters.get("acks") == 1
+        assert len(_alerts(bus)) == 1 and len(watch.awaiting) == 0 and watch.counters.get("alerts.answered") == 1
     finally:
         watch.stop()
         hub.stop()
