@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,6 +41,9 @@ app.add_typer(db_app, name="db")
 patient_app = typer.Typer(help="A patient's data, by pseudonymous id.", no_args_is_help=True)
 app.add_typer(patient_app, name="patient")
 app.add_typer(fl_app, name="fl")
+user_app = typer.Typer(help="Dashboard accounts: roles, sites, API tokens (every act is audited).",
+                       no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 log = logging.getLogger("cardiomesh")
 
@@ -473,6 +476,116 @@ def retention(
                                      seen_before=now - DEFAULT_MAX_AGE_S - DEFAULT_SKEW_S)
         store.close()
         typer.echo(f"edge {path}: {episodes} finalized episode(s), {seen} seen id(s) deleted")
+
+
+def _cloud_sessions() -> tuple[Any, Any]:
+    """(engine, session factory) of the configured cloud DB, migrated to head."""
+    from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+
+    settings = _setup()
+    url = settings.effective_database_url
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    return engine, make_session_factory(engine)
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Sign-in name (letters, digits, . _ - @).")],
+    role: Annotated[str, typer.Option(help="clinician | technician | operator (drills only) | admin.")],
+    site: Annotated[list[str] | None, typer.Option(help="A site the user may see; repeatable. Default: all.")]
+    = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin "
+                                                 "(scripts) instead of prompting.")] = False,
+) -> None:
+    """Create a dashboard account. The password (≥ 12 characters) is prompted for, twice, and kept only as
+    an argon2id hash.
+
+    Example: cardiomesh user add dr-lee --role clinician --site home-1 --site clinic-2
+    """
+    from cloud_expert.accounts import AccountError, add_user
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
+        "password", hide_input=True, confirmation_prompt=True)
+    engine, sessions = _cloud_sessions()
+    try:
+        with sessions() as session:
+            try:
+                add_user(session, username, password, role, list(site) if site else None)
+            except AccountError as exc:
+                raise _fail(str(exc)) from None
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"user {username} ({role}) added, sites: {', '.join(site) if site else 'all'}")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Every account: name, role, sites, active or disabled."""
+    from sqlalchemy import select
+
+    from cloud_expert.db import User
+
+    engine, sessions = _cloud_sessions()
+    try:
+        with sessions() as session:
+            users = list(session.scalars(select(User).order_by(User.username)))
+            for u in users:
+                state = "disabled" if u.disabled else "active"
+                typer.echo(f"{u.username:<24} {u.role:<11} sites {u.sites:<24} {state}")
+            if not users:
+                typer.echo("no users yet: cardiomesh user add NAME --role admin")
+    finally:
+        engine.dispose()
+
+
+def _set_disabled(username: str, disabled: bool) -> None:
+    from cloud_expert.accounts import AccountError, set_disabled
+
+    engine, sessions = _cloud_sessions()
+    try:
+        with sessions() as session:
+            try:
+                set_disabled(session, username, disabled)
+            except AccountError as exc:
+                raise _fail(str(exc)) from None
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+@user_app.command("disable")
+def user_disable(username: Annotated[str, typer.Argument(help="The account to disable.")]) -> None:
+    """Disable an account: signed out everywhere at once, API tokens included."""
+    _set_disabled(username, True)
+    typer.echo(f"user {username} disabled and signed out")
+
+
+@user_app.command("enable")
+def user_enable(username: Annotated[str, typer.Argument(help="The account to enable again.")]) -> None:
+    """Enable a disabled account."""
+    _set_disabled(username, False)
+    typer.echo(f"user {username} enabled")
+
+
+@user_app.command("token")
+def user_token(username: Annotated[str, typer.Argument(help="The account the token acts as.")]) -> None:
+    """Issue a 90-day API token for scripts and FHIR clients (Authorization: Bearer TOKEN). Printed once;
+    only its hash is kept."""
+    from cloud_expert.accounts import AccountError, issue_api_token
+
+    engine, sessions = _cloud_sessions()
+    try:
+        with sessions() as session:
+            try:
+                token = issue_api_token(session, username)
+            except AccountError as exc:
+                raise _fail(str(exc)) from None
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(token)
 
 
 def _dead_letter_stores(settings: Settings, client: str | None) -> list[Path]:

@@ -72,11 +72,16 @@ class _Web:
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
+        from cloud_expert.accounts import demo_account
         from cloud_expert.web.main import create_app
 
         self.port = _free_port(settings.web_host, settings.web_port)
         self.url = f"http://{settings.web_host}:{self.port}/"
-        config = uvicorn.Config(create_app(settings), host=settings.web_host, port=self.port, log_level="warning")
+        app = create_app(settings)
+        with app.state.sessions() as session:
+            self.password = demo_account(session)
+            session.commit()
+        config = uvicorn.Config(app, host=settings.web_host, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
 
@@ -165,7 +170,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         if web is not None:
             web.start()
             parts.append(web)
-            print(f"dashboard: {web.url}", file=sys.stderr)
+            print(f"dashboard: {web.url} (sign in as demo / {web.password}: a new password each run)",
+                  file=sys.stderr)
 
         fleet = WatchFleet(settings, transport_factory(settings), demo_specs(settings, options.watches),
                            speed=options.speed)

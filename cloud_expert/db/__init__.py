@@ -2,9 +2,20 @@
 
 from cloud_expert.db.engine import make_engine, make_session_factory
 from cloud_expert.db.migrate import upgrade_to_head
-from cloud_expert.db.models import JOB_STATUSES, Base, Episode, Erasure, JobStatus, Report, ReportJob
+from cloud_expert.db.models import (
+    JOB_STATUSES,
+    AuditEntry,
+    Base,
+    Episode,
+    Erasure,
+    JobStatus,
+    Report,
+    ReportJob,
+    User,
+    WebSession,
+)
 
 __all__ = [
-    "JOB_STATUSES", "Base", "Episode", "Erasure", "JobStatus", "Report", "ReportJob", "make_engine",
-    "make_session_factory", "upgrade_to_head",
+    "JOB_STATUSES", "AuditEntry", "Base", "Episode", "Erasure", "JobStatus", "Report", "ReportJob", "User",
+    "WebSession", "make_engine", "make_session_factory", "upgrade_to_head",
 ]

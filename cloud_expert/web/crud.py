@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from cloud_expert.db import Episode, Report, ReportJob
 from cloud_expert.reports.fhir import FhirInput
 from cloud_expert.web.schemas import AlertPublic, ReportPublic
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a user may see: their sites (None: every site), and drills only (an operator)."""
+
+    sites: tuple[str, ...] | None = None
+    drills_only: bool = False
+
+
+EVERYTHING = Scope()
+
+
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
+
+
+def _scoped(stmt: S, scope: Scope) -> S:
+    if scope.sites is not None:
+        stmt = stmt.where(Episode.site.in_(scope.sites))
+    if scope.drills_only:
+        stmt = stmt.where(Episode.drill.is_(True))
+    return stmt
 
 
 def report_url(report_id: str) -> str:
@@ -24,7 +48,7 @@ def fhir_url(report_id: str) -> str:
     return f"/fhir/DiagnosticReport/{report_id}"
 
 
-def list_alerts(*, session: Session, limit: int, include_drills: bool) -> list[AlertPublic]:
+def list_alerts(*, session: Session, limit: int, include_drills: bool, scope: Scope) -> list[AlertPublic]:
     stmt = (
         select(Episode, ReportJob.status, Report.id)
         .outerjoin(ReportJob, ReportJob.episode_id == Episode.id)
@@ -34,6 +58,7 @@ def list_alerts(*, session: Session, limit: int, include_drills: bool) -> list[A
     )
     if not include_drills:
         stmt = stmt.where(Episode.drill.is_(False))
+    stmt = _scoped(stmt, scope)
     return [
         AlertPublic(alert_id=e.id, trace_id=e.trace_id, site=e.site, patient_id=e.patient_id, device_id=e.device_id,
                     kind=e.kind, level=e.level, drill=e.drill, received_at=e.received_at, report_status=status,
@@ -52,34 +77,36 @@ def _public(report: Report, episode: Episode) -> ReportPublic:
                         signed_by=report.signed_by)
 
 
-def list_reports(*, session: Session, limit: int, include_drills: bool) -> list[ReportPublic]:
+def list_reports(*, session: Session, limit: int, include_drills: bool, scope: Scope) -> list[ReportPublic]:
     stmt = (select(Report, Episode).join(Episode, Report.episode_id == Episode.id)
             .order_by(Report.created_at.desc(), Report.id).limit(limit))
     if not include_drills:
         stmt = stmt.where(Report.drill.is_(False))
-    return [_public(r, e) for r, e in session.execute(stmt).all()]
+    return [_public(r, e) for r, e in session.execute(_scoped(stmt, scope)).all()]
 
 
-def get_report(*, session: Session, report_id: str) -> ReportPublic | None:
-    row = session.execute(
-        select(Report, Episode).join(Episode, Report.episode_id == Episode.id).where(Report.id == report_id)
-    ).first()
+def _one(report_id: str, scope: Scope, *columns: Any) -> Select[*tuple[Any, ...]]:
+    """One report by id, within what the user may see: outside it, a report does not exist (404, not 403)."""
+    return _scoped(select(*columns).join(Episode, Report.episode_id == Episode.id).where(Report.id == report_id),
+                   scope)
+
+
+def get_report(*, session: Session, report_id: str, scope: Scope) -> ReportPublic | None:
+    row = session.execute(_one(report_id, scope, Report, Episode)).first()
     return _public(row[0], row[1]) if row else None
 
 
-def get_report_html(*, session: Session, report_id: str) -> str | None:
-    return session.scalar(select(Report.html).where(Report.id == report_id))
+def get_report_html(*, session: Session, report_id: str, scope: Scope) -> str | None:
+    return session.scalar(_one(report_id, scope, Report.html))
 
 
-def get_report_pdf(*, session: Session, report_id: str) -> bytes | None:
-    """The stored PDF; None when there is no such report or it predates PDFs (migration 0002)."""
-    return session.scalar(select(Report.pdf).where(Report.id == report_id))
+def get_report_pdf(*, session: Session, report_id: str, scope: Scope) -> bytes | None:
+    """The stored PDF; None when there is no such report (for this user) or it predates PDFs (migration 0002)."""
+    return session.scalar(_one(report_id, scope, Report.pdf))
 
 
-def get_fhir_input(*, session: Session, report_id: str) -> FhirInput | None:
-    row = session.execute(
-        select(Report, Episode).join(Episode, Report.episode_id == Episode.id).where(Report.id == report_id)
-    ).first()
+def get_fhir_input(*, session: Session, report_id: str, scope: Scope) -> FhirInput | None:
+    row = session.execute(_one(report_id, scope, Report, Episode)).first()
     if row is None:
         return None
     report, episode = row

@@ -45,3 +45,13 @@ class ReportPublic(BaseModel):
 class Health(BaseModel):
     status: str
     database: str
+
+
+class AuditPublic(BaseModel):
+    id: int
+    at: datetime
+    username: str | None = Field(description="Who; none for a failed sign-in or a CLI act")
+    action: str
+    target: str | None = Field(description="A report id, pseudonymous patient id or username")
+    detail: str | None
+    client: str | None = Field(description="The client's address")

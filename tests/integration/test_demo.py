@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cloud_expert.web.signin import sign_in
 from tests.cloud_expert.worker.helpers import REPO_ROOT
 
 pytestmark = [pytest.mark.slow]
@@ -41,11 +42,12 @@ def test_demo_runs_alone_and_a_drill_stays_a_drill(tmp_path: Path, unique: str) 
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
         )
         try:
-            url = None
+            url = password = None
             deadline = time.monotonic() + 60
             while url is None and time.monotonic() < deadline and demo.poll() is None:
-                found = re.search(r"dashboard: (\S+)", stderr_path.read_text(errors="replace"))
-                url = found.group(1) if found else None
+                printed = stderr_path.read_text(errors="replace")
+                found = re.search(r"dashboard: (\S+) \(sign in as demo / (\S+):", printed)
+                url, password = (found.group(1), found.group(2)) if found else (None, None)
                 time.sleep(0.2)
             assert url, f"demo printed no dashboard URL:\n{stderr_path.read_text()[-3000:]}"
             time.sleep(5)  # let the watches come online
@@ -57,12 +59,17 @@ def test_demo_runs_alone_and_a_drill_stays_a_drill(tmp_path: Path, unique: str) 
                         "edge escalation", "report rendered", "DRILL report"):
                 assert hop in drill.stdout, f"missing hop {hop!r} in:\n{drill.stdout}"
             report_path = re.search(r"DRILL report: (\S+)", drill.stdout).group(1)  # type: ignore[union-attr]
-            page = httpx.get(url.rstrip("/") + report_path, timeout=10)
-            assert page.status_code == 200 and "DRILL" in page.text
-            reports = httpx.get(url.rstrip("/") + "/api/reports", timeout=10).json()
-            assert any(r["drill"] for r in reports)
-            dashboard = httpx.get(url, timeout=10)
-            assert dashboard.status_code == 200 and report_path in dashboard.text
+            base = url.rstrip("/")
+            assert httpx.get(base + "/api/reports", timeout=10).status_code == 401  # nothing without signing in
+            assert password is not None
+            with httpx.Client(timeout=10) as browser:
+                assert sign_in(browser, "demo", password, base=base).status_code == 303
+                page = browser.get(base + report_path)
+                assert page.status_code == 200 and "DRILL" in page.text
+                reports = browser.get(base + "/api/reports").json()
+                assert any(r["drill"] for r in reports)
+                dashboard = browser.get(url)
+                assert dashboard.status_code == 200 and report_path in dashboard.text
             out, _ = demo.communicate(timeout=150)
         finally:
             if demo.poll() is None:

@@ -7,10 +7,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from cloud_expert.accounts import audit
 from cloud_expert.ingest import clinical_counts
 from cloud_expert.web import crud
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.schemas import Health
+from cloud_expert.web.security import Reader, client_of, scope_of
 
 router = APIRouter(tags=["dashboard"])
 
@@ -18,13 +20,18 @@ REFRESH_S = 3
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, session: SessionDep, templates: TemplatesDep) -> HTMLResponse:
-    return templates.TemplateResponse(request, "dashboard.html", {
-        "alerts": crud.list_alerts(session=session, limit=100, include_drills=True),
-        "reports": crud.list_reports(session=session, limit=100, include_drills=True),
-        "counts": clinical_counts(session),
+def dashboard(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Reader) -> HTMLResponse:
+    scope = scope_of(viewer)
+    page = templates.TemplateResponse(request, "dashboard.html", {
+        "alerts": crud.list_alerts(session=session, limit=100, include_drills=True, scope=scope),
+        "reports": crud.list_reports(session=session, limit=100, include_drills=True, scope=scope),
+        "counts": clinical_counts(session) if scope == crud.EVERYTHING else None,
         "refresh_s": REFRESH_S,
+        "viewer": viewer,
     })
+    audit(session, viewer.username, "viewed_dashboard", None, None, client=client_of(request))
+    session.commit()
+    return page
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})

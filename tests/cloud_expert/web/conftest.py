@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from cloud_expert.accounts import add_user
 from cloud_expert.db import Report
 from cloud_expert.ingest import store_escalation
 from cloud_expert.reports.jobs import run_report_job
@@ -17,6 +18,7 @@ from cloud_expert.web import create_app
 from shared.messages import utcnow
 from shared.settings import Settings
 from tests.cloud_expert.factories import make_escalation
+from tests.cloud_expert.web.signin import sign_in
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,18 @@ class Seeded:
     pending_alert: str
 
 
+PASSWORD = "correct horse battery staple"
+
+
+def add_account(client: TestClient, username: str, role: str, sites: list[str] | None = None) -> None:
+    with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        add_user(session, username, PASSWORD, role, sites)
+        session.commit()
+
+
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def anonymous(settings: Settings) -> Iterator[TestClient]:
+    """The app, and a client that has not signed in."""
     app = create_app(settings)
     with TestClient(app) as test_client:
         yield test_client
@@ -37,8 +49,16 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def seeded(client: TestClient, unique: str) -> Seeded:
-    sessions = client.app.state.sessions  # type: ignore[attr-defined]
+def client(anonymous: TestClient) -> TestClient:
+    """Signed in as an admin who sees every site (the routes' own behaviour; access is tested apart)."""
+    add_account(anonymous, "admin-1", "admin")
+    assert sign_in(anonymous, "admin-1", PASSWORD).status_code == 303
+    return anonymous
+
+
+@pytest.fixture
+def seeded(anonymous: TestClient, unique: str) -> Seeded:
+    sessions = anonymous.app.state.sessions  # type: ignore[attr-defined]
     t0 = utcnow()
     ids: list[str] = []
     with sessions() as session:
