@@ -68,12 +68,13 @@ def test_alerts_queued_for_an_offline_edge_survive_a_broker_killed_9(tmp_path: P
         alerts = [factories.alert(device="watch-1", patient="pt-1") for _ in range(ALERTS)]
         for alert in alerts:
             watch.publish(topics.alert(SITE, "pt-1", "watch-1"), encode(alert))
-        acked_at = time.time()
         watch.stop()  # returns once every PUBACK is in: the broker has them all
+        acked_at = time.time()
         # the broker saves on every change, but in its own loop: on a loaded machine that can lag the PUBACK
-        # (the window `watch_agent.awaiting` closes; the next test kills a broker that saves nothing at all)
+        # (the window `watch_agent.awaiting` closes; the next test kills a broker that saves nothing at all).
+        # A save after the last PUBACK holds everything; without one in 3 s, the last save already did.
         saved = tmp_path / "data" / "mosquitto.db"
-        wait_until(lambda: saved.exists() and saved.stat().st_mtime >= acked_at, 5)
+        wait_until(lambda: saved.exists() and saved.stat().st_mtime >= acked_at, 3)
         assert broker.process is not None
         broker.process.send_signal(signal.SIGKILL)
         broker.process.wait(timeout=10)
