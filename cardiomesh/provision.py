@@ -102,7 +102,8 @@ def plan(site: str, devices: int, *, edge_id: str = "edge-1") -> list[Identity]:
         watch, phone = f"watch-{i}", f"phone-{i}"
         ids.append(Identity(
             watch, "watch",
-            read=(topics.cmd(s, any_, watch), topics.fl_round(any_), topics.fl_model(any_)),
+            read=(topics.cmd(s, any_, watch), topics.label(s, any_, watch), topics.fl_round(any_),
+                  topics.fl_model(any_)),
             write=(topics.alert(s, any_, watch), topics.vitals(s, any_, watch), topics.strip(s, any_, watch),
                    topics.presence(s, watch), topics.fl_update(any_, s, watch)),
             paired_with=phone))
@@ -116,7 +117,7 @@ def plan(site: str, devices: int, *, edge_id: str = "edge-1") -> list[Identity]:
                  write=(topics.cmd(s, any_, any_), topics.triage(s, any_, edge_id), topics.escalation(s, any_, edge_id),
                         topics.presence(s, edge_id), topics.fl_aggregate(any_, s, edge_id))),
         Identity("cloud-ingest", "cloud", read=(topics.escalation(any_, any_, any_),),
-                 write=(topics.report(any_, any_, "cloud"),)),
+                 write=(topics.report(any_, any_, "cloud"), topics.label(any_, any_, any_))),
         Identity("fl-coordinator", "coordinator", read=(f"{topics.ROOT}/fl/+/aggregate/#",),
                  write=(topics.fl_round(any_), topics.fl_model(any_))),
         Identity(f"operator-{s}", "operator", read=(topics.everything(s),), write=(topics.cmd(s, any_, any_),)),

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import Session
 
-from cloud_expert.db import Episode, Erasure, Report, ReportJob
+from cloud_expert.db import Episode, Erasure, Label, Report, ReportJob, ReportReview
 from shared.messages import new_id, utcnow
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ def _erase(session: Session, patient_id: str, where: ColumnElement[bool], *, by:
     episodes = int(session.scalar(select(func.count()).select_from(Episode).where(where)) or 0)
     reports = int(session.scalar(select(func.count()).select_from(Report).where(Report.episode_id.in_(ids))) or 0)
     jobs = int(session.scalar(select(func.count()).select_from(ReportJob).where(ReportJob.episode_id.in_(ids))) or 0)
+    reports_of = select(Report.id).where(Report.episode_id.in_(ids))
+    session.execute(delete(ReportReview).where(ReportReview.report_id.in_(reports_of)))
+    session.execute(delete(Label).where(Label.report_id.in_(reports_of)))
     session.execute(delete(Report).where(Report.episode_id.in_(ids)))
     session.execute(delete(ReportJob).where(ReportJob.episode_id.in_(ids)))
     session.execute(delete(Episode).where(where))

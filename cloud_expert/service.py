@@ -17,11 +17,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_expert.db import Episode, Report, ReportJob, encryption, make_engine, make_session_factory, upgrade_to_head
+from cloud_expert.db import (
+    Episode,
+    Label,
+    Report,
+    ReportJob,
+    encryption,
+    make_engine,
+    make_session_factory,
+    upgrade_to_head,
+)
 from cloud_expert.ingest import store_escalation
 from shared import topics
 from shared.faults import crash_point
-from shared.messages import EscalationMessage, Hop, ReportMessage, utcnow
+from shared.messages import EscalationMessage, Hop, LabelMessage, ReportMessage, utcnow
 from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import Router, Transport
@@ -133,7 +142,7 @@ class CloudService:
 
     def tick(self) -> None:
         """One pass of the loop: announce finished reports, re-enqueue lost jobs. Never raises."""
-        for step in (self.announce_reports, self.sweep_jobs):
+        for step in (self.announce_reports, self.sweep_jobs, self.publish_labels):
             try:
                 step()
             except Exception:  # DB unreachable or a bug: log, count, try again next tick
@@ -161,14 +170,38 @@ class CloudService:
                                                      "alert_id": episode.id})
             return len(rows)
 
+    def publish_labels(self) -> int:
+        """Publish every clinician verdict not yet on the bus, to the device that raised the alert (a training
+        label; drills never have one). The label's id is the message id: a re-publish after a crash dedupes."""
+        with self.sessions() as session:
+            labels = session.scalars(select(Label).where(Label.published_at.is_(None))
+                                     .order_by(Label.created_at).limit(100)).all()
+            for label in labels:
+                message = LabelMessage.model_validate({
+                    "id": label.id, "source": SERVICE_ID, "patient_id": label.patient_id, "seq": self._next_seq(),
+                    "trace_id": label.alert_id, "drill": False,
+                    "payload": {"alert_id": label.alert_id, "report_id": label.report_id, "verdict": label.verdict,
+                                "rhythm": label.rhythm, "labelled_at": label.created_at},
+                })
+                self.router.publish(topics.label(label.site, label.patient_id, label.device_id), message, qos=1)
+                label.published_at = self._now()
+                session.commit()
+                self.counters.inc("labels_published")
+                log.info("label published", extra={"trace_id": label.alert_id, "verdict": label.verdict})
+            return len(labels)
+
+    def _next_seq(self) -> int:
+        self._last_seq = max(self._last_seq + 1, int(time.time() * 1000))
+        return self._last_seq
+
     def _report_message(self, report: Report, episode: Episode) -> ReportMessage:
         hops = [Hop.model_validate(h) for h in episode.hops_json]
         hops.append(Hop(name=REPORT_HOP, source=SERVICE_ID, at=report.created_at))
-        self._last_seq = max(self._last_seq + 1, int(time.time() * 1000))
+        seq = self._next_seq()
         # model_validate: Envelope's aliased, defaulted `schema` field reads as required to mypy without the
         # pydantic plugin; validating a dict keeps this module clean under either mypy configuration.
         return ReportMessage.model_validate({
-            "id": report.id, "source": SERVICE_ID, "patient_id": episode.patient_id, "seq": self._last_seq,
+            "id": report.id, "source": SERVICE_ID, "patient_id": episode.patient_id, "seq": seq,
             "trace_id": episode.trace_id, "drill": episode.drill,
             "payload": {"report_id": report.id, "alert_id": episode.id, "level": episode.level,
                         "url": f"/reports/{report.id}", "hops": hops[-64:]},

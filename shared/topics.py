@@ -14,8 +14,9 @@ from typing import Literal
 ROOT = "cm/v1"
 ANY = "+"
 
-DeviceKind = Literal["vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip"]
-DEVICE_KINDS: tuple[str, ...] = ("vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip")
+DeviceKind = Literal["vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip", "label"]
+DEVICE_KINDS: tuple[str, ...] = ("vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip",
+                                 "label")
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -61,6 +62,11 @@ def escalation(site: str, patient_id: str, edge_id: str) -> str:
 
 def report(site: str, patient_id: str, service_id: str) -> str:
     return device(site, patient_id, service_id, "report")
+
+
+def label(site: str, patient_id: str, device_id: str) -> str:
+    """A clinician's verdict on one of `device_id`'s alerts, from the cloud (like `cmd`, addressed to the device)."""
+    return device(site, patient_id, device_id, "label")
 
 
 def presence(site: str, device_id: str) -> str:

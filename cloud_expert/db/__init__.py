@@ -9,13 +9,15 @@ from cloud_expert.db.models import (
     Episode,
     Erasure,
     JobStatus,
+    Label,
     Report,
     ReportJob,
+    ReportReview,
     User,
     WebSession,
 )
 
 __all__ = [
-    "JOB_STATUSES", "AuditEntry", "Base", "Episode", "Erasure", "JobStatus", "Report", "ReportJob", "User",
-    "WebSession", "make_engine", "make_session_factory", "upgrade_to_head",
+    "JOB_STATUSES", "AuditEntry", "Base", "Episode", "Erasure", "JobStatus", "Label", "Report", "ReportJob",
+    "ReportReview", "User", "WebSession", "make_engine", "make_session_factory", "upgrade_to_head",
 ]

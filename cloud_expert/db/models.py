@@ -121,6 +121,9 @@ class Report(Base):
     severity: Mapped[str | None] = mapped_column(String(16))
     signed_at: Mapped[datetime | None]
     signed_by: Mapped[str | None] = mapped_column(String(128))
+    #: preliminary | final | amended | rejected (`cloud_expert.signoff`)
+    review_status: Mapped[str] = mapped_column(String(16), default="preliminary", server_default="preliminary")
+    review_reason: Mapped[str | None] = mapped_column(Text)
 
     episode: Mapped[Episode] = relationship(back_populates="report")
 
@@ -182,3 +185,36 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
     client: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReportReview(Base):
+    """One sign-off act on a report (sign, amend, reject), with the clinician's verdict: append-only."""
+
+    __tablename__ = "report_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    username: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    rhythm: Mapped[str | None] = mapped_column(String(32))
+
+
+class Label(Base):
+    """A clinician's verdict on a clinical alert, waiting to be (or once) published as a training label.
+    Never made for a drill."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    alert_id: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    rhythm: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -76,6 +76,14 @@ class FhirInput:
     issued_at: datetime
     assessment: dict[str, Any]
     signed_at: datetime | None = None
+    review_status: str = "preliminary"
+    review_reason: str | None = None
+    signed_by: str | None = None
+
+
+#: a report's review status → DiagnosticReport.status (a rejected automated report is entered-in-error:
+#: its content is not the clinician's)
+FHIR_STATUS = {"preliminary": "preliminary", "final": "final", "amended": "amended", "rejected": "entered-in-error"}
 
 
 def fhir_id(value: str) -> str:
@@ -97,7 +105,9 @@ def _quantity_obs(key: str, rid: str, code: str, display: str, unit: str, catego
 
 def diagnostic_report(data: FhirInput) -> DiagnosticReport:
     """The validated DiagnosticReport of one report, with the pseudonymous Patient and Observations contained."""
-    status = "final" if data.signed_at is not None else "preliminary"
+    # signed with no review status (a row signed before sign-off had one): final
+    reviewed = "final" if data.review_status == "preliminary" else data.review_status
+    status = FHIR_STATUS.get(reviewed, "final") if data.signed_at is not None else "preliminary"
     meta: dict[str, Any] = {"tag": [DRILL_TAG], "security": [TEST_DATA_LABEL]} if data.drill else {}
     m: dict[str, Any] = data.assessment.get("measurements") or {}
     common = {"status": status, "subject": {"reference": "#patient"},
@@ -126,6 +136,10 @@ def diagnostic_report(data: FhirInput) -> DiagnosticReport:
         "; ".join(f"{f['title']} ({f['severity']})" for f in findings) or "No guideline threshold crossed.")
     if status == "preliminary":
         conclusion += " Preliminary: requires clinician review."
+    elif status == "amended":
+        conclusion += f" Amended by {data.signed_by}: {data.review_reason}."
+    elif status == "entered-in-error":
+        conclusion += f" Rejected by {data.signed_by}: {data.review_reason}."
     return DiagnosticReport(
         id=fhir_id(data.report_id), meta=meta or None, status=status, category=[REPORT_CATEGORY], code=REPORT_CODE,
         identifier=[{"system": REPORT_SYSTEM, "value": data.report_id},

@@ -134,11 +134,11 @@ def _story(view: ReportView) -> list[Flowable]:
     if d.drill:
         story += [Paragraph("DRILL — NOT A REAL PATIENT EVENT — DO NOT ACT CLINICALLY", s["drill"]), Spacer(1, 8)]
     story.append(p(f"{'[DRILL] ' if d.drill else ''}Cardiac episode report: {alert.kind.replace('_', ' ')}", "title"))
-    if d.signed_at is None:
+    if d.review_line is None:
         story.append(p("Preliminary — requires clinician review. Generated automatically; not a diagnosis.",
                        "prelim"))
     else:
-        story.append(p(f"Signed by {d.signed_by} at {d.signed_at.isoformat(timespec='seconds')}.", "body"))
+        story.append(p(d.review_line, "body"))
     story.append(Spacer(1, 6))
     ident = [["Report", d.report_id, "Patient (pseudonym)", d.patient_id, "Site", d.site],
              ["Device", d.alert.source, "Alert time (UTC)", d.alert.created_at.isoformat(timespec="seconds"),
@@ -192,7 +192,8 @@ def render_report_pdf(view: ReportView) -> bytes:
     d = view.data
     title = f"{'[DRILL] ' if d.drill else ''}CardioMesh report {d.report_id}"
     footer = ("DRILL — not a real patient event. " if d.drill else "") + (
-        "Preliminary — requires clinician review." if d.signed_at is None else f"Signed by {d.signed_by}.")
+        "Preliminary — requires clinician review." if d.review_line is None
+        else f"{ {'amended': 'Amended', 'rejected': 'Rejected'}.get(d.review_status, 'Signed')} by {d.signed_by}.")
 
     def on_page(canvas: Canvas, doc: Any) -> None:
         canvas.saveState()

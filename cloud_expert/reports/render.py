@@ -45,6 +45,21 @@ class ReportInput:
     history: tuple[PastEpisode, ...] = field(default=())
     signed_at: datetime | None = None
     signed_by: str | None = None
+    review_status: str = "preliminary"  # final | amended | rejected once a clinician reviewed it
+    review_reason: str | None = None
+
+    @property
+    def review_line(self) -> str | None:
+        """The clinician's sign-off in one sentence; None while the report is preliminary."""
+        if self.signed_at is None:
+            return None
+        when = self.signed_at.isoformat(timespec="seconds")
+        if self.review_status == "amended":
+            return f"Amended by {self.signed_by} at {when}: {self.review_reason}."
+        if self.review_status == "rejected":
+            return (f"Rejected by {self.signed_by} at {when}: {self.review_reason}. The automated findings below "
+                    "were not accepted.")
+        return f"Signed by {self.signed_by} at {when}."
 
     @classmethod
     def from_json(

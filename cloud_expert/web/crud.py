@@ -73,7 +73,7 @@ def _public(report: Report, episode: Episode) -> ReportPublic:
                         created_at=report.created_at, rendered_ms=report.rendered_ms, url=report_url(report.id),
                         pdf_url=pdf_url(report.id) if report.severity is not None else None,
                         fhir_url=fhir_url(report.id), severity=report.severity,
-                        status="final" if report.signed_at else "preliminary", signed_at=report.signed_at,
+                        status=report.review_status, signed_at=report.signed_at,
                         signed_by=report.signed_by)
 
 
@@ -114,4 +114,6 @@ def get_fhir_input(*, session: Session, report_id: str, scope: Scope) -> FhirInp
     effective = datetime.fromisoformat(alert_time) if isinstance(alert_time, str) else episode.received_at
     return FhirInput(report_id=report.id, patient_id=episode.patient_id, trace_id=episode.trace_id,
                      drill=report.drill, effective_at=effective, issued_at=report.created_at,
-                     assessment=report.assessment_json or {}, signed_at=report.signed_at)
+                     assessment=report.assessment_json or {}, signed_at=report.signed_at,
+                     review_status=report.review_status, review_reason=report.review_reason,
+                     signed_by=report.signed_by)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,7 +38,7 @@ class ReportPublic(BaseModel):
     pdf_url: str | None = Field(description="The PDF report (None for reports rendered before PDFs existed)")
     fhir_url: str = Field(description="FHIR R4 DiagnosticReport (application/fhir+json)")
     severity: str | None = Field(description="Automated assessment: normal | info | moderate | high | critical")
-    status: str = Field(description="preliminary until a clinician signs, then final")
+    status: str = Field(description="preliminary until a clinician signs; then final, amended or rejected")
     signed_at: datetime | None
     signed_by: str | None
 
@@ -55,3 +56,13 @@ class AuditPublic(BaseModel):
     target: str | None = Field(description="A report id, pseudonymous patient id or username")
     detail: str | None
     client: str | None = Field(description="The client's address")
+
+
+class ReviewIn(BaseModel):
+    """A sign-off act: the report's new state and the clinician's verdict on the alert."""
+
+    action: Literal["sign", "amend", "reject"]
+    reason: str | None = Field(None, max_length=2000, description="Required to amend or reject")
+    verdict: Literal["true_alarm", "false_alarm", "uncertain"] | None = Field(
+        None, description="The alert was right, wrong, or cannot be told; becomes a training label (never drills)")
+    rhythm: str | None = Field(None, max_length=32, description="The rhythm the clinician read, when it differs")

@@ -88,4 +88,5 @@ def secure_cookies(request: Request) -> bool:
 
 Reader = Annotated[Viewer, Depends(require(*READERS))]
 Admin = Annotated[Viewer, Depends(require("admin"))]
+Signer = Annotated[Viewer, Depends(require("clinician", "admin"))]
 AnyViewer = Annotated[Viewer, Depends(current_viewer)]

@@ -183,3 +183,18 @@ class ReportPayload(_Payload):
 class ReportMessage(Envelope):
     type: Literal["report"] = "report"
     payload: ReportPayload
+
+
+class LabelPayload(_Payload):
+    """A clinician's verdict on an alert, for the device's training: never made for a drill."""
+
+    alert_id: Id
+    report_id: Id
+    verdict: Literal["true_alarm", "false_alarm", "uncertain"]
+    rhythm: str | None = Field(None, max_length=32, description="The rhythm the clinician read, when it differs")
+    labelled_at: datetime
+
+
+class LabelMessage(Envelope):
+    type: Literal["label"] = "label"
+    payload: LabelPayload

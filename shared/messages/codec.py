@@ -11,6 +11,7 @@ from shared.messages.clinical import (
     AlertMessage,
     AnalysisMessage,
     EscalationMessage,
+    LabelMessage,
     ReportMessage,
     TriageMessage,
 )
@@ -21,7 +22,7 @@ from shared.messages.fl import AggregateMessage, ModelMessage, RoundMessage, Upd
 Message = Annotated[
     AlertMessage | AnalysisMessage | TriageMessage | EscalationMessage | ReportMessage | VitalsMessage
     | PresenceMessage | CommandMessage | StripMessage | RoundMessage | ModelMessage | UpdateMessage
-    | AggregateMessage,
+    | AggregateMessage | LabelMessage,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)
@@ -83,4 +84,4 @@ def validate_object(data: dict[str, Any]) -> Envelope:
 
 
 _TYPES = {"alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command", "strip", "fl_round",
-          "fl_model", "fl_update", "fl_aggregate"}
+          "fl_model", "fl_update", "fl_aggregate", "label"}

@@ -39,7 +39,7 @@ RETRY_POLL_S = 0.5
 #: messages is refused before it is parsed (an alert's 60 s strip at 1 kHz is ≈ 160 KB as base64 int16).
 #: Kinds not listed (escalations, reports, FL) get the component's `max_bytes`.
 KIND_LIMITS: dict[str, int] = {
-    "presence": 8 * 1024, "cmd": 8 * 1024, "vitals": 16 * 1024, "triage": 64 * 1024,
+    "presence": 8 * 1024, "cmd": 8 * 1024, "label": 8 * 1024, "vitals": 16 * 1024, "triage": 64 * 1024,
     "strip": 256 * 1024, "analysis": 256 * 1024, "alert": 384 * 1024,
 }
 
@@ -107,7 +107,7 @@ class Router:
             expected = message_type.model_fields["type"].default
             if isinstance(expected, str) and data["type"] != expected:
                 raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {data['type']}")
-            if check_source and parts.kind not in ("cmd", "fl_round", "fl_model") and isinstance(
+            if check_source and parts.kind not in ("cmd", "label", "fl_round", "fl_model") and isinstance(
                     data.get("source"), str) and (
                 data["source"] != parts.device_id
                 or (parts.patient_id is not None and data.get("patient_id") != parts.patient_id)

@@ -7,15 +7,16 @@ sites is "not found", so its existence is not disclosed either.
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from cloud_expert.accounts import Viewer, audit
+from cloud_expert.signoff import VERDICTS, ReviewError, review
 from cloud_expert.web import crud
-from cloud_expert.web.deps import SessionDep
+from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import IncludeDrills, Limit, ReportId
-from cloud_expert.web.schemas import ReportPublic
-from cloud_expert.web.security import Reader, client_of, scope_of
+from cloud_expert.web.schemas import ReportPublic, ReviewIn
+from cloud_expert.web.security import Reader, Signer, client_of, form_fields, scope_of
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 pages = APIRouter(prefix="/reports", tags=["reports"])
@@ -67,3 +68,53 @@ def report_page(request: Request, session: SessionDep, viewer: Reader, report_id
         raise _not_found(report_id)
     viewed(session, request, viewer, report_id, "html")
     return HTMLResponse(html)
+
+
+def _review_context(session: Session, viewer: Viewer, report_id: str) -> ReportPublic:
+    report = crud.get_report(session=session, report_id=report_id, scope=scope_of(viewer))
+    if report is None:
+        raise _not_found(report_id)
+    return report
+
+
+@pages.get("/{report_id}/review", response_class=HTMLResponse, include_in_schema=False)
+def review_page(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Signer,
+                report_id: ReportId) -> HTMLResponse:
+    report = _review_context(session, viewer, report_id)
+    return templates.TemplateResponse(request, "review.html", {"report": report, "viewer": viewer, "error": None,
+                                                               "verdicts": VERDICTS})
+
+
+@pages.post("/{report_id}/review", response_class=HTMLResponse, include_in_schema=False)
+async def review_form(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Signer,
+                      report_id: ReportId) -> Response:
+    fields = await form_fields(request)
+    try:
+        review(session, report_id, viewer, action=fields.get("action", ""), reason=fields.get("reason"),
+               verdict=fields.get("verdict") or None, rhythm=fields.get("rhythm"))
+    except LookupError:
+        raise _not_found(report_id) from None
+    except ReviewError as exc:
+        session.rollback()
+        return templates.TemplateResponse(
+            request, "review.html", {"report": _review_context(session, viewer, report_id), "viewer": viewer,
+                                     "error": str(exc), "verdicts": VERDICTS}, status_code=409)
+    session.commit()
+    return RedirectResponse(f"/reports/{report_id}", status_code=303)
+
+
+@router.post("/{report_id}/review", response_model=ReportPublic,
+             responses={404: {"description": "No such report"}, 409: {"description": "Not allowed in its state"}})
+def review_json(session: SessionDep, viewer: Signer, report_id: ReportId, body: ReviewIn) -> ReportPublic:
+    """Sign, amend (with a reason) or reject (with a reason) a report, with the verdict on the alert
+    (clinicians and admins; recorded)."""
+    try:
+        review(session, report_id, viewer, action=body.action, reason=body.reason, verdict=body.verdict,
+               rhythm=body.rhythm)
+    except LookupError:
+        raise _not_found(report_id) from None
+    except ReviewError as exc:
+        session.rollback()
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    session.commit()
+    return _review_context(session, viewer, report_id)

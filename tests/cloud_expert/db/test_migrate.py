@@ -9,9 +9,10 @@ from sqlalchemy import inspect, text
 
 from cloud_expert.db import make_engine, upgrade_to_head
 
-TABLES = {"alembic_version", "episodes", "report_jobs", "reports"}
-HEAD = "0003_erasures"
-REPORT_COLUMNS = {"pdf", "assessment_json", "severity", "signed_at", "signed_by"}
+TABLES = {"alembic_version", "episodes", "report_jobs", "reports", "erasures", "users", "web_sessions", "audit_log",
+          "report_reviews", "labels"}
+HEAD = "0005_signoff"
+REPORT_COLUMNS = {"pdf", "assessment_json", "severity", "signed_at", "signed_by", "review_status", "review_reason"}
 
 
 def _concurrently(url: str, n: int = 4) -> list[BaseException]:

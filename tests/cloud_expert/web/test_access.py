@@ -31,7 +31,7 @@ def _paths(client: TestClient, report_id: str) -> list[str]:
             routes.extend(inner.routes)
         elif isinstance(route, APIRoute | Route) and "GET" in (route.methods or set()):
             found.append(route.path.replace("{report_id}", report_id))
-    schema = set(client.get("/openapi.json").json()["paths"])
+    schema = {p for p, ops in client.get("/openapi.json").json()["paths"].items() if "get" in ops}
     assert {p.replace("{report_id}", report_id) for p in schema} <= set(found)  # every API route walked
     assert {"/login", "/admin/audit", "/"} <= set(found) and len(found) >= 14, found
     return found
@@ -69,6 +69,8 @@ def test_each_role_reaches_what_it_may_and_nothing_else(anonymous: TestClient, s
         status = client.get(path).status_code
         if path in ADMIN_ONLY:
             assert status == (200 if role == "admin" else 403), (role, path)
+        elif path.endswith("/review"):  # sign-off: clinicians and admins
+            assert status == (200 if role in ("clinician", "admin") else 403), (role, path)
         elif "{" not in path and seeded.clinical_report not in path:
             assert status == 200, (role, path)
         else:  # a clinical report: an operator works with drills only, to them it does not exist
@@ -154,3 +156,16 @@ def test_views_are_audited_and_admins_read_and_export_the_log(anonymous: TestCli
     assert f"dr-audit,viewed_report,{seeded.clinical_report},pdf" in exported.text
     page = admin.get("/admin/audit")
     assert page.status_code == 200 and "viewed_report" in page.text
+
+
+def test_changes_need_a_signed_in_user_with_the_right_role(anonymous: TestClient, seeded: Seeded) -> None:
+    review = f"/api/reports/{seeded.clinical_report}/review"
+    body = {"action": "sign", "verdict": "true_alarm"}
+    assert anonymous.post(review, json=body).status_code == 401
+    assert anonymous.post(f"/reports/{seeded.clinical_report}/review", data={"action": "sign"},
+                          follow_redirects=False).status_code == 401
+    for role in ("technician", "operator"):
+        client = _as(anonymous, f"no-{role}", role)
+        token = csrf_of(client.get("/").text)
+        assert client.post(review, json=body, headers={"x-csrf-token": token}).status_code == 403, role
+        assert client.get(f"/reports/{seeded.clinical_report}/review").status_code == 403, role
