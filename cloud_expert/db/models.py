@@ -76,6 +76,15 @@ class Episode(Base):
     triage_json: Mapped[dict[str, Any]]
     hops_json: Mapped[list[dict[str, Any]]]
     escalation_message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # the clinicians' queue (`cloud_expert.triage_queue`): open → acknowledged → resolved
+    queue_status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    assigned_to: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    snoozed_until: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[ReportJob | None] = relationship(back_populates="episode", uselist=False)
     report: Mapped[Report | None] = relationship(back_populates="episode", uselist=False)

@@ -6,11 +6,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_expert.db import encryption, make_engine, make_session_factory, upgrade_to_head
-from cloud_expert.web.routes import alerts, auth, dashboard, fhir, reports
+from cloud_expert.web.routes import alerts, auth, dashboard, docs, fhir, queue, reports
 from cloud_expert.web.security import NotSignedIn
 from shared.settings import Settings, get_settings
 
@@ -22,24 +24,43 @@ def create_app(settings: Settings) -> FastAPI:
     url = settings.effective_database_url
     encryption.configure(settings.data_keys)
     upgrade_to_head(url)
-    app = FastAPI(title="CardioMesh cloud", version="0.1.0",
+    app = FastAPI(title="CardioMesh cloud", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Escalated cardiac episodes and their preliminary reports (clinician review).")
     app.state.settings = settings
     app.state.engine = make_engine(url)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-    for module in (auth, alerts, reports, fhir, dashboard):
+    for module in (auth, alerts, reports, fhir, dashboard, docs, queue):
         app.include_router(module.router)
     app.include_router(reports.pages)
     app.add_exception_handler(NotSignedIn, _not_signed_in)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     return app
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser navigating (not the JSON API, FHIR or a script): it gets HTML, the rest JSON."""
+    return ("text/html" in request.headers.get("accept", "")
+            and not request.url.path.startswith(("/api/", "/fhir/", "/openapi.json")))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """An error page for a browser, FastAPI's JSON for everyone else."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not _wants_page(request):
+        return await http_exception_handler(request, exc)
+    templates: Jinja2Templates = request.app.state.templates
+    title = {401: "Sign in first", 403: "Not allowed", 404: "Not found", 405: "Not allowed here",
+             409: "Not possible now", 429: "Too many tries"}.get(exc.status_code, "Error")
+    return templates.TemplateResponse(request, "error.html", {"status": exc.status_code, "title": title,
+                                                              "detail": exc.detail},
+                                      status_code=exc.status_code, headers=exc.headers)
 
 
 async def _not_signed_in(request: Request, exc: Exception) -> Response:
     """A browser goes to the sign-in page (and comes back after); an API client gets 401."""
     path = request.url.path
-    wants_html = "text/html" in request.headers.get("accept", "")
-    if wants_html and request.method in ("GET", "HEAD") and not path.startswith(("/api/", "/fhir/")):
+    if _wants_page(request) and request.method in ("GET", "HEAD"):
         return RedirectResponse(f"/login?{urlencode({'next': path})}", status_code=303)
     return JSONResponse({"detail": "sign in first (a session cookie, or Authorization: Bearer <token>)"},
                         status_code=401, headers={"WWW-Authenticate": "Bearer"})

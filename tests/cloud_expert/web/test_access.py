@@ -16,7 +16,7 @@ from cloud_expert.db import AuditEntry, User, WebSession
 from tests.cloud_expert.web.conftest import PASSWORD, Seeded, add_account
 from tests.cloud_expert.web.signin import csrf_of, sign_in
 
-PUBLIC = {"/login", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+PUBLIC = {"/login", "/healthz", "/docs", "/favicon.ico", "/openapi.json"}
 ADMIN_ONLY = {"/admin/audit", "/api/audit", "/api/audit.csv"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
@@ -43,3 +45,22 @@ def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/alerts", "/api/reports", "/api/reports/{report_id}", "/reports/{report_id}"} <= set(paths)
+
+
+def test_the_api_reference_reads_without_the_internet(anonymous: TestClient) -> None:
+    page = anonymous.get("/docs")
+    assert page.status_code == 200 and anonymous.head("/docs").status_code == 200
+    assert not re.findall(r'(?:src|href)="(?:https?:)?//', page.text)  # no script or style from elsewhere
+    for path in anonymous.get("/openapi.json").json()["paths"]:
+        assert f"<code>{path}</code>" in page.text, path
+    assert anonymous.get("/redoc").status_code == 404  # ReDoc, like Swagger UI, needs a CDN: not served
+    icon = anonymous.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+
+
+def test_browsers_get_error_pages_and_the_api_gets_json(client: TestClient) -> None:
+    page = client.get("/reports/no-such-report", headers={"accept": "text/html"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Not found" in page.text and 'href="/"' in page.text
+    api = client.get("/api/reports/no-such-report", headers={"accept": "text/html"})
+    assert api.status_code == 404 and api.json() == {"detail": "report 'no-such-report' not found"}
