@@ -68,8 +68,9 @@ def test_demo_runs_alone_and_a_drill_stays_a_drill(tmp_path: Path, unique: str) 
                 assert page.status_code == 200 and "DRILL" in page.text
                 reports = browser.get(base + "/api/reports").json()
                 assert any(r["drill"] for r in reports)
-                dashboard = browser.get(url)
-                assert dashboard.status_code == 200 and report_path in dashboard.text
+                assert "Triage queue" in browser.get(url).text  # the landing page
+                episodes = browser.get(base + "/episodes")
+                assert episodes.status_code == 200 and report_path in episodes.text
             out, _ = demo.communicate(timeout=150)
         finally:
             if demo.poll() is None:

@@ -1,4 +1,5 @@
-"""`/` (the dashboard page) and `/healthz`."""
+"""`/episodes` (every escalated episode and report, newest first) and `/healthz`. The landing page `/` is the
+triage queue (`routes/queue.py`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ router = APIRouter(tags=["dashboard"])
 REFRESH_S = 3
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/episodes", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Reader) -> HTMLResponse:
     scope = scope_of(viewer)
     page = templates.TemplateResponse(request, "dashboard.html", {

@@ -1,5 +1,5 @@
-"""`/queue` (the live triage queue page), `/api/queue` (its rows), `/api/queue/actions` (acknowledge, assign,
-snooze, resolve, reopen) and `/api/queue/events` (server-sent events: a new episode arrived).
+"""`/` and `/queue` (the live triage queue: the landing page), `/api/queue` (its rows), `/api/queue/actions`
+(acknowledge, assign, snooze, resolve, reopen) and `/api/queue/events` (server-sent events: a new episode).
 
 The page never reloads itself: it listens on the event stream and fetches the rows again when told, so a
 pushed escalation shows within about a second of reaching the cloud DB.
@@ -80,6 +80,7 @@ def _filter(viewer: Viewer, *, site: str | None = None, patient_id: str | None =
                        offset=offset)
 
 
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
 @router.get("/queue", response_class=HTMLResponse, include_in_schema=False)
 def queue_page(request: Request, templates: TemplatesDep, viewer: Reader) -> HTMLResponse:
     return templates.TemplateResponse(request, "queue.html", {"viewer": viewer})

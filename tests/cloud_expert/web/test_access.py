@@ -20,8 +20,12 @@ PUBLIC = {"/login", "/healthz", "/docs", "/favicon.ico", "/openapi.json"}
 ADMIN_ONLY = {"/admin/audit", "/api/audit", "/api/audit.csv"}
 
 
-def _paths(client: TestClient, report_id: str) -> list[str]:
-    """Every GET route of the app, its path parameters filled with a real report id."""
+def _paths(client: TestClient, seeded: Seeded) -> list[str]:
+    """Every GET route of the app, its path parameters filled with the clinical episode's real ids."""
+
+    def fill(path: str) -> str:
+        return path.replace("{report_id}", seeded.clinical_report).replace("{alert_id}", seeded.clinical_alert)
+
     found: list[str] = []
     routes = list(client.app.routes)  # type: ignore[attr-defined]
     while routes:
@@ -30,11 +34,17 @@ def _paths(client: TestClient, report_id: str) -> list[str]:
         if inner is not None:
             routes.extend(inner.routes)
         elif isinstance(route, APIRoute | Route) and "GET" in (route.methods or set()):
-            found.append(route.path.replace("{report_id}", report_id))
+            found.append(fill(route.path))
     schema = {p for p, ops in client.get("/openapi.json").json()["paths"].items() if "get" in ops}
-    assert {p.replace("{report_id}", report_id) for p in schema} <= set(found)  # every API route walked
+    assert {fill(p) for p in schema} <= set(found)  # every API route walked
     assert {"/login", "/admin/audit", "/"} <= set(found) and len(found) >= 14, found
     return found
+
+
+def _get(client: TestClient, path: str, accept: str = "application/json") -> tuple[int, dict[str, str]]:
+    """Status and headers of a GET, without reading the body: the live queue's event stream never ends."""
+    with client.stream("GET", path, headers={"accept": accept}, follow_redirects=False) as response:
+        return response.status_code, dict(response.headers)
 
 
 def _as(anonymous: TestClient, username: str, role: str, sites: list[str] | None = None) -> TestClient:
@@ -46,32 +56,32 @@ def _as(anonymous: TestClient, username: str, role: str, sites: list[str] | None
 
 def test_every_route_needs_a_signed_in_user_except_sign_in_health_and_the_schema(
         anonymous: TestClient, seeded: Seeded) -> None:
-    for path in _paths(anonymous, seeded.clinical_report):
-        api = anonymous.get(path, follow_redirects=False, headers={"accept": "application/json"})
-        page = anonymous.get(path, follow_redirects=False, headers={"accept": "text/html"})
+    for path in _paths(anonymous, seeded):
+        api, api_headers = _get(anonymous, path)
+        page, page_headers = _get(anonymous, path, accept="text/html")
         if path in PUBLIC:
-            assert api.status_code == 200, path
+            assert api == 200, path
             continue
-        assert api.status_code == 401 and api.headers["www-authenticate"] == "Bearer", path
+        assert api == 401 and api_headers["www-authenticate"] == "Bearer", path
         if path.startswith(("/api/", "/fhir/")):
-            assert page.status_code == 401, path
+            assert page == 401, path
         else:  # a browser is sent to sign in, and comes back to where it was going
-            assert page.status_code == 303 and page.headers["location"].startswith("/login?next=%2F"), path
+            assert page == 303 and page_headers["location"].startswith("/login?next=%2F"), path
     assert anonymous.get("/", headers={"authorization": "Bearer forged"}).status_code == 401
 
 
 @pytest.mark.parametrize("role", ["clinician", "technician", "operator", "admin"])
 def test_each_role_reaches_what_it_may_and_nothing_else(anonymous: TestClient, seeded: Seeded, role: str) -> None:
     client = _as(anonymous, f"u-{role}", role)
-    for path in _paths(client, seeded.clinical_report):
+    for path in _paths(client, seeded):
         if path in PUBLIC:
             continue
-        status = client.get(path).status_code
+        status, _ = _get(client, path)
         if path in ADMIN_ONLY:
             assert status == (200 if role == "admin" else 403), (role, path)
         elif path.endswith("/review"):  # sign-off: clinicians and admins
             assert status == (200 if role in ("clinician", "admin") else 403), (role, path)
-        elif "{" not in path and seeded.clinical_report not in path:
+        elif seeded.clinical_report not in path and seeded.clinical_alert not in path:
             assert status == 200, (role, path)
         else:  # a clinical report: an operator works with drills only, to them it does not exist
             assert status == (404 if role == "operator" else 200), (role, path)

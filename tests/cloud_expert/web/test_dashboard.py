@@ -12,7 +12,7 @@ from tests.cloud_expert.web.conftest import Seeded
 
 
 def test_dashboard_lists_alerts_and_marks_drills(client: TestClient, seeded: Seeded) -> None:
-    response = client.get("/")
+    response = client.get("/episodes")
     assert response.status_code == 200
     page = response.text
     assert 'http-equiv="refresh"' in page
@@ -22,12 +22,12 @@ def test_dashboard_lists_alerts_and_marks_drills(client: TestClient, seeded: See
 
 
 def test_dashboard_empty(client: TestClient) -> None:
-    response = client.get("/")
+    response = client.get("/episodes")
     assert response.status_code == 200 and "No escalations yet." in response.text
 
 
 def test_dashboard_bad_method(client: TestClient) -> None:
-    assert client.post("/").status_code == 405
+    assert client.post("/episodes").status_code == 405
 
 
 def test_healthz(client: TestClient) -> None:

@@ -108,3 +108,22 @@ def test_a_new_escalation_is_pushed_to_an_open_queue(anonymous: TestClient, uniq
                 break
         waited = time.monotonic() - sent_at
     assert got == ["event: episode"] and waited < 5.0
+
+
+def test_the_strip_viewer_gets_the_strip_with_its_beats_and_records_the_view(
+        anonymous: TestClient, unique: str) -> None:
+    sessions = anonymous.app.state.sessions  # type: ignore[attr-defined]
+    episode = _escalate(sessions, f"q{unique}", "pt-strip", "emergency")
+    _signed_in(anonymous, "dr-strip")
+    page = anonymous.get(f"/episodes/{episode}/strip")
+    assert page.status_code == 200 and "<canvas" in page.text and "Δt" in page.text
+    data = anonymous.get(f"/api/episodes/{episode}/strip").json()
+    seconds = len(data["samples_mv"]) / data["fs"]
+    assert 9.0 <= seconds <= 11.0 and 0.0 <= data["event_s"] <= seconds  # the factory's 10 s strip
+    assert len(data["beats_s"]) >= 8 and len(data["ventricular"]) == len(data["beats_s"])
+    assert all(0.0 <= t <= seconds for t in data["beats_s"])
+    assert anonymous.get("/api/episodes/no-such/strip").status_code == 404
+    _signed_in(anonymous, "dr-far-strip", sites=["elsewhere"])
+    assert anonymous.get(f"/api/episodes/{episode}/strip").status_code == 404
+    _signed_in(anonymous, "boss-strip", "admin")
+    assert ("viewed_strip", episode) in [(e["action"], e["target"]) for e in anonymous.get("/api/audit").json()]

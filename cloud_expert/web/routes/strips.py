@@ -1,0 +1,75 @@
+"""`/episodes/{alert_id}/strip` (the strip viewer: ECG paper, zoom, gain and speed, calipers, beat marks) and
+`/api/episodes/{alert_id}/strip` (its data: samples in mV, the beats the report reads, the event)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from cloud_expert.accounts import audit
+from cloud_expert.db import Episode
+from cloud_expert.reports.jobs import report_input
+from cloud_expert.reports.render import read_strip
+from cloud_expert.web.deps import SessionDep, TemplatesDep
+from cloud_expert.web.routes.common import ID_PATTERN
+from cloud_expert.web.security import Reader, client_of
+from shared.messages import utcnow
+
+router = APIRouter(tags=["strips"])
+
+AlertId = Annotated[str, Path(pattern=ID_PATTERN, description="The episode's alert id")]
+
+
+class StripPublic(BaseModel):
+    alert_id: str
+    patient_id: str
+    drill: bool
+    kind: str
+    lead: str
+    fs: float
+    t0_s: float = Field(description="Stream time of the first sample")
+    event_s: float = Field(description="Where the event is, seconds from the first sample")
+    samples_mv: list[float]
+    beats_s: list[float] = Field(description="R peaks, seconds from the first sample (the report's reading)")
+    ventricular: list[bool] = Field(description="Per beat: read as ventricular")
+    beats_method: str
+
+
+def _episode(session: SessionDep, viewer: Reader, alert_id: str) -> Episode:
+    stmt = select(Episode).where(Episode.id == alert_id)
+    if viewer.sites is not None:
+        stmt = stmt.where(Episode.site.in_(viewer.sites))
+    if viewer.drills_only:
+        stmt = stmt.where(Episode.drill.is_(True))
+    episode = session.scalar(stmt)
+    if episode is None:
+        raise HTTPException(status_code=404, detail=f"episode {alert_id!r} not found")
+    return episode
+
+
+@router.get("/api/episodes/{alert_id}/strip", response_model=StripPublic,
+            responses={404: {"description": "No such episode"}})
+def strip_data(request: Request, session: SessionDep, viewer: Reader, alert_id: AlertId) -> StripPublic:
+    """The alert's strip with the beats the report reads on it (recorded in the audit log)."""
+    episode = _episode(session, viewer, alert_id)
+    data = report_input(session, episode, report_id=episode.id, created_at=utcnow())
+    _, beats = read_strip(data)
+    strip = data.alert.payload.strip
+    audit(session, viewer.username, "viewed_strip", episode.id, None, client=client_of(request))
+    session.commit()
+    return StripPublic(alert_id=episode.id, patient_id=episode.patient_id, drill=episode.drill, kind=episode.kind,
+                       lead=strip.lead, fs=strip.fs, t0_s=strip.t0_s, event_s=strip.event_s,
+                       samples_mv=[round(float(v), 4) for v in strip.to_mv()], beats_s=list(beats.r_peaks_s),
+                       ventricular=list(beats.ventricular) or [False] * len(beats.r_peaks_s),
+                       beats_method=beats.method)
+
+
+@router.get("/episodes/{alert_id}/strip", response_class=HTMLResponse, include_in_schema=False)
+def strip_page(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Reader,
+               alert_id: AlertId) -> HTMLResponse:
+    episode = _episode(session, viewer, alert_id)
+    return templates.TemplateResponse(request, "strip.html", {"episode": episode, "viewer": viewer})
