@@ -38,7 +38,10 @@ def past_episode(episode: Episode) -> PastEpisode:
 
 
 def load_history(session: Session, episode: Episode) -> list[PastEpisode]:
-    """Earlier non-drill episodes of `episode.patient_id` within `LOOKBACK`, oldest first."""
+    """Earlier non-drill episodes of `episode.patient_id` within `LOOKBACK`, oldest first. None for a drill:
+    a drill report must never show a real patient's clinical history beside a rehearsal."""
+    if episode.drill:
+        return []
     rows = session.scalars(
         select(Episode)
         .where(Episode.patient_id == episode.patient_id, Episode.drill.is_(False), Episode.id != episode.id,
