@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from cloud_expert.accounts import Viewer, audit
 from cloud_expert.db import Episode, Report
@@ -24,6 +24,9 @@ Action = Literal["acknowledge", "assign", "snooze", "resolve", "reopen"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 SEVERITY = {"emergency": 0, "urgent": 1, "info": 2}
 ACTORS = ("clinician", "technician", "operator", "admin")
+QUEUE_COLUMNS = (Episode.id, Episode.site, Episode.patient_id, Episode.device_id, Episode.kind, Episode.level,
+                 Episode.drill, Episode.received_at, Episode.queue_status, Episode.assigned_to, Episode.acknowledged_at,
+                 Episode.acknowledged_by, Episode.snoozed_until)
 
 
 class QueueError(ValueError):
@@ -73,6 +76,7 @@ def queue(session: Session, f: QueueFilter, *, now: datetime | None = None) -> t
     """(one page of rows, how many rows in all), most severe first, then oldest first."""
     now = now or utcnow()
     stmt = (select(Episode, Report.id).outerjoin(Report, Report.episode_id == Episode.id)
+            .options(load_only(*QUEUE_COLUMNS))  # never the strips: a queue of 1,000 must not decode 1,000 of them
             .where(Episode.queue_status.in_(f.statuses), Episode.level.in_(f.levels)))
     if f.sites is not None:
         stmt = stmt.where(Episode.site.in_(f.sites))
