@@ -28,6 +28,7 @@ class Seeded:
     drill_alert: str
     drill_report: str
     pending_alert: str
+    patient_id: str
 
 
 PASSWORD = "correct horse battery staple"
@@ -70,4 +71,4 @@ def seeded(anonymous: TestClient, unique: str) -> Seeded:
             if i < 2:
                 run_report_job(sessions, job.id, now=utcnow)
         report_ids = {r.episode_id: r.id for r in session.scalars(select(Report))}
-    return Seeded(ids[0], report_ids[ids[0]], ids[1], report_ids[ids[1]], ids[2])
+    return Seeded(ids[0], report_ids[ids[0]], ids[1], report_ids[ids[1]], ids[2], f"p{unique}")

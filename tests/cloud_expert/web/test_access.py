@@ -24,7 +24,8 @@ def _paths(client: TestClient, seeded: Seeded) -> list[str]:
     """Every GET route of the app, its path parameters filled with the clinical episode's real ids."""
 
     def fill(path: str) -> str:
-        return path.replace("{report_id}", seeded.clinical_report).replace("{alert_id}", seeded.clinical_alert)
+        return (path.replace("{report_id}", seeded.clinical_report).replace("{alert_id}", seeded.clinical_alert)
+                .replace("{patient_id}", seeded.patient_id))
 
     found: list[str] = []
     routes = list(client.app.routes)  # type: ignore[attr-defined]
@@ -81,7 +82,8 @@ def test_each_role_reaches_what_it_may_and_nothing_else(anonymous: TestClient, s
             assert status == (200 if role == "admin" else 403), (role, path)
         elif path.endswith("/review"):  # sign-off: clinicians and admins
             assert status == (200 if role in ("clinician", "admin") else 403), (role, path)
-        elif seeded.clinical_report not in path and seeded.clinical_alert not in path:
+        elif (path.startswith(("/patients/", "/api/patients/"))  # the patient has a drill: an operator sees it
+              or (seeded.clinical_report not in path and seeded.clinical_alert not in path)):
             assert status == 200, (role, path)
         else:  # a clinical report: an operator works with drills only, to them it does not exist
             assert status == (404 if role == "operator" else 200), (role, path)

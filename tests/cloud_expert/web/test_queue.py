@@ -127,3 +127,22 @@ def test_the_strip_viewer_gets_the_strip_with_its_beats_and_records_the_view(
     assert anonymous.get(f"/api/episodes/{episode}/strip").status_code == 404
     _signed_in(anonymous, "boss-strip", "admin")
     assert ("viewed_strip", episode) in [(e["action"], e["target"]) for e in anonymous.get("/api/audit").json()]
+
+
+def test_the_patient_view_tells_their_story_with_drills_apart(anonymous: TestClient, unique: str) -> None:
+    sessions = anonymous.app.state.sessions  # type: ignore[attr-defined]
+    site, patient = f"q{unique}", f"pt-story{unique}"
+    for level, ago in (("urgent", 7200), ("emergency", 3600)):
+        _escalate(sessions, site, patient, level, ago_s=ago)
+    _escalate(sessions, site, patient, "urgent", ago_s=60, drill=True)
+    _signed_in(anonymous, "dr-story")
+    story = anonymous.get(f"/api/patients/{patient}").json()
+    assert [e["level"] for e in story["clinical"]] == ["urgent", "emergency"]  # oldest first
+    assert [e["drill"] for e in story["drills"]] == [True] and story["sites"] == [site]
+    assert list(story["devices"]) == ["watch-1"]
+    page = anonymous.get(f"/patients/{patient}")
+    assert page.status_code == 200 and "<polyline" in page.text and "Drills" in page.text
+    assert anonymous.get("/api/patients/nobody-here").status_code == 404
+    _signed_in(anonymous, "op-story", "operator")
+    as_operator = anonymous.get(f"/api/patients/{patient}").json()
+    assert as_operator["clinical"] == [] and len(as_operator["drills"]) == 1  # an operator: drills only
