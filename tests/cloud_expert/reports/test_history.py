@@ -38,8 +38,8 @@ def test_history_is_earlier_non_drill_episodes_of_the_same_patient(sessions: ses
     assert [p.hr_bpm for p in past] == [60.0, 64.0]  # no drill, no other patient, nothing later
     assert [p.rhythm for p in past] == ["af", "sinus"] and past[0].qtc_ms == 430.0
     with sessions() as session:  # a drill of that patient: never their clinical history beside the rehearsal
-        drill = session.scalars(select(Episode).where(Episode.received_at == t0 + timedelta(days=1.5))).one()
-        assert load_history(session, drill) == []
+        rehearsal = session.scalars(select(Episode).where(Episode.received_at == t0 + timedelta(days=1.5))).one()
+        assert load_history(session, rehearsal) == []
 
     assert run_report_job(sessions, job_ids[4], now=utcnow) == "done"
     with sessions() as session:
