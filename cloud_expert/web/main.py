@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_expert.db import encryption, make_engine, make_session_factory, upgrade_to_head
+from cloud_expert.web.head import HeadAsGet
 from cloud_expert.web.routes import alerts, auth, dashboard, docs, fhir, patients, queue, reports, strips
 from cloud_expert.web.security import NotSignedIn
 from shared.settings import Settings, get_settings
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(reports.pages)
     app.add_exception_handler(NotSignedIn, _not_signed_in)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(HeadAsGet)
     return app
 
 

@@ -64,3 +64,10 @@ def test_browsers_get_error_pages_and_the_api_gets_json(client: TestClient) -> N
     assert "Not found" in page.text and 'href="/"' in page.text
     api = client.get("/api/reports/no-such-report", headers={"accept": "text/html"})
     assert api.status_code == 404 and api.json() == {"detail": "report 'no-such-report' not found"}
+
+
+def test_head_works_wherever_get_does(client: TestClient, seeded: Seeded) -> None:
+    for path in ("/healthz", "/login", "/", "/episodes", f"/reports/{seeded.clinical_report}", "/api/reports"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code == 200, path
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"], path
