@@ -173,3 +173,21 @@ def changes_since(session: Session, f: QueueFilter, after: datetime) -> tuple[in
         stmt = stmt.where(Episode.drill.is_(True))
     times = list(session.scalars(stmt.limit(1000)))
     return len(times), max(times, default=after)
+
+
+def ack_stats(session: Session, f: QueueFilter, *, since: datetime) -> dict[str, float | int | None]:
+    """Time to acknowledge over episodes received since `since` (clinical only unless an operator): the
+    queue's own service level, as a metric."""
+    stmt = select(Episode.received_at, Episode.acknowledged_at, Episode.queue_status).where(
+        Episode.received_at >= since, Episode.drill.is_(f.drills_only))
+    if f.sites is not None:
+        stmt = stmt.where(Episode.site.in_(f.sites))
+    rows = session.execute(stmt).all()
+    waits = sorted((ack - got).total_seconds() for got, ack, _ in rows if ack is not None)
+
+    def pct(q: float) -> float | None:
+        return round(waits[min(len(waits) - 1, int(q * len(waits)))], 1) if waits else None
+
+    return {"episodes": len(rows), "acknowledged": len(waits),
+            "open": sum(1 for _, _, status in rows if status == "open"),
+            "time_to_ack_s_p50": pct(0.5), "time_to_ack_s_p90": pct(0.9)}

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from cloud_expert.accounts import Viewer, audit
-from cloud_expert.triage_queue import QueueError, QueueFilter, act, changes_since, queue
+from cloud_expert.triage_queue import QueueError, QueueFilter, ack_stats, act, changes_since, queue
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.security import Reader, client_of
 from shared.messages import utcnow
@@ -99,6 +99,24 @@ def queue_rows(request: Request, session: SessionDep, viewer: Reader, site: str 
     session.commit()
     return QueuePage(rows=[QueueRowPublic.model_validate(r, from_attributes=True) for r in rows], total=total,
                      limit=limit, offset=offset)
+
+
+class QueueStats(BaseModel):
+    episodes: int
+    acknowledged: int
+    open: int
+    time_to_ack_s_p50: float | None
+    time_to_ack_s_p90: float | None
+    hours: int
+
+
+@router.get("/api/queue/stats", response_model=QueueStats)
+def queue_stats(session: SessionDep, viewer: Reader,
+                hours: Annotated[int, Query(ge=1, le=24 * 90, description="Look back this many hours")] = 24
+                ) -> QueueStats:
+    """Time to acknowledge (p50, p90) and what is still open, over the last `hours`: the queue's service level."""
+    stats = ack_stats(session, _filter(viewer), since=utcnow() - timedelta(hours=hours))
+    return QueueStats.model_validate({**stats, "hours": hours})
 
 
 @router.post("/api/queue/actions", responses={404: {"description": "No such episodes for this user"},

@@ -68,6 +68,8 @@ def test_acknowledge_assign_snooze_resolve_each_recorded(anonymous: TestClient, 
     row = anonymous.get(f"/api/queue?site={site}").json()["rows"][0]
     assert row["status"] == "acknowledged" and row["acknowledged_by"] == "dr-act" and row["assigned_to"] == "dr-b"
     assert 29 <= row["time_to_ack_s"] < 120
+    stats = anonymous.get("/api/queue/stats?hours=1").json()
+    assert stats["acknowledged"] >= 1 and 29 <= stats["time_to_ack_s_p50"] < 120 and stats["hours"] == 1
     assert post(episode_ids=[other], action="snooze", minutes=15) == 200
     assert [r["patient_id"] for r in anonymous.get(f"/api/queue?site={site}").json()["rows"]] == ["pt-x"]
     assert post(episode_ids=ids, action="resolve") == 409  # an outcome is required
