@@ -6,6 +6,7 @@ from cloud_expert.db.models import (
     JOB_STATUSES,
     AuditEntry,
     Base,
+    DrillRun,
     Episode,
     Erasure,
     JobStatus,
@@ -18,6 +19,6 @@ from cloud_expert.db.models import (
 )
 
 __all__ = [
-    "JOB_STATUSES", "AuditEntry", "Base", "Episode", "Erasure", "JobStatus", "Label", "Report", "ReportJob",
+    "JOB_STATUSES", "AuditEntry", "Base", "DrillRun", "Episode", "Erasure", "JobStatus", "Label", "Report", "ReportJob",
     "ReportReview", "User", "WebSession", "make_engine", "make_session_factory", "upgrade_to_head",
 ]

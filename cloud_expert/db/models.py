@@ -227,3 +227,22 @@ class Label(Base):
     rhythm: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class DrillRun(Base):
+    """A drill an operator started from the dashboard: what it reached, hop by hop (drill history)."""
+
+    __tablename__ = "drill_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    scenario: Mapped[str] = mapped_column(String(16))
+    watch_id: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))  # running | passed | failed
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    lines: Mapped[list[str]] = mapped_column(JSON)
+    report_urls: Mapped[list[str]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_expert.db import encryption, make_engine, make_session_factory, upgrade_to_head
 from cloud_expert.web.head import HeadAsGet
-from cloud_expert.web.routes import alerts, auth, dashboard, docs, fhir, patients, queue, reports, strips
+from cloud_expert.web.routes import alerts, auth, dashboard, docs, drills, fhir, patients, queue, reports, strips
 from cloud_expert.web.security import NotSignedIn
 from shared.settings import Settings, get_settings
 
@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = make_engine(url)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-    for module in (auth, alerts, reports, fhir, dashboard, docs, queue, strips, patients):
+    for module in (auth, alerts, reports, fhir, dashboard, docs, queue, strips, patients, drills):
         app.include_router(module.router)
     app.include_router(reports.pages)
     app.add_exception_handler(NotSignedIn, _not_signed_in)

@@ -25,7 +25,7 @@ def _paths(client: TestClient, seeded: Seeded) -> list[str]:
 
     def fill(path: str) -> str:
         return (path.replace("{report_id}", seeded.clinical_report).replace("{alert_id}", seeded.clinical_alert)
-                .replace("{patient_id}", seeded.patient_id))
+                .replace("{patient_id}", seeded.patient_id).replace("{run_id}", "no-such-drill"))
 
     found: list[str] = []
     routes = list(client.app.routes)  # type: ignore[attr-defined]
@@ -80,6 +80,9 @@ def test_each_role_reaches_what_it_may_and_nothing_else(anonymous: TestClient, s
         status, _ = _get(client, path)
         if path in ADMIN_ONLY:
             assert status == (200 if role == "admin" else 403), (role, path)
+        elif path.startswith(("/drills", "/api/drills")):  # drills: operators and admins
+            assert status == ((404 if "no-such-drill" in path else 200) if role in ("operator", "admin") else 403), (
+                role, path)
         elif path.endswith("/review"):  # sign-off: clinicians and admins
             assert status == (200 if role in ("clinician", "admin") else 403), (role, path)
         elif (path.startswith(("/patients/", "/api/patients/"))  # the patient has a drill: an operator sees it

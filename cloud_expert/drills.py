@@ -1,0 +1,84 @@
+"""Drills started from the dashboard: the same path as `cardiomesh drill run`, in a background thread of the
+web process, each hop written to its `drill_runs` row as it arrives so the operator's page can follow it.
+
+A drill is always marked as one end to end (`cardiomesh.drill`); a run is `passed` when it reached its DRILL
+report(s), `failed` with the reason otherwise. The web process needs the bus settings (and, on a provisioned
+site, the operator's command key) for this: without them the page says so instead of starting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Literal, get_args
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud_expert.accounts import Viewer, audit
+from cloud_expert.db import DrillRun
+from shared.messages import new_id, utcnow
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Scenario = Literal["vt", "af", "brady", "pause"]
+SCENARIOS: tuple[str, ...] = get_args(Scenario)
+DRILLERS = ("operator", "admin")
+TIMEOUT_S = 120.0
+
+Runner = Callable[..., object]
+
+
+class DrillRefused(ValueError):
+    """A drill that cannot be started as asked; the message is safe to show."""
+
+
+def start_drill(sessions: sessionmaker[Session], settings: Settings, viewer: Viewer, *, scenario: str, site: str,
+                watch_id: str | None) -> str:
+    """Record the run and start it in the background (`cardiomesh.drill.run_drill`); its id."""
+    if viewer.role not in DRILLERS:
+        raise DrillRefused(f"a {viewer.role} cannot start drills")
+    if scenario not in SCENARIOS:
+        raise DrillRefused(f"scenario must be one of {', '.join(SCENARIOS)}")
+    site = site.strip()
+    if not site or (viewer.sites is not None and site not in viewer.sites):
+        raise DrillRefused(f"you may not drill site {site!r}")
+    run_id = new_id()
+    with sessions() as session:
+        session.add(DrillRun(id=run_id, site=site, scenario=scenario, watch_id=(watch_id or "").strip() or None,
+                             requested_by=viewer.username, started_at=utcnow(), finished_at=None, status="running",
+                             trace_id=None, lines=[], report_urls=[], error=None))
+        audit(session, viewer.username, "drill_started", run_id, f"{scenario} on {site}"
+              + (f" ({watch_id})" if watch_id else ""))
+        session.commit()
+    from cardiomesh.drill import run_drill  # the CLI's own path: one drill, however it is started
+
+    threading.Thread(target=_run, args=(sessions, settings.model_copy(update={"site": site}), run_id, scenario,
+                                        watch_id or None, run_drill),
+                     name=f"drill-{run_id[:8]}", daemon=True).start()
+    return run_id
+
+
+def _run(sessions: sessionmaker[Session], settings: Settings, run_id: str, scenario: str, watch_id: str | None,
+         runner: Runner) -> None:
+    def echo(line: str) -> None:
+        with sessions() as session:
+            row = session.get(DrillRun, run_id)
+            if row is not None:
+                row.lines = [*row.lines, line]
+                session.commit()
+
+    status, error, trace, reports = "passed", None, None, []
+    try:
+        result = runner(settings, scenario, watch_id=watch_id, timeout_s=TIMEOUT_S, echo=echo)
+        trace, reports = getattr(result, "trace_id", None), list(getattr(result, "report_urls", []))
+    except Exception as exc:  # DrillError and the rest: the run failed, the page says why
+        status, error = "failed", str(exc)[:2000]
+        log.warning("drill failed", extra={"drill": run_id, "error": error[:200]})
+    with sessions() as session:
+        row = session.get(DrillRun, run_id)
+        if row is not None:
+            row.status, row.error, row.trace_id, row.report_urls, row.finished_at = (
+                status, error, trace, reports, utcnow())
+            session.commit()
