@@ -3,7 +3,9 @@ the dashboard served by uvicorn, the cloud ingest on the real Mosquitto, Postgre
 
 Sign in; an escalation published on the broker appears in the open queue without a reload; acknowledge and
 assign it; open the patient, the strip (zoom, one caliper measurement) and the report; sign it; the PDF and
-FHIR say signed; sign out; an admin finds every step in the audit log. No page logs a console error.
+FHIR say signed; sign out; an admin finds every step in the audit log, then starts a drill from the dashboard
+(against the scripted stand-in of tests/cardiomesh/test_drill.py) and watches its hops arrive. No page logs a
+console error.
 Screenshots of each page, desktop and 390 px wide, go to var/screenshots/ (docs/screenshots/ holds a copy).
 """
 
@@ -29,6 +31,7 @@ from shared import topics
 from shared.messages import encode
 from shared.settings import Settings
 from shared.transport import MqttTransport
+from tests.cardiomesh.test_drill import scripted_system
 from tests.cloud_expert.factories import make_escalation
 from tests.cloud_expert.worker.helpers import REPO_ROOT, celery_worker
 from tests.cloud_expert.worker.test_worker_integration import redis_queue  # noqa: F401  (a fixture)
@@ -178,6 +181,13 @@ def test_a_clinicians_shift_in_the_browser(
             for action in ("sign_in", "viewed_queue", "queue_acknowledge", "queue_assign", "viewed_patient",
                            "viewed_strip", "viewed_report", "report_sign", "sign_out"):
                 assert action in audit, action
+            with scripted_system(settings, [("wide_complex_run", "emergency", 0.5)]):  # a watch and its hops
+                page.goto(base + "/drills")
+                page.select_option("select[name=scenario]", "vt")
+                page.click("button:has-text('Start drill')")
+                page.wait_for_selector("#status.passed", timeout=40_000)
+                assert "edge escalation" in page.inner_text("#hops")
+                _shot(page, "drill")
             assert errors == [], errors
             (SHOTS / "timings.txt").write_text(f"escalation published → row in the open queue: {appeared_s:.2f} s\n")
     finally:
