@@ -17,8 +17,6 @@ from cloud_expert.web.security import Reader, client_of, scope_of
 
 router = APIRouter(tags=["dashboard"])
 
-REFRESH_S = 3
-
 
 @router.get("/episodes", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Reader) -> HTMLResponse:
@@ -27,7 +25,6 @@ def dashboard(request: Request, session: SessionDep, templates: TemplatesDep, vi
         "alerts": crud.list_alerts(session=session, limit=100, include_drills=True, scope=scope),
         "reports": crud.list_reports(session=session, limit=100, include_drills=True, scope=scope),
         "counts": clinical_counts(session) if scope == crud.EVERYTHING else None,
-        "refresh_s": REFRESH_S,
         "viewer": viewer,
     })
     audit(session, viewer.username, "viewed_dashboard", None, None, client=client_of(request))

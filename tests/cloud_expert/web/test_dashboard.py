@@ -15,7 +15,7 @@ def test_dashboard_lists_alerts_and_marks_drills(client: TestClient, seeded: See
     response = client.get("/episodes")
     assert response.status_code == 200
     page = response.text
-    assert 'http-equiv="refresh"' in page
+    assert 'http-equiv="refresh"' not in page  # the live view is the queue, pushed; this list never reloads itself
     assert f'href="/reports/{seeded.clinical_report}"' in page and f'href="/reports/{seeded.drill_report}"' in page
     assert page.count('<span class="drill-tag">DRILL</span>') == 2  # once in alerts, once in reports
     assert "2 episodes, 1 reports" in page  # clinical figures exclude the drill
