@@ -72,8 +72,9 @@ def _sites(value: str) -> tuple[str, ...] | None:
     return None if value.strip() == "*" else tuple(s for s in value.split(",") if s)
 
 
-def add_user(session: Session, username: str, password: str, role: str, sites: list[str] | None) -> User:
-    """A new account (the caller commits). `sites` None: every site."""
+def add_user(session: Session, username: str, password: str, role: str, sites: list[str] | None, *,
+             by: str | None = None) -> User:
+    """A new account (the caller commits). `sites` None: every site. `by`: the admin (None from the CLI)."""
     username = username.strip()
     if not username or len(username) > 64 or not all(c.isalnum() or c in "._-@" for c in username):
         raise AccountError("a username is 1–64 letters, digits or . _ - @")
@@ -86,7 +87,7 @@ def add_user(session: Session, username: str, password: str, role: str, sites: l
     user = User(id=new_id(), username=username, password_hash=_HASHER.hash(password), role=role,
                 sites="*" if sites is None else ",".join(sorted(set(sites))), disabled=False, created_at=utcnow())
     session.add(user)
-    audit(session, None, "user_added", username, f"role {role}, sites {user.sites}")
+    audit(session, by, "user_added", username, f"role {role}, sites {user.sites}")
     return user
 
 
@@ -103,14 +104,14 @@ def demo_account(session: Session, username: str = "demo") -> str:
     return password
 
 
-def set_disabled(session: Session, username: str, disabled: bool) -> None:
+def set_disabled(session: Session, username: str, disabled: bool, *, by: str | None = None) -> None:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise AccountError(f"no user {username!r}")
     user.disabled = disabled
     if disabled:  # signed out everywhere at once
         session.execute(delete(WebSession).where(WebSession.user_id == user.id))
-    audit(session, None, "user_disabled" if disabled else "user_enabled", username, None)
+    audit(session, by, "user_disabled" if disabled else "user_enabled", username, None)
 
 
 def sign_in(session: Session, username: str, password: str, *, client: str | None,

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     data_keys: str | None = Field(
         None, description="Fernet keys (comma-separated; the first encrypts) for strips, findings and reports "
         "at rest in the cloud DB; unset: stored in clear (demo). `cardiomesh db keygen` makes one")
+    site_timezone: str = Field("UTC", description="IANA time zone the dashboard shows times in (e.g. Europe/Paris)")
     log_level: str = Field("INFO", description="Python logging level")
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers)")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -13,7 +14,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_expert.db import encryption, make_engine, make_session_factory, upgrade_to_head
 from cloud_expert.web.head import HeadAsGet
-from cloud_expert.web.routes import alerts, auth, dashboard, docs, drills, fhir, patients, queue, reports, strips
+from cloud_expert.web.routes import (
+    alerts,
+    auth,
+    dashboard,
+    docs,
+    drills,
+    fhir,
+    patients,
+    queue,
+    reports,
+    strips,
+    users,
+)
 from cloud_expert.web.security import NotSignedIn
 from shared.settings import Settings, get_settings
 
@@ -31,7 +44,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = make_engine(url)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-    for module in (auth, alerts, reports, fhir, dashboard, docs, queue, strips, patients, drills):
+    zone = site_zone(settings.site_timezone)
+    app.state.templates.env.filters["local"] = lambda at, fmt="%Y-%m-%d %H:%M:%S": at.astimezone(zone).strftime(fmt)
+    app.state.templates.env.globals["tz"] = settings.site_timezone
+    for module in (auth, alerts, reports, fhir, dashboard, docs, queue, strips, patients, drills, users):
         app.include_router(module.router)
     app.include_router(reports.pages)
     app.add_exception_handler(NotSignedIn, _not_signed_in)
@@ -66,6 +82,14 @@ async def _not_signed_in(request: Request, exc: Exception) -> Response:
         return RedirectResponse(f"/login?{urlencode({'next': path})}", status_code=303)
     return JSONResponse({"detail": "sign in first (a session cookie, or Authorization: Bearer <token>)"},
                         status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def site_zone(name: str) -> ZoneInfo:
+    """The site's time zone, or a clear error at start-up (not a crash on the first page)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"CARDIOMESH_SITE_TIMEZONE={name!r} is not an IANA time zone (e.g. Europe/Paris)") from None
 
 
 def app_from_env() -> FastAPI:

@@ -17,7 +17,7 @@ from tests.cloud_expert.web.conftest import PASSWORD, Seeded, add_account
 from tests.cloud_expert.web.signin import csrf_of, sign_in
 
 PUBLIC = {"/login", "/healthz", "/docs", "/favicon.ico", "/openapi.json"}
-ADMIN_ONLY = {"/admin/audit", "/api/audit", "/api/audit.csv"}
+ADMIN_ONLY = {"/admin/audit", "/admin/users", "/api/audit", "/api/audit.csv"}
 
 
 def _paths(client: TestClient, seeded: Seeded) -> list[str]:

@@ -1,14 +1,20 @@
-"""/ and /healthz and /docs."""
+"""/episodes, /healthz, /docs, error pages, HEAD, and times in the site's time zone."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
-from tests.cloud_expert.web.conftest import Seeded
+from cloud_expert.db import Episode
+from cloud_expert.web import create_app
+from shared.settings import Settings
+from tests.cloud_expert.web.conftest import PASSWORD, Seeded, add_account
+from tests.cloud_expert.web.signin import sign_in
 
 
 def test_dashboard_lists_alerts_and_marks_drills(client: TestClient, seeded: Seeded) -> None:
@@ -71,3 +77,20 @@ def test_head_works_wherever_get_does(client: TestClient, seeded: Seeded) -> Non
         get, head = client.get(path), client.head(path)
         assert head.status_code == get.status_code == 200, path
         assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"], path
+
+
+def test_times_are_shown_in_the_sites_time_zone(settings: Settings, seeded: Seeded) -> None:
+    app = create_app(settings.model_copy(update={"site_timezone": "Asia/Kolkata"}))  # UTC+5:30, no DST; same DB
+    with TestClient(app) as c:
+        add_account(c, "dr-tz", "clinician")
+        assert sign_in(c, "dr-tz", PASSWORD).status_code == 303
+        page = c.get("/episodes").text
+        assert "Received (Asia/Kolkata)" in page
+        shown = re.findall(r"<td>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", page)
+        with app.state.sessions() as session:
+            newest = session.scalar(select(Episode.received_at).order_by(Episode.received_at.desc()))
+        assert newest is not None
+        assert shown[0] == (newest + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
+    app.state.engine.dispose()
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        create_app(settings.model_copy(update={"site_timezone": "Mars/Olympus"}))
