@@ -3,7 +3,7 @@ the dashboard served by uvicorn, the cloud ingest on the real Mosquitto, Postgre
 
 Sign in; an escalation published on the broker appears in the open queue without a reload; acknowledge and
 assign it; open the patient, the strip (zoom, one caliper measurement) and the report; sign it; the PDF and
-FHIR say signed; sign out; an admin finds every step in the audit log, then starts a drill from the dashboard
+FHIR say signed; sign out; an admin finds every step in the audit log; an operator starts a drill from the dashboard
 (against the scripted stand-in of tests/cardiomesh/test_drill.py) and watches its hops arrive. No page logs a
 console error.
 Screenshots of each page, desktop and 390 px wide, go to var/screenshots/ (docs/screenshots/ holds a copy).
@@ -67,6 +67,7 @@ def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str, A
     with app.state.sessions() as session:
         add_user(session, "dr-lee", PASSWORD, "clinician", [settings.site])
         add_user(session, "boss", PASSWORD, "admin", None)
+        add_user(session, "op", PASSWORD, "operator", [settings.site])
         session.commit()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -181,6 +182,12 @@ def test_a_clinicians_shift_in_the_browser(
             for action in ("sign_in", "viewed_queue", "queue_acknowledge", "queue_assign", "viewed_patient",
                            "viewed_strip", "viewed_report", "report_sign", "sign_out"):
                 assert action in audit, action
+            page.goto(base + "/admin/users")
+            _shot(page, "users")
+            page.goto(base + "/")
+            page.click("button:has-text('Sign out')")
+            page.wait_for_url(f"{base}/login")
+            _sign_in(page, base, "op")  # an operator: drills only
             with scripted_system(settings, [("wide_complex_run", "emergency", 0.5)]):  # a watch and its hops
                 page.goto(base + "/drills")
                 page.select_option("select[name=scenario]", "vt")
