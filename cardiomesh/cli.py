@@ -388,12 +388,10 @@ def patient_erase(
     """Erase a patient everywhere this host stores them: the cloud DB's episodes, report jobs and reports
     (one transaction, with an audit row of who, when, why and how much) and, with --edge-db, an edge's
     store. Cannot be undone."""
-    from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
     from cloud_expert.erasure import erase_patient
     from edge_hub.store import EdgeStore
     from shared.messages import utcnow
 
-    settings = _setup()
     stores = list(edge_db or [])
     missing = [str(p) for p in stores if not p.exists()]
     if missing:
@@ -401,11 +399,9 @@ def patient_erase(
     if not yes and not typer.confirm(f"erase {patient_id} from the cloud DB"
                                      f"{' and ' + str(len(stores)) + ' edge store(s)' if stores else ''}?"):
         raise typer.Exit(1)
-    url = settings.effective_database_url
-    upgrade_to_head(url)
-    engine = make_engine(url)
+    engine, sessions = _cloud_sessions()
     try:
-        with make_session_factory(engine)() as session:
+        with sessions() as session:
             try:
                 erased = erase_patient(session, patient_id, by=by, reason=reason, now=utcnow())
             except ValueError as exc:
@@ -440,13 +436,11 @@ def retention(
     import time
     from datetime import timedelta
 
-    from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
     from cloud_expert.erasure import apply_retention
     from edge_hub.store import EdgeStore
     from shared.messages import utcnow
     from shared.transport.freshness import DEFAULT_MAX_AGE_S, DEFAULT_SKEW_S
 
-    settings = _setup()
     stores = list(edge_db or [])
     missing = [str(p) for p in stores if not p.exists()]
     if missing:
@@ -455,11 +449,9 @@ def retention(
     if not yes and not typer.confirm(f"delete every episode received before {before:%Y-%m-%d %H:%M} UTC"
                                      f"{' on ' + site if site else ''}?"):
         raise typer.Exit(1)
-    url = settings.effective_database_url
-    upgrade_to_head(url)
-    engine = make_engine(url)
+    engine, sessions = _cloud_sessions()
     try:
-        with make_session_factory(engine)() as session:
+        with sessions() as session:
             try:
                 erased = apply_retention(session, before=before, by=by, site=site)
             except ValueError as exc:
@@ -481,6 +473,7 @@ def retention(
 def _cloud_sessions() -> tuple[Any, Any]:
     """(engine, session factory) of the configured cloud DB, migrated to head."""
     from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+
 
     settings = _setup()
     url = settings.effective_database_url

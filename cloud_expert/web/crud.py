@@ -28,7 +28,7 @@ EVERYTHING = Scope()
 S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
 
 
-def _scoped(stmt: S, scope: Scope) -> S:
+def scoped(stmt: S, scope: Scope) -> S:
     if scope.sites is not None:
         stmt = stmt.where(Episode.site.in_(scope.sites))
     if scope.drills_only:
@@ -58,7 +58,7 @@ def list_alerts(*, session: Session, limit: int, include_drills: bool, scope: Sc
     )
     if not include_drills:
         stmt = stmt.where(Episode.drill.is_(False))
-    stmt = _scoped(stmt, scope)
+    stmt = scoped(stmt, scope)
     return [
         AlertPublic(alert_id=e.id, trace_id=e.trace_id, site=e.site, patient_id=e.patient_id, device_id=e.device_id,
                     kind=e.kind, level=e.level, drill=e.drill, received_at=e.received_at, report_status=status,
@@ -82,12 +82,12 @@ def list_reports(*, session: Session, limit: int, include_drills: bool, scope: S
             .order_by(Report.created_at.desc(), Report.id).limit(limit))
     if not include_drills:
         stmt = stmt.where(Report.drill.is_(False))
-    return [_public(r, e) for r, e in session.execute(_scoped(stmt, scope)).all()]
+    return [_public(r, e) for r, e in session.execute(scoped(stmt, scope)).all()]
 
 
 def _one(report_id: str, scope: Scope, *columns: Any) -> Select[*tuple[Any, ...]]:
     """One report by id, within what the user may see: outside it, a report does not exist (404, not 403)."""
-    return _scoped(select(*columns).join(Episode, Report.episode_id == Episode.id).where(Report.id == report_id),
+    return scoped(select(*columns).join(Episode, Report.episode_id == Episode.id).where(Report.id == report_id),
                    scope)
 
 

@@ -18,9 +18,10 @@ from sqlalchemy import select
 
 from cloud_expert.accounts import Viewer, audit
 from cloud_expert.db import Episode, Report
+from cloud_expert.web.crud import scoped
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import ID_PATTERN
-from cloud_expert.web.security import Reader, client_of
+from cloud_expert.web.security import Reader, client_of, scope_of
 
 router = APIRouter(tags=["patients"])
 
@@ -53,13 +54,9 @@ class PatientPublic(BaseModel):
 
 
 def patient_story(session: SessionDep, viewer: Viewer, patient_id: str) -> PatientPublic:
-    stmt = (select(Episode, Report).outerjoin(Report, Report.episode_id == Episode.id)
-            .where(Episode.patient_id == patient_id).order_by(Episode.received_at))
-    if viewer.sites is not None:
-        stmt = stmt.where(Episode.site.in_(viewer.sites))
-    if viewer.drills_only:
-        stmt = stmt.where(Episode.drill.is_(True))
-    rows = session.execute(stmt).all()
+    rows = session.execute(scoped(select(Episode, Report).outerjoin(Report, Report.episode_id == Episode.id)
+                                  .where(Episode.patient_id == patient_id).order_by(Episode.received_at),
+                                  scope_of(viewer))).all()
     if not rows:
         raise HTTPException(status_code=404, detail=f"patient {patient_id!r} not found")
     entries, devices = [], {}
