@@ -643,10 +643,14 @@ def drill_run(
     watch_id: Annotated[str | None, typer.Option("--watch", help="Watch device id (default: the first online "
                                                  "watch on the site).")] = None,
     timeout: Annotated[float, typer.Option(min=5, help="Give up after this many seconds.")] = 120.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the hops and SLO verdicts here.")]
+    = None,
     verbose: Verbose = False,
 ) -> None:
     """Ask a running watch to splice a real episode into its stream, follow it through every hop and
-    wait for its DRILL report. Everything it causes carries drill=true and never counts clinically."""
+    wait for its DRILL report. Everything it causes carries drill=true and never counts clinically.
+    Then judges the hops against their SLOs (detection → edge response ≤ 1 s, escalation → report ≤ 60 s)
+    and exits 3 when one is missed."""
     from cardiomesh.drill import DrillError, run_drill
 
     if scenario not in ("vt", "af", "brady", "pause"):
@@ -659,6 +663,23 @@ def drill_run(
         raise _fail(str(exc)) from None
     for url in result.report_urls:
         typer.echo(f"DRILL report: {url}")
+    from cardiomesh.slo import judge
+
+    verdicts = judge(result.hops)
+    typer.echo("service levels:")
+    for verdict in verdicts:
+        typer.echo(verdict.line())
+    if json_out is not None:
+        json_out.write_text(json.dumps({
+            "scenario": scenario, "trace_id": result.trace_id, "watch": result.watch_id,
+            "hops": [{"name": h.name, "source": h.source, "at": h.at.isoformat(), "detail": h.detail}
+                     for h in result.hops],
+            "report_urls": result.report_urls,
+            "slos": [{"name": v.slo.name, "limit_ms": v.slo.limit_ms, "measured_ms": v.measured_ms,
+                      "passed": v.passed} for v in verdicts],
+        }, indent=2) + "\n")
+    if not all(v.passed for v in verdicts):
+        raise typer.Exit(3)
 
 
 @fl_app.command("run")

@@ -73,6 +73,15 @@ def _run(sessions: sessionmaker[Session], settings: Settings, run_id: str, scena
     try:
         result = runner(settings, scenario, watch_id=watch_id, timeout_s=TIMEOUT_S, echo=echo)
         trace, reports = getattr(result, "trace_id", None), list(getattr(result, "report_urls", []))
+        from cardiomesh.slo import judge
+
+        verdicts = judge(getattr(result, "hops", []))
+        echo("service levels:")
+        for verdict in verdicts:
+            echo(verdict.line())
+        missed = [v.slo.name for v in verdicts if not v.passed]
+        if missed:
+            status, error = "failed", f"SLO missed: {', '.join(missed)}"
     except Exception as exc:  # DrillError and the rest: the run failed, the page says why
         status, error = "failed", str(exc)[:2000]
         log.warning("drill failed", extra={"drill": run_id, "error": error[:200]})

@@ -43,9 +43,12 @@ def test_an_operator_runs_a_drill_from_the_dashboard_and_follows_its_hops(
         while run["status"] == "running" and time.monotonic() < deadline:
             time.sleep(0.5)
             run = anonymous.get(f"/api/drills/{run_id}").json()
-    assert run["status"] == "passed", run
+    # the stand-in plays no edge responses or initial triage: those service levels are missed, and say so
+    assert run["status"] == "failed", run
+    assert run["error"] == "SLO missed: detection → edge response, detection → initial triage"
     text = "\n".join(run["lines"])
-    for hop in ("drill requested", "watch alert", "edge escalation", "report rendered"):
+    for hop in ("drill requested", "watch alert", "edge escalation", "report rendered", "service levels:",
+                "PASS  escalation → report rendered"):
         assert hop in text, text
     assert len(run["report_urls"]) == 1 and run["requested_by"] == "op-1"
     assert [r["id"] for r in anonymous.get("/api/drills").json()] == [run_id]  # the site's history

@@ -1,0 +1,63 @@
+"""Service levels a drill is judged against, hop by hop, from the hops it saw.
+
+Hop times come from different hosts' clocks: the watch stamps its alert, the edge its response, the cloud
+its report. Each SLO here is measured between hops stamped by hosts that are expected to be NTP-synced
+(the deployment runs chrony or systemd-timesyncd everywhere, docs/deploy.md); a skew shows as a negative or
+inflated duration, and a negative one is reported as such rather than hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+class Hop(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    name: str
+    start: str  # hop name: its first occurrence
+    end: str  # hop name: its first occurrence after the start
+    limit_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    slo: Slo
+    measured_ms: float | None  # None: a hop was not seen
+
+    @property
+    def passed(self) -> bool:
+        return self.measured_ms is not None and self.measured_ms <= self.slo.limit_ms
+
+    def line(self) -> str:
+        got = "not seen" if self.measured_ms is None else f"{self.measured_ms:9.1f} ms"
+        return f"  {'PASS' if self.passed else 'MISS'}  {self.slo.name:<34} {got:>12}  (SLO ≤ {self.slo.limit_ms:g} ms)"
+
+
+DEFAULT_SLOS = (
+    Slo("detection → edge response", "watch alert", "edge response", 1000.0),
+    Slo("detection → initial triage", "watch alert", "edge triage (initial)", 1000.0),
+    Slo("escalation → report rendered", "edge escalation", "report rendered", 60_000.0),
+)
+
+
+def judge(hops: Sequence[Hop], slos: Sequence[Slo] = DEFAULT_SLOS) -> list[Verdict]:
+    verdicts = []
+    for slo in slos:
+        start = next((h for h in hops if h.name == slo.start), None)
+        end = next((h for h in hops if h.name == slo.end and start is not None and h.at >= start.at), None)
+        if start is None or end is None:
+            verdicts.append(Verdict(slo, None))
+        else:
+            verdicts.append(Verdict(slo, (end.at - start.at).total_seconds() * 1000))
+    return verdicts

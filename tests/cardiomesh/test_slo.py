@@ -1,0 +1,31 @@
+"""Drill hops judged against their service levels (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cardiomesh.drill import HopLine
+from cardiomesh.slo import DEFAULT_SLOS, judge
+
+T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def _hops(*spec: tuple[str, float]) -> list[HopLine]:
+    return [HopLine(name, "x", T0 + timedelta(milliseconds=ms)) for name, ms in spec]
+
+
+def test_each_slo_is_measured_between_its_hops_and_judged() -> None:
+    verdicts = judge(_hops(("drill requested", 0), ("watch alert", 8000), ("edge response", 8004),
+                           ("edge triage (initial)", 8006), ("edge escalation", 13000), ("report rendered", 13180)))
+    assert [(v.slo.name, round(v.measured_ms or -1, 1), v.passed) for v in verdicts] == [
+        ("detection → edge response", 4.0, True), ("detection → initial triage", 6.0, True),
+        ("escalation → report rendered", 180.0, True)]
+    assert verdicts[0].line().startswith("  PASS  detection → edge response")
+
+
+def test_a_late_or_missing_hop_is_a_miss() -> None:
+    verdicts = judge(_hops(("watch alert", 0), ("edge response", 1500)))
+    assert [v.passed for v in verdicts] == [False, False, False]
+    assert verdicts[0].measured_ms == 1500.0 and verdicts[1].measured_ms is None
+    assert "MISS" in verdicts[1].line() and "not seen" in verdicts[1].line()
+    assert len(DEFAULT_SLOS) == 3
