@@ -2,7 +2,7 @@
 
 Hop times come from different hosts' clocks: the watch stamps its alert, the edge its response, the cloud
 its report. Each SLO here is measured between hops stamped by hosts that are expected to be NTP-synced
-(the deployment runs chrony or systemd-timesyncd everywhere, docs/deploy.md); a skew shows as a negative or
+(docs/deploy.md: an NTP client on every host); a skew shows as a negative or
 inflated duration, and a negative one is reported as such rather than hidden.
 """
 
