@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shared import logs
 from shared.metrics import Counters, MetricsFile, metrics_path
 from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the CLI imports SQLAlchemy only in the commands that use the DB
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(
     help="CardioMesh: cardiac monitoring on a message bus — watches, phones, edge hub, cloud.\n\n"
@@ -392,23 +397,12 @@ def patient_erase(
     from edge_hub.store import EdgeStore
     from shared.messages import utcnow
 
-    stores = list(edge_db or [])
-    missing = [str(p) for p in stores if not p.exists()]
-    if missing:
-        raise _fail(f"no edge store at {', '.join(missing)}")
+    stores = _edge_stores(edge_db)
     if not yes and not typer.confirm(f"erase {patient_id} from the cloud DB"
                                      f"{' and ' + str(len(stores)) + ' edge store(s)' if stores else ''}?"):
         raise typer.Exit(1)
-    engine, sessions = _cloud_sessions()
-    try:
-        with sessions() as session:
-            try:
-                erased = erase_patient(session, patient_id, by=by, reason=reason, now=utcnow())
-            except ValueError as exc:
-                raise _fail(str(exc)) from None
-            session.commit()
-    finally:
-        engine.dispose()
+    with _cloud_transaction(ValueError) as session:
+        erased = erase_patient(session, patient_id, by=by, reason=reason, now=utcnow())
     typer.echo(f"cloud: {erased.episodes} episode(s), {erased.reports} report(s), {erased.jobs} job(s) erased "
                f"(audit {erased.audit_id})")
     for path in stores:
@@ -441,24 +435,13 @@ def retention(
     from shared.messages import utcnow
     from shared.transport.freshness import DEFAULT_MAX_AGE_S, DEFAULT_SKEW_S
 
-    stores = list(edge_db or [])
-    missing = [str(p) for p in stores if not p.exists()]
-    if missing:
-        raise _fail(f"no edge store at {', '.join(missing)}")
+    stores = _edge_stores(edge_db)
     before = utcnow() - timedelta(days=days)
     if not yes and not typer.confirm(f"delete every episode received before {before:%Y-%m-%d %H:%M} UTC"
                                      f"{' on ' + site if site else ''}?"):
         raise typer.Exit(1)
-    engine, sessions = _cloud_sessions()
-    try:
-        with sessions() as session:
-            try:
-                erased = apply_retention(session, before=before, by=by, site=site)
-            except ValueError as exc:
-                raise _fail(str(exc)) from None
-            session.commit()
-    finally:
-        engine.dispose()
+    with _cloud_transaction(ValueError) as session:
+        erased = apply_retention(session, before=before, by=by, site=site)
     typer.echo(f"cloud: {sum(e.episodes for e in erased)} episode(s), {sum(e.reports for e in erased)} report(s) "
                f"of {len(erased)} patient(s) deleted (received before {before:%Y-%m-%d}; audited per patient)")
     now = time.time()
@@ -470,16 +453,33 @@ def retention(
         typer.echo(f"edge {path}: {episodes} finalized episode(s), {seen} seen id(s) deleted")
 
 
-def _cloud_sessions() -> tuple[Any, Any]:
-    """(engine, session factory) of the configured cloud DB, migrated to head."""
+@contextmanager
+def _cloud_transaction(*refused: type[Exception]) -> Iterator[Session]:
+    """One session on the configured cloud DB (migrated to head), committed when the block ends cleanly; an
+    exception of the `refused` types becomes a clear CLI error (nothing committed)."""
     from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
 
-
-    settings = _setup()
-    url = settings.effective_database_url
+    url = _setup().effective_database_url
     upgrade_to_head(url)
     engine = make_engine(url)
-    return engine, make_session_factory(engine)
+    try:
+        with make_session_factory(engine)() as session:
+            try:
+                yield session
+            except refused as exc:
+                raise _fail(str(exc)) from None
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def _edge_stores(edge_db: list[Path] | None) -> list[Path]:
+    """The --edge-db stores, every one present, or a clear error before anything is changed."""
+    stores = list(edge_db or [])
+    missing = [str(p) for p in stores if not p.exists()]
+    if missing:
+        raise _fail(f"no edge store at {', '.join(missing)}")
+    return stores
 
 
 @user_app.command("add")
@@ -500,16 +500,8 @@ def user_add(
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)
-    engine, sessions = _cloud_sessions()
-    try:
-        with sessions() as session:
-            try:
-                add_user(session, username, password, role, list(site) if site else None)
-            except AccountError as exc:
-                raise _fail(str(exc)) from None
-            session.commit()
-    finally:
-        engine.dispose()
+    with _cloud_transaction(AccountError) as session:
+        add_user(session, username, password, role, list(site) if site else None)
     typer.echo(f"user {username} ({role}) added, sites: {', '.join(site) if site else 'all'}")
 
 
@@ -520,32 +512,20 @@ def user_list() -> None:
 
     from cloud_expert.db import User
 
-    engine, sessions = _cloud_sessions()
-    try:
-        with sessions() as session:
-            users = list(session.scalars(select(User).order_by(User.username)))
-            for u in users:
-                state = "disabled" if u.disabled else "active"
-                typer.echo(f"{u.username:<24} {u.role:<11} sites {u.sites:<24} {state}")
-            if not users:
-                typer.echo("no users yet: cardiomesh user add NAME --role admin")
-    finally:
-        engine.dispose()
+    with _cloud_transaction() as session:
+        rows = [(u.username, u.role, u.sites, "disabled" if u.disabled else "active")
+                for u in session.scalars(select(User).order_by(User.username))]
+    for name, role, sites, state in rows:
+        typer.echo(f"{name:<24} {role:<11} sites {sites:<24} {state}")
+    if not rows:
+        typer.echo("no users yet: cardiomesh user add NAME --role admin")
 
 
 def _set_disabled(username: str, disabled: bool) -> None:
     from cloud_expert.accounts import AccountError, set_disabled
 
-    engine, sessions = _cloud_sessions()
-    try:
-        with sessions() as session:
-            try:
-                set_disabled(session, username, disabled)
-            except AccountError as exc:
-                raise _fail(str(exc)) from None
-            session.commit()
-    finally:
-        engine.dispose()
+    with _cloud_transaction(AccountError) as session:
+        set_disabled(session, username, disabled)
 
 
 @user_app.command("disable")
@@ -568,16 +548,8 @@ def user_token(username: Annotated[str, typer.Argument(help="The account the tok
     only its hash is kept."""
     from cloud_expert.accounts import AccountError, issue_api_token
 
-    engine, sessions = _cloud_sessions()
-    try:
-        with sessions() as session:
-            try:
-                token = issue_api_token(session, username)
-            except AccountError as exc:
-                raise _fail(str(exc)) from None
-            session.commit()
-    finally:
-        engine.dispose()
+    with _cloud_transaction(AccountError) as session:
+        token = issue_api_token(session, username)
     typer.echo(token)
 
 
