@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cloud_expert.db import AuditEntry, User, WebSession
+from cloud_expert.scope import Scope
 from shared.messages import new_id, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class Viewer:
     @property
     def drills_only(self) -> bool:
         return self.role == "operator"
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(sites=self.sites, drills_only=self.drills_only)
 
 
 def _digest(token: str) -> str:

@@ -42,7 +42,7 @@ def start_drill(sessions: sessionmaker[Session], settings: Settings, viewer: Vie
     if scenario not in SCENARIOS:
         raise DrillRefused(f"scenario must be one of {', '.join(SCENARIOS)}")
     site = site.strip()
-    if not site or (viewer.sites is not None and site not in viewer.sites):
+    if not site or not viewer.scope.allows_site(site):
         raise DrillRefused(f"you may not drill site {site!r}")
     run_id = new_id()
     with sessions() as session:

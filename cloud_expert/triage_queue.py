@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, load_only
 
 from cloud_expert.accounts import Viewer, audit
 from cloud_expert.db import Episode, Report
+from cloud_expert.scope import EVERYTHING, Scope, scoped
 from shared.messages import utcnow
 
 Action = Literal["acknowledge", "assign", "snooze", "resolve", "reopen"]
@@ -35,8 +36,7 @@ class QueueError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class QueueFilter:
-    sites: tuple[str, ...] | None = None  # the user's scope
-    drills_only: bool = False  # an operator
+    scope: Scope = EVERYTHING  # the user's
     site: str | None = None
     patient_id: str | None = None
     levels: tuple[str, ...] = ("emergency", "urgent")
@@ -78,11 +78,8 @@ def queue(session: Session, f: QueueFilter, *, now: datetime | None = None) -> t
     stmt = (select(Episode, Report.id).outerjoin(Report, Report.episode_id == Episode.id)
             .options(load_only(*QUEUE_COLUMNS))  # never the strips: a queue of 1,000 must not decode 1,000 of them
             .where(Episode.queue_status.in_(f.statuses), Episode.level.in_(f.levels)))
-    if f.sites is not None:
-        stmt = stmt.where(Episode.site.in_(f.sites))
-    if f.drills_only:
-        stmt = stmt.where(Episode.drill.is_(True))
-    elif not f.drills:
+    stmt = scoped(stmt, f.scope)
+    if not (f.scope.drills_only or f.drills):
         stmt = stmt.where(Episode.drill.is_(False))
     for column, value in ((Episode.site, f.site), (Episode.patient_id, f.patient_id), (Episode.kind, f.kind)):
         if value:
@@ -135,12 +132,7 @@ def act(session: Session, viewer: Viewer, episode_ids: list[str], action: str, *
     if action == "assign" and not (assignee or "").strip():
         raise QueueError("assign to whom?")
     now = now or utcnow()
-    stmt = select(Episode).where(Episode.id.in_(episode_ids[:500]))
-    if viewer.sites is not None:
-        stmt = stmt.where(Episode.site.in_(viewer.sites))
-    if viewer.drills_only:
-        stmt = stmt.where(Episode.drill.is_(True))
-    episodes = list(session.scalars(stmt))
+    episodes = list(session.scalars(scoped(select(Episode).where(Episode.id.in_(episode_ids[:500])), viewer.scope)))
     if not episodes:
         raise LookupError("no such episodes")
     for e in episodes:
@@ -166,11 +158,7 @@ def changes_since(session: Session, f: QueueFilter, after: datetime) -> tuple[in
     """How many episodes in scope were received after `after`, and the newest one's time (the next `after`):
     what a live queue is told about. Keyed on the stored times, not this clock, so a commit that lands late
     is still seen."""
-    stmt = select(Episode.received_at).where(Episode.received_at > after)
-    if f.sites is not None:
-        stmt = stmt.where(Episode.site.in_(f.sites))
-    if f.drills_only:
-        stmt = stmt.where(Episode.drill.is_(True))
+    stmt = scoped(select(Episode.received_at).where(Episode.received_at > after), f.scope)
     times = list(session.scalars(stmt.limit(1000)))
     return len(times), max(times, default=after)
 
@@ -178,10 +166,10 @@ def changes_since(session: Session, f: QueueFilter, after: datetime) -> tuple[in
 def ack_stats(session: Session, f: QueueFilter, *, since: datetime) -> dict[str, float | int | None]:
     """Time to acknowledge over episodes received since `since` (clinical only unless an operator): the
     queue's own service level, as a metric."""
-    stmt = select(Episode.received_at, Episode.acknowledged_at, Episode.queue_status).where(
-        Episode.received_at >= since, Episode.drill.is_(f.drills_only))
-    if f.sites is not None:
-        stmt = stmt.where(Episode.site.in_(f.sites))
+    stmt = scoped(select(Episode.received_at, Episode.acknowledged_at, Episode.queue_status).where(
+        Episode.received_at >= since), f.scope)
+    if not f.scope.drills_only:
+        stmt = stmt.where(Episode.drill.is_(False))
     rows = session.execute(stmt).all()
     waits = sorted((ack - got).total_seconds() for got, ack, _ in rows if ack is not None)
 

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from cloud_expert.db import Episode, Report, ReportJob
 from cloud_expert.reports.fhir import FhirInput
+from cloud_expert.scope import Scope, scoped
 from cloud_expert.web.schemas import AlertPublic, ReportPublic
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What a user may see: their sites (None: every site), and drills only (an operator)."""
-
-    sites: tuple[str, ...] | None = None
-    drills_only: bool = False
-
-
-EVERYTHING = Scope()
-
-
-S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
-
-
-def scoped(stmt: S, scope: Scope) -> S:
-    if scope.sites is not None:
-        stmt = stmt.where(Episode.site.in_(scope.sites))
-    if scope.drills_only:
-        stmt = stmt.where(Episode.drill.is_(True))
-    return stmt
 
 
 def report_url(report_id: str) -> str:

@@ -19,7 +19,6 @@ from urllib.parse import parse_qs
 from fastapi import Depends, HTTPException, Request
 
 from cloud_expert.accounts import Viewer, csrf_ok, viewer_for
-from cloud_expert.web.crud import Scope
 from cloud_expert.web.deps import SessionDep
 
 COOKIE = "cm_session"
@@ -72,10 +71,6 @@ def require(*roles: str) -> Callable[[Viewer], Viewer]:
         return viewer
 
     return check
-
-
-def scope_of(viewer: Viewer) -> Scope:
-    return Scope(sites=viewer.sites, drills_only=viewer.drills_only)
 
 
 def client_of(request: Request) -> str | None:

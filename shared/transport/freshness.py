@@ -25,7 +25,6 @@ the microsecond clock, so a restarted device never reuses a sequence number of i
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.messages.codec import RejectReason
@@ -37,11 +36,6 @@ DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 DEFAULT_SKEW_S = 300.0
 
 
-@dataclass(slots=True)
-class _Source:
-    ids: OrderedDict[int, str] = field(default_factory=OrderedDict)
-
-
 class Freshness:
     """Refuses envelopes outside the time window and reused sequence numbers; one per router."""
 
@@ -51,7 +45,8 @@ class Freshness:
         self.skew_s = skew_s
         self._per_source = per_source
         self._max_sources = max_sources
-        self._sources: OrderedDict[tuple[str, str], _Source] = OrderedDict()
+        #: (source, type) → its recent sequence numbers and the message id each came with
+        self._sources: OrderedDict[tuple[str, str], OrderedDict[int, str]] = OrderedDict()
 
     def check(self, *, kind: str, message_type: str, source: str, message_id: str, seq: int,
               created_at: datetime, now: datetime) -> RejectReason | None:
@@ -67,17 +62,17 @@ class Freshness:
             return None
         # keyed by type as well: two processes may speak for one source (a watch and its trainer)
         key = (source, message_type)
-        state = self._sources.get(key)
-        if state is None:
-            state = self._sources[key] = _Source()
+        ids = self._sources.get(key)
+        if ids is None:
+            ids = self._sources[key] = OrderedDict()
             if len(self._sources) > self._max_sources:
                 self._sources.popitem(last=False)
         else:
             self._sources.move_to_end(key)
-        known = state.ids.get(seq)
+        known = ids.get(seq)
         if known is not None:
             return None if known == message_id else "replayed"
-        state.ids[seq] = message_id
-        if len(state.ids) > self._per_source:
-            state.ids.popitem(last=False)
+        ids[seq] = message_id
+        if len(ids) > self._per_source:
+            ids.popitem(last=False)
         return None

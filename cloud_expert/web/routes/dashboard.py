@@ -10,21 +10,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud_expert.accounts import audit
 from cloud_expert.ingest import clinical_counts
+from cloud_expert.scope import EVERYTHING
 from cloud_expert.web import crud
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.schemas import Health
-from cloud_expert.web.security import Reader, client_of, scope_of
+from cloud_expert.web.security import Reader, client_of
 
 router = APIRouter(tags=["dashboard"])
 
 
 @router.get("/episodes", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Reader) -> HTMLResponse:
-    scope = scope_of(viewer)
+    scope = viewer.scope
     page = templates.TemplateResponse(request, "dashboard.html", {
         "alerts": crud.list_alerts(session=session, limit=100, include_drills=True, scope=scope),
         "reports": crud.list_reports(session=session, limit=100, include_drills=True, scope=scope),
-        "counts": clinical_counts(session) if scope == crud.EVERYTHING else None,
+        "counts": clinical_counts(session) if scope == EVERYTHING else None,
         "viewer": viewer,
     })
     audit(session, viewer.username, "viewed_dashboard", None, None, client=client_of(request))

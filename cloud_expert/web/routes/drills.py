@@ -54,7 +54,7 @@ def _runs(session: Session, viewer: Viewer, limit: int = 50) -> list[DrillRun]:
 
 def _run(session: Session, viewer: Viewer, run_id: str) -> DrillRun:
     run = session.get(DrillRun, run_id)
-    if run is None or (viewer.sites is not None and run.site not in viewer.sites):
+    if run is None or not viewer.scope.allows_site(run.site):
         raise HTTPException(status_code=404, detail=f"drill {run_id!r} not found")
     return run
 

@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from cloud_expert.accounts import Viewer, audit
 from cloud_expert.db import Episode, Report
-from cloud_expert.web.crud import scoped
+from cloud_expert.scope import scoped
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import ID_PATTERN
-from cloud_expert.web.security import Reader, client_of, scope_of
+from cloud_expert.web.security import Reader, client_of
 
 router = APIRouter(tags=["patients"])
 
@@ -56,7 +56,7 @@ class PatientPublic(BaseModel):
 def patient_story(session: SessionDep, viewer: Viewer, patient_id: str) -> PatientPublic:
     rows = session.execute(scoped(select(Episode, Report).outerjoin(Report, Report.episode_id == Episode.id)
                                   .where(Episode.patient_id == patient_id).order_by(Episode.received_at),
-                                  scope_of(viewer))).all()
+                                  viewer.scope)).all()
     if not rows:
         raise HTTPException(status_code=404, detail=f"patient {patient_id!r} not found")
     entries, devices = [], {}

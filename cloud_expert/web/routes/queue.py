@@ -74,7 +74,7 @@ Statuses = Annotated[list[Literal["open", "acknowledged", "resolved"]] | None,
 def _filter(viewer: Viewer, *, site: str | None = None, patient_id: str | None = None,
             level: list[str] | None = None, kind: str | None = None, status: list[str] | None = None,
             drills: bool = False, since: datetime | None = None, limit: int = 50, offset: int = 0) -> QueueFilter:
-    return QueueFilter(sites=viewer.sites, drills_only=viewer.drills_only, site=site, patient_id=patient_id,
+    return QueueFilter(scope=viewer.scope, site=site, patient_id=patient_id,
                        levels=tuple(level or ("emergency", "urgent")), kind=kind,
                        statuses=tuple(status or ("open", "acknowledged")), drills=drills, since=since, limit=limit,
                        offset=offset)

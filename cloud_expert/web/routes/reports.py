@@ -16,7 +16,7 @@ from cloud_expert.web import crud
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import IncludeDrills, Limit, ReportId
 from cloud_expert.web.schemas import ReportPublic, ReviewIn
-from cloud_expert.web.security import Reader, Signer, client_of, form_fields, scope_of
+from cloud_expert.web.security import Reader, Signer, client_of, form_fields
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 pages = APIRouter(prefix="/reports", tags=["reports"])
@@ -34,7 +34,7 @@ def viewed(session: Session, request: Request, viewer: Viewer, report_id: str, f
 @router.get("", response_model=list[ReportPublic])
 def list_reports(request: Request, session: SessionDep, viewer: Reader, limit: Limit = 50,
                  include_drills: IncludeDrills = True) -> list[ReportPublic]:
-    reports = crud.list_reports(session=session, limit=limit, include_drills=include_drills, scope=scope_of(viewer))
+    reports = crud.list_reports(session=session, limit=limit, include_drills=include_drills, scope=viewer.scope)
     audit(session, viewer.username, "listed_reports", None, f"{len(reports)} rows", client=client_of(request))
     session.commit()
     return reports
@@ -42,7 +42,7 @@ def list_reports(request: Request, session: SessionDep, viewer: Reader, limit: L
 
 @router.get("/{report_id}", response_model=ReportPublic, responses={404: {"description": "No such report"}})
 def get_report(request: Request, session: SessionDep, viewer: Reader, report_id: ReportId) -> ReportPublic:
-    report = crud.get_report(session=session, report_id=report_id, scope=scope_of(viewer))
+    report = crud.get_report(session=session, report_id=report_id, scope=viewer.scope)
     if report is None:
         raise _not_found(report_id)
     viewed(session, request, viewer, report_id, "json")
@@ -53,7 +53,7 @@ def get_report(request: Request, session: SessionDep, viewer: Reader, report_id:
 @pages.get("/{report_id}.pdf", response_class=Response,
            responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No such report or PDF"}})
 def report_pdf(request: Request, session: SessionDep, viewer: Reader, report_id: ReportId) -> Response:
-    pdf = crud.get_report_pdf(session=session, report_id=report_id, scope=scope_of(viewer))
+    pdf = crud.get_report_pdf(session=session, report_id=report_id, scope=viewer.scope)
     if pdf is None:
         raise HTTPException(status_code=404, detail=f"no PDF for report {report_id!r}")
     viewed(session, request, viewer, report_id, "pdf")
@@ -63,7 +63,7 @@ def report_pdf(request: Request, session: SessionDep, viewer: Reader, report_id:
 
 @pages.get("/{report_id}", response_class=HTMLResponse, responses={404: {"description": "No such report"}})
 def report_page(request: Request, session: SessionDep, viewer: Reader, report_id: ReportId) -> HTMLResponse:
-    html = crud.get_report_html(session=session, report_id=report_id, scope=scope_of(viewer))
+    html = crud.get_report_html(session=session, report_id=report_id, scope=viewer.scope)
     if html is None:
         raise _not_found(report_id)
     viewed(session, request, viewer, report_id, "html")
@@ -71,7 +71,7 @@ def report_page(request: Request, session: SessionDep, viewer: Reader, report_id
 
 
 def _review_context(session: Session, viewer: Viewer, report_id: str) -> ReportPublic:
-    report = crud.get_report(session=session, report_id=report_id, scope=scope_of(viewer))
+    report = crud.get_report(session=session, report_id=report_id, scope=viewer.scope)
     if report is None:
         raise _not_found(report_id)
     return report

@@ -14,10 +14,10 @@ from cloud_expert.accounts import audit
 from cloud_expert.db import Episode
 from cloud_expert.reports.jobs import report_input
 from cloud_expert.reports.render import read_strip
-from cloud_expert.web.crud import scoped
+from cloud_expert.scope import scoped
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import ID_PATTERN
-from cloud_expert.web.security import Reader, client_of, scope_of
+from cloud_expert.web.security import Reader, client_of
 from shared.messages import utcnow
 
 router = APIRouter(tags=["strips"])
@@ -41,7 +41,7 @@ class StripPublic(BaseModel):
 
 
 def _episode(session: SessionDep, viewer: Reader, alert_id: str) -> Episode:
-    episode = session.scalar(scoped(select(Episode).where(Episode.id == alert_id), scope_of(viewer)))
+    episode = session.scalar(scoped(select(Episode).where(Episode.id == alert_id), viewer.scope))
     if episode is None:
         raise HTTPException(status_code=404, detail=f"episode {alert_id!r} not found")
     return episode
