@@ -488,6 +488,8 @@ def user_add(
     role: Annotated[str, typer.Option(help="clinician | technician | operator (drills only) | admin.")],
     site: Annotated[list[str] | None, typer.Option(help="A site the user may see; repeatable. Default: all.")]
     = None,
+    patient: Annotated[list[str] | None, typer.Option(help="A (pseudonymous) patient the user is assigned; "
+                                                      "repeatable. Default: every patient of their sites.")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin "
                                                  "(scripts) instead of prompting.")] = False,
 ) -> None:
@@ -501,22 +503,45 @@ def user_add(
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)
     with _cloud_transaction(AccountError) as session:
-        add_user(session, username, password, role, list(site) if site else None)
-    typer.echo(f"user {username} ({role}) added, sites: {', '.join(site) if site else 'all'}")
+        add_user(session, username, password, role, list(site) if site else None,
+                 patients=list(patient) if patient else None)
+    typer.echo(f"user {username} ({role}) added, sites: {', '.join(site) if site else 'all'}, "
+               f"patients: {', '.join(patient) if patient else 'all of those sites'}")
+
+
+@user_app.command("assign")
+def user_assign(
+    username: Annotated[str, typer.Argument(help="The account.")],
+    patient: Annotated[list[str] | None, typer.Option(help="A pseudonymous patient id; repeatable.")] = None,
+    all_patients: Annotated[bool, typer.Option("--all-patients", help="Lift the limit: every patient of the "
+                                               "user's sites.")] = False,
+) -> None:
+    """Limit a user to the patients assigned to them (within their sites), or lift the limit. Audited.
+
+    Example: cardiomesh user assign dr-lee --patient p-3f9a --patient p-77c1
+    """
+    from cloud_expert.accounts import AccountError, assign_patients
+
+    if bool(patient) == all_patients:
+        raise typer.BadParameter("give --patient (one or more) or --all-patients")
+    with _cloud_transaction(AccountError) as session:
+        assign_patients(session, username, None if all_patients else list(patient or []))
+    typer.echo(f"user {username}: " + ("every patient of their sites" if all_patients
+                                       else f"patients {', '.join(patient or [])}"))
 
 
 @user_app.command("list")
 def user_list() -> None:
-    """Every account: name, role, sites, active or disabled."""
+    """Every account: name, role, sites, assigned patients (* = all of those sites), active or disabled."""
     from sqlalchemy import select
 
     from cloud_expert.db import User
 
     with _cloud_transaction() as session:
-        rows = [(u.username, u.role, u.sites, "disabled" if u.disabled else "active")
+        rows = [(u.username, u.role, u.sites, u.patients or "*", "disabled" if u.disabled else "active")
                 for u in session.scalars(select(User).order_by(User.username))]
-    for name, role, sites, state in rows:
-        typer.echo(f"{name:<24} {role:<11} sites {sites:<24} {state}")
+    for name, role, sites, patients, state in rows:
+        typer.echo(f"{name:<24} {role:<11} sites {sites:<20} patients {patients:<20} {state}")
     if not rows:
         typer.echo("no users yet: cardiomesh user add NAME --role admin")
 

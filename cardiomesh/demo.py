@@ -110,6 +110,7 @@ def _progress(observer: Observer, started: float, final: bool = False) -> None:
     d = observer.drill_summary()
     line = (f"\r[{time.monotonic() - started:6.0f} s] alerts {s['alerts']}  analyses {s['analyses']}  "
             f"responses {s['responses']}  escalations {s['escalations']}  reports {s['reports']}  "
+            f"disclosures {s['disclosures']}  "
             f"drills {d['alerts']}   ")
     if sys.stderr.isatty():
         sys.stderr.write(line + ("\n" if final else ""))

@@ -14,6 +14,7 @@ from shared.messages import (
     AlertMessage,
     AnalysisMessage,
     CommandMessage,
+    DisclosureMessage,
     Envelope,
     EscalationMessage,
     ReportMessage,
@@ -29,6 +30,7 @@ class _Books:
     triaged: set[str] = field(default_factory=set)
     escalated: set[str] = field(default_factory=set)
     reported: set[str] = field(default_factory=set)
+    disclosed: set[str] = field(default_factory=set)  # alerts whose streamed after-part the edge sent on
 
 
 class Observer:
@@ -54,6 +56,8 @@ class Observer:
                 books.escalated.add(message.payload.alert_id)
             elif isinstance(message, ReportMessage):
                 books.reported.add(message.payload.alert_id)
+            elif isinstance(message, DisclosureMessage):
+                books.disclosed.add(message.payload.alert_id)
 
     @staticmethod
     def _summary(b: _Books) -> dict[str, int]:
@@ -65,6 +69,7 @@ class Observer:
             "responses": len(b.responses),
             "escalations": len(b.escalated & alerts),
             "reports": len(b.reported & alerts),
+            "disclosures": len(b.disclosed & alerts),
             "lost": len(lost),
         }
 

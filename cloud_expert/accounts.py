@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ LIFETIME = {"browser": timedelta(hours=12), "api": timedelta(days=90)}
 LOCKOUT_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=5)
 MIN_PASSWORD = 12
+_PATIENT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # the bus's pseudonymous id (shared.messages.envelope.Id)
 
 _HASHER = PasswordHasher()
 #: verified against when the username is unknown, so a wrong username costs what a wrong password does
@@ -46,19 +48,25 @@ class AccountError(ValueError):
     """A request about accounts that cannot be done; the message is safe to show."""
 
 
+class NoSuchUser(AccountError):
+    """The account named does not exist."""
+
+
 class LockedOut(AccountError):
     pass
 
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """Who is asking, with what they may see: `sites` None means every site; an operator sees drills only."""
+    """Who is asking, with what they may see: `sites` None means every site, `patients` None every patient of
+    them; an operator sees drills only."""
 
     username: str
     role: str
     sites: tuple[str, ...] | None
     csrf_token: str
     kind: str
+    patients: tuple[str, ...] | None = None
 
     @property
     def drills_only(self) -> bool:
@@ -66,7 +74,7 @@ class Viewer:
 
     @property
     def scope(self) -> Scope:
-        return Scope(sites=self.sites, drills_only=self.drills_only)
+        return Scope(sites=self.sites, drills_only=self.drills_only, patients=self.patients)
 
 
 def _digest(token: str) -> str:
@@ -77,9 +85,27 @@ def _sites(value: str) -> tuple[str, ...] | None:
     return None if value.strip() == "*" else tuple(s for s in value.split(",") if s)
 
 
+def _patients(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(p for p in value.split(",") if p)
+
+
+def _viewer(user: User, csrf: str, kind: str) -> Viewer:
+    return Viewer(user.username, user.role, _sites(user.sites), csrf, kind, _patients(user.patients))
+
+
+def _patient_list(patients: list[str] | None) -> str | None:
+    if patients is None:
+        return None
+    bad = [p for p in patients if not _PATIENT.match(p)]
+    if bad:
+        raise AccountError(f"not a pseudonymous patient id: {bad[0][:64]!r}")
+    return ",".join(sorted(set(patients)))
+
+
 def add_user(session: Session, username: str, password: str, role: str, sites: list[str] | None, *,
-             by: str | None = None) -> User:
-    """A new account (the caller commits). `sites` None: every site. `by`: the admin (None from the CLI)."""
+             by: str | None = None, patients: list[str] | None = None) -> User:
+    """A new account (the caller commits). `sites` None: every site; `patients` None: every patient of those
+    sites. `by`: the admin (None from the CLI)."""
     username = username.strip()
     if not username or len(username) > 64 or not all(c.isalnum() or c in "._-@" for c in username):
         raise AccountError("a username is 1–64 letters, digits or . _ - @")
@@ -90,10 +116,22 @@ def add_user(session: Session, username: str, password: str, role: str, sites: l
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AccountError(f"user {username!r} exists")
     user = User(id=new_id(), username=username, password_hash=_HASHER.hash(password), role=role,
-                sites="*" if sites is None else ",".join(sorted(set(sites))), disabled=False, created_at=utcnow())
+                sites="*" if sites is None else ",".join(sorted(set(sites))), patients=_patient_list(patients),
+                disabled=False, created_at=utcnow())
     session.add(user)
-    audit(session, by, "user_added", username, f"role {role}, sites {user.sites}")
+    audit(session, by, "user_added", username, f"role {role}, sites {user.sites}"
+          + ("" if user.patients is None else f", patients {user.patients}"))
     return user
+
+
+def assign_patients(session: Session, username: str, patients: list[str] | None, *, by: str | None = None) -> None:
+    """Limit a user to these patients (None: every patient of their sites); audited; the caller commits."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NoSuchUser(f"no user {username!r}")
+    user.patients = _patient_list(patients)
+    audit(session, by, "user_patients", username, "all patients of their sites" if user.patients is None
+          else f"patients {user.patients}")
 
 
 def demo_account(session: Session, username: str = "demo") -> str:
@@ -112,7 +150,7 @@ def demo_account(session: Session, username: str = "demo") -> str:
 def set_disabled(session: Session, username: str, disabled: bool, *, by: str | None = None) -> None:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        raise AccountError(f"no user {username!r}")
+        raise NoSuchUser(f"no user {username!r}")
     user.disabled = disabled
     if disabled:  # signed out everywhere at once
         session.execute(delete(WebSession).where(WebSession.user_id == user.id))
@@ -144,7 +182,7 @@ def sign_in(session: Session, username: str, password: str, *, client: str | Non
     session.add(WebSession(token_hash=_digest(token), user_id=user.id, csrf_token=csrf, kind=kind, created_at=now,
                            expires_at=now + LIFETIME[kind], last_seen_at=now))
     audit(session, user.username, "sign_in" if kind == "browser" else "api_token_issued", None, None, client=client)
-    return token, Viewer(user.username, user.role, _sites(user.sites), csrf, kind)
+    return token, _viewer(user, csrf, kind)
 
 
 def issue_api_token(session: Session, username: str) -> str:
@@ -169,7 +207,7 @@ def viewer_for(session: Session, token: str) -> Viewer | None:
     now = utcnow()
     if web.expires_at <= now or user.disabled:
         return None
-    return Viewer(user.username, user.role, _sites(user.sites), web.csrf_token, web.kind)
+    return _viewer(user, web.csrf_token, web.kind)
 
 
 def sign_out(session: Session, token: str) -> None:

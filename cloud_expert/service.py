@@ -28,9 +28,18 @@ from cloud_expert.db import (
     upgrade_to_head,
 )
 from cloud_expert.ingest import store_escalation
+from cloud_expert.telemetry import store_disclosure, store_summary
 from shared import topics
 from shared.faults import crash_point
-from shared.messages import EscalationMessage, Hop, LabelMessage, ReportMessage, utcnow
+from shared.messages import (
+    DisclosureMessage,
+    EscalationMessage,
+    Hop,
+    LabelMessage,
+    ReportMessage,
+    SummaryMessage,
+    utcnow,
+)
 from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import Router, Transport
@@ -81,10 +90,14 @@ class CloudService:
             from cloud_expert.worker.enqueue import default_enqueuer  # imports Celery only when used
 
             self._enqueue_fn = default_enqueuer()
-        pattern = topics.escalation(topics.ANY, topics.ANY, topics.ANY)
-        if self._group is not None:
-            pattern = topics.shared(self._group, pattern)
-        self.router.on(pattern, EscalationMessage, self._on_escalation)
+        any_ = topics.ANY
+        for pattern, model, handler in (
+            (topics.escalation(any_, any_, any_), EscalationMessage, self._on_escalation),
+            (topics.disclosure(any_, any_, any_), DisclosureMessage, self._on_disclosure),
+            (topics.summary(any_, any_, any_), SummaryMessage, self._on_summary),
+        ):
+            self.router.on(pattern if self._group is None else topics.shared(self._group, pattern), model,
+                           handler)  # type: ignore[arg-type]
         if self._manage_transport:
             self.transport.start()
         self._stop.clear()
@@ -123,6 +136,23 @@ class CloudService:
             return
         self.counters.inc("stored")
         self._enqueue(job.id, extra)
+
+    def _on_disclosure(self, parts: topics.TopicParts, msg: DisclosureMessage) -> None:
+        with self.sessions() as session:
+            new = store_disclosure(session, parts.site, msg, self._now())
+            session.commit()
+        self.counters.inc("disclosures.stored" if new else "disclosures.duplicate")
+
+    def _on_summary(self, parts: topics.TopicParts, msg: SummaryMessage) -> None:
+        if msg.drill:
+            self.counters.inc("rejected.drill_summary")
+            log.warning("drill-marked summary refused: drills never enter a trend", extra={"trace_id": msg.trace_id})
+            return
+        with self.sessions() as session:
+            new = store_summary(session, parts.site, msg, self._now())
+            session.commit()
+        self.counters.inc("summaries.stored")
+        self.counters.inc("hr_minutes.stored", new)
 
     def _enqueue(self, job_id: str, extra: dict[str, str]) -> None:
         """Hand a committed job to Celery; when the broker is down the sweeper tries again later."""

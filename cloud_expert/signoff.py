@@ -60,7 +60,7 @@ def review(session: Session, report_id: str, viewer: Viewer, *, action: str, rea
     rhythm = (rhythm or "").strip()[:32] or None
     row = session.execute(select(Report, Episode).join(Episode, Report.episode_id == Episode.id)
                           .where(Report.id == report_id)).first()
-    if row is None or not viewer.scope.allows_site(row[1].site):
+    if row is None or not viewer.scope.allows(row[1].site, row[1].patient_id, drill=row[1].drill):
         raise LookupError(report_id)
     report, episode = row
     target, allowed_from = MOVES[action]

@@ -13,10 +13,12 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
+from edge_hub.disclosure import DisclosureCollector
 from edge_hub.fusion import Decision, PatientContext, triage
 from edge_hub.store import EdgeStore, EpisodeRow, event_key
+from edge_hub.trend import HrRollup
 from shared import topics
 from shared.crypto.commands import signer_for
 from shared.faults import crash_point
@@ -27,20 +29,29 @@ from shared.messages import (
     AnalysisMessage,
     CommandMessage,
     CommandPayload,
+    DeviceState,
+    DisclosureMessage,
+    DisclosurePayload,
     EscalationMessage,
     EscalationPayload,
     Hop,
     PresenceMessage,
+    StripMessage,
+    SummaryMessage,
+    SummaryPayload,
     TriageMessage,
     TriagePayload,
     VitalsMessage,
     utcnow,
 )
+from shared.messages.device import Role
 from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import Router, Transport
 
 log = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = get_args(Role)
 
 CORROBORATION_WINDOW_S = 60.0
 #: An alert that reaches the hub this long after the watch stamped it (a watch offline, its outbox
@@ -48,6 +59,8 @@ CORROBORATION_WINDOW_S = 60.0
 LATE_S = 60.0
 #: Fault drills only (`shared.faults`): the hub dies (os._exit, no cleanup) at the named step of its work.
 CRASH_POINTS = ("after_accept", "after_responses", "after_escalation")
+#: Seconds of ECG the edge asks a watch to stream after an urgent or emergency alert (ADR 0002).
+STREAM_S = 30.0
 
 
 def _with_late(decision: Decision, late_s: float | None) -> Decision:
@@ -55,6 +68,16 @@ def _with_late(decision: Decision, late_s: float | None) -> Decision:
         return decision
     return Decision(decision.level, (*decision.reasons, f"late: reached the hub {late_s:.0f} s after the watch "
                                      "sent it"), decision.responses)
+
+
+@dataclass(slots=True)
+class _Device:
+    """What the edge knows of a device for the patient view (sent to the cloud in each summary)."""
+
+    patient_id: str
+    role: str | None = None
+    status: str = "unknown"
+    last_seen: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -95,6 +118,11 @@ class EdgeHub:
         self._recent_alerts: dict[tuple[str, bool], dict[str, float]] = defaultdict(dict)
         self.latest_vitals: dict[str, VitalsMessage] = {}
         self.presence: dict[str, str] = {}
+        # for the cloud (telemetry.md): the after-part of alert strips, and per-patient summaries
+        self._disclosures = DisclosureCollector()
+        self._trend = HrRollup()
+        self._devices: dict[str, _Device] = {}
+        self._next_summary = time.monotonic() + settings.summary_interval_s
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
 
@@ -106,6 +134,7 @@ class EdgeHub:
         self.router.on(topics.analysis(site, any_, any_), AnalysisMessage, self.on_analysis)
         self.router.on(topics.vitals(site, any_, any_), VitalsMessage, self.on_vitals, qos=0)
         self.router.on(topics.presence(site, any_), PresenceMessage, self.on_presence)
+        self.router.on(topics.strip(site, any_, any_), StripMessage, self.on_strip, qos=0)
         self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
         self._timer.start()
         if self.settings.edge_analysis:  # load the analysis and its models now, not when the first phone is silent
@@ -113,9 +142,13 @@ class EdgeHub:
 
     def stop(self) -> None:
         self._stop.set()
-        self.router.close()
         if self._timer is not None:
             self._timer.join(timeout=2)
+        try:  # what was gathered for the cloud leaves through the durable outbox before the routes close
+            self.send_summaries(everything=True)
+        except Exception:
+            log.exception("final summaries not sent")
+        self.router.close()
         self._analyser.shutdown(wait=True, cancel_futures=False)
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
@@ -124,11 +157,15 @@ class EdgeHub:
 
     def _recover(self) -> None:
         """Reload device state, and finalize episodes accepted before a crash instead of forgetting them."""
-        for device_id, _role, status, vitals_json in self.store.devices():
+        for device_id, role, status, vitals_json in self.store.devices():
             if status:
                 self.presence[device_id] = status
             if vitals_json:
-                self.latest_vitals[device_id] = VitalsMessage.model_validate_json(vitals_json)
+                vitals = VitalsMessage.model_validate_json(vitals_json)
+                self.latest_vitals[device_id] = vitals
+                if vitals.patient_id is not None:
+                    self._devices[device_id] = _Device(vitals.patient_id, role, status or "unknown",
+                                                       vitals.created_at)
         for row in self.store.open_episodes():
             alert = AlertMessage.model_validate_json(row.alert_json)
             hops = [Hop(name="watch_alert", source=alert.source, at=alert.created_at)]
@@ -236,13 +273,40 @@ class EdgeHub:
             self.counters.inc("analysis.unmatched")
 
     def on_vitals(self, parts: topics.TopicParts, msg: VitalsMessage) -> None:
+        self._seen(msg.source, msg.patient_id, msg.created_at)
         if not msg.drill:  # drills never become the patient's state
             self.latest_vitals[msg.source] = msg
             self.store.save_vitals(msg.source, msg.patient_id, msg.model_dump_json(by_alias=True))
+            if msg.patient_id is not None:
+                with self._lock:
+                    self._trend.add(msg.patient_id, msg.source, msg.created_at, msg.payload.hr_bpm,
+                                    msg.payload.signal_ok)
 
     def on_presence(self, parts: topics.TopicParts, msg: PresenceMessage) -> None:
         self.presence[msg.source] = msg.payload.status
         self.store.save_presence(msg.source, msg.patient_id, msg.payload.role, msg.payload.status)
+        self._seen(msg.source, msg.patient_id, msg.created_at, role=msg.payload.role, status=msg.payload.status)
+
+    def on_strip(self, parts: topics.TopicParts, msg: StripMessage) -> None:
+        """A chunk of a stream the edge asked for: kept for the episode's full disclosure."""
+        self._seen(msg.source, msg.patient_id, msg.created_at)
+        with self._lock:
+            kept = self._disclosures.add(msg.payload.alert_id, msg.source, msg.payload.strip)
+        self.counters.inc("strips.kept" if kept else "strips.unrequested")
+
+    def _seen(self, device_id: str, patient_id: str | None, at: datetime, *, role: str | None = None,
+              status: str | None = None) -> None:
+        if patient_id is None:
+            return
+        with self._lock:
+            device = self._devices.setdefault(device_id, _Device(patient_id))
+            device.patient_id = patient_id
+            device.last_seen = at if device.last_seen is None else max(device.last_seen, at)
+            device.role = role or device.role
+            if status is not None:
+                device.status = status
+            elif device.status == "unknown":
+                device.status = "online"  # it is talking, whatever its retained presence said (or not) yet
 
     # -- domain glue -----------------------------------------------------------------------------
     def _context(self, patient_id: str, device_id: str, drill: bool, *, record: bool = True) -> PatientContext:
@@ -265,11 +329,16 @@ class EdgeHub:
             cmd = CommandMessage(
                 **self.stamp(patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill),
                 payload=CommandPayload(command=command, alert_id=msg.payload.alert_id, level=decision.level,
-                                       duration_s=30.0 if command == "stream_strip" else None,
+                                       duration_s=STREAM_S if command == "stream_strip" else None,
                                        target=msg.source),
             )
             if self._signer is not None:
                 cmd = self._signer.sign(cmd)
+            if command == "stream_strip":
+                with self._lock:
+                    self._disclosures.open(alert_id=msg.payload.alert_id, device_id=msg.source,
+                                           patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill,
+                                           expected_s=STREAM_S, now_mono=time.monotonic())
             self.router.publish(topics.cmd(site, msg.patient_id, msg.source), cmd, qos=1)
             self.counters.inc("responses")
 
@@ -347,11 +416,61 @@ class EdgeHub:
 
     def _timeout_loop(self) -> None:
         while not self._stop.wait(0.1):
-            try:
-                self.finalize_overdue()
-            except Exception:  # the timer must outlive any one bad episode
-                self.counters.inc("finalize.failed")
-                log.exception("timeout sweep failed")
+            for step in (self.finalize_overdue, self.send_disclosures, self.send_summaries_when_due):
+                try:
+                    step()
+                except Exception:  # the timer must outlive any one bad episode or message
+                    self.counters.inc("finalize.failed" if step == self.finalize_overdue else "telemetry.failed")
+                    log.exception("timer step failed", extra={"step": step.__name__})
+
+    # -- for the cloud: full disclosure and summaries --------------------------------------------
+    def send_disclosures(self, now_mono: float | None = None) -> int:
+        """Every finished stream to the cloud as one DisclosureMessage (QoS 1, the durable outbox)."""
+        with self._lock:
+            due = self._disclosures.due(time.monotonic() if now_mono is None else now_mono)
+        for collection, segments, complete in due:
+            if not segments:
+                self.counters.inc("disclosures.empty")
+                continue
+            message = DisclosureMessage(
+                **self.stamp(patient_id=collection.patient_id, trace_id=collection.trace_id, drill=collection.drill),
+                payload=DisclosurePayload(alert_id=collection.alert_id, device_id=collection.device_id,
+                                          segments=segments[:64], complete=complete and len(segments) <= 64,
+                                          expected_s=collection.expected_s))
+            self.router.publish(topics.disclosure(self.settings.site, collection.patient_id, self.edge_id), message,
+                                qos=1)
+            self.counters.inc("disclosures.sent" if complete else "disclosures.partial")
+            log.info("full disclosure sent", extra={"trace_id": collection.trace_id, "segments": len(segments),
+                                                    "complete": complete})
+        return len(due)
+
+    def send_summaries_when_due(self) -> int:
+        if time.monotonic() < self._next_summary:
+            return 0
+        self._next_summary = time.monotonic() + self.settings.summary_interval_s
+        return self.send_summaries()
+
+    def send_summaries(self, *, everything: bool = False, now: datetime | None = None) -> int:
+        """One SummaryMessage per patient: their devices and the heart-rate minutes closed since the last one
+        (`everything`: the open minutes too, at shutdown). Drills never enter a summary."""
+        with self._lock:
+            minutes = self._trend.drain(now or utcnow(), everything=everything)
+            by_patient: dict[str, list[DeviceState]] = defaultdict(list)
+            for device_id, d in self._devices.items():
+                by_patient[d.patient_id].append(DeviceState(
+                    device_id=device_id, role=d.role if d.role in ROLES else None,
+                    status=d.status if d.status in ("online", "offline") else "unknown", last_seen=d.last_seen))
+        sent = 0
+        for patient_id in sorted(set(by_patient) | set(minutes)):
+            rows = minutes.get(patient_id, [])
+            for start in range(0, max(len(rows), 1), 2_000):
+                message = SummaryMessage(**self.stamp(patient_id=patient_id), payload=SummaryPayload(
+                    devices=by_patient.get(patient_id, [])[:64],
+                    minutes=rows[start:start + 2_000]))
+                self.router.publish(topics.summary(self.settings.site, patient_id, self.edge_id), message, qos=1)
+                sent += 1
+        self.counters.inc("summaries", sent)
+        return sent
 
     def finalize_overdue(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     edge_analysis: bool = Field(
         True, description="When no phone findings arrive in time, the edge reads the strip itself (shared analysis)"
     )
+    summary_interval_s: float = Field(
+        60.0, gt=0, description="How often the edge sends each patient's devices and heart-rate minutes to the cloud")
     report_sweep_s: float = Field(30.0, description="Report jobs unfinished for this long are re-enqueued")
     pseudonym_key: str = Field(
         DEMO_PSEUDONYM_KEY, description="HMAC key turning record/patient names into pseudonymous ids"

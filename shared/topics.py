@@ -14,9 +14,9 @@ from typing import Literal
 ROOT = "cm/v1"
 ANY = "+"
 
-DeviceKind = Literal["vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip", "label"]
-DEVICE_KINDS: tuple[str, ...] = ("vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip",
-                                 "label")
+DeviceKind = Literal["vitals", "alert", "analysis", "cmd", "triage", "escalation", "report", "strip", "label",
+                     "disclosure", "summary"]
+DEVICE_KINDS: tuple[str, ...] = DeviceKind.__args__  # type: ignore[attr-defined]
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -67,6 +67,16 @@ def report(site: str, patient_id: str, service_id: str) -> str:
 def label(site: str, patient_id: str, device_id: str) -> str:
     """A clinician's verdict on one of `device_id`'s alerts, from the cloud (like `cmd`, addressed to the device)."""
     return device(site, patient_id, device_id, "label")
+
+
+def disclosure(site: str, patient_id: str, edge_id: str) -> str:
+    """The streamed after-part of an alert's strip, joined by the edge, for the cloud's strip viewer."""
+    return device(site, patient_id, edge_id, "disclosure")
+
+
+def summary(site: str, patient_id: str, edge_id: str) -> str:
+    """A patient's devices and per-minute heart rate, from the edge to the cloud (the patient view)."""
+    return device(site, patient_id, edge_id, "summary")
 
 
 def presence(site: str, device_id: str) -> str:

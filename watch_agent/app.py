@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,6 +122,8 @@ class WatchAgent:
         self._stream_until_s = -1.0
         self._stream_alert: str | None = None
         self._next_strip_s = 0.0
+        self._stream_from_s = 0.0  # the next streamed chunk starts here: the stream is seamless
+        self._alert_ends: OrderedDict[str, float] = OrderedDict()  # alert id → end of its strip (stream time)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -251,6 +253,9 @@ class WatchAgent:
         if c.rhythm_reader:
             evidence.update(reader_evidence(samples, self.fs))
         alert_id = new_id()
+        self._alert_ends[alert_id] = t0 + len(samples) / self.fs
+        while len(self._alert_ends) > 64:
+            self._alert_ends.popitem(last=False)
         drill = self._drill_trace is not None
         return AlertMessage(
             **self.stamp(patient_id=c.patient_id, trace_id=self._drill_trace or alert_id, drill=drill),
@@ -270,7 +275,12 @@ class WatchAgent:
                             qos=0)
 
     def _stream_strip(self, now_s: float) -> None:
-        samples, t0 = self._excerpt(now_s - 2.0, now_s)
+        """The ECG since the previous chunk (since the end of the alert's strip, for the first): the alert strip
+        and the stream join without a gap into the episode's full disclosure (edge_hub.disclosure)."""
+        samples, t0 = self._excerpt(max(self._stream_from_s, now_s - 10.0), now_s)
+        if not len(samples):
+            return
+        self._stream_from_s = t0 + len(samples) / self.fs
         msg = StripMessage(**self.stamp(patient_id=self.config.patient_id, drill=self._drill_trace is not None),
                            payload=StripPayload(alert_id=self._stream_alert,
                                                 strip=EcgStrip.from_mv(samples, fs=self.fs, t0_s=t0)))
@@ -309,8 +319,9 @@ class WatchAgent:
             log.info("wearer notified", extra={"trace_id": msg.trace_id, "level": cmd.level})
         elif cmd.command == "stream_strip":
             self._stream_until_s = self.replay.stream_s + (cmd.duration_s or 30.0)
-            self._next_strip_s = self.replay.stream_s + 2.0  # whole 2 s chunks, from the command on
+            self._next_strip_s = self.replay.stream_s + 2.0  # ≈ 2 s chunks, from the end of the alert strip on
             self._stream_alert = cmd.alert_id
+            self._stream_from_s = self._alert_ends.get(cmd.alert_id or "", self.replay.stream_s)
         elif cmd.command == "stop_stream":
             self._stream_until_s = -1.0
         elif cmd.command == "drill_inject":

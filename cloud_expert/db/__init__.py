@@ -6,19 +6,23 @@ from cloud_expert.db.models import (
     JOB_STATUSES,
     AuditEntry,
     Base,
+    DeviceRow,
     DrillRun,
     Episode,
     Erasure,
+    HrMinuteRow,
     JobStatus,
     Label,
     Report,
     ReportJob,
     ReportReview,
+    StripSegment,
     User,
     WebSession,
 )
 
 __all__ = [
-    "JOB_STATUSES", "AuditEntry", "Base", "DrillRun", "Episode", "Erasure", "JobStatus", "Label", "Report", "ReportJob",
-    "ReportReview", "User", "WebSession", "make_engine", "make_session_factory", "upgrade_to_head",
+    "JOB_STATUSES", "AuditEntry", "Base", "DeviceRow", "DrillRun", "Episode", "Erasure", "HrMinuteRow", "JobStatus",
+    "Label", "Report", "ReportJob", "ReportReview", "StripSegment", "User", "WebSession", "make_engine",
+    "make_session_factory", "upgrade_to_head",
 ]

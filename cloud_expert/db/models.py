@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -154,8 +155,8 @@ class Erasure(Base):
 
 
 class User(Base):
-    """A dashboard account. `sites` is "*" (every site) or a comma-separated list; the password is kept only
-    as an argon2id hash."""
+    """A dashboard account. `sites` is "*" (every site) or a comma-separated list, `patients` optionally narrows
+    it to assigned patients; the password is kept only as an argon2id hash."""
 
     __tablename__ = "users"
 
@@ -164,6 +165,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     sites: Mapped[str] = mapped_column(Text)
+    #: None: every patient of the user's sites; else a comma-separated list of pseudonymous patient ids
+    patients: Mapped[str | None] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 
@@ -246,3 +249,56 @@ class DrillRun(Base):
     lines: Mapped[list[str]] = mapped_column(JSON)
     report_urls: Mapped[list[str]] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class StripSegment(Base):
+    """Part of an episode's full disclosure: ECG the watch streamed after its alert, joined by the edge.
+    Keyed by (alert, start) so a re-sent disclosure adds nothing."""
+
+    __tablename__ = "strip_segments"
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    t0_s: Mapped[float] = mapped_column(Float, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    fs: Mapped[float] = mapped_column(Float)
+    gain: Mapped[float] = mapped_column(Float)
+    lead: Mapped[str] = mapped_column(String(16))
+    samples: Mapped[bytes] = mapped_column(EncryptedBytes)  # int16 little-endian, as on the bus
+    complete: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class HrMinuteRow(Base):
+    """One part of one device's heart rate over one minute (an edge summary); parts of a minute are combined
+    when read (`cloud_expert.telemetry`): a late reading arrives as a second part, a re-sent one as nothing."""
+
+    __tablename__ = "hr_minutes"
+    __table_args__ = (Index("ix_hr_minutes_patient_minute", "patient_id", "minute"),)
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    n: Mapped[int] = mapped_column(Integer)
+    hr_mean: Mapped[float] = mapped_column(Float)
+    hr_min: Mapped[float] = mapped_column(Float)
+    hr_max: Mapped[float] = mapped_column(Float)
+    signal_ok_share: Mapped[float] = mapped_column(Float)
+
+
+class DeviceRow(Base):
+    """A patient's device as its edge last told (presence is the device's own word; last seen the edge's)."""
+
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    site: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    last_seen: Mapped[datetime | None]
+    reported_at: Mapped[datetime]  # when the edge's summary was received

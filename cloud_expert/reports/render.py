@@ -109,17 +109,22 @@ class RenderedReport:
 
 
 def read_strip(data: ReportInput) -> tuple[AnalysisPayload | None, BeatMarks]:
-    """The report's one reading: the stored strip analysed again with the phone's code and reader (ADR 0010).
+    """The report's one reading: the stored strip analysed again with the phone's code and reader (ADR 0010)."""
+    return read_alert_strip(data.alert)
+
+
+def read_alert_strip(alert: AlertMessage) -> tuple[AnalysisPayload | None, BeatMarks]:
+    """`read_strip` for an alert alone (the strip viewer needs no history).
 
     Falls back to the streaming detector's R peaks alone (and the phone's reading) if the analysis fails.
     """
-    strip = data.alert.payload.strip
+    strip = alert.payload.strip
     signal = strip.to_mv()
     try:
         result = analyze_strip(signal, strip.fs)
-        payload = to_payload(data.alert.payload.alert_id, result)
+        payload = to_payload(alert.payload.alert_id, result)
     except Exception:  # a report must still render: its measurements then say where they came from
-        log.exception("strip re-analysis failed", extra={"trace_id": data.trace_id})
+        log.exception("strip re-analysis failed", extra={"trace_id": alert.trace_id})
         return None, detect_r_peaks(signal, fs=strip.fs)
     beats_s = result.r_peaks / strip.fs
     # V marks: the beat model's ventricular beats and every beat of a VT event, so a run shown is a run marked

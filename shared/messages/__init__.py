@@ -39,6 +39,14 @@ from shared.messages.device import (
     VitalsMessage,
     VitalsPayload,
 )
+from shared.messages.edge import (
+    DeviceState,
+    DisclosureMessage,
+    DisclosurePayload,
+    HrMinute,
+    SummaryMessage,
+    SummaryPayload,
+)
 from shared.messages.envelope import SCHEMA_VERSION, EcgStrip, Envelope, new_id, utcnow
 from shared.messages.fl import (
     AggregateMessage,
@@ -70,6 +78,9 @@ __all__ = [
     "CommandName",
     "CommandPayload",
     "DecodeError",
+    "DeviceState",
+    "DisclosureMessage",
+    "DisclosurePayload",
     "DpConfig",
     "DrillScenario",
     "EcgStrip",
@@ -78,6 +89,7 @@ __all__ = [
     "EscalationPayload",
     "EventType",
     "Hop",
+    "HrMinute",
     "LabelMessage",
     "LabelPayload",
     "Message",
@@ -94,6 +106,8 @@ __all__ = [
     "RoundPayload",
     "StripMessage",
     "StripPayload",
+    "SummaryMessage",
+    "SummaryPayload",
     "TriageLevel",
     "TriageMessage",
     "TriagePayload",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -16,13 +16,14 @@ from shared.messages.clinical import (
     TriageMessage,
 )
 from shared.messages.device import CommandMessage, PresenceMessage, StripMessage, VitalsMessage
+from shared.messages.edge import DisclosureMessage, SummaryMessage
 from shared.messages.envelope import Envelope
 from shared.messages.fl import AggregateMessage, ModelMessage, RoundMessage, UpdateMessage
 
 Message = Annotated[
     AlertMessage | AnalysisMessage | TriageMessage | EscalationMessage | ReportMessage | VitalsMessage
     | PresenceMessage | CommandMessage | StripMessage | RoundMessage | ModelMessage | UpdateMessage
-    | AggregateMessage | LabelMessage,
+    | AggregateMessage | LabelMessage | DisclosureMessage | SummaryMessage,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)
@@ -83,5 +84,5 @@ def validate_object(data: dict[str, Any]) -> Envelope:
         raise DecodeError("invalid", f"{where}: {first.get('msg')} ({exc.error_count()} errors)") from None
 
 
-_TYPES = {"alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command", "strip", "fl_round",
-          "fl_model", "fl_update", "fl_aggregate", "label"}
+#: every message type the union above knows (derived, so a new message cannot be left out)
+_TYPES = {model.model_fields["type"].default for model in get_args(get_args(Message)[0])}

@@ -37,7 +37,8 @@ def test_complete_chain_is_not_lost() -> None:
     a = factories.alert()
     for m in (a, factories.analysis(a), _triage(a, "initial"), _triage(a), _escalation(a), _report(a)):
         obs.observe(m)
-    assert obs.summary() == {"alerts": 1, "analyses": 1, "responses": 0, "escalations": 1, "reports": 1, "lost": 0}
+    assert obs.summary() == {"alerts": 1, "analyses": 1, "responses": 0, "escalations": 1, "reports": 1,
+                             "disclosures": 0, "lost": 0}
     assert obs.settled()
 
 

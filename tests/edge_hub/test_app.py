@@ -188,3 +188,66 @@ def test_device_state_is_kept_across_restarts_and_drill_vitals_are_not(tmp_path:
     revived = _hub(tmp_path, InMemoryBus())
     assert revived.latest_vitals["watch-1"] == vitals
     assert revived.presence["watch-1"] == "online"
+
+
+def test_the_after_part_a_watch_streams_reaches_the_cloud_joined_to_its_alert_strip(tmp_path: Path) -> None:
+    """Full disclosure: the edge asks for the stream, joins its chunks and sends them on, seamless with the
+    alert strip (the watch streams from where that strip ended)."""
+    from shared.ecg.signal import MODEL_FS
+    from shared.ecg.sources import SyntheticEpisode, synthetic
+    from shared.messages import DisclosureMessage
+    from watch_agent.app import WatchAgent, WatchConfig
+    from watch_agent.replay import Replay
+
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    signal = synthetic(90.0, MODEL_FS, episodes=[SyntheticEpisode("pause", 30.0, 4.0)], seed=3)
+    watch = WatchAgent(Settings(site=SITE, data_dir=None, state_dir=tmp_path), bus.transport("watch-1"),
+                       WatchConfig(device_id="watch-1", patient_id="pt-1", phone_id="phone-1", stream_ref="synthetic"),
+                       Replay(signal, loop=False))
+    watch.start(run=False)
+    try:
+        while (chunk := watch.replay.next_chunk()) is not None:
+            watch.process(chunk)
+        hub.send_disclosures(now_mono=time.monotonic() + 3600)  # whatever the timer has not sent yet
+    finally:
+        watch.stop()
+        hub.stop()
+    alerts = {m.payload.alert_id: m for m in _sent(bus, "alert")}
+    [disclosure, *_] = _sent(bus, "disclosure")
+    assert isinstance(disclosure, DisclosureMessage) and disclosure.payload.complete
+    alert = alerts[disclosure.payload.alert_id]
+    assert disclosure.trace_id == alert.trace_id and not disclosure.drill
+    first = disclosure.payload.segments[0]
+    strip = alert.payload.strip
+    assert first.t0_s == pytest.approx(strip.t0_s + strip.duration_s, abs=1.5 / MODEL_FS)  # no gap, no overlap
+    assert sum(s.duration_s for s in disclosure.payload.segments) >= 30.0 - 2.5
+    assert hub.counters.get("strips.unrequested") == 0
+
+
+def test_summaries_carry_each_patients_devices_and_heart_rate_minutes_never_drills(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from shared.messages import PresenceMessage, PresencePayload, SummaryMessage, VitalsMessage, VitalsPayload, utcnow
+
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    watch = bus.transport("watch-9")
+    start = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=3)
+    watch.publish(topics.presence(SITE, "watch-9"), encode(PresenceMessage(
+        source="watch-9", patient_id="pt-9", payload=PresencePayload(status="online", role="watch"))))
+    for i in range(120):  # two minutes at 1 Hz, and a drill in the middle that must not count
+        vitals = VitalsMessage(source="watch-9", patient_id="pt-9", seq=i + 1, created_at=start + timedelta(seconds=i),
+                               drill=i == 30, payload=VitalsPayload(hr_bpm=200.0 if i == 30 else 60.0 + i % 2,
+                                                                    n_beats=10, window_s=10.0, stream_s=float(i)))
+        watch.publish(topics.vitals(SITE, "pt-9", "watch-9"), encode(vitals), qos=0)
+    try:
+        assert hub.send_summaries() == 1
+    finally:
+        hub.stop()
+    [summary, *_] = _sent(bus, "summary")
+    assert isinstance(summary, SummaryMessage) and summary.patient_id == "pt-9" and not summary.drill
+    [device] = summary.payload.devices
+    assert (device.device_id, device.role, device.status) == ("watch-9", "watch", "online")
+    assert [(m.minute, m.n, m.hr_max) for m in summary.payload.minutes] == [(start, 59, 61.0),
+                                                                           (start + timedelta(minutes=1), 60, 61.0)]

@@ -1,17 +1,17 @@
 """`/patients/{patient_id}` (the patient's story) and `/api/patients/{patient_id}` (its data).
 
-What the cloud holds of a patient: their escalated episodes and reports. So the heart-rate trend is the rate
-at each alert (the watch's, and the phone's reading when there is one), not the 1 Hz vitals, which stay at
-the edge; devices are those seen in episodes. Baseline and care plan come from the latest report. Clinical
-episodes and drills are kept apart, and a drill never joins the clinical trend.
+What the cloud holds of a patient: their escalated episodes and reports, and what their edge summarises each
+minute (shared.messages.edge): their devices with presence and last contact, and the heart rate from the
+1 Hz vitals as per-minute mean, lowest and highest. Baseline and care plan come from the latest report.
+Clinical episodes and drills are kept apart, and a drill never joins the trend (edges leave drills out).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -19,13 +19,25 @@ from sqlalchemy import select
 from cloud_expert.accounts import Viewer, audit
 from cloud_expert.db import Episode, Report
 from cloud_expert.scope import scoped
+from cloud_expert.telemetry import TrendPoint, devices_of, hr_trend
+from cloud_expert.web.charts import hr_trend_svg
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import ID_PATTERN
 from cloud_expert.web.security import Reader, client_of
+from shared.messages import utcnow
 
 router = APIRouter(tags=["patients"])
 
 PatientId = Annotated[str, Path(pattern=ID_PATTERN, description="Pseudonymous patient id")]
+TrendRange = Literal["6h", "24h", "7d"]
+#: range → (span, bucket): a few hundred points whichever is chosen
+RANGES: dict[str, tuple[timedelta, timedelta]] = {
+    "6h": (timedelta(hours=6), timedelta(minutes=1)),
+    "24h": (timedelta(hours=24), timedelta(minutes=5)),
+    "7d": (timedelta(days=7), timedelta(hours=1)),
+}
+RangeQuery = Annotated[TrendRange, Query(alias="range", description="Trend span: 6h (per minute), 24h (per 5 "
+                                                                    "min) or 7d (per hour)")]
 
 
 class TimelineEntry(BaseModel):
@@ -43,23 +55,47 @@ class TimelineEntry(BaseModel):
     report_status: str | None
 
 
+class DevicePublic(BaseModel):
+    device_id: str
+    role: str | None
+    status: str = Field(description="online | offline (the device's own presence) | unknown")
+    last_seen: datetime | None = Field(description="Last message its edge had from it")
+    reported_at: datetime | None = Field(description="When its edge last told the cloud (None: only seen in "
+                                                     "episodes)")
+    last_alert: datetime | None
+
+
+class TrendPointPublic(BaseModel):
+    start: datetime
+    n: int = Field(description="Vitals readings in the interval (every device of the patient)")
+    hr_mean: float
+    hr_min: float
+    hr_max: float
+
+
 class PatientPublic(BaseModel):
     patient_id: str
     sites: list[str]
-    devices: dict[str, datetime] = Field(description="Device → last seen in an episode")
+    devices: list[DevicePublic]
     clinical: list[TimelineEntry] = Field(description="Oldest first")
     drills: list[TimelineEntry]
     baseline_hr_bpm: float | None
     care_plan: list[str]
+    trend_range: TrendRange
+    trend_bucket_s: float
+    trend: list[TrendPointPublic] = Field(description="Heart rate from the vitals, oldest first (clinical only)")
 
 
-def patient_story(session: SessionDep, viewer: Viewer, patient_id: str) -> PatientPublic:
+def patient_story(session: SessionDep, viewer: Viewer, patient_id: str, trend_range: TrendRange = "24h",
+                  now: datetime | None = None) -> PatientPublic:
     rows = session.execute(scoped(select(Episode, Report).outerjoin(Report, Report.episode_id == Episode.id)
                                   .where(Episode.patient_id == patient_id).order_by(Episode.received_at),
                                   viewer.scope)).all()
-    if not rows:
+    # devices and trend are clinical: an operator (drills only) never sees them
+    known = [d for d in devices_of(session, patient_id) if viewer.scope.allows(d.site, patient_id)]
+    if not rows and not known:
         raise HTTPException(status_code=404, detail=f"patient {patient_id!r} not found")
-    entries, devices = [], {}
+    entries, last_alert = [], {}
     plan: list[str] = []
     baseline = None
     for episode, report in rows:
@@ -70,42 +106,35 @@ def patient_story(session: SessionDep, viewer: Viewer, patient_id: str) -> Patie
             drill=episode.drill, device_id=episode.device_id, hr_bpm=alert.get("hr_bpm"),
             phone_hr_bpm=analysis.get("hr_bpm"), rhythm=analysis.get("rhythm"), queue_status=episode.queue_status,
             report_id=report.id if report else None, report_status=report.review_status if report else None))
-        devices[episode.device_id] = episode.received_at
+        last_alert[episode.device_id] = episode.received_at
         if report is not None and not episode.drill and report.assessment_json:
             plan = list(report.assessment_json.get("care_plan") or [])
             baseline = (report.assessment_json.get("history") or {}).get("baseline_hr_bpm")
-    return PatientPublic(patient_id=patient_id, sites=sorted({e.site for e, _ in rows}), devices=devices,
+    devices = {d.device_id: DevicePublic(device_id=d.device_id, role=d.role, status=d.status, last_seen=d.last_seen,
+                                         reported_at=d.reported_at, last_alert=last_alert.get(d.device_id))
+               for d in known if not viewer.drills_only}
+    for device_id, at in last_alert.items():
+        devices.setdefault(device_id, DevicePublic(device_id=device_id, role=None, status="unknown", last_seen=None,
+                                                   reported_at=None, last_alert=at))
+    span, bucket = RANGES[trend_range]
+    until = (now or utcnow()).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    trend = [] if viewer.drills_only else [
+        TrendPointPublic(start=p.start, n=p.n, hr_mean=p.hr_mean, hr_min=p.hr_min, hr_max=p.hr_max)
+        for p in hr_trend(session, patient_id, since=until - span, until=until, bucket=bucket)]
+    return PatientPublic(patient_id=patient_id, sites=sorted({e.site for e, _ in rows} | {d.site for d in known}),
+                         devices=sorted(devices.values(), key=lambda d: d.device_id),
                          clinical=[e for e in entries if not e.drill], drills=[e for e in entries if e.drill],
-                         baseline_hr_bpm=baseline, care_plan=plan)
-
-
-def trend_svg(entries: list[TimelineEntry], width: int = 720, height: int = 160) -> str:
-    """The clinical rate at each alert as a small line chart (server-drawn: no script, no library)."""
-    points: list[tuple[float, float]] = []
-    for e in entries:
-        hr = e.phone_hr_bpm if e.phone_hr_bpm is not None else e.hr_bpm
-        if hr is not None:
-            points.append((e.received_at.timestamp(), float(hr)))
-    if len(points) < 2:
-        return ""
-    t0, t1 = points[0][0], points[-1][0]
-    lo, hi = min(hr for _, hr in points) - 10, max(hr for _, hr in points) + 10
-    span_t, span_hr = max(t1 - t0, 1.0), max(hi - lo, 1.0)
-    xy = [(20 + (t - t0) / span_t * (width - 40), height - 20 - (hr - lo) / span_hr * (height - 40))
-          for t, hr in points]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"/>' for x, y in xy)
-    return (f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="heart rate at each alert" class="trend">'
-            f'<text x="4" y="14">{hi:.0f} bpm</text><text x="4" y="{height - 4}">{lo:.0f} bpm</text>'
-            f'<polyline fill="none" stroke="#b00" stroke-width="2" points="{line}"/>'
-            f'<g fill="#b00">{dots}</g></svg>')
+                         baseline_hr_bpm=baseline, care_plan=plan, trend_range=trend_range,
+                         trend_bucket_s=bucket.total_seconds(), trend=trend)
 
 
 @router.get("/api/patients/{patient_id}", response_model=PatientPublic,
             responses={404: {"description": "No such patient for this user"}})
-def patient_json(request: Request, session: SessionDep, viewer: Reader, patient_id: PatientId) -> PatientPublic:
-    """The patient's episodes (clinical and drills apart), devices, baseline and care plan (recorded)."""
-    story = patient_story(session, viewer, patient_id)
+def patient_json(request: Request, session: SessionDep, viewer: Reader, patient_id: PatientId,
+                 trend_range: RangeQuery = "24h") -> PatientPublic:
+    """The patient's episodes (clinical and drills apart), devices and their presence, heart-rate trend, baseline
+    and care plan (recorded in the audit log)."""
+    story = patient_story(session, viewer, patient_id, trend_range)
     audit(session, viewer.username, "viewed_patient", patient_id, "json", client=client_of(request))
     session.commit()
     return story
@@ -113,9 +142,17 @@ def patient_json(request: Request, session: SessionDep, viewer: Reader, patient_
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse, include_in_schema=False)
 def patient_page(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Reader,
-                 patient_id: PatientId) -> HTMLResponse:
-    story = patient_story(session, viewer, patient_id)
+                 patient_id: PatientId, trend_range: RangeQuery = "24h") -> HTMLResponse:
+    story = patient_story(session, viewer, patient_id, trend_range)
     audit(session, viewer.username, "viewed_patient", patient_id, "html", client=client_of(request))
     session.commit()
-    return templates.TemplateResponse(request, "patient.html", {"p": story, "viewer": viewer,
-                                                                "trend": trend_svg(story.clinical)})
+    local = templates.env.filters["local"]
+    span, bucket = RANGES[trend_range]
+    until = (story.trend[-1].start + bucket) if story.trend else utcnow()
+    since = max(until - span, story.trend[0].start) if story.trend else until - span
+    chart = hr_trend_svg(
+        [TrendPoint(p.start, p.n, p.hr_mean, p.hr_min, p.hr_max) for p in story.trend], since=since, until=until,
+        bucket=bucket, alerts=[e.received_at for e in story.clinical],
+        label=lambda at: local(at, "%d %b %H:%M"))
+    return templates.TemplateResponse(request, "patient.html", {"p": story, "viewer": viewer, "trend": chart,
+                                                                "ranges": list(RANGES)})

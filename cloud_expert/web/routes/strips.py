@@ -1,5 +1,6 @@
 """`/episodes/{alert_id}/strip` (the strip viewer: ECG paper, zoom, gain and speed, calipers, beat marks) and
-`/api/episodes/{alert_id}/strip` (its data: samples in mV, the beats the report reads, the event)."""
+`/api/episodes/{alert_id}/strip` (its data: samples in mV, the beats the report reads, the event, and the full
+disclosure: what the watch streamed after the alert, as its edge joined it)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,26 @@ from sqlalchemy import select
 
 from cloud_expert.accounts import audit
 from cloud_expert.db import Episode
-from cloud_expert.reports.jobs import report_input
-from cloud_expert.reports.render import read_strip
+from cloud_expert.reports.beats import detect_r_peaks
+from cloud_expert.reports.render import read_alert_strip
 from cloud_expert.scope import scoped
+from cloud_expert.telemetry import disclosure
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import ID_PATTERN
 from cloud_expert.web.security import Reader, client_of
-from shared.messages import utcnow
+from shared.messages import AlertMessage
 
 router = APIRouter(tags=["strips"])
 
 AlertId = Annotated[str, Path(pattern=ID_PATTERN, description="The episode's alert id")]
+
+
+class AfterSegment(BaseModel):
+    offset_s: float = Field(description="Start, seconds from the alert strip's first sample")
+    fs: float
+    samples_mv: list[float]
+    beats_s: list[float] = Field(description="R peaks found by the QRS detector (no beat label), seconds from "
+                                             "the segment's start")
 
 
 class StripPublic(BaseModel):
@@ -38,6 +48,9 @@ class StripPublic(BaseModel):
     beats_s: list[float] = Field(description="R peaks, seconds from the first sample (the report's reading)")
     ventricular: list[bool] = Field(description="Per beat: read as ventricular")
     beats_method: str
+    after: list[AfterSegment] = Field(description="Full disclosure: ECG streamed after the alert, in order; "
+                                                  "empty until the stream has ended")
+    after_complete: bool | None = Field(description="None: nothing streamed (yet); False: the stream has gaps")
 
 
 def _episode(session: SessionDep, viewer: Reader, alert_id: str) -> Episode:
@@ -52,16 +65,21 @@ def _episode(session: SessionDep, viewer: Reader, alert_id: str) -> Episode:
 def strip_data(request: Request, session: SessionDep, viewer: Reader, alert_id: AlertId) -> StripPublic:
     """The alert's strip with the beats the report reads on it (recorded in the audit log)."""
     episode = _episode(session, viewer, alert_id)
-    data = report_input(session, episode, report_id=episode.id, created_at=utcnow())
-    _, beats = read_strip(data)
-    strip = data.alert.payload.strip
+    alert = AlertMessage.model_validate(episode.alert_json)
+    _, beats = read_alert_strip(alert)
+    strip = alert.payload.strip
+    segments = disclosure(session, episode.id)
+    after = [AfterSegment(offset_s=round(seg.t0_s - strip.t0_s, 4), fs=seg.fs,
+                          samples_mv=[round(float(v), 4) for v in seg.samples_mv],
+                          beats_s=list(detect_r_peaks(seg.samples_mv, fs=seg.fs).r_peaks_s)) for seg in segments]
     audit(session, viewer.username, "viewed_strip", episode.id, None, client=client_of(request))
     session.commit()
     return StripPublic(alert_id=episode.id, patient_id=episode.patient_id, drill=episode.drill, kind=episode.kind,
                        lead=strip.lead, fs=strip.fs, t0_s=strip.t0_s, event_s=strip.event_s,
                        samples_mv=[round(float(v), 4) for v in strip.to_mv()], beats_s=list(beats.r_peaks_s),
                        ventricular=list(beats.ventricular) or [False] * len(beats.r_peaks_s),
-                       beats_method=beats.method)
+                       beats_method=beats.method, after=after,
+                       after_complete=None if not segments else all(seg.complete for seg in segments))
 
 
 @router.get("/episodes/{alert_id}/strip", response_class=HTMLResponse, include_in_schema=False)

@@ -1,5 +1,5 @@
-"""`/admin/users`: accounts for admins — add one (role, sites, a first password), disable or enable — the same
-rules and audit as `cardiomesh user`."""
+"""`/admin/users`: accounts for admins — add one (role, sites, assigned patients, a first password), assign
+patients, disable or enable — the same rules and audit as `cardiomesh user`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from cloud_expert.accounts import ROLES, AccountError, add_user, set_disabled
+from cloud_expert.accounts import ROLES, AccountError, NoSuchUser, add_user, assign_patients, set_disabled
 from cloud_expert.db import User
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.security import Admin, form_fields
@@ -33,13 +33,32 @@ def users_page(request: Request, session: SessionDep, templates: TemplatesDep, v
 @router.post("/admin/users", response_class=HTMLResponse)
 async def users_add(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Admin) -> Response:
     fields = await form_fields(request)
-    sites = [s.strip() for s in fields.get("sites", "").split(",") if s.strip()]
+    sites = _listed(fields.get("sites", ""))
     try:
         add_user(session, fields.get("username", ""), fields.get("password", ""), fields.get("role", ""),
-                 sites or None, by=viewer.username)
+                 sites or None, by=viewer.username, patients=_listed(fields.get("patients", "")) or None)
     except AccountError as exc:
         session.rollback()
         return _page(request, session, templates, viewer, error=str(exc), status=409)
+    session.commit()
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+def _listed(value: str) -> list[str]:
+    return [s.strip() for s in value.split(",") if s.strip()]
+
+
+@router.post("/admin/users/{username}/patients", response_class=HTMLResponse)
+async def users_patients(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Admin,
+                         username: Username) -> Response:
+    """Assign patients (comma-separated pseudonyms; empty: every patient of the user's sites)."""
+    patients = _listed((await form_fields(request)).get("patients", ""))
+    try:
+        assign_patients(session, username, patients or None, by=viewer.username)
+    except AccountError as exc:
+        session.rollback()
+        return _page(request, session, templates, viewer, error=str(exc),
+                     status=404 if isinstance(exc, NoSuchUser) else 422)
     session.commit()
     return RedirectResponse("/admin/users", status_code=303)
 

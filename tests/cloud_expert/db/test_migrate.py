@@ -11,7 +11,7 @@ from cloud_expert.db import make_engine, upgrade_to_head
 
 TABLES = {"alembic_version", "episodes", "report_jobs", "reports", "erasures", "users", "web_sessions", "audit_log",
           "report_reviews", "labels"}
-HEAD = "0007_drill_runs"
+HEAD = "0008_telemetry"
 REPORT_COLUMNS = {"pdf", "assessment_json", "severity", "signed_at", "signed_by", "review_status", "review_reason"}
 
 

@@ -34,9 +34,10 @@ class Seeded:
 PASSWORD = "correct horse battery staple"
 
 
-def add_account(client: TestClient, username: str, role: str, sites: list[str] | None = None) -> None:
+def add_account(client: TestClient, username: str, role: str, sites: list[str] | None = None, *,
+                patients: list[str] | None = None) -> None:
     with client.app.state.sessions() as session:  # type: ignore[attr-defined]
-        add_user(session, username, PASSWORD, role, sites)
+        add_user(session, username, PASSWORD, role, sites, patients=patients)
         session.commit()
 
 
