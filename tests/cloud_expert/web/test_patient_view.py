@@ -23,9 +23,8 @@ from shared.messages import (
     utcnow,
 )
 from tests.cloud_expert.factories import make_escalation
-from tests.cloud_expert.web.conftest import add_account
+from tests.cloud_expert.web.conftest import PASSWORD, add_account
 from tests.cloud_expert.web.signin import sign_in
-from tests.cloud_expert.web.conftest import PASSWORD
 
 
 def _signed_in(client: TestClient, name: str, role: str = "clinician", sites: list[str] | None = None,
@@ -36,7 +35,7 @@ def _signed_in(client: TestClient, name: str, role: str = "clinician", sites: li
 
 
 def _sessions(client: TestClient) -> sessionmaker[Session]:
-    return client.app.state.sessions  # type: ignore[attr-defined,no-any-return]
+    return client.app.state.sessions  # type: ignore[attr-defined]
 
 
 def _escalated(client: TestClient, site: str, patient: str) -> EscalationMessage:
