@@ -20,7 +20,7 @@ def hr_trend_svg(points: Sequence[TrendPoint], *, since: datetime, until: dateti
     lo = min(p.hr_min for p in points) - 5
     hi = max(p.hr_max for p in points) + 5
     span_t, span_hr = max((until - since).total_seconds(), 1.0), max(hi - lo, 1.0)
-    left, right, top, bottom = 44, 8, 10, 22
+    left, right, top, bottom = 44, 8, 20, 22
 
     def x(at: datetime) -> float:
         return left + (at - since).total_seconds() / span_t * (width - left - right)
@@ -51,7 +51,7 @@ def hr_trend_svg(points: Sequence[TrendPoint], *, since: datetime, until: dateti
             f'{"".join(shapes)}{ticks}'
             f'<text x="{left}" y="{height - 6}">{label(since)}</text>'
             f'<text x="{width - right}" y="{height - 6}" text-anchor="end">{label(until)}</text>'
-            f'<text x="4" y="{top + 4}">bpm</text></svg>')
+            f'<text x="4" y="12">bpm</text></svg>')
 
 
 def _nice_ticks(lo: float, hi: float) -> list[float]:

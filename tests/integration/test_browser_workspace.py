@@ -16,9 +16,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import uvicorn
 
@@ -28,11 +30,22 @@ from cloud_expert.web.main import create_app
 from cloud_expert.worker.celery_app import make_app
 from cloud_expert.worker.enqueue import celery_enqueuer
 from shared import topics
-from shared.messages import encode
+from shared.messages import (
+    DeviceState,
+    DisclosureMessage,
+    DisclosurePayload,
+    EcgStrip,
+    EscalationMessage,
+    HrMinute,
+    SummaryMessage,
+    SummaryPayload,
+    encode,
+    utcnow,
+)
 from shared.settings import Settings
 from shared.transport import MqttTransport
 from tests.cardiomesh.test_drill import scripted_system
-from tests.cloud_expert.factories import make_escalation
+from tests.cloud_expert.factories import FS, make_escalation, synthetic_ecg
 from tests.cloud_expert.worker.helpers import REPO_ROOT, celery_worker
 from tests.cloud_expert.worker.test_worker_integration import redis_queue  # noqa: F401  (a fixture)
 from tests.conftest import IN_CI
@@ -131,6 +144,8 @@ def test_a_clinicians_shift_in_the_browser(
             page.wait_for_selector(f"tr.new:has-text('{patient}')", timeout=15_000)  # pushed: no reload
             appeared_s = time.monotonic() - sent
             _shot(page, "queue")
+            for topic, message in _edge_telemetry(site, escalation):  # what the edge sends besides escalations
+                edge.publish(topic, encode(message))
 
             page.on("dialog", lambda d: d.accept("boss"))
             row = page.locator(f"tr:has-text('{patient}')")
@@ -141,10 +156,12 @@ def test_a_clinicians_shift_in_the_browser(
 
             page.click(f"a:has-text('{patient}')")
             page.wait_for_selector(f"h1:has-text('{patient}')")
+            assert wait_until(lambda: _has_trend(page), 20), "the edge's summary never reached the patient view"
+            assert "online" in page.inner_text("table") and "offline" in page.inner_text("table")
             _shot(page, "patient")
 
             page.goto(f"{base}/episodes/{alert_id}/strip")
-            page.wait_for_selector("#about:has-text('beats')")
+            page.wait_for_selector("#about:has-text('streamed after it')", timeout=20_000)
             page.fill("#zoom", "6")
             page.dispatch_event("#zoom", "input")
             box = page.locator("#ecg").bounding_box()
@@ -152,6 +169,7 @@ def test_a_clinicians_shift_in_the_browser(
             page.mouse.click(box["x"] + 380, box["y"] + 150)
             caliper = page.inner_text("#caliper")
             assert "Δt" in caliper and "/min" in caliper
+            page.click("#to-after")  # the full disclosure: where the alert strip ends and the stream goes on
             _shot(page, "strip")
 
             assert wait_until(lambda: _report_id(app, alert_id) is not None, 60), "the worker rendered no report"
@@ -205,6 +223,36 @@ def test_a_clinicians_shift_in_the_browser(
         server.should_exit = True
         thread.join(timeout=10)
         app.state.engine.dispose()
+
+
+def _has_trend(page: Any) -> bool:
+    page.reload()
+    return page.locator("svg.trend polyline").count() > 0
+
+
+def _edge_telemetry(site: str, escalation: EscalationMessage) -> list[tuple[str, SummaryMessage | DisclosureMessage]]:
+    """A summary (the watch online, the phone offline, six hours of heart rate ending in the episode) and the
+    episode's full disclosure (30 s streamed after the alert strip), as the edge would send them."""
+    alert = escalation.payload.alert
+    patient = alert.patient_id or ""
+    now = utcnow().replace(second=0, microsecond=0)
+    minutes = []
+    for i in range(360):
+        hr = 72 + 9 * np.sin(i / 57) + (75 if i >= 352 else 0)
+        minutes.append(HrMinute(device_id=alert.source, minute=now - timedelta(minutes=360 - i), n=60,
+                                hr_mean=round(hr, 1), hr_min=round(hr - 6, 1), hr_max=round(hr + 9, 1),
+                                signal_ok_share=1.0))
+    summary = SummaryMessage(source="edge-1", patient_id=patient, payload=SummaryPayload(
+        devices=[DeviceState(device_id=alert.source, role="watch", status="online", last_seen=utcnow()),
+                 DeviceState(device_id="phone-1", role="phone", status="offline", last_seen=now)], minutes=minutes))
+    strip = alert.payload.strip
+    after = EcgStrip.from_mv(synthetic_ecg(seconds=30.0, hr_bpm=150.0, seed=11), fs=FS,
+                             t0_s=strip.t0_s + strip.duration_s)
+    disclosure = DisclosureMessage(source="edge-1", patient_id=patient, trace_id=escalation.trace_id,
+                                   payload=DisclosurePayload(alert_id=alert.payload.alert_id, device_id=alert.source,
+                                                             segments=[after], complete=True, expected_s=30.0))
+    return [(topics.summary(site, patient, "edge-1"), summary),
+            (topics.disclosure(site, patient, "edge-1"), disclosure)]
 
 
 def _report_id(app: Any, alert_id: str) -> str | None:
