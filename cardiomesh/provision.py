@@ -10,9 +10,11 @@ and read only what it needs:
   and the federation's round and signed model;
 * a phone reads only its paired watch's alerts and publishes its own findings and presence;
 * the site's phone discovery reads the site's presence (to pair phones with watches);
-* the edge reads its site and publishes commands, triages, escalations and its FL aggregate;
-* the cloud ingest reads escalations and publishes reports; the FL coordinator reads aggregates and
-  publishes rounds and models; the operator (drills) reads the site and may send commands.
+* the edge reads its site and publishes commands, triages, escalations, disclosures, summaries and its FL
+  aggregate;
+* the cloud ingest reads escalations, disclosures and summaries and publishes reports and labels; the FL
+  coordinator reads aggregates and publishes rounds and models; the operator (drills) reads the site and may
+  send commands.
 
 Revocation: `cardiomesh provision revoke ID` puts the certificate on the CA's CRL and removes the
 identity from the password file and the ACL. Mosquitto rereads the password file and ACL on SIGHUP;
@@ -115,8 +117,10 @@ def plan(site: str, devices: int, *, edge_id: str = "edge-1") -> list[Identity]:
         Identity(f"{s}-{edge_id}", "edge",
                  read=(topics.everything(s), topics.fl_update(any_, s, any_), topics.fl_round(any_)),
                  write=(topics.cmd(s, any_, any_), topics.triage(s, any_, edge_id), topics.escalation(s, any_, edge_id),
+                        topics.disclosure(s, any_, edge_id), topics.summary(s, any_, edge_id),
                         topics.presence(s, edge_id), topics.fl_aggregate(any_, s, edge_id))),
-        Identity("cloud-ingest", "cloud", read=(topics.escalation(any_, any_, any_),),
+        Identity("cloud-ingest", "cloud", read=(topics.escalation(any_, any_, any_),
+                                                topics.disclosure(any_, any_, any_), topics.summary(any_, any_, any_)),
                  write=(topics.report(any_, any_, "cloud"), topics.label(any_, any_, any_))),
         Identity("fl-coordinator", "coordinator", read=(f"{topics.ROOT}/fl/+/aggregate/#",),
                  write=(topics.fl_round(any_), topics.fl_model(any_))),

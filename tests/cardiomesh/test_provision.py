@@ -157,6 +157,21 @@ def test_a_device_cannot_publish_as_another_nor_read_its_commands(broker: Broker
             c.stop()
 
 
+def test_only_the_edge_sends_the_cloud_summaries_and_disclosures(broker: Broker) -> None:
+    cloud = Client(broker, "cloud-ingest", subscribe=(topics.summary("+", "+", "+"), topics.disclosure("+", "+", "+")))
+    edge, watch = Client(broker, f"{SITE}-edge-1"), Client(broker, "watch-1")
+    try:
+        edge.transport.publish(topics.summary(SITE, "pt-1", "edge-1"), b"summary")
+        edge.transport.publish(topics.disclosure(SITE, "pt-1", "edge-1"), b"disclosure")
+        watch.transport.publish(topics.summary(SITE, "pt-1", "edge-1"), b"forged")  # as the edge: dropped
+        watch.transport.publish(topics.summary(SITE, "pt-1", "watch-1"), b"forged too")  # not a watch's to send
+        _settle(cloud)
+        assert sorted(p for _, p in cloud.received()) == [b"disclosure", b"summary"]
+    finally:
+        for c in (cloud, edge, watch):
+            c.stop()
+
+
 def test_a_phone_reads_only_its_paired_watch(broker: Broker) -> None:
     phone = Client(broker, "phone-1", subscribe=(topics.alert(SITE, "+", "+"),))
     watch1, watch2 = Client(broker, "watch-1"), Client(broker, "watch-2")
