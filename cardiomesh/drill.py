@@ -192,6 +192,8 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                     for recorded in message.payload.hops:
                         at_ms = (recorded.at - requested).total_seconds() * 1000
                         echo(f"  +{at_ms:9.1f} ms  {recorded.name:<22} {recorded.source}")
+                        # the episode's own record (e.g. edge_received → edge_response, one host's clock)
+                        result.hops.append(HopLine(recorded.name, recorded.source, recorded.at, "recorded"))
             if finished and not fresh:
                 if result.report_urls:
                     return result

@@ -46,6 +46,8 @@ class Verdict:
 
 DEFAULT_SLOS = (
     Slo("detection → edge response", "watch alert", "edge response", 1000.0),
+    # both stamped by the edge (recorded on the episode): no clock skew between hosts in it
+    Slo("edge decision (received → response)", "edge_received", "edge_response", 10.0),
     Slo("detection → initial triage", "watch alert", "edge triage (initial)", 1000.0),
     Slo("escalation → report rendered", "edge escalation", "report rendered", 60_000.0),
 )

@@ -11,19 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Literal, get_args
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_expert.accounts import Viewer, audit
 from cloud_expert.db import DrillRun
-from shared.messages import new_id, utcnow
+from shared.messages import DRILL_SCENARIOS, DrillScenario, new_id, utcnow
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Scenario = Literal["vt", "af", "brady", "pause"]
-SCENARIOS: tuple[str, ...] = get_args(Scenario)
+Scenario = DrillScenario
+SCENARIOS: tuple[str, ...] = DRILL_SCENARIOS
 DRILLERS = ("operator", "admin")
 TIMEOUT_S = 120.0
 

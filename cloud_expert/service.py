@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_expert.db import (
@@ -98,6 +98,10 @@ class CloudService:
         ):
             self.router.on(pattern if self._group is None else topics.shared(self._group, pattern), model,
                            handler)  # type: ignore[arg-type]
+        self.counters.gauge("report_jobs_waiting", self._jobs_waiting)
+        backlog = getattr(self.transport, "outbox_backlog", None)
+        if backlog is not None:
+            self.counters.gauge("outbox_backlog", backlog)
         if self._manage_transport:
             self.transport.start()
         self._stop.clear()
@@ -123,11 +127,21 @@ class CloudService:
             raise RuntimeError("CloudService.start() was not called")
         return self._sessions
 
+    def _jobs_waiting(self) -> int:
+        """Report jobs queued or being rendered (a scrape-time gauge)."""
+        with self.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(ReportJob)
+                                      .where(ReportJob.status.in_(("queued", "running")))) or 0)
+
     # -- ingest ----------------------------------------------------------------------------------
     def _on_escalation(self, parts: topics.TopicParts, msg: EscalationMessage) -> None:
+        started = time.perf_counter()
+        now = self._now()
+        self.counters.observe("escalation_transit_ms", max(0.0, (now - msg.created_at).total_seconds() * 1000))
         with self.sessions() as session:
-            episode, job, created = store_escalation(session, msg, self._now(), service_id=SERVICE_ID)
+            episode, job, created = store_escalation(session, msg, now, service_id=SERVICE_ID)
             session.commit()
+        self.counters.observe("ingest_ms", (time.perf_counter() - started) * 1000)
         crash_point("cloud_after_store")  # stored, neither enqueued nor acked: the sweeper must enqueue it
         extra = {"trace_id": msg.trace_id, "alert_id": episode.id, "job_id": job.id}
         if not created:
@@ -196,6 +210,9 @@ class CloudService:
                 job.announced = True
                 session.commit()
                 self.counters.inc("announced")
+                self.counters.observe("ingest_to_report_ms",
+                                      max(0.0, (report.created_at - episode.received_at).total_seconds() * 1000))
+                self.counters.observe("report_render_ms", report.rendered_ms)
                 log.info("report announced", extra={"trace_id": episode.trace_id, "report_id": report.id,
                                                      "alert_id": episode.id})
             return len(rows)

@@ -135,6 +135,11 @@ class EdgeHub:
         self.router.on(topics.vitals(site, any_, any_), VitalsMessage, self.on_vitals, qos=0)
         self.router.on(topics.presence(site, any_), PresenceMessage, self.on_presence)
         self.router.on(topics.strip(site, any_, any_), StripMessage, self.on_strip, qos=0)
+        self.counters.gauge("open_episodes", lambda: len(self._pending))
+        self.counters.gauge("open_streams", lambda: len(self._disclosures))
+        backlog = getattr(self.router.transport, "outbox_backlog", None)
+        if backlog is not None:
+            self.counters.gauge("outbox_backlog", backlog)
         self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
         self._timer.start()
         if self.settings.edge_analysis:  # load the analysis and its models now, not when the first phone is silent
@@ -188,12 +193,16 @@ class EdgeHub:
 
     # -- handlers --------------------------------------------------------------------------------
     def on_alert(self, parts: topics.TopicParts, msg: AlertMessage) -> None:
+        started = time.perf_counter()
         received = utcnow()
         assert msg.patient_id is not None
         alert = msg.payload
+        self.counters.observe("alert_transit_ms", max(0.0, (received - msg.created_at).total_seconds() * 1000))
         context = self._context(msg.patient_id, msg.source, msg.drill, record=False)
         late_s = self._late_s(msg, received)
+        decided = time.perf_counter()
         decision = _with_late(triage(alert, None, context), late_s)
+        self.counters.observe("triage_ms", (time.perf_counter() - decided) * 1000)
         accepted = self.store.accept_alert(msg.id, EpisodeRow(
             alert_id=alert.alert_id, patient_id=msg.patient_id, device_id=msg.source, trace_id=msg.trace_id,
             drill=msg.drill, alert_json=msg.model_dump_json(by_alias=True), analysis_json=None,
@@ -223,6 +232,7 @@ class EdgeHub:
             self.counters.inc("alerts.late")
             log.warning("late alert", extra={"trace_id": msg.trace_id, "late_s": round(late_s, 1)})
         self._answer(msg, decision, hops, late_s)
+        self.counters.observe("alert_to_response_ms", (time.perf_counter() - started) * 1000)
 
     def _late_s(self, msg: AlertMessage, received: datetime) -> float | None:
         late = (received - msg.created_at).total_seconds()

@@ -51,6 +51,7 @@ class PhoneAgent:
         # seen only once the findings are out: a failure before that is retried, not dropped as a duplicate
         self._seen.add(msg.id)
         self.counters.inc("analyses")
+        self.counters.observe("analysis_ms", result.analysis_ms)
         log.info("strip analysed", extra={"trace_id": msg.trace_id, "rhythm": result.rhythm,
                                           "quality": result.quality, "ms": round(result.analysis_ms, 1)})
 

@@ -1,28 +1,94 @@
-"""Thread-safe named counters: every rejected message, duplicate and error is counted here, and exported.
+"""Thread-safe named counters, latency histograms and gauges: every rejected message, duplicate and error is
+counted here, every hop a component times is observed here, and all of it is exported.
 
-`MetricsFile` writes a component's counters every few seconds in the Prometheus text format (atomically:
-write, then rename) under `state_dir/metrics/`, where node-exporter's textfile collector, an operator's
-`cat` or `cardiomesh metrics` can read them. Rejections by reason are `cardiomesh_rejected_total`, the
-rest `cardiomesh_events_total`.
+Two exports, one format (Prometheus text): `MetricsServer` answers `GET /metrics` on a component's own port
+(`CARDIOMESH_METRICS_PORT`, scraped by the compose Prometheus), and `MetricsFile` writes the same text every
+few seconds under `state_dir/metrics/` (atomically: write, then rename) for node-exporter's textfile
+collector, an operator's `cat` or `cardiomesh metrics`. Rejections by reason are `cardiomesh_rejected_total`,
+other counts `cardiomesh_events_total`, latencies `cardiomesh_latency_ms` (a histogram per name), levels such
+as queue depths and outbox backlogs `cardiomesh_gauge`. No patient data is ever a label.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import logging
 import os
 import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 _LABEL = re.compile(r'[\\"\n]')
+#: Upper bounds (ms) of the latency histograms: from a sub-millisecond edge decision to a minute-long report.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000,
+                                         60_000, 120_000)
+
+
+@dataclass(slots=True)
+class Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))  # last: +Inf
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS_MS, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def copy(self) -> Histogram:
+        return Histogram(list(self.counts), self.total, self.n)
+
+    def quantile(self, q: float) -> float | None:
+        """The bucket bound holding quantile `q` (an upper estimate, as Prometheus' histogram_quantile)."""
+        if not self.n:
+            return None
+        rank, seen = q * self.n, 0
+        for bound, count in zip((*LATENCY_BUCKETS_MS, float("inf")), self.counts, strict=True):
+            seen += count
+            if seen >= rank:
+                return bound
+        return float("inf")
 
 
 class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._histograms: dict[str, Histogram] = {}
+        self._gauges: dict[str, Callable[[], float]] = {}
+
+    def observe(self, name: str, value_ms: float) -> None:
+        """One latency, in milliseconds (`cardiomesh_latency_ms{name=…}`)."""
+        with self._lock:
+            self._histograms.setdefault(name, Histogram()).observe(value_ms)
+
+    def gauge(self, name: str, read: Callable[[], float]) -> None:
+        """A level read when exported (queue depth, outbox backlog); a read that fails is left out."""
+        with self._lock:
+            self._gauges[name] = read
+
+    def histograms(self) -> dict[str, Histogram]:
+        with self._lock:
+            return {k: h.copy() for k, h in self._histograms.items()}
+
+    def gauges(self) -> dict[str, float]:
+        with self._lock:
+            reads = dict(self._gauges)
+        out = {}
+        for name, read in reads.items():
+            try:
+                out[name] = float(read())
+            except Exception:  # a closed store at shutdown, say: the scrape still answers
+                log.debug("gauge %s unreadable", name, exc_info=True)
+        return out
 
     def inc(self, name: str, by: int = 1) -> None:
         with self._lock:
@@ -59,6 +125,73 @@ def to_prometheus(component: str, counts: dict[str, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render(component: str, counters: Counters) -> str:
+    """Everything a component measures as Prometheus text: counts, latency histograms, gauges."""
+    c = _label(component)
+    lines = [to_prometheus(component, counters.snapshot()).rstrip("\n")]
+    histograms = counters.histograms()
+    if histograms:
+        lines += ["# HELP cardiomesh_latency_ms Latencies a component times (ms), by what is timed.",
+                  "# TYPE cardiomesh_latency_ms histogram"]
+    for name, h in sorted(histograms.items()):
+        labels = f'component="{c}",name="{_label(name)}"'
+        running = 0
+        for bound, count in zip((*LATENCY_BUCKETS_MS, float("inf")), h.counts, strict=True):
+            running += count
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            lines.append(f'cardiomesh_latency_ms_bucket{{{labels},le="{le}"}} {running}')
+        lines += [f"cardiomesh_latency_ms_sum{{{labels}}} {h.total:.3f}",
+                  f"cardiomesh_latency_ms_count{{{labels}}} {h.n}"]
+    gauges = counters.gauges()
+    if gauges:
+        lines += ["# HELP cardiomesh_gauge Levels read at scrape time (queue depths, outbox backlog, open episodes).",
+                  "# TYPE cardiomesh_gauge gauge"]
+        lines += [f'cardiomesh_gauge{{component="{c}",name="{_label(k)}"}} {v:g}' for k, v in sorted(gauges.items())]
+    return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """`GET /metrics` for one component on its own port (Prometheus scrapes it); nothing else is served."""
+
+    def __init__(self, counters: Counters, component: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics here")
+                    return
+                body = render(outer.component, outer.counters).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.counters, self.component = counters, component
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"metrics-http-{self.component}",
+                                        daemon=True)
+        self._thread.start()
+        log.info("metrics served", extra={"component": self.component, "port": self.port})
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def metrics_path(state_dir: Path | str, component: str) -> Path:
     return Path(state_dir) / "metrics" / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', component)[:64]}.prom"
 
@@ -74,7 +207,7 @@ class MetricsFile:
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(to_prometheus(self.component, self.counters.snapshot())
+        tmp.write_text(render(self.component, self.counters)
                        + f"# written {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
         tmp.replace(self.path)
 

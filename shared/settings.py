@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         None, description="Fernet keys (comma-separated; the first encrypts) for strips, findings and reports "
         "at rest in the cloud DB; unset: stored in clear (demo). `cardiomesh db keygen` makes one")
     site_timezone: str = Field("UTC", description="IANA time zone the dashboard shows times in (e.g. Europe/Paris)")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve GET /metrics (Prometheus) on this port; unset: metrics files only")
+    metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds (compose: 0.0.0.0)")
     log_level: str = Field("INFO", description="Python logging level")
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers)")
 
@@ -122,9 +125,16 @@ class Settings(BaseSettings):
 
     @property
     def mitdb_dir(self) -> Path | None:
+        return self._dataset("mitdb")
+
+    @property
+    def vfdb_dir(self) -> Path | None:
+        return self._dataset("vfdb")
+
+    def _dataset(self, name: str) -> Path | None:
         if self.data_dir is None:
             return None
-        candidate = self.data_dir / "mitdb"
+        candidate = self.data_dir / name
         return candidate if candidate.is_dir() else None
 
 

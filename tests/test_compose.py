@@ -27,6 +27,9 @@ BROKER_IN_CONTAINER = "/mosquitto/config/pki/broker"
 CREDENTIALS_IN_CONTAINER = "/run/cardiomesh/credentials"
 
 INFRA = {"mosquitto", "redis", "postgres"}
+OBSERVABILITY = {"prometheus", "grafana"}
+#: the long-running services that serve GET /metrics (the web app and Celery workers keep their own counts)
+SCRAPED = {"edge", "ingest", "watches", "phones"}
 HOSTS = {"edge": "edge", "ingest": "cloud", "web": "web", "watches": "watches", "phones": "phones"}
 CARDIOMESH_SERVICES = {"edge", "ingest", "worker", "web", "watches", "phones"}
 COMMANDS = {
@@ -60,7 +63,7 @@ def compose_config() -> dict[str, Any]:
         timeout=60,
         cwd=ROOT,
         env={**os.environ, "CARDIOMESH_PSEUDONYM_KEY": "a-deployment-secret",
-             "CARDIOMESH_DATA_KEYS": "a-fernet-key"},
+             "CARDIOMESH_DATA_KEYS": "a-fernet-key", "GRAFANA_ADMIN_PASSWORD": "a-grafana-secret"},
     )
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     config = yaml.safe_load(result.stdout)
@@ -84,6 +87,7 @@ def test_compose_refuses_to_start_without_a_pseudonym_key() -> None:
     docker_compose = _need_tool("docker-compose")
     env = {k: v for k, v in os.environ.items() if k != "CARDIOMESH_PSEUDONYM_KEY"}
     env["CARDIOMESH_DATA_KEYS"] = "a-fernet-key"
+    env["GRAFANA_ADMIN_PASSWORD"] = "a-grafana-secret"
     result = subprocess.run([docker_compose, "-f", str(COMPOSE_FILE), "config"], capture_output=True, text=True,
                             timeout=60, cwd=ROOT, env=env)
     assert result.returncode != 0 and "CARDIOMESH_PSEUDONYM_KEY" in result.stderr
@@ -91,7 +95,28 @@ def test_compose_refuses_to_start_without_a_pseudonym_key() -> None:
 
 def test_compose_file_validates_with_every_service(compose_config: dict[str, Any]) -> None:
     services = compose_config["services"]
-    assert set(services) == INFRA | CARDIOMESH_SERVICES
+    assert set(services) == INFRA | CARDIOMESH_SERVICES | OBSERVABILITY
+
+
+def test_prometheus_scrapes_every_metrics_endpoint_and_grafana_reads_real_metric_names(
+        compose_config: dict[str, Any]) -> None:
+    import json
+
+    services = compose_config["services"]
+    scrape = yaml.safe_load((ROOT / "compose" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert targets == {f"{name}:9100" for name in SCRAPED}
+    for name in SCRAPED:
+        env = services[name]["environment"]
+        assert env["CARDIOMESH_METRICS_PORT"] == "9100" and env["CARDIOMESH_METRICS_HOST"] == "0.0.0.0"
+    dashboard = json.loads((ROOT / "compose" / "grafana" / "dashboards" / "cardiomesh.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    sources = "".join(p.read_text() for d in ("edge_hub", "cloud_expert", "phone_agent", "watch_agent")
+                      for p in (ROOT / d).rglob("*.py"))
+    for expr in exprs:
+        assert "cardiomesh_" in expr, expr
+        for latency in re.findall(r'name="([a-z_]+_ms)"', expr):  # every timed name is one the code observes
+            assert f'"{latency}"' in sources, latency
 
 
 def test_cardiomesh_services_share_the_image_and_run_their_subcommand(compose_config: dict[str, Any]) -> None:

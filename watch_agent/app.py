@@ -329,7 +329,7 @@ class WatchAgent:
                 self.counters.inc("rejected.drill_not_marked")
                 log.warning("drill command without drill flag or scenario refused", extra={"trace_id": msg.trace_id})
                 return
-            segment = drill_segment(cmd.scenario, self.fs, self.settings.mitdb_dir)
+            segment = drill_segment(cmd.scenario, self.fs, self.settings.mitdb_dir, self.settings.vfdb_dir)
             # a drill waits until the watch has a strip's worth of its own signal: an alert strip shorter
             # than that reads "unusable" on the phone and the drill would end at triage, testing nothing
             hold_until_s = self.config.strip_min_s

@@ -25,6 +25,7 @@ from cloud_expert.web.routes import (
     queue,
     reports,
     strips,
+    traces,
     users,
 )
 from cloud_expert.web.security import NotSignedIn
@@ -47,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     zone = site_zone(settings.site_timezone)
     app.state.templates.env.filters["local"] = lambda at, fmt="%Y-%m-%d %H:%M:%S": at.astimezone(zone).strftime(fmt)
     app.state.templates.env.globals["tz"] = settings.site_timezone
-    for module in (auth, alerts, reports, fhir, dashboard, docs, queue, strips, patients, drills, users):
+    for module in (auth, alerts, reports, fhir, dashboard, docs, queue, strips, traces, patients, drills, users):
         app.include_router(module.router)
     app.include_router(reports.pages)
     app.add_exception_handler(NotSignedIn, _not_signed_in)

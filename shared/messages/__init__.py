@@ -28,6 +28,7 @@ from shared.messages.clinical import (
 )
 from shared.messages.codec import DecodeError, Message, RejectReason, decode, encode, load_object, validate_object
 from shared.messages.device import (
+    DRILL_SCENARIOS,
     CommandMessage,
     CommandName,
     CommandPayload,
@@ -62,6 +63,7 @@ from shared.messages.fl import (
 __all__ = [
     "ALERT_EVENT",
     "ALERT_KINDS",
+    "DRILL_SCENARIOS",
     "EVENT_TYPES",
     "SCHEMA_VERSION",
     "TRIAGE_ORDER",

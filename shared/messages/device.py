@@ -43,7 +43,8 @@ class PresenceMessage(Envelope):
 
 #: `alert_received`: the edge holds the alert (`alert_id`); the watch stops sending it again (watch_agent.awaiting)
 CommandName = Literal["notify_wearer", "stream_strip", "stop_stream", "drill_inject", "alert_received"]
-DrillScenario = Literal["vt", "af", "brady", "pause"]
+DrillScenario = Literal["vt", "vf", "af", "brady", "pause", "asystole", "tachy"]
+DRILL_SCENARIOS: tuple[str, ...] = DrillScenario.__args__  # type: ignore[attr-defined]
 
 
 class CommandPayload(_Payload):

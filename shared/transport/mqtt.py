@@ -156,6 +156,10 @@ class MqttTransport:
             self.stop()
             raise BrokerUnavailable(f"no MQTT broker answered at {self._host}:{self._port} in {wait_s:.0f} s")
 
+    def outbox_backlog(self) -> int:
+        """Messages written to the durable outbox and not yet acknowledged by the broker (0 without one)."""
+        return 0 if self._outbox is None else len(self._outbox)
+
     def stop(self) -> None:
         if self._connected.is_set():
             # Let in-flight QoS 1 publishes finish so an orderly stop loses nothing from memory.

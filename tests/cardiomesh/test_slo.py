@@ -16,16 +16,17 @@ def _hops(*spec: tuple[str, float]) -> list[HopLine]:
 
 def test_each_slo_is_measured_between_its_hops_and_judged() -> None:
     verdicts = judge(_hops(("drill requested", 0), ("watch alert", 8000), ("edge response", 8004),
-                           ("edge triage (initial)", 8006), ("edge escalation", 13000), ("report rendered", 13180)))
+                           ("edge triage (initial)", 8006), ("edge escalation", 13000), ("report rendered", 13180),
+                           ("edge_received", 8001), ("edge_response", 8013.5)))
     assert [(v.slo.name, round(v.measured_ms or -1, 1), v.passed) for v in verdicts] == [
-        ("detection → edge response", 4.0, True), ("detection → initial triage", 6.0, True),
-        ("escalation → report rendered", 180.0, True)]
+        ("detection → edge response", 4.0, True), ("edge decision (received → response)", 12.5, False),
+        ("detection → initial triage", 6.0, True), ("escalation → report rendered", 180.0, True)]
     assert verdicts[0].line().startswith("  PASS  detection → edge response")
 
 
 def test_a_late_or_missing_hop_is_a_miss() -> None:
     verdicts = judge(_hops(("watch alert", 0), ("edge response", 1500)))
-    assert [v.passed for v in verdicts] == [False, False, False]
+    assert [v.passed for v in verdicts] == [False] * 4
     assert verdicts[0].measured_ms == 1500.0 and verdicts[1].measured_ms is None
     assert "MISS" in verdicts[1].line() and "not seen" in verdicts[1].line()
-    assert len(DEFAULT_SLOS) == 3
+    assert len(DEFAULT_SLOS) == 4

@@ -251,3 +251,20 @@ def test_summaries_carry_each_patients_devices_and_heart_rate_minutes_never_dril
     assert (device.device_id, device.role, device.status) == ("watch-9", "watch", "online")
     assert [(m.minute, m.n, m.hr_max) for m in summary.payload.minutes] == [(start, 59, 61.0),
                                                                            (start + timedelta(minutes=1), 60, 61.0)]
+
+
+def test_the_hub_times_each_alert_and_reports_its_open_episodes(tmp_path: Path) -> None:
+    from shared.metrics import render
+
+    bus = InMemoryBus()
+    hub = _hub(tmp_path, bus)
+    try:
+        _publish_alert(bus, factories.alert(kind="wide_complex_run"))
+        histograms, gauges = hub.counters.histograms(), hub.counters.gauges()
+        text = render("edge-1", hub.counters)
+    finally:
+        hub.stop()
+    assert histograms["alert_to_response_ms"].n == 1 and histograms["triage_ms"].n == 1
+    assert histograms["alert_transit_ms"].n == 1
+    assert gauges["open_episodes"] == 1  # waiting for the phone's findings
+    assert 'cardiomesh_gauge{component="edge-1",name="open_episodes"} 1' in text

@@ -4,7 +4,7 @@ JSON at `/api/drills` — operators and admins. Drills only ever touch drill dat
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,6 +18,7 @@ from cloud_expert.drills import SCENARIOS, DrillRefused, start_drill
 from cloud_expert.web.deps import SessionDep, TemplatesDep
 from cloud_expert.web.routes.common import ID_PATTERN
 from cloud_expert.web.security import form_fields, require
+from shared.messages import DrillScenario
 
 router = APIRouter(tags=["drills"])
 Driller = Annotated[Viewer, Depends(require("operator", "admin"))]
@@ -25,7 +26,7 @@ RunId = Annotated[str, Path(pattern=ID_PATTERN, description="Drill run id")]
 
 
 class DrillIn(BaseModel):
-    scenario: Literal["vt", "af", "brady", "pause"]
+    scenario: DrillScenario
     site: str = Field(min_length=1, max_length=64)
     watch_id: str | None = Field(None, max_length=64, description="Default: the first online watch of the site")
 

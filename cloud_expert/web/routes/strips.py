@@ -53,7 +53,8 @@ class StripPublic(BaseModel):
     after_complete: bool | None = Field(description="None: nothing streamed (yet); False: the stream has gaps")
 
 
-def _episode(session: SessionDep, viewer: Reader, alert_id: str) -> Episode:
+def episode_in_scope(session: SessionDep, viewer: Reader, alert_id: str) -> Episode:
+    """The episode, if this viewer may see it; 404 otherwise (one answer for missing and out of scope)."""
     episode = session.scalar(scoped(select(Episode).where(Episode.id == alert_id), viewer.scope))
     if episode is None:
         raise HTTPException(status_code=404, detail=f"episode {alert_id!r} not found")
@@ -64,7 +65,7 @@ def _episode(session: SessionDep, viewer: Reader, alert_id: str) -> Episode:
             responses={404: {"description": "No such episode"}})
 def strip_data(request: Request, session: SessionDep, viewer: Reader, alert_id: AlertId) -> StripPublic:
     """The alert's strip with the beats the report reads on it (recorded in the audit log)."""
-    episode = _episode(session, viewer, alert_id)
+    episode = episode_in_scope(session, viewer, alert_id)
     alert = AlertMessage.model_validate(episode.alert_json)
     _, beats = read_alert_strip(alert)
     strip = alert.payload.strip
@@ -85,5 +86,5 @@ def strip_data(request: Request, session: SessionDep, viewer: Reader, alert_id: 
 @router.get("/episodes/{alert_id}/strip", response_class=HTMLResponse, include_in_schema=False)
 def strip_page(request: Request, session: SessionDep, templates: TemplatesDep, viewer: Reader,
                alert_id: AlertId) -> HTMLResponse:
-    episode = _episode(session, viewer, alert_id)
+    episode = episode_in_scope(session, viewer, alert_id)
     return templates.TemplateResponse(request, "strip.html", {"episode": episode, "viewer": viewer})

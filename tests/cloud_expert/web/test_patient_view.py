@@ -129,3 +129,18 @@ def test_assigning_patients_from_the_admin_page_is_audited_and_takes_effect(anon
     anonymous.cookies.clear()
     assert sign_in(anonymous, f"dr-ap{unique}", PASSWORD).status_code == 303
     assert [r["patient_id"] for r in anonymous.get(f"/api/queue?site={site}").json()["rows"]] == [f"pt-b{unique}"]
+
+
+def test_an_episodes_hops_export_as_an_opentelemetry_trace(anonymous: TestClient, unique: str) -> None:
+    escalation = _escalated(anonymous, f"tr{unique}", f"pt-tr{unique}")
+    _signed_in(anonymous, f"dr-tr{unique}")
+    body = anonymous.get(f"/api/episodes/{escalation.payload.alert_id}/trace").json()
+    [resource] = body["resourceSpans"]
+    spans = resource["scopeSpans"][0]["spans"]
+    root, *hops = spans
+    assert {s["traceId"] for s in spans} == {escalation.trace_id}  # uuid4 hex: already an OTel trace id
+    assert all(s["parentSpanId"] == root["spanId"] for s in hops) and len({s["spanId"] for s in spans}) == len(spans)
+    assert [s["name"] for s in hops][-1] == "cloud_ingest"
+    assert all(int(s["startTimeUnixNano"]) <= int(s["endTimeUnixNano"]) for s in spans)
+    assert f"pt-tr{unique}" not in str(body)  # no patient in a trace
+    assert anonymous.get("/api/episodes/nope/trace").status_code == 404

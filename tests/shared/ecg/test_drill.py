@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.ecg.drill import EXPECTED_KINDS, DrillScenario, drill_segment
+from shared.ecg.drill import EXPECTED_KINDS, REAL_EXCERPTS, DrillScenario, drill_segment
 from shared.ecg.episodes import demo_starts
 from shared.ecg.signal import MODEL_FS
 from shared.ecg.sources import synthetic
+from shared.messages import DRILL_SCENARIOS
 from watch_agent.detector import BaselineDetector
 
-SCENARIOS: list[DrillScenario] = ["vt", "af", "brady", "pause"]
+SCENARIOS: list[DrillScenario] = list(DRILL_SCENARIOS)  # type: ignore[arg-type]
 
 
 def _kinds_after_splice(segment: np.ndarray) -> set[str]:
@@ -30,8 +31,9 @@ def _kinds_after_splice(segment: np.ndarray) -> set[str]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_real_drill_raises_expected_kind(mitdb: Path, scenario: DrillScenario) -> None:
-    seg = drill_segment(scenario, MODEL_FS, mitdb)
+    seg = drill_segment(scenario, MODEL_FS, mitdb, mitdb.parent / "vfdb")
     assert seg.fs == MODEL_FS and 15 <= seg.duration_s <= 30
+    assert seg.name.startswith(("mitdb/", "vfdb/")) == (scenario in REAL_EXCERPTS)
     assert _kinds_after_splice(seg.samples_mv) & EXPECTED_KINDS[scenario]
 
 
@@ -44,7 +46,7 @@ def test_synthetic_drill_raises_expected_kind(scenario: DrillScenario) -> None:
 
 def test_unknown_scenario() -> None:
     with pytest.raises(ValueError, match="unknown drill scenario"):
-        drill_segment("vf", MODEL_FS, None)  # type: ignore[arg-type]
+        drill_segment("torsades", MODEL_FS, None)  # type: ignore[arg-type]
 
 
 def test_demo_starts(mitdb: Path) -> None:
