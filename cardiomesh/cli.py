@@ -338,6 +338,32 @@ def provision(
     typer.echo(f"clients: {done.clients} (keys are 0600; give each host only its own)")
 
 
+@app.command("bridge-config")
+def bridge_config(
+    central: Annotated[str, typer.Option(help="The central broker, HOST:PORT.")],
+    site: Annotated[str | None, typer.Option(help="The site (default: CARDIOMESH_SITE).")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA of the central broker (TLS).")] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="This bridge's client certificate (TLS).")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Its key (TLS).")] = None,
+) -> None:
+    """Print the Mosquitto bridge stanza that connects this site's broker to the central one: what goes out
+    (escalations, disclosures, summaries, drill hops, presence, FL aggregates), what comes in (reports, labels,
+    FL rounds and models) and commands both ways; never vitals, live strips or FL client updates.
+
+    Example: cardiomesh bridge-config --central central.example:8883 --site home-1 >> site-mosquitto.conf
+    """
+    from cardiomesh.bridge import BridgeTls, bridge_conf
+
+    host, _, port = central.rpartition(":")
+    if not host or not port.isdigit():
+        raise _fail(f"--central must be HOST:PORT, got {central!r}")
+    given = [f for f in (ca_file, cert_file, key_file) if f is not None]
+    if given and len(given) != 3:
+        raise _fail("TLS needs all three of --ca-file, --cert-file and --key-file")
+    tls = BridgeTls(ca_file, cert_file, key_file) if ca_file and cert_file and key_file else None
+    typer.echo(bridge_conf(site or get_settings().site, central_host=host, central_port=int(port), tls=tls), nl=False)
+
+
 @app.command()
 def metrics() -> None:
     """What every component on this host has counted: rejections by reason (bad payloads, forged or stale
