@@ -54,7 +54,10 @@ def test_demo_runs_alone_and_a_drill_stays_a_drill(tmp_path: Path, unique: str) 
             drill = subprocess.run([sys.executable, "-m", "cardiomesh", "drill", "run", "--scenario", "vt",
                                     "--timeout", "60"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                                    timeout=90)
-            assert drill.returncode == 0, drill.stdout + drill.stderr
+            # 0: every SLO met, 3: the drill completed and a service level was missed (timings are judged by
+            # drills and benchmarks, not by this test on a shared machine); 1 would be a drill that failed
+            assert drill.returncode in (0, 3), drill.stdout + drill.stderr
+            assert drill.stdout.count("SLO ≤") >= 4, drill.stdout
             for hop in ("drill requested", "watch alert", "phone analysis", "edge response", "edge triage (final)",
                         "edge escalation", "report rendered", "DRILL report"):
                 assert hop in drill.stdout, f"missing hop {hop!r} in:\n{drill.stdout}"

@@ -103,11 +103,12 @@ def test_a_site_bridged_to_the_centre_loses_nothing_when_the_link_is_cut(
         link = CuttableLink(("127.0.0.1", central_port))
         bridge = bridge_conf(site, central_host="127.0.0.1", central_port=link.port)
         with _mosquitto(tmp_path / "site", site_port, bridge):
-            common = {"site": site, "database_url": pg_schema_url, "celery_broker_url": redis_url,
-                      "analysis_timeout_s": 3.0, "edge_analysis": False}
-            at_site = Settings(**common, state_dir=tmp_path / "site-state", mqtt_url=f"mqtt://127.0.0.1:{site_port}")
-            at_centre = Settings(**common, state_dir=tmp_path / "cloud-state",
-                                 mqtt_url=f"mqtt://127.0.0.1:{central_port}")
+            def settings(where: str, port: int) -> Settings:
+                return Settings(site=site, database_url=pg_schema_url, celery_broker_url=redis_url,
+                                analysis_timeout_s=3.0, edge_analysis=False, state_dir=tmp_path / where,
+                                mqtt_url=f"mqtt://127.0.0.1:{port}")
+
+            at_site, at_centre = settings("site-state", site_port), settings("cloud-state", central_port)
 
             def on_site(client_id: str, will: Will | None = None, online: Will | None = None) -> MqttTransport:
                 return MqttTransport(client_id=f"{site}-{client_id}", port=site_port, will=will, online=online)
