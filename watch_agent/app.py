@@ -119,6 +119,7 @@ class WatchAgent:
         self._next_vitals_s = 0.0
         self._drill_trace: str | None = None
         self._drill_until_s = -1.0
+        self._detector_since_s = 0.0  # stream time the detector last started afresh
         self._stream_until_s = -1.0
         self._stream_alert: str | None = None
         self._next_strip_s = 0.0
@@ -202,6 +203,7 @@ class WatchAgent:
                 # the drill is over: its episode must not linger in the clinical detector's state
                 self._drill_trace = None
                 self.detector = make_detector(self.config.detector, self.fs)
+                self._detector_since_s = now_s
         for alert in alerts:
             self._send_alert(alert)
             self.counters.inc("alerts.drill" if alert.drill else "alerts.clinical")
@@ -332,7 +334,12 @@ class WatchAgent:
             segment = drill_segment(cmd.scenario, self.fs, self.settings.mitdb_dir, self.settings.vfdb_dir)
             # a drill waits until the watch has a strip's worth of its own signal: an alert strip shorter
             # than that reads "unusable" on the phone and the drill would end at triage, testing nothing
-            hold_until_s = self.config.strip_min_s
+            # and until its detector has a strip's worth of signal since it was last reset: right after the
+            # previous drill ends the detector starts afresh, and a pause or asystole in its first beats goes
+            # unseen (it has no rhythm yet to miss)
+            with self._lock:
+                fresh_from = self._drill_until_s if self._drill_trace is not None else self._detector_since_s
+            hold_until_s = max(self.config.strip_min_s, fresh_from + self.config.strip_min_s)
             self.replay.splice(segment.samples_mv, msg.trace_id, not_before_s=hold_until_s)
             log.info("drill spliced", extra={"trace_id": msg.trace_id, "scenario": cmd.scenario,
                                              "seconds": round(segment.duration_s, 1),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cardiomesh.drill import DrillResult, run_drill
+from cardiomesh.drill import DrillError, DrillResult, run_drill
 from cardiomesh.slo import judge
 from cloud_expert.ingest import clinical_counts
 from cloud_expert.service import CloudService
@@ -63,7 +63,12 @@ def test_every_scenario_passes_every_hop_and_leaves_the_clinical_record_alone(
             with cloud.sessions() as session:
                 before = clinical_counts(session)
             for scenario in DRILL_SCENARIOS:
-                results[scenario] = run_drill(settings, scenario, timeout_s=120.0)  # type: ignore[arg-type]
+                lines: list[str] = []
+                try:
+                    results[scenario] = run_drill(settings, scenario, timeout_s=120.0,  # type: ignore[arg-type]
+                                                  echo=lines.append)
+                except DrillError as exc:
+                    pytest.fail(f"drill {scenario}: {exc}\n" + "\n".join(lines))
             with cloud.sessions() as session:
                 after = clinical_counts(session)
         finally:

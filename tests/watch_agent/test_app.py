@@ -75,6 +75,24 @@ def test_drill_splice_marks_every_alert_and_leaves_clinical_stream_clean() -> No
     assert {a.payload.kind for a in alerts} == {"pause"}
 
 
+@pytest.mark.parametrize("second", ["asystole", "pause"])
+def test_back_to_back_drills_each_alert(second: str) -> None:
+    """A drill asked for as soon as the previous one is answered (its segment and grace still playing) waits
+    for the detector to start afresh and learn the rhythm again: a pause in its first beats would go unseen."""
+    agent, bus = _watch([], seconds=240.0)
+    for _ in range(50):
+        agent.process(agent.replay.next_chunk())  # type: ignore[arg-type]
+    _command(bus, CommandPayload(command="drill_inject", scenario="pause"), drill=True, trace="first")
+    while not any(a.trace_id == "first" for a in _messages(bus, "alert")):
+        agent.process(agent.replay.next_chunk())  # type: ignore[arg-type]
+    _command(bus, CommandPayload(command="drill_inject", scenario=second), drill=True,  # type: ignore[arg-type]
+             trace="second")
+    _drain(agent)
+    alerts = _messages(bus, "alert")
+    assert {a.trace_id for a in alerts} == {"first", "second"}
+    assert all(a.drill for a in alerts)
+
+
 def test_a_drill_waits_for_a_strips_worth_of_signal() -> None:
     """Injected the moment the watch starts, the drill still alerts with a full strip the phone can read."""
     agent, bus = _watch([], seconds=120.0)
