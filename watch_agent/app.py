@@ -11,7 +11,7 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -196,7 +196,11 @@ class WatchAgent:
             if chunk.drill_trace is not None:
                 self._drill_trace = chunk.drill_trace
                 self._drill_until_s = chunk.t0_s + len(chunk.samples_mv) / self.fs + DRILL_GRACE_S
-            events = self.detector.feed(chunk.samples_mv)
+            # a detector counts time from its own start: stream time is that plus when it started (it restarts
+            # after every drill), so strips and onsets stay on the stream's clock
+            events = [replace(e, onset_s=e.onset_s + self._detector_since_s,
+                              detected_s=e.detected_s + self._detector_since_s)
+                      for e in self.detector.feed(chunk.samples_mv)]
             now_s = self.replay.stream_s
             alerts = [self._alert(ev) for ev in events]
             if self._drill_trace is not None and now_s > self._drill_until_s:

@@ -91,6 +91,14 @@ def test_back_to_back_drills_each_alert(second: str) -> None:
     alerts = _messages(bus, "alert")
     assert {a.trace_id for a in alerts} == {"first", "second"}
     assert all(a.drill for a in alerts)
+    # on the stream's clock, not the restarted detector's: each strip holds its own onset and ends at detection
+    first = next(a for a in alerts if a.trace_id == "first")
+    later = next(a for a in alerts if a.trace_id == "second")
+    assert later.payload.onset_s > first.payload.detected_s
+    for a in alerts:
+        strip = a.payload.strip
+        assert strip.t0_s <= a.payload.onset_s <= strip.t0_s + strip.duration_s
+        assert strip.t0_s + strip.duration_s == pytest.approx(a.payload.detected_s, abs=0.25)
 
 
 def test_a_drill_waits_for_a_strips_worth_of_signal() -> None:
