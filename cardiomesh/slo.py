@@ -28,28 +28,32 @@ class Slo:
     start: str  # hop name: its first occurrence
     end: str  # hop name: its first occurrence after the start
     limit_ms: float
+    optional: bool = False  # a drill may rightly never reach `start` (an info triage is not escalated)
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     slo: Slo
     measured_ms: float | None  # None: a hop was not seen
+    applies: bool = True  # False: the drill never reached the SLO's first hop where that is allowed
 
     @property
     def passed(self) -> bool:
-        return self.measured_ms is not None and self.measured_ms <= self.slo.limit_ms
+        return not self.applies or (self.measured_ms is not None and self.measured_ms <= self.slo.limit_ms)
 
     def line(self) -> str:
+        if not self.applies:
+            return f"  n/a   {self.slo.name:<34} {'not reached':>12}  (SLO ≤ {self.slo.limit_ms:g} ms)"
         got = "not seen" if self.measured_ms is None else f"{self.measured_ms:9.1f} ms"
         return f"  {'PASS' if self.passed else 'MISS'}  {self.slo.name:<34} {got:>12}  (SLO ≤ {self.slo.limit_ms:g} ms)"
 
 
 DEFAULT_SLOS = (
     Slo("detection → edge response", "watch alert", "edge response", 1000.0),
-    # both stamped by the edge (recorded on the episode): no clock skew between hosts in it
-    Slo("edge decision (received → response)", "edge_received", "edge_response", 10.0),
+    # both stamped by the edge (recorded on the episode, so seen once it is escalated): no skew between hosts
+    Slo("edge decision (received → response)", "edge_received", "edge_response", 10.0, optional=True),
     Slo("detection → initial triage", "watch alert", "edge triage (initial)", 1000.0),
-    Slo("escalation → report rendered", "edge escalation", "report rendered", 60_000.0),
+    Slo("escalation → report rendered", "edge escalation", "report rendered", 60_000.0, optional=True),
 )
 
 
@@ -58,7 +62,9 @@ def judge(hops: Sequence[Hop], slos: Sequence[Slo] = DEFAULT_SLOS) -> list[Verdi
     for slo in slos:
         start = next((h for h in hops if h.name == slo.start), None)
         end = next((h for h in hops if h.name == slo.end and start is not None and h.at >= start.at), None)
-        if start is None or end is None:
+        if start is None and slo.optional:
+            verdicts.append(Verdict(slo, None, applies=False))
+        elif start is None or end is None:
             verdicts.append(Verdict(slo, None))
         else:
             verdicts.append(Verdict(slo, (end.at - start.at).total_seconds() * 1000))

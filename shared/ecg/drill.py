@@ -41,6 +41,12 @@ EXPECTED_KINDS: dict[str, frozenset[str]] = {
 }
 
 
+#: Scenarios whose episode the edge must escalate (a drill that ends at an info triage failed). A tachycardia
+#: is escalated only when the phone reads it as SVT, AF or flutter, or it is fast enough (≥ 150 bpm at the watch,
+#: > 140 bpm over 17 beats on the strip): MIT-BIH's SVT runs (≈ 130 bpm) rightly end at info.
+EXPECTS_ESCALATION: frozenset[str] = frozenset({"vt", "vf", "af", "brady", "pause", "asystole"})
+
+
 def synthetic_vt(duration_s: float, fs: float, *, rate_bpm: float = 180.0, seed: int = 11) -> Signal:
     """Monomorphic VT without a database: wide (≈160 ms) biphasic complexes with discordant T waves.
 

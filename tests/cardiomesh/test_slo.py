@@ -26,7 +26,8 @@ def test_each_slo_is_measured_between_its_hops_and_judged() -> None:
 
 def test_a_late_or_missing_hop_is_a_miss() -> None:
     verdicts = judge(_hops(("watch alert", 0), ("edge response", 1500)))
-    assert [v.passed for v in verdicts] == [False] * 4
-    assert verdicts[0].measured_ms == 1500.0 and verdicts[1].measured_ms is None
-    assert "MISS" in verdicts[1].line() and "not seen" in verdicts[1].line()
+    assert [(v.passed, v.applies) for v in verdicts] == [(False, True), (True, False), (False, True), (True, False)]
+    assert verdicts[0].measured_ms == 1500.0 and verdicts[2].measured_ms is None
+    assert "MISS" in verdicts[2].line() and "not seen" in verdicts[2].line()
+    assert verdicts[3].line().startswith("  n/a") and "not reached" in verdicts[3].line()  # never escalated
     assert len(DEFAULT_SLOS) == 4

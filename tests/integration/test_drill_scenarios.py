@@ -16,6 +16,7 @@ from cloud_expert.worker.celery_app import make_app
 from cloud_expert.worker.enqueue import celery_enqueuer
 from edge_hub.app import EdgeHub
 from phone_agent.app import PhoneFleet
+from shared.ecg.drill import EXPECTS_ESCALATION
 from shared.messages import DRILL_SCENARIOS, DrillScenario
 from shared.settings import Settings
 from shared.transport import MqttTransport, Will
@@ -80,12 +81,14 @@ def test_every_scenario_passes_every_hop_and_leaves_the_clinical_record_alone(
     assert after == before, "a drill reached the clinical figures"
     for scenario, result in results.items():
         names = {h.name for h in result.hops}
-        assert set(ORDER) <= names, f"{scenario}: missing {set(ORDER) - names}"
-        times = [_first(result, name) for name in ORDER]
-        assert times == sorted(times), f"{scenario}: hops out of order {list(zip(ORDER, times, strict=True))}"
-        assert result.report_urls, scenario
+        # a tachycardia the phone reads as sinus ends, rightly, at an info triage (EXPECTS_ESCALATION)
+        order = ORDER if scenario in EXPECTS_ESCALATION or result.report_urls else ORDER[:-2]
+        assert set(order) <= names, f"{scenario}: missing {set(order) - names}"
+        times = [_first(result, name) for name in order]
+        assert times == sorted(times), f"{scenario}: hops out of order {list(zip(order, times, strict=True))}"
+        assert bool(result.report_urls) == ("edge escalation" in names), scenario
         verdicts = judge(result.hops)
-        assert all(v.measured_ms is not None for v in verdicts), (scenario, [v.line() for v in verdicts])
+        assert all(v.measured_ms is not None for v in verdicts if v.applies), (scenario, [v.line() for v in verdicts])
     assert set(results) == set(DRILL_SCENARIOS)
 
 
