@@ -31,7 +31,8 @@ ORDER = ("drill requested", "watch alert", "edge response", "edge triage (initia
 #: (before, after): the orderings the path guarantees (the edge answers and triages at once, in an order that
 #: depends on the level: responses first when there are any, the acknowledgement after an info triage)
 BEFORE = (("drill requested", "watch alert"), ("watch alert", "edge response"),
-          ("watch alert", "edge triage (initial)"), ("watch alert", "phone analysis"), ("phone analysis", "edge triage (final)"),
+          ("watch alert", "edge triage (initial)"), ("watch alert", "phone analysis"),
+          ("phone analysis", "edge triage (final)"),
           ("edge triage (initial)", "edge triage (final)"), ("edge triage (final)", "edge escalation"),
           ("edge escalation", "report rendered"))
 
@@ -90,9 +91,9 @@ def test_every_scenario_passes_every_hop_and_leaves_the_clinical_record_alone(
         # a tachycardia the phone reads as sinus ends, rightly, at an info triage (EXPECTS_ESCALATION)
         order = ORDER if scenario in EXPECTS_ESCALATION or result.report_urls else ORDER[:-2]
         assert set(order) <= names, f"{scenario}: missing {set(order) - names}"
-        for before, after in BEFORE:
-            if before in order and after in order:
-                assert _first(result, before) <= _first(result, after), f"{scenario}: {after} before {before}"
+        for earlier, later in BEFORE:
+            if earlier in order and later in order:
+                assert _first(result, earlier) <= _first(result, later), f"{scenario}: {later} before {earlier}"
         assert bool(result.report_urls) == ("edge escalation" in names), scenario
         verdicts = judge(result.hops)
         assert all(v.measured_ms is not None for v in verdicts if v.applies), (scenario, [v.line() for v in verdicts])
