@@ -61,6 +61,9 @@ LATE_S = 60.0
 CRASH_POINTS = ("after_accept", "after_responses", "after_escalation")
 #: Seconds of ECG the edge asks a watch to stream after an urgent or emergency alert (ADR 0002).
 STREAM_S = 30.0
+#: Each device's latest vitals reach the edge's store at most this often (in one transaction for all devices);
+#: they seed the patient context after a restart, so seconds of staleness cost nothing clinical.
+VITALS_SAVE_S = 5.0
 
 
 def _with_late(decision: Decision, late_s: float | None) -> Decision:
@@ -123,6 +126,8 @@ class EdgeHub:
         self._trend = HrRollup()
         self._devices: dict[str, _Device] = {}
         self._next_summary = time.monotonic() + settings.summary_interval_s
+        self._vitals_dirty: set[str] = set()
+        self._next_vitals_save = time.monotonic() + VITALS_SAVE_S
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
 
@@ -153,6 +158,10 @@ class EdgeHub:
             self.send_summaries(everything=True)
         except Exception:
             log.exception("final summaries not sent")
+        try:
+            self.save_vitals()
+        except Exception:
+            log.exception("latest vitals not saved")
         self.router.close()
         self._analyser.shutdown(wait=True, cancel_futures=False)
 
@@ -285,10 +294,10 @@ class EdgeHub:
     def on_vitals(self, parts: topics.TopicParts, msg: VitalsMessage) -> None:
         self._seen(msg.source, msg.patient_id, msg.created_at)
         if not msg.drill:  # drills never become the patient's state
-            self.latest_vitals[msg.source] = msg
-            self.store.save_vitals(msg.source, msg.patient_id, msg.model_dump_json(by_alias=True))
-            if msg.patient_id is not None:
-                with self._lock:
+            with self._lock:
+                self.latest_vitals[msg.source] = msg
+                self._vitals_dirty.add(msg.source)  # persisted in batches by the timer (save_vitals)
+                if msg.patient_id is not None:
                     self._trend.add(msg.patient_id, msg.source, msg.created_at, msg.payload.hr_bpm,
                                     msg.payload.signal_ok)
 
@@ -426,7 +435,8 @@ class EdgeHub:
 
     def _timeout_loop(self) -> None:
         while not self._stop.wait(0.1):
-            for step in (self.finalize_overdue, self.send_disclosures, self.send_summaries_when_due):
+            for step in (self.finalize_overdue, self.send_disclosures, self.send_summaries_when_due,
+                         self.save_vitals_when_due):
                 try:
                     step()
                 except Exception:  # the timer must outlive any one bad episode or message
@@ -453,6 +463,27 @@ class EdgeHub:
             log.info("full disclosure sent", extra={"trace_id": collection.trace_id, "segments": len(segments),
                                                     "complete": complete})
         return len(due)
+
+    def save_vitals_when_due(self) -> int:
+        if time.monotonic() < self._next_vitals_save:
+            return 0
+        self._next_vitals_save = time.monotonic() + VITALS_SAVE_S
+        return self.save_vitals()
+
+    def save_vitals(self) -> int:
+        """Every device's latest vitals received since the last save, in one transaction."""
+        with self._lock:
+            dirty, self._vitals_dirty = self._vitals_dirty, set()
+            rows = [(d, self.latest_vitals[d].patient_id, self.latest_vitals[d].model_dump_json(by_alias=True))
+                    for d in dirty if d in self.latest_vitals]
+        if rows:
+            try:
+                self.store.save_vitals_many(rows)
+            except Exception:
+                with self._lock:
+                    self._vitals_dirty |= dirty  # tried again at the next save
+                raise
+        return len(rows)
 
     def send_summaries_when_due(self) -> int:
         if time.monotonic() < self._next_summary:

@@ -204,13 +204,25 @@ class EdgeStore:
         ]
 
     def save_vitals(self, device_id: str, patient_id: str | None, vitals_json: str) -> None:
+        self.save_vitals_many([(device_id, patient_id, vitals_json)])
+
+    def save_vitals_many(self, rows: list[tuple[str, str | None, str]]) -> None:
+        """Each device's latest vitals, many devices in one transaction (the edge batches them: one write
+        per message was a fifth of its cost per vitals at 1,000 watches)."""
+        now = time.time()
         with self._lock:
-            self._db.execute(
-                "INSERT INTO devices (device_id, patient_id, vitals_json, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(device_id) DO UPDATE SET patient_id = excluded.patient_id,"
-                " vitals_json = excluded.vitals_json, updated_at = excluded.updated_at",
-                (device_id, patient_id, vitals_json, time.time()),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO devices (device_id, patient_id, vitals_json, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT(device_id) DO UPDATE SET patient_id = excluded.patient_id,"
+                    " vitals_json = excluded.vitals_json, updated_at = excluded.updated_at",
+                    [(d, p, v, now) for d, p, v in rows],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def save_presence(self, device_id: str, patient_id: str | None, role: str, status: str) -> None:
         with self._lock:
