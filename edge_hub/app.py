@@ -145,6 +145,10 @@ class EdgeHub:
         backlog = getattr(self.router.transport, "outbox_backlog", None)
         if backlog is not None:
             self.counters.gauge("outbox_backlog", backlog)
+        inbox = getattr(self.router.transport, "inbox_depth", None)
+        if inbox is not None:
+            self.counters.gauge("inbox_acknowledged", lambda: inbox()[0])
+            self.counters.gauge("inbox_telemetry", lambda: inbox()[1])
         self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
         self._timer.start()
         if self.settings.edge_analysis:  # load the analysis and its models now, not when the first phone is silent

@@ -18,7 +18,6 @@ What it guarantees, and why:
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import sqlite3
 import threading
@@ -32,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from shared.metrics import Counters
 from shared.transport.base import Handler, matches
 from shared.transport.dead_letters import DeadLetterStore
+from shared.transport.lanes import Lanes
 from shared.transport.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class MqttTransport:
         #: are replayed, once (emptied when the replay starts). Reading the outbox later raced with publish()
         #: (row written, mid not yet tracked), and the fresh row went out twice.
         self._leftover_rows: set[int] = set()
-        self._inbox: queue.Queue[_Incoming | None] = queue.Queue()
+        self._inbox: Lanes[_Incoming] = Lanes(self.counters)
         self._dispatcher: threading.Thread | None = None
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
@@ -142,6 +142,7 @@ class MqttTransport:
         for name, value in self.counters.snapshot().items():
             counters.inc(name, value)
         self.counters, self._counters_attached = counters, True
+        self._inbox.counters = counters
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, wait_s: float | None = None) -> None:
@@ -155,6 +156,10 @@ class MqttTransport:
         if wait_s is not None and not self._connected.wait(wait_s):
             self.stop()
             raise BrokerUnavailable(f"no MQTT broker answered at {self._host}:{self._port} in {wait_s:.0f} s")
+
+    def inbox_depth(self) -> tuple[int, int]:
+        """Delivered messages waiting for the dispatcher: (acknowledged lane, telemetry lane)."""
+        return self._inbox.depth()
 
     def outbox_backlog(self) -> int:
         """Messages written to the durable outbox and not yet acknowledged by the broker (0 without one)."""
@@ -170,7 +175,7 @@ class MqttTransport:
                 time.sleep(0.01)
         self._client.disconnect()
         self._client.loop_stop()
-        self._inbox.put(None)
+        self._inbox.put(None, urgent=True)
         if self._dispatcher is not None:
             self._dispatcher.join(timeout=5)
         if self._outbox is not None:
@@ -276,7 +281,8 @@ class MqttTransport:
         log.debug("disconnected", extra={"client_id": self.client_id, "reason": str(reason)})
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(_Incoming(message.topic, bytes(message.payload), message.mid, message.qos))
+        self._inbox.put(_Incoming(message.topic, bytes(message.payload), message.mid, message.qos),
+                        urgent=message.qos > 0)
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object,
                     properties: object) -> None:
