@@ -85,7 +85,7 @@ def test_back_to_back_drills_each_alert(second: str) -> None:
     _command(bus, CommandPayload(command="drill_inject", scenario="pause"), drill=True, trace="first")
     while not any(a.trace_id == "first" for a in _messages(bus, "alert")):
         agent.process(agent.replay.next_chunk())  # type: ignore[arg-type]
-    _command(bus, CommandPayload(command="drill_inject", scenario=second), drill=True,  # type: ignore[arg-type]
+    _command(bus, CommandPayload(command="drill_inject", scenario=second), drill=True,
              trace="second")
     _drain(agent)
     alerts = _messages(bus, "alert")
