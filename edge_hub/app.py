@@ -17,6 +17,7 @@ from typing import Literal, get_args
 
 from edge_hub.disclosure import DisclosureCollector
 from edge_hub.fusion import Decision, PatientContext, triage
+from edge_hub.placement import place_strip_analysis
 from edge_hub.store import EdgeStore, EpisodeRow, event_key
 from edge_hub.trend import HrRollup
 from shared import topics
@@ -121,6 +122,8 @@ class EdgeHub:
         self._recent_alerts: dict[tuple[str, bool], dict[str, float]] = defaultdict(dict)
         self.latest_vitals: dict[str, VitalsMessage] = {}
         self.presence: dict[str, str] = {}
+        self.paired: dict[str, list[str]] = {}  # watch → its phones (from the watch's presence)
+        self._read_here: dict[str, str] = {}  # alert → why the edge reads its strip at once (placement)
         # for the cloud (telemetry.md): the after-part of alert strips, and per-patient summaries
         self._disclosures = DisclosureCollector()
         self._trend = HrRollup()
@@ -273,6 +276,16 @@ class EdgeHub:
             early = self._early.pop(alert.alert_id, None)
         if early is not None:
             self._finalize(alert.alert_id, early)
+            return
+        placement = place_strip_analysis(self.paired.get(msg.source, []), self.presence,
+                                         edge_can_read=self.settings.edge_analysis)
+        if placement.where == "edge":  # no phone to wait for: read the strip here now
+            with self._lock:
+                self._closing.add(alert.alert_id)  # the timer leaves it alone
+                self._read_here[alert.alert_id] = placement.reason
+            self.counters.inc("placement.edge")
+            log.info("strip read at the edge at once", extra={"trace_id": msg.trace_id, "reason": placement.reason})
+            self._analyser.submit(self._analyse_and_finalize, alert.alert_id)
 
     def on_analysis(self, parts: topics.TopicParts, msg: AnalysisMessage) -> None:
         alert_id = self.store.episode_of(msg.payload.alert_id)  # findings for a re-sent event: its one episode
@@ -307,6 +320,8 @@ class EdgeHub:
 
     def on_presence(self, parts: topics.TopicParts, msg: PresenceMessage) -> None:
         self.presence[msg.source] = msg.payload.status
+        if msg.payload.role == "watch":
+            self.paired[msg.source] = list(msg.payload.paired_with)
         self.store.save_presence(msg.source, msg.patient_id, msg.payload.role, msg.payload.status)
         self._seen(msg.source, msg.patient_id, msg.created_at, role=msg.payload.role, status=msg.payload.status)
 
@@ -406,10 +421,13 @@ class EdgeHub:
         assert msg.patient_id is not None
         context = self._context(msg.patient_id, msg.source, msg.drill, record=False)
         decision = _with_late(triage(msg.payload, analysis.payload if analysis else None, context), pending.late_s)
+        with self._lock:
+            why = self._read_here.pop(alert_id, None)
         if analysis is None:
             decision = Decision(decision.level, (*decision.reasons, "no phone findings in time"), decision.responses)
         elif analysis.source == self.edge_id:
-            reasons = (*decision.reasons, "no phone findings in time: strip read at the edge")
+            reasons = (*decision.reasons, f"{why}: strip read at the edge" if why
+                       else "no phone findings in time: strip read at the edge")
             decision = Decision(decision.level, reasons, decision.responses)
         if TRIAGE_ORDER[decision.level] > TRIAGE_ORDER[pending.initial_level] and pending.initial_level == "info":
             self._respond(msg, decision, self.settings.site)
