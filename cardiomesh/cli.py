@@ -675,6 +675,55 @@ def dead_letters_replay(
     typer.echo(f"{released} message(s) due for retry")
 
 
+@drill_app.command("schedule")
+def drill_schedule(
+    scenario: Annotated[list[str], typer.Option(help="Scenario(s) to run each time, in turn; repeatable.")],
+    every: Annotated[str, typer.Option(help="How often: 30m, 6h, 1d …")] = "1d",
+    at: Annotated[str | None, typer.Option(help="First time of day (HH:MM, the site's time zone, "
+                                           "CARDIOMESH_SITE_TIMEZONE); default: one `every` from now.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run the drills once now and exit (cron, tests).")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run drills on a schedule for this site (e.g. a VT drill daily at 03:00), each recorded in the site's drill
+    history (the dashboard's /drills page: requested by "scheduler") with its SLO verdicts. Runs until stopped.
+
+    Example: cardiomesh drill schedule --scenario vt --scenario pause --every 1d --at 03:00
+    """
+    from cardiomesh.runtime import stop_event_on_signals
+    from cardiomesh.schedule import next_due, parse_span, parse_time_of_day
+    from cloud_expert.db import make_engine, make_session_factory, upgrade_to_head
+    from cloud_expert.drills import run_scheduled
+    from shared.messages import DRILL_SCENARIOS, utcnow
+
+    unknown = [s for s in scenario if s not in DRILL_SCENARIOS]
+    if unknown:
+        raise _fail(f"unknown scenario {unknown[0]!r}: choose from {', '.join(DRILL_SCENARIOS)}")
+    try:
+        span, first = parse_span(every), parse_time_of_day(at) if at else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    settings = _setup(verbose, serving=True, cloud=True)
+    upgrade_to_head(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url)
+    sessions = make_session_factory(engine)
+    stop = stop_event_on_signals()
+    try:
+        while True:
+            due = utcnow() if once else next_due(utcnow(), every=span, at=first, zone=settings.site_timezone)
+            if not once:
+                typer.echo(f"next drills ({', '.join(scenario)}) on {settings.site} at "
+                           f"{due.isoformat(timespec='seconds')}")
+                if stop.wait(max(0.0, (due - utcnow()).total_seconds())):
+                    return
+            for name in scenario:
+                run_id = run_scheduled(sessions, settings, scenario=name)
+                typer.echo(f"drill {name}: run {run_id} recorded (see /drills/{run_id})")
+            if once:
+                return
+    finally:
+        engine.dispose()
+
+
 @drill_app.command("run")
 def drill_run(
     scenario: Annotated[str, typer.Option(help="Episode to splice in: vt, vf, af, brady, pause, asystole or tachy "

@@ -59,6 +59,27 @@ def start_drill(sessions: sessionmaker[Session], settings: Settings, viewer: Vie
     return run_id
 
 
+def run_scheduled(sessions: sessionmaker[Session], settings: Settings, *, scenario: str,
+                  runner: Runner | None = None) -> str:
+    """A drill the schedule (`cardiomesh drill schedule`) runs for `settings.site`: recorded like a dashboard
+    drill (the site's drill history) with `requested_by` "scheduler", run to its end here; its id."""
+    if scenario not in SCENARIOS:
+        raise DrillRefused(f"scenario must be one of {', '.join(SCENARIOS)}")
+    run_id = new_id()
+    with sessions() as session:
+        session.add(DrillRun(id=run_id, site=settings.site, scenario=scenario, watch_id=None, requested_by="scheduler",
+                             started_at=utcnow(), finished_at=None, status="running", trace_id=None, lines=[],
+                             report_urls=[], error=None))
+        audit(session, None, "drill_scheduled", run_id, f"{scenario} on {settings.site}")
+        session.commit()
+    if runner is None:
+        from cardiomesh.drill import run_drill
+
+        runner = run_drill
+    _run(sessions, settings, run_id, scenario, None, runner)
+    return run_id
+
+
 def _run(sessions: sessionmaker[Session], settings: Settings, run_id: str, scenario: str, watch_id: str | None,
          runner: Runner) -> None:
     def echo(line: str) -> None:
