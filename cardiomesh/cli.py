@@ -263,14 +263,23 @@ def cloud(verbose: Verbose = False) -> None:
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Worker processes.")] = 1,
+    queue: Annotated[list[str] | None, typer.Option(help="Queue(s) to serve; repeatable. Default: the emergency "
+                                                    "queue and the routine one (CARDIOMESH_CELERY_*QUEUE).")]
+    = None,
     verbose: Verbose = False,
 ) -> None:
-    """Run a Celery worker that renders reports (broker: CARDIOMESH_CELERY_BROKER_URL or a local folder)."""
+    """Run a Celery worker that renders reports (broker: CARDIOMESH_CELERY_BROKER_URL or a local folder).
+
+    Emergency episodes' reports go to a queue of their own: give a dedicated worker only that queue
+    (compose's `worker-emergency`) so an emergency never waits behind routine reports."""
     import subprocess
+
+    from cloud_expert.worker.celery_app import EMERGENCY_QUEUE, QUEUE
 
     _setup(verbose, serving=True, cloud=True)
     argv = [sys.executable, "-m", "celery", "-A", "cloud_expert.worker.celery_app", "worker",
-            "--loglevel", "DEBUG" if verbose else "INFO", "-c", str(concurrency)]
+            "--loglevel", "DEBUG" if verbose else "INFO", "-c", str(concurrency),
+            "-Q", ",".join(queue or [EMERGENCY_QUEUE, QUEUE])]
     raise typer.Exit(subprocess.call(argv))
 
 

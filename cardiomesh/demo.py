@@ -97,10 +97,13 @@ class _Web:
 
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    from cloud_expert.worker.celery_app import EMERGENCY_QUEUE, QUEUE
+
     env = dict(os.environ)
     env["CARDIOMESH_STATE_DIR"] = str(Path(settings.state_dir).resolve())
     argv = [sys.executable, "-m", "celery", "-A", "cloud_expert.worker.celery_app", "worker", "--pool=solo",
-            "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+            "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            "-Q", f"{EMERGENCY_QUEUE},{QUEUE}"]  # the demo's one worker serves emergencies and the rest
     out = log_path.open("ab")
     return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
 

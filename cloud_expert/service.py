@@ -59,6 +59,7 @@ class CloudService:
 
     def __init__(
         self, settings: Settings, transport: Transport, *, enqueue: Callable[[str], None] | None = None,
+        enqueue_emergency: Callable[[str], None] | None = None,
         manage_transport: bool = True, now: Callable[[], datetime] = utcnow,
         loop_interval_s: float | None = LOOP_INTERVAL_S, ingest_group: str | None = INGEST_GROUP,
     ) -> None:
@@ -70,6 +71,8 @@ class CloudService:
         self.counters = Counters()
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
         self._enqueue_fn = enqueue
+        # emergencies on their own queue; a caller that gives one `enqueue` (tests) gets it for both
+        self._enqueue_emergency_fn = enqueue_emergency or enqueue
         self._manage_transport = manage_transport
         self._now = now
         self._interval = loop_interval_s
@@ -87,9 +90,13 @@ class CloudService:
         self._engine = make_engine(url)
         self._sessions = make_session_factory(self._engine)
         if self._enqueue_fn is None:
-            from cloud_expert.worker.enqueue import default_enqueuer  # imports Celery only when used
+            from cloud_expert.worker.enqueue import (  # imports Celery only when used
+                default_emergency_enqueuer,
+                default_enqueuer,
+            )
 
             self._enqueue_fn = default_enqueuer()
+            self._enqueue_emergency_fn = self._enqueue_emergency_fn or default_emergency_enqueuer()
         any_ = topics.ANY
         for pattern, model, handler in (
             (topics.escalation(any_, any_, any_), EscalationMessage, self._on_escalation),
@@ -149,7 +156,7 @@ class CloudService:
             log.info("duplicate escalation ignored", extra={**extra, "message_id": msg.id})
             return
         self.counters.inc("stored")
-        self._enqueue(job.id, extra)
+        self._enqueue(job.id, extra, level=msg.payload.level)
 
     def _on_disclosure(self, parts: topics.TopicParts, msg: DisclosureMessage) -> None:
         with self.sessions() as session:
@@ -168,16 +175,19 @@ class CloudService:
         self.counters.inc("summaries.stored")
         self.counters.inc("hr_minutes.stored", new)
 
-    def _enqueue(self, job_id: str, extra: dict[str, str]) -> None:
-        """Hand a committed job to Celery; when the broker is down the sweeper tries again later."""
-        assert self._enqueue_fn is not None
+    def _enqueue(self, job_id: str, extra: dict[str, str], *, level: str) -> None:
+        """Hand a committed job to Celery (an emergency's to the emergency queue); when the broker is down the
+        sweeper tries again later."""
+        emergency = level == "emergency" and self._enqueue_emergency_fn is not None
+        enqueue = self._enqueue_emergency_fn if emergency else self._enqueue_fn
+        assert enqueue is not None
         try:
-            self._enqueue_fn(job_id)
+            enqueue(job_id)
         except Exception:  # any broker/transport failure: the DB row keeps the job, the sweeper retries
             self.counters.inc("enqueue_failed")
             log.exception("enqueue failed; the sweeper will retry", extra=extra)
         else:
-            self.counters.inc("enqueued")
+            self.counters.inc("enqueued.emergency" if emergency else "enqueued")
 
     # -- background loop -------------------------------------------------------------------------
     def _run_loop(self, interval_s: float) -> None:
@@ -259,19 +269,19 @@ class CloudService:
         now = self._now()
         cutoff = now - timedelta(seconds=self.settings.report_sweep_s)
         with self.sessions() as session:
-            jobs = session.scalars(
-                select(ReportJob).where(or_(
+            rows = session.execute(
+                select(ReportJob, Episode.level).join(Episode, ReportJob.episode_id == Episode.id).where(or_(
                     and_(ReportJob.status == "queued", ReportJob.enqueued_at < cutoff),
                     and_(ReportJob.status == "running", ReportJob.started_at < cutoff),
                     ReportJob.status == "failed",
                 ), ReportJob.attempts < MAX_ATTEMPTS).limit(100)
             ).all()
-            for job in jobs:
+            for job, _level in rows:
                 job.status, job.attempts, job.enqueued_at = "queued", job.attempts + 1, now
             session.commit()
-            ids = [(job.id, job.episode_id) for job in jobs]
-        for job_id, alert_id in ids:
+            ids = [(job.id, job.episode_id, level) for job, level in rows]
+        for job_id, alert_id, level in ids:
             self.counters.inc("requeued")
             log.warning("re-enqueueing report job", extra={"job_id": job_id, "alert_id": alert_id})
-            self._enqueue(job_id, {"job_id": job_id, "alert_id": alert_id})
+            self._enqueue(job_id, {"job_id": job_id, "alert_id": alert_id}, level=level)
         return len(ids)

@@ -31,11 +31,12 @@ OBSERVABILITY = {"prometheus", "grafana"}
 #: the long-running services that serve GET /metrics (the web app and Celery workers keep their own counts)
 SCRAPED = {"edge", "ingest", "watches", "phones"}
 HOSTS = {"edge": "edge", "ingest": "cloud", "web": "web", "watches": "watches", "phones": "phones"}
-CARDIOMESH_SERVICES = {"edge", "ingest", "worker", "web", "watches", "phones"}
+CARDIOMESH_SERVICES = {"edge", "ingest", "worker", "worker-emergency", "web", "watches", "phones"}
 COMMANDS = {
     "edge": ["edge"],
     "ingest": ["cloud"],
     "worker": ["worker"],
+    "worker-emergency": ["worker", "--queue", "reports-emergency"],
     "web": ["web"],
     "watches": ["watch", "--synthetic", "--count", "4"],
     "phones": ["phone", "--count", "4"],
@@ -134,7 +135,7 @@ def test_every_cardiomesh_service_gets_the_bus_db_and_broker_urls(compose_config
         env = services[name]["environment"]
         assert env["CARDIOMESH_MQTT_URL"] == "mqtts://mosquitto:8883", name  # TLS by default
         assert env["CARDIOMESH_MQTT_CREDENTIALS_DIR"] == CREDENTIALS_IN_CONTAINER, name
-        if name != "worker":  # the worker never connects to the broker: it holds no MQTT credentials
+        if not name.startswith("worker"):  # workers never connect to the broker: they hold no MQTT credentials
             mounts = [str(v) for v in services[name]["volumes"]]
             assert [m for m in mounts if CREDENTIALS_IN_CONTAINER in m] == [
                 f"{ROOT}/compose/pki/hosts/{HOSTS[name]}:{CREDENTIALS_IN_CONTAINER}:ro"], (name, mounts)

@@ -25,6 +25,9 @@ from shared.settings import Settings, get_settings
 
 DEFAULT_QUEUE = "reports"
 QUEUE = os.environ.get("CARDIOMESH_CELERY_QUEUE", DEFAULT_QUEUE)
+#: Emergency episodes' reports have a queue of their own (and, in compose, a worker of their own): an emergency
+#: never waits behind a backlog of routine reports.
+EMERGENCY_QUEUE = os.environ.get("CARDIOMESH_CELERY_EMERGENCY_QUEUE", f"{QUEUE}-emergency")
 VISIBILITY_TIMEOUT_ENV = "CARDIOMESH_CELERY_VISIBILITY_TIMEOUT_S"
 
 

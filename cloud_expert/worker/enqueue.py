@@ -23,3 +23,10 @@ def default_enqueuer() -> Callable[[str], None]:
     from cloud_expert.worker.celery_app import QUEUE, app
 
     return celery_enqueuer(app, queue=QUEUE)
+
+
+def default_emergency_enqueuer() -> Callable[[str], None]:
+    """The enqueue for emergency episodes' reports (`CARDIOMESH_CELERY_EMERGENCY_QUEUE`)."""
+    from cloud_expert.worker.celery_app import EMERGENCY_QUEUE, app
+
+    return celery_enqueuer(app, queue=EMERGENCY_QUEUE)

@@ -173,3 +173,29 @@ def test_malformed_payloads_are_rejected_and_counted(
     assert enqueued.job_ids == [] and service.counters.get("stored") == 0
     _publish(bus, good)  # and the service carries on
     assert service.counters.get("stored") == 1
+
+
+def test_an_emergencys_report_goes_to_the_emergency_queue_first_time_and_when_swept(
+    settings: Settings, bus: InMemoryBus, unique: str
+) -> None:
+    routine, emergency = Enqueued(), Enqueued()
+    svc = CloudService(settings, bus.transport("cloud-lanes"), enqueue=routine, enqueue_emergency=emergency,
+                       loop_interval_s=None)
+    routine.service = emergency.service = svc
+    svc.start()
+    try:
+        urgent = make_escalation(site=settings.site, patient_id=f"pu{unique}", level="urgent")
+        critical = make_escalation(site=settings.site, patient_id=f"pe{unique}", level="emergency")
+        _publish(bus, urgent)
+        _publish(bus, critical)
+        assert (len(routine.job_ids), len(emergency.job_ids)) == (1, 1)
+        assert svc.counters.get("enqueued") == 1 and svc.counters.get("enqueued.emergency") == 1
+        with svc.sessions() as session:  # both lost (a broker down): the sweeper re-sends each to its own lane
+            for job in session.scalars(select(ReportJob)):
+                job.status, job.enqueued_at = "failed", job.enqueued_at
+            session.commit()
+        assert svc.sweep_jobs() == 2
+        assert (len(routine.job_ids), len(emergency.job_ids)) == (2, 2)
+        assert emergency.job_ids[0] == emergency.job_ids[1] != routine.job_ids[0]
+    finally:
+        svc.stop()
