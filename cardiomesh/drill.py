@@ -46,6 +46,8 @@ class DrillError(RuntimeError):
 #: episodes of one drill are raised within a second of each other (an episode raised later still carries
 #: the drill's mark and reaches the dashboard, but this command may have returned by then).
 SETTLE_S = 3.0
+#: How long `drill run` waits for a watch to be online (a demo still generating its watches' signals).
+PRESENCE_WAIT_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +151,14 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
         raise DrillError(f"{exc}: is `cardiomesh demo` running?") from None
     transport.wait_subscribed(5)  # follow every hop from the very first one
     try:
-        deadline = time.monotonic() + 3.0
+        # retained presence arrives at once when watches are online; a system still starting gets a while
+        deadline = time.monotonic() + min(PRESENCE_WAIT_S, timeout_s)
         with cond:
             while not (watches if watch_id is None else watch_id in watches) and time.monotonic() < deadline:
                 cond.wait(0.1)
             online = dict(watches)
         if not online:
-            raise DrillError(f"no watch is online on site {site!r}")
+            raise DrillError(f"no watch is online on site {site!r} (waited {min(PRESENCE_WAIT_S, timeout_s):.0f} s)")
         target = watch_id or sorted(online, key=lambda w: (len(w), w))[0]
         if target not in online:
             raise DrillError(f"watch {target!r} is not online; online: {', '.join(sorted(online))}")
