@@ -18,12 +18,13 @@ T = TypeVar("T")
 
 @contextlib.contextmanager
 def celery_worker(*, queue: str, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m celery … worker --pool=solo` consuming `queue` with `env` (CARDIOMESH_* settings)."""
+    """`python -m celery … worker --pool=solo` consuming `queue` and its emergency queue (`queue`-emergency, where a
+    `cardiomesh cloud` with CARDIOMESH_CELERY_QUEUE=`queue` sends emergency episodes' reports) with `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CARDIOMESH_")}
     full_env = {**clean, **env, "CARDIOMESH_CELERY_QUEUE": queue, "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "celery", "-A", "cloud_expert.worker.celery_app", "worker", "--pool=solo",
-               "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-Q", queue,
-               "-n", f"{queue}@%h", "-l", "INFO"]
+               "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle",
+               "-Q", f"{queue}-emergency,{queue}", "-n", f"{queue}@%h", "-l", "INFO"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         try:
