@@ -72,9 +72,9 @@ def test_alerts_queued_for_an_offline_edge_survive_a_broker_killed_9(tmp_path: P
         acked_at = time.time()
         # the broker saves on every change, but in its own loop: on a loaded machine that can lag the PUBACK
         # (the window `watch_agent.awaiting` closes; the next test kills a broker that saves nothing at all).
-        # A save after the last PUBACK holds everything; without one in 3 s, the last save already did.
+        # A save after the last PUBACK holds everything; without one in 10 s, the last save already did.
         saved = tmp_path / "data" / "mosquitto.db"
-        wait_until(lambda: saved.exists() and saved.stat().st_mtime >= acked_at, 3)
+        wait_until(lambda: saved.exists() and saved.stat().st_mtime >= acked_at, 10)
         assert broker.process is not None
         broker.process.send_signal(signal.SIGKILL)
         broker.process.wait(timeout=10)
@@ -85,7 +85,7 @@ def test_alerts_queued_for_an_offline_edge_survive_a_broker_killed_9(tmp_path: P
         revived = EdgeHub(settings, second, store=EdgeStore(tmp_path / "edge.db"))
         revived.start()
         second.start(wait_s=5)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a loaded machine (the whole suite) redelivers slowly
         while revived.store.counts()["episodes"] < ALERTS and time.monotonic() < deadline:
             time.sleep(0.1)
         got = revived.store.counts()["episodes"]
