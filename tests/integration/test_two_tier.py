@@ -6,7 +6,6 @@ link between them cut for 30 s, every escalation still reaches the cloud once an
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -29,7 +28,9 @@ from shared import topics
 from shared.messages import DecodeError, EscalationMessage, ReportMessage, decode, encode
 from shared.settings import Settings
 from shared.transport import MqttTransport, Will
+from shared.transport.mqtt import broker_answers
 from tests import factories
+from tests.cardiomesh.test_provision import _free_port
 from tests.cloud_expert.worker.helpers import celery_worker
 from tests.conftest import mosquitto_binary
 from tests.integration.faults import record_fault
@@ -43,12 +44,6 @@ CUT_S = 30.0
 BEFORE, DURING = 4, 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _mosquitto(folder: Path, port: int, extra: str = "") -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,20 +54,12 @@ def _mosquitto(folder: Path, port: int, extra: str = "") -> Iterator[None]:
     log = (folder / "mosquitto.log").open("wb")
     process = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert wait_until(lambda: _answers(port), 10), (folder / "mosquitto.log").read_text()
+        assert wait_until(lambda: broker_answers("127.0.0.1", port, 0.2), 10), (folder / "mosquitto.log").read_text()
         yield
     finally:
         process.terminate()
         process.wait(timeout=10)
         log.close()
-
-
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 class _Seen:
