@@ -107,18 +107,20 @@ def plan(site: str, devices: int, *, edge_id: str = "edge-1") -> list[Identity]:
             read=(topics.cmd(s, any_, watch), topics.label(s, any_, watch), topics.fl_round(any_),
                   topics.fl_model(any_)),
             write=(topics.alert(s, any_, watch), topics.vitals(s, any_, watch), topics.strip(s, any_, watch),
-                   topics.presence(s, watch), topics.fl_update(any_, s, watch)),
+                   topics.presence(s, watch), topics.capabilities(s, watch), topics.fl_update(any_, s, watch)),
             paired_with=phone))
         ids.append(Identity(
             phone, "phone", read=(topics.alert(s, any_, watch),),
-            write=(topics.analysis(s, any_, phone), topics.presence(s, phone)), paired_with=watch))
+            write=(topics.analysis(s, any_, phone), topics.presence(s, phone), topics.capabilities(s, phone)),
+            paired_with=watch))
     ids += [
         Identity(f"phones-{s}", "discovery", read=(topics.presence(s, any_),), write=()),
         Identity(f"{s}-{edge_id}", "edge",
                  read=(topics.everything(s), topics.fl_update(any_, s, any_), topics.fl_round(any_)),
                  write=(topics.cmd(s, any_, any_), topics.triage(s, any_, edge_id), topics.escalation(s, any_, edge_id),
                         topics.disclosure(s, any_, edge_id), topics.summary(s, any_, edge_id),
-                        topics.presence(s, edge_id), topics.fl_aggregate(any_, s, edge_id))),
+                        topics.presence(s, edge_id), topics.capabilities(s, edge_id),
+                        topics.fl_aggregate(any_, s, edge_id))),
         Identity("cloud-ingest", "cloud", read=(topics.escalation(any_, any_, any_),
                                                 topics.disclosure(any_, any_, any_), topics.summary(any_, any_, any_)),
                  write=(topics.report(any_, any_, "cloud"), topics.label(any_, any_, any_))),

@@ -13,8 +13,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edge_hub.registry import DeviceRegistry, follow
 from shared import topics
 from shared.chunking import ChunkError, Reassembler, chunk_payloads
+from shared.fl.selection import choose_for_training
 from shared.fl_codec import CodecError, UpdateCodec
 from shared.identity import Stamper
 from shared.messages import AggregateMessage, RoundMessage, RoundPayload, UpdateMessage, utcnow
@@ -31,7 +33,8 @@ CodecFactory = Callable[[RoundPayload], UpdateCodec]
 class _Round:
     spec: RoundPayload
     codec: UpdateCodec
-    expected: set[str]
+    expected: set[str]  # this site's selected clients: updates from others are refused
+    wait_for: set[str] = field(default_factory=set)  # those the round waits for (taken, synchronous)
     total: bytes | None = None
     contributors: list[str] = field(default_factory=list)
     samples: int = 0
@@ -40,7 +43,10 @@ class _Round:
 
 class EdgeAggregator:
     def __init__(self, settings: Settings, transport: Transport, *, edge_id: str, codec_factory: CodecFactory,
-                 federation: str = "watch-detector", counters: Counters | None = None) -> None:
+                 federation: str = "watch-detector", counters: Counters | None = None,
+                 registry: DeviceRegistry | None = None) -> None:
+        """`registry`: the hub's live device registry when they share a process; otherwise this aggregator
+        follows the site's capabilities itself."""
         self.settings = settings
         self.federation = federation
         self.edge_id = edge_id
@@ -54,8 +60,12 @@ class EdgeAggregator:
         self._timer: threading.Thread | None = None
         self.stamp = Stamper(edge_id)
         self.bytes_out = 0
+        self._follow = registry is None
+        self.registry = registry if registry is not None else DeviceRegistry()
 
     def start(self) -> None:
+        if self._follow:
+            follow(self.router, self.settings.site, self.registry)
         self.router.on(topics.fl_round(self.federation), RoundMessage, self.on_round)
         self.router.on(topics.fl_update(self.federation, self.settings.site, topics.ANY), UpdateMessage, self.on_update)
         self._timer = threading.Thread(target=self._deadline_loop, name=f"{self.edge_id}-fl", daemon=True)
@@ -74,13 +84,28 @@ class EdgeAggregator:
             if self._round is not None and spec.round_id <= self._round.spec.round_id:
                 return  # a retained re-delivery of a round we already run or ran
             mine = {p.split("/", 1)[1] for p in spec.participants if p.split("/", 1)[0] == self.settings.site}
+            wait_for = self._select(spec, mine)
             previous = self._round
-            self._round = _Round(spec, self._codec_factory(spec), mine)
+            self._round = _Round(spec, self._codec_factory(spec), mine, wait_for)
             if spec.mode == "async" and previous is not None and not previous.closed:
                 # FedBuff: a buffer outlives model versions — keep what it holds, under the new announcement
                 self._round.total, self._round.samples = previous.total, previous.samples
                 self._round.contributors = previous.contributors
-        log.info("fl round opened", extra={"round": spec.round_id, "expected": len(mine), "edge": self.edge_id})
+        log.info("fl round opened", extra={"round": spec.round_id, "expected": len(mine), "waited_for": len(wait_for),
+                                           "edge": self.edge_id})
+
+    def _select(self, spec: RoundPayload, mine: set[str]) -> set[str]:
+        """The clients this round waits for: each selected one the policy takes synchronously (logged with why)."""
+        wait_for: set[str] = set()
+        for device in sorted(mine):
+            choice = choose_for_training(self.registry.get(device), spec.selection)
+            if choice.take and choice.mode == "sync":
+                wait_for.add(device)
+                continue
+            self.counters.inc("fl.selection.async" if choice.take else "fl.selection.excluded")
+            log.info("fl client not waited for", extra={"round": spec.round_id, "device": device,
+                                                        "taken": choice.take, "reason": choice.reason})
+        return wait_for
 
     def on_update(self, parts: topics.TopicParts, msg: UpdateMessage) -> None:
         try:
@@ -117,7 +142,7 @@ class EdgeAggregator:
             if current.spec.mode == "async":
                 complete = len(current.contributors) >= current.spec.buffer_size
             else:
-                complete = bool(current.expected) and current.expected <= set(current.contributors)
+                complete = bool(current.wait_for) and current.wait_for <= set(current.contributors)
         if complete:
             self.close_round()
 
@@ -153,7 +178,7 @@ class EdgeAggregator:
         if spec.mode == "async":
             with self._lock:  # FedBuff: the next buffer opens at once, updates keep flowing
                 if self._round is current:
-                    self._round = _Round(spec, current.codec, current.expected)
+                    self._round = _Round(spec, current.codec, current.expected, current.wait_for)
         if total is None:
             log.info("fl round closed with no updates", extra={"round": spec.round_id, "edge": self.edge_id})
             return

@@ -18,9 +18,11 @@ from typing import Literal, get_args
 from edge_hub.disclosure import DisclosureCollector
 from edge_hub.fusion import Decision, PatientContext, triage
 from edge_hub.placement import place_strip_analysis
+from edge_hub.registry import DeviceRegistry, follow
 from edge_hub.store import EdgeStore, EpisodeRow, event_key
 from edge_hub.trend import HrRollup
 from shared import topics
+from shared.capabilities import CapabilityReporter, OwnState
 from shared.crypto.commands import signer_for
 from shared.faults import crash_point
 from shared.identity import Stamper
@@ -101,7 +103,8 @@ def _warm_up() -> None:
 
 class EdgeHub:
     def __init__(self, settings: Settings, transport: Transport, *, edge_id: str = "edge-1",
-                 store: EdgeStore | None = None, counters: Counters | None = None) -> None:
+                 store: EdgeStore | None = None, counters: Counters | None = None,
+                 registry: DeviceRegistry | None = None) -> None:
         self.settings = settings
         self.edge_id = edge_id
         self.counters = counters or Counters()
@@ -123,6 +126,9 @@ class EdgeHub:
         self.latest_vitals: dict[str, VitalsMessage] = {}
         self.presence: dict[str, str] = {}
         self.paired: dict[str, list[str]] = {}  # watch → its phones (from the watch's presence)
+        self.registry = registry if registry is not None else DeviceRegistry()  # capabilities and load
+        self.capabilities = CapabilityReporter(transport, site=settings.site, device_id=edge_id, patient_id=None,
+                                               role="edge", state=self._own_state)
         self._read_here: dict[str, str] = {}  # alert → why the edge reads its strip at once (placement)
         # for the cloud (telemetry.md): the after-part of alert strips, and per-patient summaries
         self._disclosures = DisclosureCollector()
@@ -134,6 +140,11 @@ class EdgeHub:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
 
+    def _own_state(self) -> OwnState:
+        """The edge's own load, for the site's other hubs and operators: busy while strips wait to be read."""
+        queued = self._analyser._work_queue.qsize()
+        return OwnState(busy=queued > 2, model_variants=["rhythm-reader"] if self.settings.edge_analysis else [])
+
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         site, any_ = self.settings.site, topics.ANY
@@ -143,6 +154,8 @@ class EdgeHub:
         self.router.on(topics.vitals(site, any_, any_), VitalsMessage, self.on_vitals, qos=0)
         self.router.on(topics.presence(site, any_), PresenceMessage, self.on_presence)
         self.router.on(topics.strip(site, any_, any_), StripMessage, self.on_strip, qos=0)
+        follow(self.router, site, self.registry)
+        self.counters.gauge("registered_devices", lambda: len(self.registry))
         self.counters.gauge("open_episodes", lambda: len(self._pending))
         self.counters.gauge("open_streams", lambda: len(self._disclosures))
         backlog = getattr(self.router.transport, "outbox_backlog", None)
@@ -278,12 +291,14 @@ class EdgeHub:
             self._finalize(alert.alert_id, early)
             return
         placement = place_strip_analysis(self.paired.get(msg.source, []), self.presence,
-                                         edge_can_read=self.settings.edge_analysis)
+                                         edge_can_read=self.settings.edge_analysis,
+                                         capabilities=self.registry.fresh())
         if placement.where == "edge":  # no phone to wait for: read the strip here now
             with self._lock:
                 self._closing.add(alert.alert_id)  # the timer leaves it alone
                 self._read_here[alert.alert_id] = placement.reason
             self.counters.inc("placement.edge")
+            self.counters.inc(f"placement.edge.{placement.cause}")
             log.info("strip read at the edge at once", extra={"trace_id": msg.trace_id, "reason": placement.reason})
             self._analyser.submit(self._analyse_and_finalize, alert.alert_id)
 
@@ -458,7 +473,7 @@ class EdgeHub:
     def _timeout_loop(self) -> None:
         while not self._stop.wait(0.1):
             for step in (self.finalize_overdue, self.send_disclosures, self.send_summaries_when_due,
-                         self.save_vitals_when_due):
+                         self.save_vitals_when_due, self.capabilities.tick):
                 try:
                     step()
                 except Exception:  # the timer must outlive any one bad episode or message

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from shared import topics
 from shared.analysis.payload import to_payload
 from shared.analysis.strip import analyze_strip, warm_up
+from shared.capabilities import CapabilityReporter, OwnState, SimulatedBattery
 from shared.identity import Stamper
 from shared.messages import AlertMessage, AnalysisMessage, PresenceMessage, PresencePayload, encode
 from shared.metrics import Counters
@@ -27,7 +28,7 @@ _SEEN_MAX = 4096
 
 class PhoneAgent:
     def __init__(self, settings: Settings, transport: Transport, *, phone_id: str, watch_id: str,
-                 patient_id: str, counters: Counters | None = None) -> None:
+                 patient_id: str, counters: Counters | None = None, battery: SimulatedBattery | None = None) -> None:
         self.settings = settings
         self.phone_id, self.watch_id, self.patient_id = phone_id, watch_id, patient_id
         self.transport = transport
@@ -35,6 +36,18 @@ class PhoneAgent:
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
         self.stamp = Stamper(phone_id)
         self._seen = RecentKeys(_SEEN_MAX)
+        self.battery = battery or SimulatedBattery(pct=70.0, drain_pct_per_h=3.0)
+        self._reading = 0  # strips being read now: a phone busy reading says so
+        self._last_ms: float | None = None
+        self.capabilities = CapabilityReporter(transport, site=settings.site, device_id=phone_id,
+                                               patient_id=patient_id, role="phone", state=self._own_state)
+
+    def _own_state(self) -> OwnState:
+        """Busy: reading a strip with more alerts waiting behind it (the edge would wait for them in turn)."""
+        inbox = getattr(self.transport, "inbox_depth", None)
+        waiting = inbox()[0] if callable(inbox) else 0
+        return OwnState(battery=self.battery, inference_ms=self._last_ms, busy=self._reading > 0 and waiting > 0,
+                        model_variants=["rhythm-reader"], active_variant="rhythm-reader")
 
     def start(self) -> None:
         self.router.on(topics.alert(self.settings.site, self.patient_id, self.watch_id), AlertMessage, self.on_alert)
@@ -44,7 +57,12 @@ class PhoneAgent:
             self.counters.inc("duplicate.alert")
             return
         strip = msg.payload.strip
-        result = analyze_strip(strip.to_mv(), strip.fs)
+        self._reading += 1
+        try:
+            result = analyze_strip(strip.to_mv(), strip.fs)
+        finally:
+            self._reading -= 1
+        self._last_ms = round(result.analysis_ms, 1)
         out = AnalysisMessage(**self.stamp(patient_id=self.patient_id, trace_id=msg.trace_id, drill=msg.drill),
                               payload=to_payload(msg.payload.alert_id, result))
         self.router.publish(topics.analysis(self.settings.site, self.patient_id, self.phone_id), out, qos=1)
@@ -68,6 +86,8 @@ class PhoneFleet:
         self.phones: dict[str, tuple[PhoneAgent, Transport]] = {}
         self._lock = threading.Lock()
         self._discovery: Transport | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def start(self) -> None:
         """Load the analysis first, then look for watches: a phone that pairs before its models are loaded
@@ -77,6 +97,16 @@ class PhoneFleet:
         router = Router(self._discovery, counters=self.counters, max_bytes=self.settings.max_payload_bytes)
         router.on(topics.presence(self.settings.site, topics.ANY), PresenceMessage, self.on_presence)
         self._discovery.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="phone-capabilities", daemon=True)
+        self._ticker.start()
+
+    def _tick_loop(self) -> None:
+        """One thread refreshes every phone's capabilities (each when due)."""
+        while not self._stop.wait(1.0):
+            with self._lock:
+                phones = [phone for phone, _ in self.phones.values()]
+            for phone in phones:
+                phone.capabilities.tick()
 
     def on_presence(self, parts: topics.TopicParts, msg: PresenceMessage) -> None:
         if msg.payload.role != "watch" or msg.payload.status != "online" or msg.patient_id is None:
@@ -113,10 +143,12 @@ class PhoneFleet:
                                patient_id=patient_id, counters=self.counters)
             phone.start()
             transport.start()
+            phone.capabilities.tick()
             self.phones[phone_id] = (phone, transport)
         log.info("phone paired", extra={"phone": phone_id, "watch": watch_id})
 
     def stop(self) -> None:
+        self._stop.set()
         with self._lock:
             for phone, transport in self.phones.values():
                 phone.router.close()

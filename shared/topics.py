@@ -83,6 +83,11 @@ def presence(site: str, device_id: str) -> str:
     return f"{ROOT}/{_seg(site)}/presence/{_seg(device_id)}"
 
 
+def capabilities(site: str, device_id: str) -> str:
+    """A device's capabilities and load (retained, refreshed): the edge's registry reads them."""
+    return f"{ROOT}/{_seg(site)}/capabilities/{_seg(device_id)}"
+
+
 def fl_round(federation: str) -> str:
     """The federation's current round announcement (retained)."""
     return f"{ROOT}/fl/{_seg(federation)}/round"
@@ -132,8 +137,8 @@ def parse(topic: str) -> TopicParts:
         if len(rest) == 5 and rest[2] in ("update", "aggregate"):
             return TopicParts(site=rest[3], patient_id=None, device_id=rest[4], kind=f"fl_{rest[2]}")
         raise ValueError(f"unknown fl topic: {topic!r}")
-    if len(rest) == 3 and rest[1] == "presence":
-        return TopicParts(site=rest[0], patient_id=None, device_id=rest[2], kind="presence")
+    if len(rest) == 3 and rest[1] in ("presence", "capabilities"):
+        return TopicParts(site=rest[0], patient_id=None, device_id=rest[2], kind=rest[1])
     if len(rest) == 4 and rest[3] in DEVICE_KINDS:
         return TopicParts(site=rest[0], patient_id=rest[1], device_id=rest[2], kind=rest[3])
     raise ValueError(f"unknown topic layout: {topic!r}")

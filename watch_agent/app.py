@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from shared import topics
+from shared.capabilities import REFRESH_S, CapabilityReporter, OwnState, SimulatedBattery
 from shared.crypto.commands import verifier_for
 from shared.ecg.drill import drill_segment
 from shared.identity import Stamper
@@ -59,6 +60,9 @@ class WatchConfig:
     vitals_every_s: float = 1.0
     stream_ref: str | None = None
     rhythm_reader: bool = False  # read the alert strip with the shared rhythm reader before sending (evidence)
+    battery_pct: float = 80.0  # a replayed watch simulates its battery (capabilities; training selection)
+    charging: bool = False
+    capabilities_every_s: float = REFRESH_S
 
 
 def presence_wills(site: str, config: WatchConfig) -> tuple[Will, Will]:
@@ -133,6 +137,17 @@ class WatchAgent:
         self._obeyed = RecentKeys(1024)
         self.awaiting = awaiting if awaiting is not None else AwaitingAnswers()
         self._resender: threading.Thread | None = None
+        self.battery = SimulatedBattery(config.battery_pct, config.charging)
+        self.capabilities = CapabilityReporter(transport, site=settings.site, device_id=config.device_id,
+                                               patient_id=config.patient_id, role="watch", state=self._own_state,
+                                               refresh_s=config.capabilities_every_s)
+
+    def _own_state(self) -> OwnState:
+        """What the edge should know of this watch: battery, and the detector's model and its latency."""
+        variants = getattr(self.detector, "variants", None)
+        return OwnState(battery=self.battery, model_variants=list(variants or []),
+                        active_variant=getattr(self.detector, "variant", None),
+                        inference_ms=getattr(self.detector, "inference_ms", None))
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, *, run: bool = True) -> None:
@@ -216,6 +231,7 @@ class WatchAgent:
         if now_s >= self._next_vitals_s:
             self._next_vitals_s = now_s + self.config.vitals_every_s
             self._vitals(now_s, chunk.drill_trace is not None)
+            self.capabilities.tick()
         if now_s < self._stream_until_s and now_s >= self._next_strip_s:
             self._next_strip_s = now_s + 2.0
             self._stream_strip(now_s)

@@ -25,10 +25,19 @@ from shared.crypto.paillier import precompute_noise
 from shared.crypto.signing import ModelMetadata, ModelVerificationError, SignedModel, verify_model
 from shared.fl.aggregate import staleness_weight
 from shared.fl.noise import gaussian_share, laplace_share
+from shared.fl.selection import choose_for_training
 from shared.fl.updates import clip_by_l1, clip_by_l2, delta
 from shared.fl_codec import PackedPaillierCodec, UpdateCodec, codec_for_round
 from shared.identity import Stamper
-from shared.messages import DpConfig, ModelMessage, RoundMessage, RoundPayload, UpdateMessage, utcnow
+from shared.messages import (
+    CapabilitiesPayload,
+    DpConfig,
+    ModelMessage,
+    RoundMessage,
+    RoundPayload,
+    UpdateMessage,
+    utcnow,
+)
 from shared.metrics import Counters
 from shared.settings import Settings
 from shared.transport import Router, Transport
@@ -75,7 +84,10 @@ class FlClient:
     def __init__(self, settings: Settings, transport: Transport, *, device_id: str, learner: Learner,
                  verify_key: Ed25519PublicKey, counters: Counters | None = None, seed: int = 0,
                  codec_factory: Callable[[RoundPayload], UpdateCodec] | None = None, federation: str = "watch-detector",
-                 after_install: Callable[[np.ndarray], None] | None = None, slowdown_s: float = 0.0) -> None:
+                 after_install: Callable[[np.ndarray], None] | None = None, slowdown_s: float = 0.0,
+                 own_state: Callable[[], CapabilitiesPayload | None] | None = None) -> None:
+        """`own_state`: this device's current capabilities (battery, load), judged by the round's selection
+        policy before it trains (`shared.fl.selection`); without it the client trains whenever selected."""
         self.settings = settings
         self.federation = federation
         self.device_id = device_id
@@ -96,6 +108,7 @@ class FlClient:
         self._noise_pool: tuple[str, list[int]] | None = None  # (key id, r^n values): secret, single-use
         self.paused = False  # a test (or a flat battery) can make a client drop out
         self.slowdown_s = slowdown_s  # a low-compute device (async rounds) takes this much longer
+        self._own_state = own_state
         self._busy = False
         self._worker: threading.Thread | None = None
 
@@ -156,6 +169,7 @@ class FlClient:
         self._maybe_train()
 
     def _maybe_train(self) -> None:
+        state = self._own_state() if self._own_state is not None else None
         with self._lock:
             spec = self._pending
             if (spec is None or self.paused or self._busy or spec.round_id in self._done_rounds
@@ -166,6 +180,13 @@ class FlClient:
             if spec.mode == "async" and self.version < spec.model_version - spec.max_staleness:
                 return
             self._done_rounds.add(spec.round_id)
+            if self._own_state is not None:
+                choice = choose_for_training(state, spec.selection)
+                if not choice.take:
+                    self.counters.inc("fl.declined")
+                    log.info("fl round declined", extra={"device": self.device_id, "round": spec.round_id,
+                                                         "reason": choice.reason})
+                    return
             self._busy = True
             global_vector = self.global_vector.copy()
             base_version = self.version

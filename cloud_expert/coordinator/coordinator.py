@@ -252,9 +252,17 @@ class Coordinator:
         started = time.perf_counter()
         spec = self._announce(round_id)
         expected = len(self.participants)
+        sites = {p.split("/", 1)[0] for p in self.participants}
         deadline = time.monotonic() + self.config.round_timeout_s + self.config.grace_s
+
+        def waiting() -> bool:
+            """Until every participant reported, or every site's edge sent its sum: an edge closes its round
+            without the clients its selection policy did not wait for (low battery, busy, slow)."""
+            reported = sum(c for _, c, _ in self._aggregates.values())
+            return reported < expected and not sites <= {edge.split("/", 1)[0] for edge in self._aggregates}
+
         with self._lock:
-            while sum(c for _, c, _ in self._aggregates.values()) < expected and time.monotonic() < deadline:
+            while waiting() and time.monotonic() < deadline:
                 self._lock.wait(0.05)
             aggregates = dict(self._aggregates)
             codec = self._codec

@@ -29,6 +29,8 @@ from shared.messages.clinical import (
 from shared.messages.codec import DecodeError, Message, RejectReason, decode, encode, load_object, validate_object
 from shared.messages.device import (
     DRILL_SCENARIOS,
+    CapabilitiesMessage,
+    CapabilitiesPayload,
     CommandMessage,
     CommandName,
     CommandPayload,
@@ -57,6 +59,7 @@ from shared.messages.fl import (
     ModelPayload,
     RoundMessage,
     RoundPayload,
+    SelectionPolicy,
     UpdateMessage,
 )
 
@@ -75,6 +78,8 @@ __all__ = [
     "AnalysisPayload",
     "Candidate",
     "CandidateRhythm",
+    "CapabilitiesMessage",
+    "CapabilitiesPayload",
     "ChunkPayload",
     "CommandMessage",
     "CommandName",
@@ -106,6 +111,7 @@ __all__ = [
     "Rhythm",
     "RoundMessage",
     "RoundPayload",
+    "SelectionPolicy",
     "StripMessage",
     "StripPayload",
     "SummaryMessage",

@@ -15,15 +15,15 @@ from shared.messages.clinical import (
     ReportMessage,
     TriageMessage,
 )
-from shared.messages.device import CommandMessage, PresenceMessage, StripMessage, VitalsMessage
+from shared.messages.device import CapabilitiesMessage, CommandMessage, PresenceMessage, StripMessage, VitalsMessage
 from shared.messages.edge import DisclosureMessage, SummaryMessage
 from shared.messages.envelope import Envelope
 from shared.messages.fl import AggregateMessage, ModelMessage, RoundMessage, UpdateMessage
 
 Message = Annotated[
     AlertMessage | AnalysisMessage | TriageMessage | EscalationMessage | ReportMessage | VitalsMessage
-    | PresenceMessage | CommandMessage | StripMessage | RoundMessage | ModelMessage | UpdateMessage
-    | AggregateMessage | LabelMessage | DisclosureMessage | SummaryMessage,
+    | PresenceMessage | CapabilitiesMessage | CommandMessage | StripMessage | RoundMessage | ModelMessage
+    | UpdateMessage | AggregateMessage | LabelMessage | DisclosureMessage | SummaryMessage,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)

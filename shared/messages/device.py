@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.messages.envelope import EcgStrip, Envelope, Id
 
@@ -39,6 +39,36 @@ class PresencePayload(_Payload):
 class PresenceMessage(Envelope):
     type: Literal["presence"] = "presence"
     payload: PresencePayload
+
+
+class CapabilitiesPayload(_Payload):
+    """What a device can do and how loaded it is now: retained, refreshed every `refresh_s`, read by the edge's
+    registry for placement (who reads a strip) and training selection (who trains this round).
+
+    Measured where the process can measure (cores, its CPU share, memory, model latency, outbox backlog);
+    battery and link come from the device (a replayed watch simulates its battery). `None` is "unknown",
+    never a guess.
+    """
+
+    role: Role
+    refresh_s: float = Field(gt=0, le=3600, description="The next refresh comes within this long")
+    cores: int = Field(ge=1, le=1024)
+    cpu_util: float = Field(ge=0, le=1, description="Share of the device's cores this process used lately")
+    mem_mb: float = Field(ge=0, description="Resident memory of the process")
+    battery_pct: float | None = Field(None, ge=0, le=100)
+    charging: bool | None = None
+    link_quality: float | None = Field(None, ge=0, le=1, description="1 = good link; from the radio")
+    outbox_backlog: int = Field(0, ge=0, description="Acknowledged messages not yet confirmed by the broker")
+    model_variants: list[Annotated[str, StringConstraints(max_length=32)]] = Field(default_factory=list,
+                                                                                    max_length=8)
+    active_variant: str | None = Field(None, max_length=32)
+    inference_ms: float | None = Field(None, ge=0, description="Recent median model latency per window")
+    busy: bool = Field(False, description="Work is queued behind this device's own budget")
+
+
+class CapabilitiesMessage(Envelope):
+    type: Literal["capabilities"] = "capabilities"
+    payload: CapabilitiesPayload
 
 
 #: `alert_received`: the edge holds the alert (`alert_id`); the watch stops sending it again (watch_agent.awaiting)

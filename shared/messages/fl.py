@@ -31,6 +31,15 @@ class DpConfig(_Payload):
     planned_clients: int = Field(1, ge=1, description="Noise shares are sized for this many clients")
 
 
+class SelectionPolicy(_Payload):
+    """Who trains this round (`shared.fl.selection`): the edge (from its registry) and each watch (from its own
+    state) apply the same rule, so a watch that declines is one its edge does not wait for."""
+
+    min_battery_pct: float = Field(50.0, ge=0, le=100, description="Below this, only a charging device trains")
+    idle_cpu_util: float = Field(0.5, ge=0, le=1, description="A device busier than this trains only on the charger")
+    slow_inference_ms: float = Field(100.0, gt=0, description="Slower model windows: asynchronous (not waited for)")
+
+
 class RoundPayload(_Payload):
     round_id: int = Field(ge=0)
     model_version: int = Field(ge=0, description="The global model clients must train from")
@@ -57,6 +66,7 @@ class RoundPayload(_Payload):
     min_clients: int = Field(2, ge=1, description="k: fewer reports and nothing is decrypted")
     deadline: datetime
     chunk_bytes: int = Field(64 * 1024, ge=1024)
+    selection: SelectionPolicy = SelectionPolicy()
 
 
 class RoundMessage(Envelope):

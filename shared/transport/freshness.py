@@ -30,7 +30,7 @@ from datetime import datetime
 from shared.messages.codec import RejectReason
 
 #: Topic kinds whose messages are retained state rather than events: old by design.
-RETAINED_KINDS = frozenset({"presence", "fl_model", "fl_round"})
+RETAINED_KINDS = frozenset({"presence", "capabilities", "fl_model", "fl_round"})
 
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 DEFAULT_SKEW_S = 300.0

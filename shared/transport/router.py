@@ -39,7 +39,8 @@ RETRY_POLL_S = 0.5
 #: messages is refused before it is parsed (an alert's 60 s strip at 1 kHz is ≈ 160 KB as base64 int16).
 #: Kinds not listed (escalations, reports, FL) get the component's `max_bytes`.
 KIND_LIMITS: dict[str, int] = {
-    "presence": 8 * 1024, "cmd": 8 * 1024, "label": 8 * 1024, "vitals": 16 * 1024, "triage": 64 * 1024,
+    "presence": 8 * 1024, "capabilities": 8 * 1024, "cmd": 8 * 1024, "label": 8 * 1024, "vitals": 16 * 1024,
+    "triage": 64 * 1024,
     "strip": 256 * 1024, "analysis": 256 * 1024, "alert": 384 * 1024,
 }
 
