@@ -10,9 +10,11 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Literal, get_args
 
 from edge_hub.disclosure import DisclosureCollector
@@ -101,6 +103,10 @@ def _warm_up() -> None:
     warm_up()
 
 
+def _lane_depth(inbox: Callable[[], dict[str, int]], lane: str) -> float:
+    return float(inbox()[lane])
+
+
 class EdgeHub:
     def __init__(self, settings: Settings, transport: Transport, *, edge_id: str = "edge-1",
                  store: EdgeStore | None = None, counters: Counters | None = None,
@@ -163,8 +169,8 @@ class EdgeHub:
             self.counters.gauge("outbox_backlog", backlog)
         inbox = getattr(self.router.transport, "inbox_depth", None)
         if inbox is not None:
-            self.counters.gauge("inbox_acknowledged", lambda: inbox()[0])
-            self.counters.gauge("inbox_telemetry", lambda: inbox()[1])
+            for lane in ("emergency", "urgent", "routine", "training"):
+                self.counters.gauge(f"inbox_{lane}", partial(_lane_depth, inbox, lane))
         self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
         self._timer.start()
         if self.settings.edge_analysis:  # load the analysis and its models now, not when the first phone is silent
@@ -509,10 +515,10 @@ class EdgeHub:
 
     def save_vitals(self) -> int:
         """Every device's latest vitals received since the last save, in one transaction."""
-        with self._lock:
+        with self._lock:  # only the snapshot under the lock: an alert must not wait for 1,000 serialisations
             dirty, self._vitals_dirty = self._vitals_dirty, set()
-            rows = [(d, self.latest_vitals[d].patient_id, self.latest_vitals[d].model_dump_json(by_alias=True))
-                    for d in dirty if d in self.latest_vitals]
+            latest = [(d, self.latest_vitals[d]) for d in dirty if d in self.latest_vitals]
+        rows = [(d, v.patient_id, v.model_dump_json(by_alias=True)) for d, v in latest]
         if rows:
             try:
                 self.store.save_vitals_many(rows)

@@ -45,7 +45,7 @@ class PhoneAgent:
     def _own_state(self) -> OwnState:
         """Busy: reading a strip with more alerts waiting behind it (the edge would wait for them in turn)."""
         inbox = getattr(self.transport, "inbox_depth", None)
-        waiting = inbox()[0] if callable(inbox) else 0
+        waiting = inbox()["emergency"] if callable(inbox) else 0
         return OwnState(battery=self.battery, inference_ms=self._last_ms, busy=self._reading > 0 and waiting > 0,
                         model_variants=["rhythm-reader"], active_variant="rhythm-reader")
 

@@ -31,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from shared.metrics import Counters
 from shared.transport.base import Handler, matches
 from shared.transport.dead_letters import DeadLetterStore
-from shared.transport.lanes import Lanes
+from shared.transport.lanes import Lanes, priority_of
 from shared.transport.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,8 @@ class MqttTransport:
             self.stop()
             raise BrokerUnavailable(f"no MQTT broker answered at {self._host}:{self._port} in {wait_s:.0f} s")
 
-    def inbox_depth(self) -> tuple[int, int]:
-        """Delivered messages waiting for the dispatcher: (acknowledged lane, telemetry lane)."""
+    def inbox_depth(self) -> dict[str, int]:
+        """Delivered messages waiting for the dispatcher, per lane (`shared.transport.lanes`)."""
         return self._inbox.depth()
 
     def outbox_backlog(self) -> int:
@@ -175,7 +175,7 @@ class MqttTransport:
                 time.sleep(0.01)
         self._client.disconnect()
         self._client.loop_stop()
-        self._inbox.put(None, urgent=True)
+        self._inbox.put(None)
         if self._dispatcher is not None:
             self._dispatcher.join(timeout=5)
         if self._outbox is not None:
@@ -282,7 +282,7 @@ class MqttTransport:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self._inbox.put(_Incoming(message.topic, bytes(message.payload), message.mid, message.qos),
-                        urgent=message.qos > 0)
+                        priority_of(message.topic, message.qos), sheddable=message.qos == 0)
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object,
                     properties: object) -> None:
