@@ -84,7 +84,10 @@ def _broker_process(port: int) -> Any:
     return None
 
 
-def level(watches: int, seconds: float, loaders: int) -> dict[str, object]:
+def level(watches: int, seconds: float, loaders: int, *, probe_rate: float = PROBE_RATE_S,
+          env_extra: dict[str, str] | None = None) -> dict[str, object]:
+    """One run at `watches`; the row also carries the raw latencies (`_latencies_ms`) and the edge's counter
+    deltas (`_counters`) for callers that pool runs (bench/qos.py); `write_result` callers drop them."""
     import psutil
 
     from shared import topics
@@ -98,7 +101,7 @@ def level(watches: int, seconds: float, loaders: int) -> dict[str, object]:
         metrics_port = free_port()
         env = dict(os.environ, CARDIOMESH_MQTT_URL=f"mqtt://127.0.0.1:{port}", CARDIOMESH_SITE=site,
                    CARDIOMESH_STATE_DIR=state, CARDIOMESH_LOG_LEVEL="WARNING", CARDIOMESH_ANALYSIS_TIMEOUT_S="1",
-                   CARDIOMESH_EDGE_ANALYSIS="false", CARDIOMESH_METRICS_PORT=str(metrics_port))
+                   CARDIOMESH_EDGE_ANALYSIS="false", CARDIOMESH_METRICS_PORT=str(metrics_port), **(env_extra or {}))
         edge = subprocess.Popen([sys.executable, "-m", "cardiomesh", "edge"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         got: dict[str, float] = {}
@@ -126,9 +129,9 @@ def level(watches: int, seconds: float, loaders: int) -> dict[str, object]:
                      for a, b in pairwise(bounds) if b > a]
             strip = ecg_strip(10.0)
             started = time.perf_counter()
-            n_alerts = int(seconds * PROBE_RATE_S)
+            n_alerts = int(seconds * probe_rate)
             for k in range(n_alerts):
-                delay = started + k / PROBE_RATE_S - time.perf_counter()
+                delay = started + k / probe_rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 client, device, patient = random.choice(probes)
@@ -165,7 +168,8 @@ def level(watches: int, seconds: float, loaders: int) -> dict[str, object]:
             "p50_ms": round(percentile(latencies, 50), 2), "p99_ms": round(percentile(latencies, 99), 2),
             "edge_cpu_pct": round(edge_cpu, 1), "edge_rss_mb": round(rss_mb, 1), "broker_cpu_pct": round(broker_cpu, 1),
             "lost": int(vitals_sent - accepted) + unanswered, "lost_vitals": int(vitals_sent - accepted),
-            "unanswered_alerts": unanswered, "alerts": len(sent), "seconds": round(elapsed, 1)}
+            "unanswered_alerts": unanswered, "alerts": len(sent), "seconds": round(elapsed, 1),
+            "_latencies_ms": latencies, "_counters": {k: v - before.get(k, 0) for k, v in after.items()}}
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:
@@ -203,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for watches in [int(x) for x in args.levels.split(",")]:
-        row = level(watches, args.seconds, args.loaders)
+        row = {k: v for k, v in level(watches, args.seconds, args.loaders).items() if not k.startswith("_")}
         rows.append(row)
         print(json.dumps(row), flush=True)
     plot(rows, RESULTS / "scale.png")

@@ -225,11 +225,13 @@ def edge(
     """Run the edge hub: fuse devices per patient, triage, respond at once, escalate to the cloud."""
     from cardiomesh.runtime import mqtt_transport, stop_event_on_signals
     from edge_hub.app import EdgeHub
+    from shared.metrics import Counters
 
     settings = _setup(verbose, serving=True)
-    transport = mqtt_transport(settings, f"{settings.site}-{edge_id}", outbox=True)
+    counters = Counters()
+    transport = mqtt_transport(settings, f"{settings.site}-{edge_id}", outbox=True, counters=counters)
     try:
-        hub = EdgeHub(settings, transport, edge_id=edge_id)
+        hub = EdgeHub(settings, transport, edge_id=edge_id, counters=counters)
     except ValueError as exc:  # provisioned without its command-signing key
         raise _fail(str(exc)) from None
     hub.start()
@@ -757,22 +759,34 @@ def drill_run(
     timeout: Annotated[float, typer.Option(min=5, help="Give up after this many seconds.")] = 120.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the hops and SLO verdicts here.")]
     = None,
+    dashboard: Annotated[str | None, typer.Option(
+        help="Dashboard base URL: also time when the report can be read there (needs a bearer token in "
+             "CARDIOMESH_DASHBOARD_TOKEN, from `cardiomesh user token`).", envvar="CARDIOMESH_DASHBOARD_URL")]
+    = None,
     verbose: Verbose = False,
 ) -> None:
     """Ask a running watch to splice a real episode into its stream, follow it through every hop and
     wait for its DRILL report. Everything it causes carries drill=true and never counts clinically.
     Then judges the hops against their SLOs (detection → edge response ≤ 1 s, edge decision ≤ 10 ms, detection
-    → initial triage ≤ 1 s, escalation → report ≤ 60 s)
+    → initial triage ≤ 1 s, escalation → report ≤ 60 s, report → on the dashboard ≤ 2 s with --dashboard)
     and exits 3 when one is missed."""
-    from cardiomesh.drill import DrillError, run_drill
+    import os
+
+    from cardiomesh.drill import DrillError, dashboard_probe, run_drill
     from shared.messages import DRILL_SCENARIOS
 
     if scenario not in DRILL_SCENARIOS:
         raise _fail(f"unknown scenario {scenario!r}: choose one of {', '.join(DRILL_SCENARIOS)}")
     settings = _setup(verbose)
     try:
+        visible = None
+        if dashboard:
+            token = os.environ.get("CARDIOMESH_DASHBOARD_TOKEN", "").strip()
+            if not token:
+                raise _fail("--dashboard needs CARDIOMESH_DASHBOARD_TOKEN (create one: cardiomesh user token NAME)")
+            visible = dashboard_probe(dashboard, token)
         result = run_drill(settings, scenario, watch_id=watch_id, timeout_s=timeout,  # type: ignore[arg-type]
-                           echo=typer.echo)
+                           echo=typer.echo, visible=visible)
     except DrillError as exc:
         raise _fail(str(exc)) from None
     for url in result.report_urls:

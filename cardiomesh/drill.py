@@ -48,6 +48,44 @@ class DrillError(RuntimeError):
 SETTLE_S = 3.0
 #: How long `drill run` waits for a watch to be online (a demo still generating its watches' signals).
 PRESENCE_WAIT_S = 20.0
+#: How long a drill looks for its report on the dashboard (the SLO is 2 s; longer shows how late it was).
+VISIBLE_WAIT_S = 15.0
+VISIBLE_POLL_S = 0.05
+
+#: Is this report visible on the dashboard now? (`dashboard_probe` over HTTP, or the dashboard's own data)
+Visible = Callable[[ReportMessage], bool]
+
+
+def dashboard_probe(base_url: str, token: str, *, timeout_s: float = 2.0) -> Visible:
+    """Asks the dashboard's API for the report, as a clinician's browser would (a bearer token from
+    `cardiomesh user token`): visible once it answers 200."""
+    import urllib.error
+    import urllib.request
+
+    def visible(report: ReportMessage) -> bool:
+        request = urllib.request.Request(f"{base_url.rstrip('/')}/api/reports/{report.payload.report_id}",
+                                         headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+                return bool(answer.status == 200)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise DrillError(f"the dashboard refused the token ({exc.code}): see `cardiomesh user token`") from None
+            return False
+        except (urllib.error.URLError, OSError) as exc:
+            raise DrillError(f"dashboard {base_url} not reachable: {exc}") from None
+
+    return visible
+
+
+def _on_dashboard(visible: Visible, report: ReportMessage) -> datetime | None:
+    """When the report could first be read on the dashboard (this host's clock), or None within the wait."""
+    end = time.monotonic() + VISIBLE_WAIT_S
+    while time.monotonic() < end:
+        if visible(report):
+            return utcnow()
+        time.sleep(VISIBLE_POLL_S)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +133,8 @@ def hop_time(message: Envelope) -> datetime:
 
 
 def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | None = None, timeout_s: float = 120.0,
-              echo: Callable[[str], None] = lambda _s: None) -> DrillResult:
+              echo: Callable[[str], None] = lambda _s: None, visible: Visible | None = None) -> DrillResult:
+    """`visible`: how to tell the report is on the dashboard (then the hop "report on dashboard" is timed)."""
     site = settings.site
     watches: dict[str, str] = {}  # watch id → patient id, from retained presence
     trace_id = uuid.uuid4().hex
@@ -192,6 +231,15 @@ def run_drill(settings: Settings, scenario: DrillScenario, *, watch_id: str | No
                 echo(f"  +{ms:9.1f} ms  {line.name:<22} {line.source:<14} {line.detail}")
                 if isinstance(message, ReportMessage):
                     result.report_urls.append(message.payload.url)
+                    if visible is not None:
+                        result.hops.append(HopLine("dashboard looked", "cli-drill", utcnow()))
+                        seen = _on_dashboard(visible, message)
+                        if seen is not None:
+                            result.hops.append(HopLine("report on dashboard", "dashboard", seen))
+                            echo(f"  +{(seen - requested).total_seconds() * 1000:9.1f} ms  "
+                                 f"{'report on dashboard':<22} {'dashboard':<14}")
+                        else:
+                            echo(f"  report not on the dashboard within {VISIBLE_WAIT_S:.0f} s")
                     echo("  hops recorded on the episode (ms after the drill request):")
                     for recorded in message.payload.hops:
                         at_ms = (recorded.at - requested).total_seconds() * 1000

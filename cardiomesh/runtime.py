@@ -52,10 +52,12 @@ def security_for(settings: Settings, client_id: str) -> MqttSecurity | None:
 
 
 def mqtt_transport(settings: Settings, client_id: str, *, will: Will | None = None, online: Will | None = None,
-                   outbox: bool = False, clean_session: bool = False) -> MqttTransport:
+                   outbox: bool = False, clean_session: bool = False,
+                   counters: Counters | None = None) -> MqttTransport:
     """One MQTT connection; with `outbox=True` QoS 1 messages are written to SQLite before sending, and
-    messages whose handler failed are kept in SQLite for retry (`cardiomesh dead-letters`)."""
-    counters = Counters()
+    messages whose handler failed are kept in SQLite for retry (`cardiomesh dead-letters`). `counters`: the
+    component's own, so what the connection counts (shed, backpressure, outbox) is exported with the rest."""
+    counters = counters if counters is not None else Counters()
     box = _local_store(Outbox, Path(settings.state_dir) / "outbox" / f"{safe_name(client_id)}.db",
                        counters) if outbox else None
     dead = _local_store(DeadLetterStore, dead_letter_path(settings, client_id), counters) if outbox else None

@@ -29,6 +29,7 @@ class Slo:
     end: str  # hop name: its first occurrence after the start
     limit_ms: float
     optional: bool = False  # a drill may rightly never reach `start` (an info triage is not escalated)
+    applies_if: str | None = None  # judged only when a hop of this name was recorded (the drill looked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +55,19 @@ DEFAULT_SLOS = (
     Slo("edge decision (received → response)", "edge_received", "edge_response", 10.0, optional=True),
     Slo("detection → initial triage", "watch alert", "edge triage (initial)", 1000.0),
     Slo("escalation → report rendered", "edge escalation", "report rendered", 60_000.0, optional=True),
+    # judged when the drill looked for its report on the dashboard (`drill run --dashboard`, or a drill the
+    # dashboard runs itself); the worker's clock against the looking host's
+    Slo("report → on the dashboard", "report rendered", "report on dashboard", 2_000.0, optional=True,
+        applies_if="dashboard looked"),
 )
 
 
 def judge(hops: Sequence[Hop], slos: Sequence[Slo] = DEFAULT_SLOS) -> list[Verdict]:
     verdicts = []
     for slo in slos:
+        if slo.applies_if is not None and not any(h.name == slo.applies_if for h in hops):
+            verdicts.append(Verdict(slo, None, applies=False))
+            continue
         start = next((h for h in hops if h.name == slo.start), None)
         end = next((h for h in hops if h.name == slo.end and start is not None and h.at >= start.at), None)
         if start is None and slo.optional:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_expert.accounts import Viewer, audit
-from cloud_expert.db import DrillRun
-from shared.messages import DRILL_SCENARIOS, DrillScenario, new_id, utcnow
+from cloud_expert.db import DrillRun, Report
+from shared.messages import DRILL_SCENARIOS, DrillScenario, ReportMessage, new_id, utcnow
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,12 @@ def run_scheduled(sessions: sessionmaker[Session], settings: Settings, *, scenar
     return run_id
 
 
+def served(sessions: sessionmaker[Session], report: ReportMessage) -> bool:
+    """The dashboard runs this drill: the report is visible once its own database serves it."""
+    with sessions() as session:
+        return session.get(Report, report.payload.report_id) is not None
+
+
 def _run(sessions: sessionmaker[Session], settings: Settings, run_id: str, scenario: str, watch_id: str | None,
          runner: Runner) -> None:
     def echo(line: str) -> None:
@@ -91,7 +98,8 @@ def _run(sessions: sessionmaker[Session], settings: Settings, run_id: str, scena
 
     status, error, trace, reports = "passed", None, None, []
     try:
-        result = runner(settings, scenario, watch_id=watch_id, timeout_s=TIMEOUT_S, echo=echo)
+        result = runner(settings, scenario, watch_id=watch_id, timeout_s=TIMEOUT_S, echo=echo,
+                        visible=partial(served, sessions))
         trace, reports = getattr(result, "trace_id", None), list(getattr(result, "report_urls", []))
         from cardiomesh.slo import judge
 

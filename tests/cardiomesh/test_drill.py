@@ -146,3 +146,62 @@ def test_a_report_hop_is_timed_when_it_was_rendered_not_when_it_was_announced() 
     bare = ReportMessage(**Stamper("cloud")(patient_id=PATIENT, drill=True),
                          payload=payload.model_copy(update={"hops": []}))
     assert hop_time(bare) == bare.created_at
+
+
+def _report(report_id: str) -> ReportMessage:
+    return ReportMessage(source="cloud", patient_id="pt-1", payload=ReportPayload(
+        report_id=report_id, alert_id="a-1", level="urgent", url=f"/reports/{report_id}"))
+
+
+def test_the_dashboard_probe_sees_a_report_once_the_api_serves_it_and_refuses_a_bad_token() -> None:
+    """A real HTTP server standing in for the dashboard's /api/reports/{id} (bearer token, 404 until rendered)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cardiomesh.drill import VISIBLE_POLL_S, _on_dashboard, dashboard_probe
+
+    served_after = time.monotonic() + 0.3
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != "Bearer good":
+                self.send_response(401)
+            elif self.path == "/api/reports/r-1" and time.monotonic() >= served_after:
+                self.send_response(200)
+            else:
+                self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        probe = dashboard_probe(base, "good")
+        assert not probe(_report("r-1"))  # not rendered yet
+        seen = _on_dashboard(probe, _report("r-1"))
+        assert seen is not None and time.monotonic() >= served_after - VISIBLE_POLL_S
+        with pytest.raises(DrillError, match="refused the token"):
+            dashboard_probe(base, "bad")(_report("r-1"))
+    finally:
+        server.shutdown()
+    with pytest.raises(DrillError, match="not reachable"):
+        dashboard_probe(base, "good")(_report("r-1"))
+
+
+def test_the_dashboard_slo_is_judged_only_when_the_drill_looked() -> None:
+    from cardiomesh.drill import HopLine
+    from cardiomesh.slo import judge
+
+    t0 = datetime(2026, 12, 4, tzinfo=UTC)
+    rendered, looked = HopLine("report rendered", "worker", t0), HopLine("dashboard looked", "cli-drill", t0)
+    late = HopLine("report on dashboard", "dashboard", t0 + timedelta(milliseconds=2500))
+
+    def verdict(*hops: HopLine) -> tuple[bool, bool, float | None]:
+        [v] = [v for v in judge(hops) if v.slo.name == "report → on the dashboard"]
+        return v.applies, v.passed, v.measured_ms
+
+    assert verdict(rendered, looked, late) == (True, False, 2500)
+    assert verdict(rendered, looked) == (True, False, None)  # looked and never saw it: a miss
+    assert verdict(rendered) == (False, True, None)  # never looked: not judged

@@ -20,14 +20,16 @@ def test_each_slo_is_measured_between_its_hops_and_judged() -> None:
                            ("edge_received", 8001), ("edge_response", 8013.5)))
     assert [(v.slo.name, round(v.measured_ms or -1, 1), v.passed) for v in verdicts] == [
         ("detection → edge response", 4.0, True), ("edge decision (received → response)", 12.5, False),
-        ("detection → initial triage", 6.0, True), ("escalation → report rendered", 180.0, True)]
+        ("detection → initial triage", 6.0, True), ("escalation → report rendered", 180.0, True),
+        ("report → on the dashboard", -1, True)]  # the drill did not look: not judged
     assert verdicts[0].line().startswith("  PASS  detection → edge response")
 
 
 def test_a_late_or_missing_hop_is_a_miss() -> None:
     verdicts = judge(_hops(("watch alert", 0), ("edge response", 1500)))
-    assert [(v.passed, v.applies) for v in verdicts] == [(False, True), (True, False), (False, True), (True, False)]
+    assert [(v.passed, v.applies) for v in verdicts] == [(False, True), (True, False), (False, True), (True, False),
+                                                         (True, False)]
     assert verdicts[0].measured_ms == 1500.0 and verdicts[2].measured_ms is None
     assert "MISS" in verdicts[2].line() and "not seen" in verdicts[2].line()
     assert verdicts[3].line().startswith("  n/a") and "not reached" in verdicts[3].line()  # never escalated
-    assert len(DEFAULT_SLOS) == 4
+    assert len(DEFAULT_SLOS) == 5

@@ -4,12 +4,14 @@ measured (not judged here: speed goals live in benchmarks), and the clinical fig
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from cardiomesh.drill import DrillError, DrillResult, run_drill
 from cardiomesh.slo import judge
+from cloud_expert.drills import served
 from cloud_expert.ingest import clinical_counts
 from cloud_expert.service import CloudService
 from cloud_expert.worker.celery_app import make_app
@@ -27,14 +29,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.data]
 
 #: the hops every escalated drill passes
 ORDER = ("drill requested", "watch alert", "edge response", "edge triage (initial)", "phone analysis",
-         "edge triage (final)", "edge escalation", "report rendered")
+         "edge triage (final)", "edge escalation", "report rendered", "report on dashboard")
 #: (before, after): the orderings the path guarantees (the edge answers and triages at once, in an order that
 #: depends on the level: responses first when there are any, the acknowledgement after an info triage)
 BEFORE = (("drill requested", "watch alert"), ("watch alert", "edge response"),
           ("watch alert", "edge triage (initial)"), ("watch alert", "phone analysis"),
           ("phone analysis", "edge triage (final)"),
           ("edge triage (initial)", "edge triage (final)"), ("edge triage (final)", "edge escalation"),
-          ("edge escalation", "report rendered"))
+          ("edge escalation", "report rendered"), ("report rendered", "report on dashboard"))
 
 
 def _first(result: DrillResult, name: str) -> float:
@@ -74,7 +76,7 @@ def test_every_scenario_passes_every_hop_and_leaves_the_clinical_record_alone(
                 lines: list[str] = []
                 try:
                     results[scenario] = run_drill(settings, scenario, timeout_s=120.0,  # type: ignore[arg-type]
-                                                  echo=lines.append)
+                                                  echo=lines.append, visible=partial(served, cloud.sessions))
                 except DrillError as exc:
                     pytest.fail(f"drill {scenario}: {exc}\n" + "\n".join(lines))
             with cloud.sessions() as session:
@@ -89,7 +91,7 @@ def test_every_scenario_passes_every_hop_and_leaves_the_clinical_record_alone(
     for scenario, result in results.items():
         names = {h.name for h in result.hops}
         # a tachycardia the phone reads as sinus ends, rightly, at an info triage (EXPECTS_ESCALATION)
-        order = ORDER if scenario in EXPECTS_ESCALATION or result.report_urls else ORDER[:-2]
+        order = ORDER if scenario in EXPECTS_ESCALATION or result.report_urls else ORDER[:-3]
         assert set(order) <= names, f"{scenario}: missing {set(order) - names}"
         for earlier, later in BEFORE:
             if earlier in order and later in order:
