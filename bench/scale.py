@@ -72,7 +72,20 @@ def _scrape(port: int) -> dict[str, float]:
         if line.startswith("cardiomesh_events_total"):
             name = line.split('name="')[1].split('"')[0]
             found[name] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("cardiomesh_latency_ms_bucket"):  # cumulative counts: "hist:<name>:<le>"
+            name, le = line.split('name="')[1].split('"')[0], line.split('le="')[1].split('"')[0]
+            found[f"hist:{name}:{le}"] = float(line.rsplit(" ", 1)[1])
     return found
+
+
+def _edge_quantile(counters: dict[str, float], name: str, q: float) -> float | None:
+    """The bucket bound holding quantile q of what the edge timed during the run (from counter deltas)."""
+    buckets = sorted(((float(k.rsplit(":", 1)[1]), v) for k, v in counters.items()
+                      if k.startswith(f"hist:{name}:")), key=lambda b: b[0])
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    return next(bound for bound, running in buckets if running >= q * total)
 
 
 def _broker_process(port: int) -> Any:
@@ -159,6 +172,7 @@ def level(watches: int, seconds: float, loaders: int, *, probe_rate: float = PRO
             edge.terminate()
             edge.wait(timeout=20)
     vitals_sent = sum(int(load["sent"]) for load in loads)
+    deltas = {k: v - before.get(k, 0) for k, v in after.items()}
     accepted = after.get("accepted.vitals", 0) - before.get("accepted.vitals", 0)
     with lock:
         latencies = [(got[a] - t) * 1000 for a, t in sent.items() if a in got]
@@ -169,7 +183,9 @@ def level(watches: int, seconds: float, loaders: int, *, probe_rate: float = PRO
             "edge_cpu_pct": round(edge_cpu, 1), "edge_rss_mb": round(rss_mb, 1), "broker_cpu_pct": round(broker_cpu, 1),
             "lost": int(vitals_sent - accepted) + unanswered, "lost_vitals": int(vitals_sent - accepted),
             "unanswered_alerts": unanswered, "alerts": len(sent), "seconds": round(elapsed, 1),
-            "_latencies_ms": latencies, "_counters": {k: v - before.get(k, 0) for k, v in after.items()}}
+            "edge_handling_p99_ms": _edge_quantile(deltas, "alert_to_response_ms", 0.99),
+            "edge_transit_p99_ms": _edge_quantile(deltas, "alert_transit_ms", 0.99),
+            "_latencies_ms": latencies, "_counters": deltas}
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:

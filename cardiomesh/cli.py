@@ -230,11 +230,14 @@ def edge(
     settings = _setup(verbose, serving=True)
     counters = Counters()
     transport = mqtt_transport(settings, f"{settings.site}-{edge_id}", outbox=True, counters=counters)
+    # alerts and the answers to them on a connection of their own (same identity): never behind telemetry
+    fast = mqtt_transport(settings, f"{settings.site}-{edge_id}~emergency", outbox=True, counters=counters)
     try:
-        hub = EdgeHub(settings, transport, edge_id=edge_id, counters=counters)
+        hub = EdgeHub(settings, transport, edge_id=edge_id, counters=counters, emergency_transport=fast)
     except ValueError as exc:  # provisioned without its command-signing key
         raise _fail(str(exc)) from None
     hub.start()
+    fast.start()
     transport.start()
     _tune_for_latency()
     exporter = _export(settings, f"edge-{edge_id}", hub.counters)
@@ -243,6 +246,7 @@ def edge(
     stop.wait()
     hub.stop()
     transport.stop()
+    fast.stop()
     exporter.stop()
 
 

@@ -29,7 +29,9 @@ class CredentialsError(ValueError):
 
 def security_for(settings: Settings, client_id: str) -> MqttSecurity | None:
     """The credentials a connection presents: its own (files named after its client id, as for devices) or
-    the process's identity (`CARDIOMESH_MQTT_IDENTITY`, as for services); None when not provisioned."""
+    the process's identity (`CARDIOMESH_MQTT_IDENTITY`, as for services); None when not provisioned. A second
+    connection of one identity (the edge's emergency connection) is named `<identity>~<purpose>`."""
+    client_id = client_id.split("~", 1)[0]
     folder = settings.mqtt_credentials_dir
     if folder is None:
         if settings.mqtt_tls:

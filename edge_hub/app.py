@@ -110,11 +110,16 @@ def _lane_depth(inbox: Callable[[], dict[str, int]], lane: str) -> float:
 class EdgeHub:
     def __init__(self, settings: Settings, transport: Transport, *, edge_id: str = "edge-1",
                  store: EdgeStore | None = None, counters: Counters | None = None,
-                 registry: DeviceRegistry | None = None) -> None:
+                 registry: DeviceRegistry | None = None, emergency_transport: Transport | None = None) -> None:
+        """`emergency_transport`: a second connection for alerts and the answers to them alone, so an alert
+        never waits on a socket, a network thread or a dispatcher behind a flood of telemetry (bench/qos.py)."""
         self.settings = settings
         self.edge_id = edge_id
         self.counters = counters or Counters()
         self.router = Router(transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+        #: alerts in, responses, acknowledgements and triage out: on their own connection when there is one
+        self.fast = (Router(emergency_transport, counters=self.counters, max_bytes=settings.max_payload_bytes)
+                     if emergency_transport is not None else self.router)
         self.store = store or EdgeStore(settings.state_dir / f"{edge_id}.db")
         self.stamp = Stamper(edge_id)
         #: commands are signed when this host was provisioned (watches holding commands.pub obey only these)
@@ -155,7 +160,7 @@ class EdgeHub:
     def start(self) -> None:
         site, any_ = self.settings.site, topics.ANY
         self._recover()  # before any route: a retried message must not race the recovery of its own episode
-        self.router.on(topics.alert(site, any_, any_), AlertMessage, self.on_alert)
+        self.fast.on(topics.alert(site, any_, any_), AlertMessage, self.on_alert)
         self.router.on(topics.analysis(site, any_, any_), AnalysisMessage, self.on_analysis)
         self.router.on(topics.vitals(site, any_, any_), VitalsMessage, self.on_vitals, qos=0)
         self.router.on(topics.presence(site, any_), PresenceMessage, self.on_presence)
@@ -189,6 +194,8 @@ class EdgeHub:
         except Exception:
             log.exception("latest vitals not saved")
         self.router.close()
+        if self.fast is not self.router:
+            self.fast.close()
         self._analyser.shutdown(wait=True, cancel_futures=False)
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
@@ -398,7 +405,7 @@ class EdgeHub:
                     self._disclosures.open(alert_id=msg.payload.alert_id, device_id=msg.source,
                                            patient_id=msg.patient_id, trace_id=msg.trace_id, drill=msg.drill,
                                            expected_s=STREAM_S, now_mono=time.monotonic())
-            self.router.publish(topics.cmd(site, msg.patient_id, msg.source), cmd, qos=1)
+            self.fast.publish(topics.cmd(site, msg.patient_id, msg.source), cmd, qos=1)
             self.counters.inc("responses")
 
     def _acknowledge(self, msg: AlertMessage) -> None:
@@ -411,7 +418,7 @@ class EdgeHub:
             payload=CommandPayload(command="alert_received", alert_id=msg.payload.alert_id, target=msg.source))
         if self._signer is not None:
             ack = self._signer.sign(ack)
-        self.router.publish(topics.cmd(self.settings.site, msg.patient_id, msg.source), ack, qos=1)
+        self.fast.publish(topics.cmd(self.settings.site, msg.patient_id, msg.source), ack, qos=1)
         self.counters.inc("acks")
 
     def _publish_triage(self, msg: AlertMessage, decision: Decision, *, stage: Literal["initial", "final"],
@@ -423,7 +430,7 @@ class EdgeHub:
                                   reasons=list(decision.reasons), responses=list(decision.responses),
                                   analysis_received=analysis_received),
         )
-        self.router.publish(topics.triage(self.settings.site, msg.patient_id, self.edge_id), triage_msg, qos=1)
+        self.fast.publish(topics.triage(self.settings.site, msg.patient_id, self.edge_id), triage_msg, qos=1)
 
     def _finalize(self, alert_id: str, analysis: AnalysisMessage | None) -> None:
         with self._lock:
