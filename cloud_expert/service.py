@@ -59,7 +59,7 @@ class CloudService:
 
     def __init__(
         self, settings: Settings, transport: Transport, *, enqueue: Callable[[str], None] | None = None,
-        enqueue_emergency: Callable[[str], None] | None = None,
+        enqueue_emergency: Callable[[str], None] | None = None, enqueue_routine: Callable[[str], None] | None = None,
         manage_transport: bool = True, now: Callable[[], datetime] = utcnow,
         loop_interval_s: float | None = LOOP_INTERVAL_S, ingest_group: str | None = INGEST_GROUP,
     ) -> None:
@@ -73,6 +73,7 @@ class CloudService:
         self._enqueue_fn = enqueue
         # emergencies on their own queue; a caller that gives one `enqueue` (tests) gets it for both
         self._enqueue_emergency_fn = enqueue_emergency or enqueue
+        self._enqueue_routine_fn = enqueue_routine or enqueue  # info-level reports: after the urgent ones
         self._manage_transport = manage_transport
         self._now = now
         self._interval = loop_interval_s
@@ -93,10 +94,12 @@ class CloudService:
             from cloud_expert.worker.enqueue import (  # imports Celery only when used
                 default_emergency_enqueuer,
                 default_enqueuer,
+                default_routine_enqueuer,
             )
 
             self._enqueue_fn = default_enqueuer()
             self._enqueue_emergency_fn = self._enqueue_emergency_fn or default_emergency_enqueuer()
+            self._enqueue_routine_fn = self._enqueue_routine_fn or default_routine_enqueuer()
         any_ = topics.ANY
         for pattern, model, handler in (
             (topics.escalation(any_, any_, any_), EscalationMessage, self._on_escalation),
@@ -179,7 +182,9 @@ class CloudService:
         """Hand a committed job to Celery (an emergency's to the emergency queue); when the broker is down the
         sweeper tries again later."""
         emergency = level == "emergency" and self._enqueue_emergency_fn is not None
-        enqueue = self._enqueue_emergency_fn if emergency else self._enqueue_fn
+        routine = level == "info" and self._enqueue_routine_fn is not None
+        enqueue = (self._enqueue_emergency_fn if emergency else self._enqueue_routine_fn if routine
+                   else self._enqueue_fn)
         assert enqueue is not None
         try:
             enqueue(job_id)
@@ -187,7 +192,7 @@ class CloudService:
             self.counters.inc("enqueue_failed")
             log.exception("enqueue failed; the sweeper will retry", extra=extra)
         else:
-            self.counters.inc("enqueued.emergency" if emergency else "enqueued")
+            self.counters.inc("enqueued.emergency" if emergency else "enqueued.routine" if routine else "enqueued")
 
     # -- background loop -------------------------------------------------------------------------
     def _run_loop(self, interval_s: float) -> None:
