@@ -8,6 +8,10 @@ with the wall clock, as it does in service.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,3 +165,64 @@ def test_shipped_variants_switch_under_injected_load_and_alerts_still_come(mitdb
     quiet = _drive(unloaded, x, load_until_s=0, slowdown_ms=0)
     assert {e.kind for s in quiet for e in s.events} == {k for _, _, k in alerts}
     assert unloaded.switches == 0 and unloaded.variant == "full"
+
+
+# ---------------------------------------------------------------- real CPU contention
+SPIN = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
+
+
+def _window_ms(det: LearnedDetector, x: np.ndarray) -> list[float]:
+    step, out = round(det.fs), list[float]()
+    for i in range(0, len(x) - step + 1, step):
+        det.last_window_ms = None
+        det.feed(x[i:i + step])
+        if det.last_window_ms is not None:
+            out.append(det.last_window_ms)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_real_cpu_contention_switches_to_small_and_back() -> None:
+    """No injection: four busy processes share one CPU with the detector's thread, which then gets about a fifth
+    of it. The stand-in models are heavy (≈ 5 and 15 ms a beat here) so that a window's inference spans many
+    scheduler slices and its wall time tracks the CPU share; the budget is 3× the unloaded window, measured
+    first, as is the small one's relative cost."""
+    torch.manual_seed(0)
+    full = BeatNet(NetConfig(channels=(256, 512, 512, 512), kernel=9, hidden=64, context_hidden=32))
+    small = BeatNet(NetConfig(channels=(256, 512, 512), kernel=9, hidden=64, context_hidden=32))
+    x = synthetic(120, MODEL_FS, seed=4).samples_mv
+    step = round(MODEL_FS)
+    cpu = max(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})  # this thread only: it and the spinners share one CPU, the rest stay free
+    spinners: list[subprocess.Popen[bytes]] = []
+    try:
+        h0 = float(np.median(_window_ms(LearnedDetector(MODEL_FS, model=full), x[:8 * step])))
+        l0 = float(np.median(_window_ms(LearnedDetector(MODEL_FS, model=small), x[:8 * step])))
+        policy = VariantPolicy(budget_ms=3 * h0, over_windows=3, recover_fraction=0.8, recover_windows=5,
+                               relative_cost=min(1.0, l0 / h0))
+        det = LearnedDetector(MODEL_FS, model=full, small_model=small, policy=policy, inference_slowdown_ms=0.0)
+        t, end = 8, len(x) // step
+        spinners = [subprocess.Popen([sys.executable, "-c", SPIN, str(cpu)]) for _ in range(4)]
+        time.sleep(0.5)
+        while det.variant == "full" and t < 40:
+            det.feed(x[t * step:(t + 1) * step])
+            t += 1
+        loaded = det.pop_switches()
+        for _ in range(3):  # a few more loaded windows on the small variant
+            det.feed(x[t * step:(t + 1) * step])
+            t += 1
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    try:
+        while det.variant != "full" and t < end:
+            det.feed(x[t * step:(t + 1) * step])
+            t += 1
+        recovered = det.pop_switches()
+    finally:
+        os.sched_setaffinity(0, before)
+    assert [s.to for s in loaded] == ["small"], (h0, l0, loaded)
+    assert recovered and recovered[-1].to == "full" and det.variant == "full", (h0, l0, recovered)
