@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -133,7 +134,7 @@ class LearnedDetector(BaselineDetector):
         self.inference_slowdown_ms = (inference_slowdown_ms if inference_slowdown_ms is not None
                                       else settings.watch_inference_slowdown_ms if settings is not None else 0.0)
         self.switches = 0
-        self._pending: list[VariantSwitch] = []
+        self._pending: deque[VariantSwitch] = deque(maxlen=64)  # until popped (`switches` counts them all)
         self._window_ms = 0.0
         self._window_samples = 0
         self._window_beats = 0
@@ -166,11 +167,13 @@ class LearnedDetector(BaselineDetector):
         drill): the variant and its streaks describe the device, not the patient."""
         if isinstance(previous, LearnedDetector) and previous.policy is not None and self.policy is not None:
             self.policy = replace(previous.policy)
-            self.switches, self._pending = previous.switches, previous.pop_switches()
+            self.switches = previous.switches
+            self._pending.extend(previous.pop_switches())
 
     def pop_switches(self) -> list[VariantSwitch]:
         """The variant switches since the last call (the watch counts and reports them)."""
-        out, self._pending = self._pending, []
+        out = list(self._pending)
+        self._pending.clear()
         return out
 
     @property
