@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Serve GET /metrics (Prometheus) on this port; unset: metrics files only")
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds (compose: 0.0.0.0)")
+    watch_inference_budget_ms: float = Field(
+        100.0, gt=0, description="Beat-model inference a learned watch may spend per second of ECG; over it for 3 s, "
+        "it switches to the model's small variant (and back when the full one fits again)")
+    watch_inference_slowdown_ms: float = Field(
+        0.0, ge=0, description="Fault injection: CPU a learned watch burns (busy loop) per beat its full model "
+        "classifies, the small variant in proportion to its cost; 0: none")
     log_level: str = Field("INFO", description="Python logging level")
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers)")
 

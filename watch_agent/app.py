@@ -216,19 +216,23 @@ class WatchAgent:
             events = [replace(e, onset_s=e.onset_s + self._detector_since_s,
                               detected_s=e.detected_s + self._detector_since_s)
                       for e in self.detector.feed(chunk.samples_mv)]
+            switched = self._model_switches()
             now_s = self.replay.stream_s
             alerts = [self._alert(ev) for ev in events]
             if self._drill_trace is not None and now_s > self._drill_until_s:
                 # the drill is over: its episode must not linger in the clinical detector's state
                 self._drill_trace = None
-                self.detector = make_detector(self.config.detector, self.fs)
+                previous, self.detector = self.detector, make_detector(self.config.detector, self.fs)
+                carry_over = getattr(self.detector, "carry_over", None)
+                if callable(carry_over):  # not clinical state: e.g. the model variant a loaded watch runs
+                    carry_over(previous)
                 self._detector_since_s = now_s
         for alert in alerts:
             self._send_alert(alert)
             self.counters.inc("alerts.drill" if alert.drill else "alerts.clinical")
             log.info("alert raised", extra={"trace_id": alert.trace_id, "kind": alert.payload.kind,
                                             "drill": alert.drill, "device": self.config.device_id})
-        if now_s >= self._next_vitals_s:
+        if now_s >= self._next_vitals_s or switched:  # a model switch is reported at once
             self._next_vitals_s = now_s + self.config.vitals_every_s
             self._vitals(now_s, chunk.drill_trace is not None)
             self.capabilities.tick()
@@ -236,6 +240,18 @@ class WatchAgent:
             self._next_strip_s = now_s + 2.0
             self._stream_strip(now_s)
         return alerts
+
+    def _model_switches(self) -> bool:
+        """Count and log the detector's model-variant switches (a learned detector over or back under its
+        inference budget); True if there were any."""
+        pop = getattr(self.detector, "pop_switches", None)
+        switches = pop() if callable(pop) else []
+        for switch in switches:
+            self.counters.inc(f"watch.model_switch.{switch.to}")
+            log.warning("beat model switched to its %s variant", switch.to,
+                        extra={"device": self.config.device_id, "reason": switch.reason,
+                               "window_ms": switch.latency_ms})
+        return bool(switches)
 
     def _send_alert(self, alert: AlertMessage) -> None:
         """Kept until the edge answers, then published; kept first, because on an in-memory bus the answer
@@ -292,7 +308,8 @@ class WatchAgent:
         msg = VitalsMessage(**self.stamp(patient_id=self.config.patient_id, drill=drill),
                             payload=VitalsPayload(hr_bpm=None if hr is None else round(hr, 1),
                                                   n_beats=self.detector.beats_in_window, window_s=10.0,
-                                                  stream_s=round(now_s, 3), signal_ok=hr is not None))
+                                                  stream_s=round(now_s, 3), signal_ok=hr is not None,
+                                                  model_variant=getattr(self.detector, "variant", None)))
         self.router.publish(topics.vitals(self.settings.site, self.config.patient_id, self.config.device_id), msg,
                             qos=0)
 

@@ -19,6 +19,11 @@ class VitalsPayload(_Payload):
     window_s: float = Field(gt=0)
     stream_s: float = Field(ge=0, description="Stream time of this reading")
     signal_ok: bool = True
+    # Left out of the JSON when None, so a watch without a learned model sends exactly what it sent before.
+    model_variant: str | None = Field(
+        None, max_length=32, pattern=r"^[a-z0-9_\-]+$", exclude_if=lambda v: v is None,
+        description="The beat-model variant the watch runs now (full, small): small after it ran over its "
+                    "inference budget")
 
 
 class VitalsMessage(Envelope):

@@ -3,6 +3,7 @@
     python -m shared.model.experiments centralized [--epochs 8] [--weighting balanced] [--save bench/results/model.pt]
     python -m shared.model.experiments local [--epochs 8]
     python -m shared.model.experiments speed --model bench/results/model.pt
+    python -m shared.model.experiments distill --model bench/results/model.pt [--save bench/results/model-small.pt]
 
 Each writes its JSON under `$CARDIOMESH_STATE_DIR/experiments/` (and prints it), so every number in
 docs/model.md comes from a file a command wrote.
@@ -12,6 +13,9 @@ docs/model.md comes from a file a command wrote.
   and the report gives the mean of the per-model metrics (and the spread) — what a wearer would get
   without federation.
 * speed: inference time per beat, batch of 1 and batched.
+* distill: a small variant (`shared.model.distill.SMALL_CONFIG` unless --channels/--hidden/--context-hidden)
+  trained on DS1 from the `--model` teacher's soft outputs; both variants' latencies (1 thread, batches of
+  1–3 beats) and DS2 figures are reported and written into the student's meta (DS2 chooses nothing).
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ import numpy as np
 import torch
 
 from shared.model.data import CLASSES, DS1, BeatSet, detection_summary, load_split
+from shared.model.distill import (
+    SMALL_CONFIG,
+    DistillConfig,
+    distill,
+    file_sha256,
+    measure_latency,
+    multiply_accumulates,
+    relative_cost,
+    small_student,
+)
 from shared.model.net import BeatNet, NetConfig, n_parameters
 from shared.model.serialize import load_model, save_model
 from shared.model.train import as_beatset, confusion, evaluate, predict, train_local
@@ -48,8 +62,12 @@ def _out(settings: Settings, name: str, result: dict[str, Any]) -> Path:
     return path
 
 
-def _config(args: argparse.Namespace) -> NetConfig:
-    return NetConfig(channels=tuple(args.channels), hidden=args.hidden, context_hidden=args.context_hidden)
+def _config(args: argparse.Namespace, base: NetConfig | None = None) -> NetConfig:
+    """`base` (the default architecture) with whatever --channels/--hidden/--context-hidden say."""
+    base = base or NetConfig()
+    return NetConfig(channels=tuple(args.channels) if args.channels else base.channels,
+                     hidden=args.hidden if args.hidden is not None else base.hidden,
+                     context_hidden=args.context_hidden if args.context_hidden is not None else base.context_hidden)
 
 
 def _unmatched_calls(model: BeatNet, sets: dict[str, BeatSet]) -> dict[str, int]:
@@ -169,18 +187,53 @@ def speed(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return out
 
 
+def distilled(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The small variant: distilled on DS1 from the teacher file, saved with its teacher and measurements."""
+    mitdb = _mitdb(settings)
+    teacher, teacher_meta = load_model(args.model)
+    train, test = load_split("DS1", mitdb), load_split("DS2", mitdb)
+    weighting = args.weighting or teacher_meta.get("training", {}).get("class_weighting", "sqrt")
+    cfg = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, class_weighting=weighting,
+                        augment=True, seed=args.seed)
+    student = small_student(_config(args, SMALL_CONFIG), args.seed)
+    result = distill(teacher, student, train, cfg)
+    probe = next(iter(train.values()))  # latency does not depend on labels: DS1 beats, DS2 stays a report
+    latency = {"small": measure_latency(student, probe), "full": measure_latency(teacher, probe)}
+    out: dict[str, Any] = {
+        "experiment": "distilled", "variant": "small", "train": "DS1", "test": "DS2",
+        "teacher": {"file": Path(args.model).name, "sha256": file_sha256(args.model),
+                    "experiment": teacher_meta.get("experiment"), "parameters": n_parameters(teacher),
+                    "multiply_accumulates": multiply_accumulates(teacher.config)},
+        "parameters": n_parameters(student), "multiply_accumulates": multiply_accumulates(student.config),
+        "config": student.config.to_dict(),
+        "distillation": {**cfg.to_dict(), "beats": result.n, "epoch_losses": [round(x, 4) for x in result.epoch_losses],
+                         "seconds": round(result.seconds, 1), "threads": torch.get_num_threads()},
+        "latency_ms": {**latency, "threads": 1, "measured_on": "DS1 record " + probe.record},
+        "relative_cost": relative_cost(latency["small"], latency["full"]),
+        "test_metrics": evaluate(student, test),
+        "teacher_test_metrics": evaluate(teacher, test),
+    }
+    meta = {k: out[k] for k in ("experiment", "variant", "train", "test", "teacher", "distillation", "latency_ms",
+                                "relative_cost", "test_metrics")}
+    save_model(args.save or settings.state_dir / "experiments" / f"{args.name or 'distilled'}.pt", student, meta)
+    if args.save:
+        out["saved"] = str(args.save)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", choices=["centralized", "local", "speed"])
+    parser.add_argument("experiment", choices=["centralized", "local", "speed", "distill"])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weighting", default="balanced")
+    parser.add_argument("--weighting", default=None, help="default: balanced (distill: the teacher's)")
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--channels", type=int, nargs="+", default=list(NetConfig.channels))
-    parser.add_argument("--hidden", type=int, default=NetConfig.hidden)
-    parser.add_argument("--context-hidden", type=int, default=NetConfig.context_hidden)
+    parser.add_argument("--channels", type=int, nargs="+", default=None,
+                        help=f"default {list(NetConfig.channels)} (distill: {list(SMALL_CONFIG.channels)})")
+    parser.add_argument("--hidden", type=int, default=None)
+    parser.add_argument("--context-hidden", type=int, default=None)
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--model", type=Path, default=Path("bench/results/model.pt"))
     parser.add_argument("--name", default=None, help="result file name (default: the experiment)")
@@ -188,7 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
     settings = Settings()
-    run = {"centralized": centralized, "local": local_only, "speed": speed}[args.experiment]
+    if args.weighting is None and args.experiment != "distill":
+        args.weighting = "balanced"
+    run = {"centralized": centralized, "local": local_only, "speed": speed, "distill": distilled}[args.experiment]
     result = run(args, settings)
     path = _out(settings, args.name or args.experiment, result)
     short = {k: v for k, v in result.items() if k != "per_record"}

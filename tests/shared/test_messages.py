@@ -62,3 +62,18 @@ def test_bad_base64_strip_rejected() -> None:
     data["payload"]["strip"]["samples_b64"] = "!!!notbase64"
     with pytest.raises(DecodeError):
         decode(json.dumps(data).encode(), max_bytes=1 << 20)
+
+
+def test_vitals_model_variant_is_optional_and_absent_unless_set() -> None:
+    """Old vitals (no model_variant) still decode; a watch without a learned model sends the same bytes as before."""
+    from shared.messages import VitalsMessage, VitalsPayload
+
+    plain = VitalsMessage(source="w", payload=VitalsPayload(hr_bpm=60.0, n_beats=10, window_s=10.0, stream_s=1.0))
+    assert "model_variant" not in json.loads(encode(plain))["payload"]
+    back = decode(encode(plain), max_bytes=1 << 20)
+    assert isinstance(back, VitalsMessage) and back.payload.model_variant is None
+    small = plain.model_copy(update={"payload": plain.payload.model_copy(update={"model_variant": "small"})})
+    back = decode(encode(small), max_bytes=1 << 20)
+    assert isinstance(back, VitalsMessage) and back.payload.model_variant == "small"
+    with pytest.raises(ValueError):
+        VitalsPayload(n_beats=1, window_s=1.0, stream_s=0.0, model_variant="Small model!")

@@ -192,3 +192,42 @@ def test_replay_paces_at_speed_and_loops() -> None:
     assert replay.stream_s == pytest.approx(3.0)
     assert np.allclose(chunks[4].samples_mv, chunks[0].samples_mv)  # type: ignore[union-attr]
     assert replay.wait_s() <= 0.3 + 1e-6
+
+
+def test_a_model_switch_is_counted_and_reported_in_the_vitals_at_once() -> None:
+    """A learned watch under injected CPU load: its vitals say which model variant runs, from the chunk that
+    switched on; each switch is counted. A baseline watch's vitals carry no variant at all."""
+    import json
+
+    import torch
+
+    from shared.model.net import BeatNet, NetConfig
+    from watch_agent.learned import LearnedDetector
+    from watch_agent.variants import VariantPolicy
+
+    torch.manual_seed(0)
+    tiny = NetConfig(channels=(4, 4), kernel=5, groups=2, pooled=2, context_hidden=8, hidden=8)
+    detector = LearnedDetector(MODEL_FS, model=BeatNet(tiny), small_model=BeatNet(NetConfig(channels=(4,), groups=2)),
+                               policy=VariantPolicy(budget_ms=10, over_windows=2, recover_windows=3,
+                                                    relative_cost=0.5),
+                               inference_slowdown_ms=15)
+    bus = InMemoryBus()
+    agent = WatchAgent(Settings(site=SITE, data_dir=None), bus.transport("watch-1"),
+                       WatchConfig(device_id="watch-1", patient_id="pt-1", vitals_every_s=5.0),
+                       Replay(synthetic(40, MODEL_FS, seed=5), loop=False), detector=detector)
+    agent.start(run=False)
+    while (chunk := agent.replay.next_chunk()) is not None:
+        if agent.replay.stream_s >= 20:
+            detector.inference_slowdown_ms = 0.0  # the load goes
+        agent.process(chunk)
+    vitals = _messages(bus, "vitals")
+    variants = [v.payload.model_variant for v in vitals]
+    assert variants[0] == "full" and "small" in variants and variants[-1] == "full"
+    first_small = variants.index("small")
+    gap = vitals[first_small].payload.stream_s - vitals[first_small - 1].payload.stream_s
+    assert 0 < gap < 5.0  # sent with the switch, not at the next 5 s tick
+    assert agent.counters.get("watch.model_switch.small") == 1 and agent.counters.get("watch.model_switch.full") == 1
+    baseline, bus2 = _watch([], seconds=3.0)
+    _drain(baseline)
+    raw = [p for t, p, *_ in bus2.published if t.endswith("/vitals")]
+    assert raw and all("model_variant" not in json.loads(p)["payload"] for p in raw)
