@@ -235,7 +235,10 @@ class WatchAgent:
         if now_s >= self._next_vitals_s or switched:  # a model switch is reported at once
             self._next_vitals_s = now_s + self.config.vitals_every_s
             self._vitals(now_s, chunk.drill_trace is not None)
-            self.capabilities.tick()
+            if switched:  # the edge's registry (training selection) learns of the switch now, not in 30 s
+                self.capabilities.publish()
+            else:
+                self.capabilities.tick()
         if now_s < self._stream_until_s and now_s >= self._next_strip_s:
             self._next_strip_s = now_s + 2.0
             self._stream_strip(now_s)

@@ -162,6 +162,18 @@ class LearnedDetector(BaselineDetector):
             return None
         return self.policy.variant if self.policy is not None else "full"
 
+    @property
+    def variants(self) -> list[str]:
+        """The variants this watch holds (its capabilities tell the edge)."""
+        if self.model is None:
+            return []
+        return ["full", "small"] if self.small_model is not None else ["full"]
+
+    @property
+    def inference_ms(self) -> float | None:
+        """The last window's model time (ms per second of ECG): what the training selection calls slow."""
+        return None if self.last_window_ms is None else round(self.last_window_ms, 2)
+
     def carry_over(self, previous: object) -> None:
         """Keep the device's state from the detector this one replaces (the watch restarts its detector after a
         drill): the variant and its streaks describe the device, not the patient."""

@@ -8,7 +8,15 @@ import pytest
 from shared import topics
 from shared.ecg.signal import MODEL_FS
 from shared.ecg.sources import SyntheticEpisode, synthetic
-from shared.messages import AlertMessage, CommandMessage, CommandPayload, VitalsMessage, decode, encode
+from shared.messages import (
+    AlertMessage,
+    CapabilitiesMessage,
+    CommandMessage,
+    CommandPayload,
+    VitalsMessage,
+    decode,
+    encode,
+)
 from shared.settings import Settings
 from shared.transport import InMemoryBus
 from watch_agent.app import WatchAgent, WatchConfig
@@ -227,6 +235,13 @@ def test_a_model_switch_is_counted_and_reported_in_the_vitals_at_once() -> None:
     gap = vitals[first_small].payload.stream_s - vitals[first_small - 1].payload.stream_s
     assert 0 < gap < 5.0  # sent with the switch, not at the next 5 s tick
     assert agent.counters.get("watch.model_switch.small") == 1 and agent.counters.get("watch.model_switch.full") == 1
+    # the capabilities (retained, for the edge's registry) follow each switch at once, with the latency behind it
+    caps = [decode(p, max_bytes=1 << 16) for t, p, *_ in bus.published if t == topics.capabilities(SITE, "watch-1")]
+    active = [c.payload.active_variant for c in caps if isinstance(c, CapabilitiesMessage)]
+    assert active[0] == "full" and active[1:] == ["small", "full"], active
+    assert all(c.payload.model_variants == ["full", "small"] for c in caps if isinstance(c, CapabilitiesMessage))
+    assert isinstance(caps[1], CapabilitiesMessage) and (caps[1].payload.inference_ms or 0) > 10
+    assert isinstance(caps[0], CapabilitiesMessage) and caps[0].payload.battery_pct == 80.0
     baseline, bus2 = _watch([], seconds=3.0)
     _drain(baseline)
     raw = [p for t, p, *_ in bus2.published if t.endswith("/vitals")]
