@@ -323,6 +323,8 @@ def web_cmd(
 def provision(
     site: Annotated[str, typer.Option(help="The site (home or clinic) to provision.")] = "home-1",
     devices: Annotated[int, typer.Option(min=1, max=10_000, help="Watches, each paired with a phone.")] = 4,
+    edges: Annotated[int, typer.Option(min=1, max=64, help="Edge hubs (edge-1 … edge-N), each owning a share of "
+                                       "the patients (CARDIOMESH_EDGE_SHARD=i/N).")] = 1,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <state_dir>/pki/<site>).")] = None,
     tls_port: Annotated[int, typer.Option(help="The broker's TLS listener.")] = 8883,
     password_port: Annotated[int, typer.Option(
@@ -355,7 +357,8 @@ def provision(
             return
         done = run_provision(folder, site, devices, tls_port=tls_port, password_port=password_port or None,
                              server_names=tuple(server_name or ("localhost", "127.0.0.1", "mosquitto")),
-                             broker_path=broker_path, persistence_dir=persistence, run_as=broker_user)
+                             broker_path=broker_path, persistence_dir=persistence, run_as=broker_user,
+                             edges=edges)
     except (ProvisionError, ValueError) as exc:
         raise _fail(str(exc)) from None
     roles: dict[str, int] = {}

@@ -92,12 +92,14 @@ class Inventory:
         return cls(raw["site"], ids, {k: int(v) for k, v in raw["serials"].items()}, dict(raw["revoked"]))
 
 
-def plan(site: str, devices: int, *, edge_id: str = "edge-1") -> list[Identity]:
-    """Every identity of a site with `devices` watches (watch-i, each paired with phone-i), and its topics."""
-    for value in (site, edge_id):
-        topics.presence(value, "x")  # raises ValueError on an unsafe segment
+def plan(site: str, devices: int, *, edges: int = 1) -> list[Identity]:
+    """Every identity of a site with `devices` watches (watch-i, each paired with phone-i) and `edges` edge hubs
+    (edge-1 … edge-N, each owning a share of the patients: CARDIOMESH_EDGE_SHARD), and their topics."""
+    topics.presence(site, "x")  # raises ValueError on an unsafe segment
     if not 1 <= devices <= 10_000:
         raise ProvisionError("--devices must be between 1 and 10000")
+    if not 1 <= edges <= 64:
+        raise ProvisionError("--edges must be between 1 and 64")
     s, any_ = site, topics.ANY
     ids: list[Identity] = []
     for i in range(1, devices + 1):
@@ -115,12 +117,13 @@ def plan(site: str, devices: int, *, edge_id: str = "edge-1") -> list[Identity]:
             paired_with=watch))
     ids += [
         Identity(f"phones-{s}", "discovery", read=(topics.presence(s, any_),), write=()),
-        Identity(f"{s}-{edge_id}", "edge",
-                 read=(topics.everything(s), topics.fl_update(any_, s, any_), topics.fl_round(any_)),
-                 write=(topics.cmd(s, any_, any_), topics.triage(s, any_, edge_id), topics.escalation(s, any_, edge_id),
-                        topics.disclosure(s, any_, edge_id), topics.summary(s, any_, edge_id),
-                        topics.presence(s, edge_id), topics.capabilities(s, edge_id),
-                        topics.fl_aggregate(any_, s, edge_id))),
+        *(Identity(f"{s}-{edge_id}", "edge",
+                   read=(topics.everything(s), topics.fl_update(any_, s, any_), topics.fl_round(any_)),
+                   write=(topics.cmd(s, any_, any_), topics.triage(s, any_, edge_id),
+                          topics.escalation(s, any_, edge_id), topics.disclosure(s, any_, edge_id),
+                          topics.summary(s, any_, edge_id), topics.presence(s, edge_id),
+                          topics.capabilities(s, edge_id), topics.fl_aggregate(any_, s, edge_id)))
+          for edge_id in (f"edge-{k}" for k in range(1, edges + 1))),
         Identity("cloud-ingest", "cloud", read=(topics.escalation(any_, any_, any_),
                                                 topics.disclosure(any_, any_, any_), topics.summary(any_, any_, any_)),
                  write=(topics.report(any_, any_, "cloud"), topics.label(any_, any_, any_))),
@@ -277,11 +280,11 @@ class Provisioned:
 def provision(out: Path, site: str, devices: int, *, tls_port: int = 8883, password_port: int | None = None,
               server_names: tuple[str, ...] = ("localhost", "127.0.0.1", "mosquitto"),
               broker_path: str | None = None, persistence_dir: str | None = None,
-              run_as: str | None = None) -> Provisioned:
+              run_as: str | None = None, edges: int = 1) -> Provisioned:
     """Write a site's CA, credentials and broker configuration under `out` (which must not hold a CA yet)."""
     if (out / "ca.key").exists():
         raise ProvisionError(f"{out} already holds a CA: provision into a new folder, or revoke/add there")
-    identities = plan(site, devices)
+    identities = plan(site, devices, edges=edges)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     ca_name = _name(f"CardioMesh {site} CA", site)

@@ -21,6 +21,7 @@ from edge_hub.disclosure import DisclosureCollector
 from edge_hub.fusion import Decision, PatientContext, triage
 from edge_hub.placement import place_strip_analysis
 from edge_hub.registry import DeviceRegistry, follow
+from edge_hub.shards import Shard
 from edge_hub.store import EdgeStore, EpisodeRow, event_key
 from edge_hub.trend import HrRollup
 from shared import topics
@@ -150,6 +151,32 @@ class EdgeHub:
         self._next_vitals_save = time.monotonic() + VITALS_SAVE_S
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+        self.shard = Shard.parse(settings.edge_shard) if settings.edge_shard else None
+        self._patients: set[str] = set()  # a sharded hub's patients (subscribed)
+
+    def _subscribe_patient(self, patient: str) -> None:
+        """The routes of one patient's devices (`+`: every patient, an unsharded hub)."""
+        site, any_ = self.settings.site, topics.ANY
+        self.fast.on(topics.alert(site, patient, any_), AlertMessage, self.on_alert)
+        self.router.on(topics.analysis(site, patient, any_), AnalysisMessage, self.on_analysis)
+        self.router.on(topics.vitals(site, patient, any_), VitalsMessage, self.on_vitals, qos=0)
+        self.router.on(topics.strip(site, patient, any_), StripMessage, self.on_strip, qos=0)
+
+    def _adopt(self, patient_id: str | None) -> bool:
+        """A sharded hub takes a patient of its share (once): True when the patient is this hub's."""
+        if self.shard is None:
+            return True
+        if not self.shard.owns(patient_id):
+            return False
+        assert patient_id is not None
+        with self._lock:
+            if patient_id in self._patients:
+                return True
+            self._patients.add(patient_id)
+        self._subscribe_patient(patient_id)
+        self.counters.inc("shard.patients")
+        log.info("patient adopted by this hub", extra={"patient": patient_id, "shard": str(self.shard)})
+        return True
 
     def _own_state(self) -> OwnState:
         """The edge's own load, for the site's other hubs and operators: busy while strips wait to be read."""
@@ -160,11 +187,12 @@ class EdgeHub:
     def start(self) -> None:
         site, any_ = self.settings.site, topics.ANY
         self._recover()  # before any route: a retried message must not race the recovery of its own episode
-        self.fast.on(topics.alert(site, any_, any_), AlertMessage, self.on_alert)
-        self.router.on(topics.analysis(site, any_, any_), AnalysisMessage, self.on_analysis)
-        self.router.on(topics.vitals(site, any_, any_), VitalsMessage, self.on_vitals, qos=0)
+        if self.shard is None:
+            self._subscribe_patient(any_)
+        else:  # the patients it already knows at once; the rest as their devices announce themselves
+            for patient_id in sorted({d.patient_id for d in self._devices.values()}):
+                self._adopt(patient_id)
         self.router.on(topics.presence(site, any_), PresenceMessage, self.on_presence)
-        self.router.on(topics.strip(site, any_, any_), StripMessage, self.on_strip, qos=0)
         follow(self.router, site, self.registry)
         self.counters.gauge("registered_devices", lambda: len(self.registry))
         self.counters.gauge("open_episodes", lambda: len(self._pending))
@@ -347,6 +375,8 @@ class EdgeHub:
                                     msg.payload.signal_ok)
 
     def on_presence(self, parts: topics.TopicParts, msg: PresenceMessage) -> None:
+        if self.shard is not None and not self._adopt(msg.patient_id):
+            return  # another hub's patient (or a service's own presence): not this hub's state
         self.presence[msg.source] = msg.payload.status
         if msg.payload.role == "watch":
             self.paired[msg.source] = list(msg.payload.paired_with)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     edge_analysis: bool = Field(
         True, description="When no phone findings arrive in time, the edge reads the strip itself (shared analysis)"
     )
+    edge_shard: str | None = Field(
+        None, pattern=r"^\d{1,3}/\d{1,3}$", description="Several edge hubs per site: this hub owns the patients "
+        "i of n (e.g. 0/2) by a stable hash of the pseudonymous id, and subscribes to their topics only; unset: all")
     summary_interval_s: float = Field(
         60.0, gt=0, description="How often the edge sends each patient's devices and heart-rate minutes to the cloud")
     report_sweep_s: float = Field(30.0, description="Report jobs unfinished for this long are re-enqueued")
@@ -83,6 +86,12 @@ class Settings(BaseSettings):
         "classifies, the small variant in proportion to its cost; 0: none")
     log_level: str = Field("INFO", description="Python logging level")
     log_json: bool = Field(False, description="Log one JSON object per line (for log shippers)")
+
+    @field_validator("edge_shard", mode="before")
+    @classmethod
+    def _blank_shard_is_none(cls, value: object) -> object:
+        """Compose passes an unset `${CARDIOMESH_EDGE_SHARD:-}` as an empty string: one hub, all patients."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("mqtt_url")
     @classmethod

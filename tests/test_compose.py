@@ -29,11 +29,12 @@ CREDENTIALS_IN_CONTAINER = "/run/cardiomesh/credentials"
 INFRA = {"mosquitto", "redis", "postgres"}
 OBSERVABILITY = {"prometheus", "grafana"}
 #: the long-running services that serve GET /metrics (the web app and Celery workers keep their own counts)
-SCRAPED = {"edge", "ingest", "watches", "phones"}
-HOSTS = {"edge": "edge", "ingest": "cloud", "web": "web", "watches": "watches", "phones": "phones"}
-CARDIOMESH_SERVICES = {"edge", "ingest", "worker", "worker-emergency", "web", "watches", "phones"}
+SCRAPED = {"edge", "edge-2", "ingest", "watches", "phones"}
+HOSTS = {"edge": "edge", "edge-2": "edge", "ingest": "cloud", "web": "web", "watches": "watches", "phones": "phones"}
+CARDIOMESH_SERVICES = {"edge", "edge-2", "ingest", "worker", "worker-emergency", "web", "watches", "phones"}
 COMMANDS = {
     "edge": ["edge"],
+    "edge-2": ["edge"],
     "ingest": ["cloud"],
     "worker": ["worker"],
     "worker-emergency": ["worker", "--queue", "reports-emergency"],
@@ -97,6 +98,19 @@ def test_compose_refuses_to_start_without_a_pseudonym_key() -> None:
 def test_compose_file_validates_with_every_service(compose_config: dict[str, Any]) -> None:
     services = compose_config["services"]
     assert set(services) == INFRA | CARDIOMESH_SERVICES | OBSERVABILITY
+
+
+def test_a_second_edge_hub_owns_the_other_half_of_the_patients_when_asked_for(
+        compose_config: dict[str, Any]) -> None:
+    from shared.settings import Settings
+
+    services = compose_config["services"]
+    second = services["edge-2"]
+    assert second["profiles"] == ["sharded"]  # only with --profile sharded
+    assert second["environment"]["CARDIOMESH_EDGE_ID"] == "edge-2"
+    assert second["environment"]["CARDIOMESH_EDGE_SHARD"] == "1/2"
+    assert services["edge"]["environment"]["CARDIOMESH_EDGE_SHARD"] in ("", "0/2")
+    assert Settings(edge_shard=services["edge"]["environment"]["CARDIOMESH_EDGE_SHARD"]).edge_shard in (None, "0/2")
 
 
 def test_prometheus_scrapes_every_metrics_endpoint_and_grafana_reads_real_metric_names(

@@ -36,6 +36,8 @@ from shared.transport.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+ROUTE_CACHE_MAX = 65_536
+
 
 @dataclass(frozen=True, slots=True)
 class Will:
@@ -98,6 +100,10 @@ class MqttTransport:
         self._online = online
         self._will = will
         self._subs: list[tuple[str, Handler, int]] = []
+        #: topic → its handlers: a device's topics repeat every second, and a sharded edge holds a few routes per
+        #: patient, so matching each message against every filter again would cost per subscription (cleared on
+        #: every change of `_subs`)
+        self._route_cache: dict[str, list[Handler]] = {}
         self._subs_lock = threading.Lock()
         self._connected = threading.Event()
         self._suback_lock = threading.Lock()
@@ -223,6 +229,7 @@ class MqttTransport:
     def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
         with self._subs_lock:
             self._subs.append((pattern, handler, qos))
+            self._route_cache.clear()
         if self._connected.is_set():
             self._track_subscribe(self._client, pattern, qos)
 
@@ -306,7 +313,12 @@ class MqttTransport:
     def _dispatch_loop(self) -> None:
         while (item := self._inbox.get()) is not None:
             with self._subs_lock:
-                handlers = [h for p, h, _ in self._subs if matches(p, item.topic)]
+                handlers = self._route_cache.get(item.topic)
+                if handlers is None:
+                    handlers = [h for p, h, _ in self._subs if matches(p, item.topic)]
+                    if len(self._route_cache) >= ROUTE_CACHE_MAX:
+                        self._route_cache.clear()
+                    self._route_cache[item.topic] = handlers
             for handler in handlers:
                 try:
                     handler(item.topic, item.payload)

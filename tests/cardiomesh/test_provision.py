@@ -211,6 +211,10 @@ def test_the_plan_gives_each_role_only_its_topics() -> None:
     assert "user w\ntopic read a/b\ntopic write c/d" in text
     with pytest.raises(ValueError):
         plan("bad/site", 1)
+    sharded = {i.name: i for i in plan("s1", 2, edges=3)}
+    assert {n for n, i in sharded.items() if i.role == "edge"} == {"s1-edge-1", "s1-edge-2", "s1-edge-3"}
+    assert topics.triage("s1", "+", "edge-2") in sharded["s1-edge-2"].write
+    assert topics.triage("s1", "+", "edge-1") not in sharded["s1-edge-2"].write  # each triages as itself
 
 
 def test_password_hash_is_mosquittos_pbkdf2_format() -> None:
@@ -237,6 +241,9 @@ def test_security_for_picks_a_connections_own_credentials_or_the_process_identit
     assert tls is not None and tls.tls and tls.cert_file == clients / "watch-1.crt"
     assert Settings(mqtt_url="mqtts://broker").mqtt_port == 8883
     assert security_for(Settings(), "watch-1") is None  # not provisioned: the demo's anonymous broker
+    provision(tmp_path / "two", "s1", 1, edges=2)
+    second = security_for(Settings(mqtt_credentials_dir=tmp_path / "two" / "clients"), "s1-edge-2~emergency")
+    assert second is not None and second.username == "s1-edge-2"  # the edge's second connection: its identity
     with pytest.raises(CredentialsError, match="CARDIOMESH_MQTT_IDENTITY"):
         security_for(Settings(mqtt_credentials_dir=clients), "stranger")
     with pytest.raises(CredentialsError, match="CARDIOMESH_MQTT_CREDENTIALS_DIR"):
