@@ -226,6 +226,15 @@ class MqttTransport:
         if self._connected.is_set():
             self._track_subscribe(self._client, pattern, qos)
 
+    def unsubscribe(self, pattern: str, handler: Handler) -> None:
+        """Messages already delivered but not yet dispatched no longer reach `handler` either (dispatch matches
+        against the live list); they are still acknowledged."""
+        with self._subs_lock:
+            self._subs = [(p, h, q) for p, h, q in self._subs if not (p == pattern and h is handler)]
+            last = all(p != pattern for p, _, _ in self._subs)
+        if last and self._connected.is_set():
+            self._client.unsubscribe(pattern)
+
     def _track_subscribe(self, client: mqtt.Client, pattern: str, qos: int) -> None:
         with self._suback_lock:
             self._subscribed.clear()
