@@ -99,6 +99,9 @@ class MqttTransport:
         self._will = will
         self._subs: list[tuple[str, Handler, int]] = []
         self._subs_lock = threading.Lock()
+        #: patterns whose last handler went while no UNSUBSCRIBE could be sent: a persistent session still holds
+        #: them at the broker, so they are unsubscribed on the next connect
+        self._dropped: set[str] = set()
         self._connected = threading.Event()
         self._suback_lock = threading.Lock()
         self._pending_subacks: set[int] = set()
@@ -223,6 +226,7 @@ class MqttTransport:
     def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
         with self._subs_lock:
             self._subs.append((pattern, handler, qos))
+            self._dropped.discard(pattern)
         if self._connected.is_set():
             self._track_subscribe(self._client, pattern, qos)
 
@@ -232,8 +236,13 @@ class MqttTransport:
         with self._subs_lock:
             self._subs = [(p, h, q) for p, h, q in self._subs if not (p == pattern and h is handler)]
             last = all(p != pattern for p, _, _ in self._subs)
+            if last:
+                self._dropped.add(pattern)
         if last and self._connected.is_set():
-            self._client.unsubscribe(pattern)
+            rc, _ = self._client.unsubscribe(pattern)
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                with self._subs_lock:
+                    self._dropped.discard(pattern)
 
     def _track_subscribe(self, client: mqtt.Client, pattern: str, qos: int) -> None:
         with self._suback_lock:
@@ -261,6 +270,9 @@ class MqttTransport:
             return
         with self._subs_lock:
             patterns = {p: q for p, _, q in self._subs}
+            dropped, self._dropped = self._dropped - set(patterns), set()
+        for pattern in dropped:
+            client.unsubscribe(pattern)
         if not patterns:
             self._subscribed.set()
         for pattern, qos in patterns.items():

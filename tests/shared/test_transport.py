@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -263,6 +264,47 @@ def test_mqtt_unsubscribe_from_a_handler_and_resubscribe_for_the_retained(mosqui
         pub.publish(topic, b"", qos=1, retain=True)
         pub.stop()
         sub.stop()
+
+
+@pytest.mark.integration
+def test_mqtt_a_pattern_dropped_while_offline_leaves_a_persistent_session(mosquitto: tuple[str, int],
+                                                                          unique: str) -> None:
+    """With clean_session=False the broker keeps a subscription across a disconnect. One dropped while offline is
+    unsubscribed on the next connect, so the broker stops sending it, not merely dispatches it to nobody."""
+    host, port = mosquitto
+    topic, client_id = f"cm/v1/t{unique}/x", f"persist-{unique}"
+    first = MqttTransport(client_id=client_id, host=host, port=port, clean_session=False)
+    first.subscribe(topic, lambda _t, _p: None)
+    first.start(wait_s=5)
+    assert first.wait_subscribed(5)
+    first.stop()  # the broker keeps the session and its subscription
+    again = MqttTransport(client_id=client_id, host=host, port=port, clean_session=False)
+    handler: Callable[[str, bytes], None] = lambda _t, _p: None  # noqa: E731
+    again.subscribe(topic, handler)
+    again.unsubscribe(topic, handler)  # before connecting: nothing to send it on yet
+    arrived: list[str] = []
+    paho_callback = again._client.on_message
+    assert paho_callback is not None
+
+    def counting(client: Any, userdata: Any, message: Any) -> None:  # what the broker sent at all
+        arrived.append(message.topic)
+        paho_callback(client, userdata, message)
+
+    again._client.on_message = counting
+    pub = MqttTransport(client_id=f"pp-{unique}", host=host, port=port, clean_session=True)
+    try:
+        again.start(wait_s=5)
+        time.sleep(0.3)  # the UNSUBSCRIBE reaches the broker
+        pub.start(wait_s=5)
+        pub.publish(topic, b"x", qos=1)
+        time.sleep(0.5)
+        assert arrived == []
+    finally:
+        pub.stop()
+        again.stop()
+        cleaner = MqttTransport(client_id=client_id, host=host, port=port, clean_session=True)
+        cleaner.start(wait_s=5)  # a clean connect ends the persistent session
+        cleaner.stop()
 
 
 def test_each_kind_has_its_own_size_limit() -> None:
