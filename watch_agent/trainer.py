@@ -183,7 +183,6 @@ class FlClient:
             log.warning("global model refused", extra={"device": self.device_id, "why": str(exc)})
             return
         self._install(np.frombuffer(blob, dtype="<f4").astype(np.float32), p.version, p.sha256, via="full")
-        self._stop_full_when_caught_up()
 
     def on_model_delta(self, parts: topics.TopicParts, msg: ModelDeltaMessage) -> None:
         """A new version as a step from the previous one: verified as the full model would be, on the rebuilt bytes.
@@ -246,6 +245,7 @@ class FlClient:
             self._after_install(vector)
         self.counters.inc("fl.model_installed")
         self.counters.inc(f"fl.model_installed_{via}")
+        self._stop_full_when_caught_up()  # whichever way it got there
         self._maybe_train()
 
     # -- rounds ----------------------------------------------------------------------------------
