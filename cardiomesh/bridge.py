@@ -6,7 +6,7 @@ central one. What crosses, in topics built by `shared.topics` so the bridge and 
 * out (site → central): escalations, full disclosures and summaries (the cloud's input), alerts, analyses
   and triages (drill hops for an operator at the centre), retained presence (the dashboard's drills find a
   watch by it) and the site's FL aggregates;
-* in (central → site): reports and labels, and the FL round and model (retained);
+* in (central → site): reports and labels, and the FL round, model and model delta (retained);
 * both: commands (an operator's drill command goes in, the edge's responses come out as drill hops).
 
 Never across: 1 Hz vitals and live strip chunks (the edge summarises them, ADR 0014), FL client updates
@@ -39,7 +39,7 @@ def bridged_topics(site: str) -> list[tuple[str, str]]:
 
     out = [kind(k) for k in ("escalation", "disclosure", "summary", "alert", "analysis", "triage")]
     out += [topics.presence(site, ANY), topics.fl_aggregate(ANY, site, ANY)]
-    into = [kind("report"), kind("label"), topics.fl_round(ANY), topics.fl_model(ANY)]
+    into = [kind("report"), kind("label"), topics.fl_round(ANY), topics.fl_model(ANY), topics.fl_model_delta(ANY)]
     return [(t, "out") for t in out] + [(t, "in") for t in into] + [(kind("cmd"), "both")]
 
 

@@ -91,6 +91,8 @@ class FlResult:
     noise_multiplier: float | None = None  # σ of the aggregate's noise / clip norm (Gaussian); None without DP
     averaged_over: int = 1  # global models averaged into the shipped one
     last_iterate_metrics: dict[str, Any] | None = None  # the newest global model alone, for comparison
+    #: what the watches downloaded, summed: installs from full models and from deltas, their bytes, refused deltas
+    model_downloads: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -247,6 +249,10 @@ def run_federation(settings: Settings, options: FlOptions, *,
             records.append(record.as_dict())
             if progress is not None:
                 progress(record)
+        deadline = time.monotonic() + 10  # the last version's delta may still be on its way to the watches
+        while any(c.version != coordinator.version for c in clients) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        downloads = model_downloads(clients)
         coordinator.retire()
         final_model = BeatNet(config)
         released = coordinator.release_vector()
@@ -265,7 +271,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
             model_path=model_path, params=int(initial.size),
             update_bytes=[x["extra"]["update_bytes"] for x in records],
             noise_multiplier=round(dp.noise_scale / options.clip_norm, 4) if dp.mechanism == "gaussian" else None,
-            averaged_over=averaged_over, last_iterate_metrics=last_iterate)
+            averaged_over=averaged_over, last_iterate_metrics=last_iterate, model_downloads=downloads)
         (run_dir / "rounds.json").write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
         plot_rounds(result, run_dir / "rounds.png")
         return result
@@ -279,6 +285,16 @@ def run_federation(settings: Settings, options: FlOptions, *,
             transport.stop()
         if broker is not None:
             broker.stop()
+
+
+def model_downloads(clients: list[FlClient]) -> dict[str, int]:
+    """The watches' model downloads, summed (delta sync, ADR 0015): how many versions each way, and the bytes."""
+    def total(name: str) -> int:
+        return sum(c.counters.get(name) for c in clients)
+
+    return {"installed_full": total("fl.model_installed_full"), "installed_delta": total("fl.model_installed_delta"),
+            "bytes_full": total("fl.model_bytes_received.full"), "bytes_delta": total("fl.model_bytes_received.delta"),
+            "delta_refused": sum(c.counters.total("fl.model_delta_refused.") for c in clients)}
 
 
 def plot_rounds(result: FlResult, path: Path) -> Path:

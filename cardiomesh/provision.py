@@ -107,7 +107,7 @@ def plan(site: str, devices: int, *, edges: int = 1) -> list[Identity]:
         ids.append(Identity(
             watch, "watch",
             read=(topics.cmd(s, any_, watch), topics.label(s, any_, watch), topics.fl_round(any_),
-                  topics.fl_model(any_)),
+                  topics.fl_model(any_), topics.fl_model_delta(any_)),
             write=(topics.alert(s, any_, watch), topics.vitals(s, any_, watch), topics.strip(s, any_, watch),
                    topics.presence(s, watch), topics.capabilities(s, watch), topics.fl_update(any_, s, watch)),
             paired_with=phone))
@@ -128,7 +128,7 @@ def plan(site: str, devices: int, *, edges: int = 1) -> list[Identity]:
                                                 topics.disclosure(any_, any_, any_), topics.summary(any_, any_, any_)),
                  write=(topics.report(any_, any_, "cloud"), topics.label(any_, any_, any_))),
         Identity("fl-coordinator", "coordinator", read=(f"{topics.ROOT}/fl/+/aggregate/#",),
-                 write=(topics.fl_round(any_), topics.fl_model(any_))),
+                 write=(topics.fl_round(any_), topics.fl_model(any_), topics.fl_model_delta(any_))),
         Identity(f"operator-{s}", "operator", read=(topics.everything(s),), write=(topics.cmd(s, any_, any_),)),
         Identity("health", "health", read=("$SYS/broker/version",), write=()),  # the broker's own health check
     ]

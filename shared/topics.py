@@ -98,6 +98,11 @@ def fl_model(federation: str) -> str:
     return f"{ROOT}/fl/{_seg(federation)}/model"
 
 
+def fl_model_delta(federation: str) -> str:
+    """The newest global model as a delta against the previous version (retained): what watches read."""
+    return f"{ROOT}/fl/{_seg(federation)}/model_delta"
+
+
 def fl_update(federation: str, site: str, device_id: str) -> str:
     """A client's (chunked) update, to its site's edge hub."""
     return f"{ROOT}/fl/{_seg(federation)}/update/{_seg(site)}/{_seg(device_id)}"
@@ -131,8 +136,8 @@ def parse(topic: str) -> TopicParts:
     if len(parts) < 3 or "/".join(parts[:2]) != ROOT:
         raise ValueError(f"topic outside {ROOT}: {topic!r}")
     rest = parts[2:]
-    if rest[0] == "fl":  # cm/v1/fl/{federation}/round|model, …/update|aggregate/{site}/{device}
-        if len(rest) == 3 and rest[2] in ("round", "model"):
+    if rest[0] == "fl":  # cm/v1/fl/{federation}/round|model|model_delta, …/update|aggregate/{site}/{device}
+        if len(rest) == 3 and rest[2] in ("round", "model", "model_delta"):
             return TopicParts(site="*", patient_id=None, device_id="*", kind=f"fl_{rest[2]}")
         if len(rest) == 5 and rest[2] in ("update", "aggregate"):
             return TopicParts(site=rest[3], patient_id=None, device_id=rest[4], kind=f"fl_{rest[2]}")

@@ -4,6 +4,10 @@ On a round announcement it trains the current signed global model on the wearer'
 sends only the update: delta → L2 clip → its share of the round's DP noise → (packed, Paillier-
 encrypted) → chunks to its edge hub. Global models are installed only when signed by the coordinator
 and newer than the one it has (unsigned, wrongly signed, tampered or stale models are refused).
+
+Downloads are deltas (ADR 0015): a watch reads each new version as a step from the one it holds and
+rebuilds the signed model from it. It reads the full model only while it holds none, or when a signed
+newer version's delta does not fit what it holds, and stops reading it once it has caught up.
 """
 
 from __future__ import annotations
@@ -22,8 +26,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from shared import topics
 from shared.chunking import chunk_payloads
 from shared.crypto.paillier import precompute_noise
-from shared.crypto.signing import ModelMetadata, ModelVerificationError, SignedModel, verify_model
+from shared.crypto.signing import (
+    ModelMetadata,
+    ModelVerificationError,
+    SignedModel,
+    StaleModelError,
+    verify_metadata,
+    verify_model,
+)
 from shared.fl.aggregate import staleness_weight
+from shared.fl.model_delta import apply_delta, vector_bytes
 from shared.fl.noise import gaussian_share, laplace_share
 from shared.fl.selection import choose_for_training
 from shared.fl.updates import clip_by_l1, clip_by_l2, delta
@@ -32,10 +44,12 @@ from shared.identity import Stamper
 from shared.messages import (
     CapabilitiesPayload,
     DpConfig,
+    ModelDeltaMessage,
     ModelMessage,
     RoundMessage,
     RoundPayload,
     UpdateMessage,
+    encode,
     utcnow,
 )
 from shared.metrics import Counters
@@ -102,6 +116,9 @@ class FlClient:
         self._lock = threading.Lock()
         self.version: int | None = None
         self.global_vector: np.ndarray | None = None
+        self.model_sha256: str | None = None  # of the installed model: a delta must name it as its base
+        self._full_open = False  # reading the full-model topic (changed only under `router.exclusive()`)
+        self._full_until = 0  # ...until a version at least this new is installed
         self._pending: RoundPayload | None = None
         self._done_rounds: set[int] = set()
         self.sent: list[SentUpdate] = []
@@ -113,7 +130,8 @@ class FlClient:
         self._worker: threading.Thread | None = None
 
     def start(self) -> None:
-        self.router.on(topics.fl_model(self.federation), ModelMessage, self.on_model)
+        self.fetch_full()  # nothing held yet: the retained full model first, then only deltas
+        self.router.on(topics.fl_model_delta(self.federation), ModelDeltaMessage, self.on_model_delta)
         self.router.on(topics.fl_round(self.federation), RoundMessage, self.on_round)
 
     def stop(self, timeout_s: float = 60.0) -> bool:
@@ -131,8 +149,31 @@ class FlClient:
         return True
 
     # -- model installation ----------------------------------------------------------------------
+    def fetch_full(self, *, at_least: int | None = None) -> None:
+        """Read the full-model topic (its retained model arrives at once) until a version ≥ `at_least` is
+        installed; by default, any version newer than the one held."""
+        with self.router.exclusive():
+            with self._lock:
+                wanted = at_least if at_least is not None else (0 if self.version is None else self.version + 1)
+                self._full_until = max(self._full_until, wanted)
+                if self._full_open:
+                    return
+                self._full_open = True
+            self.counters.inc("fl.model_full_reads")
+            self.router.on(topics.fl_model(self.federation), ModelMessage, self.on_model)
+
+    def _stop_full_when_caught_up(self) -> None:
+        with self.router.exclusive():
+            with self._lock:
+                if not self._full_open or self.version is None or self.version < self._full_until:
+                    return
+                self._full_open = False
+            self.router.off(topics.fl_model(self.federation))
+
     def on_model(self, parts: topics.TopicParts, msg: ModelMessage) -> None:
+        """A full model: read only while this watch holds none or could not apply a newer version's delta."""
         p = msg.payload
+        self.counters.inc("fl.model_bytes_received.full", len(encode(msg)))
         try:
             blob = base64.b64decode(p.model_b64, validate=True)
             signed = SignedModel(blob=blob, metadata=ModelMetadata(version=p.version, round=max(p.round_id, 0),
@@ -147,15 +188,70 @@ class FlClient:
             self.counters.inc("fl.model_refused.malformed")
             log.warning("global model refused", extra={"device": self.device_id, "why": str(exc)})
             return
-        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        self._install(np.frombuffer(blob, dtype="<f4").astype(np.float32), p.version, p.sha256, via="full")
+
+    def on_model_delta(self, parts: topics.TopicParts, msg: ModelDeltaMessage) -> None:
+        """A new version as a step from the previous one: verified as the full model would be, on the rebuilt bytes.
+
+        Unsigned, wrongly signed and stale deltas are refused and change nothing. A signed, newer delta this
+        watch cannot use (no model, another base, bytes that do not rebuild the signed sha256) is refused too,
+        and sends the watch to the full model of that version.
+        """
+        p = msg.payload
+        self.counters.inc("fl.model_bytes_received.delta", len(encode(msg)))
         with self._lock:
-            self.version, self.global_vector = p.version, vector
+            version, sha, held = self.version, self.model_sha256, self.global_vector
+        if version == p.version and sha == p.sha256:
+            self.counters.inc("fl.model_delta_duplicate")  # the retained delta again, on every (re)subscribe
+            return
+        try:
+            metadata = ModelMetadata(version=p.version, round=max(p.round_id, 0), sha256=p.sha256)
+            signature = base64.b64decode(p.signature_b64, validate=True) if p.signature_b64 else None
+            verify_metadata(self.verify_key, metadata, signature)  # before any work, and before any full read
+            if version is not None and p.version <= version:
+                raise StaleModelError(f"global model version {p.version} is not newer than {version}")
+        except ModelVerificationError as exc:
+            self._refuse_delta(type(exc).__name__, str(exc))
+            return
+        except ValueError as exc:
+            self._refuse_delta("malformed", str(exc))
+            return
+        if held is None or sha is None:
+            self._refuse_delta("no_base", "no model held yet", fetch=p.version)
+            return
+        if p.base_version != version or p.base_sha256 != sha:
+            self._refuse_delta("base_mismatch", f"delta from {p.base_version}, holding {version}", fetch=p.version)
+            return
+        try:
+            vector = apply_delta(held, base64.b64decode(p.delta_b64, validate=True))
+            verify_model(self.verify_key, SignedModel(blob=vector_bytes(vector), metadata=metadata,
+                                                      signature=signature), current_version=version)
+        except ModelVerificationError as exc:  # rebuilt bytes that are not the signed model
+            self._refuse_delta(type(exc).__name__, str(exc), fetch=p.version)
+            return
+        except ValueError as exc:  # ModelDeltaError, bad base64
+            self._refuse_delta("malformed", str(exc), fetch=p.version)
+            return
+        self._install(vector, p.version, p.sha256, via="delta")
+
+    def _refuse_delta(self, reason: str, why: str, *, fetch: int | None = None) -> None:
+        self.counters.inc(f"fl.model_delta_refused.{reason}")
+        log.warning("model delta refused", extra={"device": self.device_id, "reason": reason, "why": why[:300],
+                                                  "reads_full": fetch is not None})
+        if fetch is not None:
+            self.fetch_full(at_least=fetch)
+
+    def _install(self, vector: np.ndarray, version: int, sha256: str, *, via: str) -> None:
+        with self._lock:
+            self.version, self.global_vector, self.model_sha256 = version, vector, sha256
             busy = self._busy
         if not busy:  # never swap weights under a running local training; it reloads the newest when done
             self.learner.load_vector(vector)
         if self._after_install is not None:
             self._after_install(vector)
         self.counters.inc("fl.model_installed")
+        self.counters.inc(f"fl.model_installed_{via}")
+        self._stop_full_when_caught_up()  # whichever way it got there
         self._maybe_train()
 
     # -- rounds ----------------------------------------------------------------------------------

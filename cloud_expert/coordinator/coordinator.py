@@ -3,6 +3,10 @@
 The coordinator owns every publish and receive (Flower's `start()` lesson); the math it applies is the
 pure functions of `shared.fl`. It decrypts only the *sum* over all edges, and only when at least
 `min_clients` updates went into it — fewer, and the round fails without decrypting anything.
+
+Each new version goes out twice, under one signature: whole (retained, for watches that hold nothing or
+fell behind) and as a delta against the previous version (retained, what watches read; ADR 0015). The
+global model it keeps is the one the delta rebuilds, so both are the same bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_expert.coordinator.keys import CoordinatorKeys
 from shared import topics
@@ -25,12 +30,15 @@ from shared.chunking import ChunkError, Reassembler, sha256_hex
 from shared.crypto.paillier import public_key_to_bytes
 from shared.crypto.signing import sign_model
 from shared.fl.aggregate import aggregate_mean
+from shared.fl.model_delta import DEFAULT_BITS, LOSSLESS, ModelDeltaError, apply_delta, encode_delta, read_header
 from shared.fl.updates import apply_update
 from shared.fl_codec import CodecError, UpdateCodec, codec_for_round
 from shared.identity import Stamper
 from shared.messages import (
     AggregateMessage,
     DpConfig,
+    ModelDeltaMessage,
+    ModelDeltaPayload,
     ModelMessage,
     ModelPayload,
     RoundMessage,
@@ -69,6 +77,36 @@ class RoundConfig:
     #: Release the mean of the last m global models (Polyak–Ruppert tail averaging). Each round's DP noise
     #: is independent, so averaging m iterates damps it ~√m; pure post-processing, no privacy cost. 0/1: off.
     average_last: int = 0
+    #: Each new version also goes out as a delta against the previous one (`shared.fl.model_delta`): int8
+    #: block-quantized by default (the published model is what the delta rebuilds), 0 = lossless XOR.
+    model_delta_bits: int = DEFAULT_BITS
+
+
+@dataclass(frozen=True, slots=True)
+class VersionDelta:
+    """How version `version` was reached from `base_version`: the delta bytes watches holding the base apply."""
+
+    version: int
+    base_version: int
+    delta: bytes
+
+
+def signed_payloads(signing: Ed25519PrivateKey, vector: np.ndarray, *, version: int, round_id: int,
+                    delta: VersionDelta | None = None) -> tuple[ModelPayload, ModelDeltaPayload | None]:
+    """The full model and (when `delta` is this version's) its delta, both under the one signature over the
+    full model's metadata. A function, not a method, so `bench/model_delta.py` measures the very bytes sent."""
+    blob = np.asarray(vector, dtype="<f4").tobytes()
+    signed = sign_model(signing, blob, version=version, round=max(round_id, 0))
+    signature_b64 = base64.b64encode(signed.signature or b"").decode()
+    full = ModelPayload(version=version, round_id=round_id, sha256=signed.metadata.sha256,
+                        signature_b64=signature_b64, model_b64=base64.b64encode(blob).decode())
+    if delta is None or delta.version != version:
+        return full, None
+    step = ModelDeltaPayload(version=version, round_id=round_id, sha256=signed.metadata.sha256,
+                             signature_b64=signature_b64, base_version=delta.base_version,
+                             base_sha256=read_header(delta.delta).base_sha256,
+                             delta_b64=base64.b64encode(delta.delta).decode())
+    return full, step
 
 
 @dataclass
@@ -117,6 +155,7 @@ class Coordinator:
         self._codec: UpdateCodec | None = None
         self.records: list[RoundRecord] = []
         self._recent: deque[np.ndarray] = deque(maxlen=max(1, config.average_last))
+        self._delta: VersionDelta | None = None  # how the current version was reached from the previous one
 
     def start(self) -> None:
         self.router.on(topics.fl_aggregate(self.federation, topics.ANY, topics.ANY), AggregateMessage,
@@ -124,13 +163,15 @@ class Coordinator:
 
     # -- publishing ------------------------------------------------------------------------------
     def publish_model(self) -> None:
-        blob = self.vector.astype("<f4").tobytes()
-        signed = sign_model(self.keys.signing, blob, version=self.version, round=max(self._round_id, 0))
-        payload = ModelPayload(version=self.version, round_id=self._round_id, sha256=signed.metadata.sha256,
-                               signature_b64=base64.b64encode(signed.signature or b"").decode(),
-                               model_b64=base64.b64encode(blob).decode())
-        message = ModelMessage(**self.stamp(patient_id=None), payload=payload)
-        self.router.publish(topics.fl_model(self.federation), message, qos=1, retain=True)
+        """The full model first, then its delta: a watch that cannot apply the delta and turns to the full topic
+        finds this version already retained there."""
+        full, delta = signed_payloads(self.keys.signing, self.vector, version=self.version, round_id=self._round_id,
+                                      delta=self._delta)
+        self.router.publish(topics.fl_model(self.federation), ModelMessage(**self.stamp(patient_id=None),
+                                                                           payload=full), qos=1, retain=True)
+        if delta is not None:
+            self.router.publish(topics.fl_model_delta(self.federation),
+                                ModelDeltaMessage(**self.stamp(patient_id=None), payload=delta), qos=1, retain=True)
 
     def build_spec(self, round_id: int) -> RoundPayload:
         """The announcement round `round_id` would carry (also what clients precompute against)."""
@@ -222,7 +263,17 @@ class Coordinator:
         return record
 
     def _advance(self, mean: np.ndarray) -> None:
-        self.vector = apply_update(self.vector, mean, server_lr=self.config.server_lr).astype(np.float32)
+        target = apply_update(self.vector, mean, server_lr=self.config.server_lr).astype(np.float32)
+        try:
+            delta = encode_delta(self.vector, target, bits=self.config.model_delta_bits)
+        except ModelDeltaError as exc:  # a non-finite step cannot be quantized; the lossless mode takes any bits
+            log.error("model step not quantizable: lossless delta",
+                      extra={"version": self.version + 1, "why": str(exc)})
+            self.counters.inc("fl.model_delta_lossless_fallback")
+            delta = encode_delta(self.vector, target, bits=LOSSLESS)
+        # publish what the delta rebuilds (the watches' own function on the same bytes), and train on from it
+        self.vector = apply_delta(self.vector, delta)
+        self._delta = VersionDelta(version=self.version + 1, base_version=self.version, delta=delta)
         self.version += 1
         self._recent.append(self.vector.copy())
         self.publish_model()
@@ -244,8 +295,9 @@ class Coordinator:
         return sum(r.status == "ok" for r in self.records)
 
     def retire(self) -> None:
-        """Clear the federation's retained round and model, so a later federation starts clean."""
-        for topic in (topics.fl_round(self.federation), topics.fl_model(self.federation)):
+        """Clear the federation's retained round, model and delta, so a later federation starts clean."""
+        for topic in (topics.fl_round(self.federation), topics.fl_model(self.federation),
+                      topics.fl_model_delta(self.federation)):
             self.router.transport.publish(topic, b"", qos=1, retain=True)
 
     def run_round(self, round_id: int) -> RoundRecord:

@@ -70,17 +70,23 @@ def sign_model(private_key: Ed25519PrivateKey, blob: bytes, *, version: int, rou
     return SignedModel(blob=blob, metadata=metadata, signature=private_key.sign(metadata_bytes(metadata)))
 
 
+def verify_metadata(public_key: Ed25519PublicKey, metadata: ModelMetadata, signature: bytes | None) -> None:
+    """The signature check alone (`UnsignedModelError`, `BadSignatureError`): before any work on a blob, e.g.
+    before rebuilding a model from a delta, so unsigned claims cannot make a device fetch or compute anything."""
+    if not signature:
+        raise UnsignedModelError("global model carries no signature")
+    try:
+        public_key.verify(signature, metadata_bytes(metadata))
+    except InvalidSignature as exc:
+        raise BadSignatureError("global model signature does not verify under the coordinator key") from exc
+
+
 def verify_model(public_key: Ed25519PublicKey, model: SignedModel, *, current_version: int | None) -> ModelMetadata:
     """Return the metadata of a model safe to install, or raise a `ModelVerificationError` subclass.
 
     `current_version` is the installed model's version (None on a fresh device: any signed version).
     """
-    if not model.signature:
-        raise UnsignedModelError("global model carries no signature")
-    try:
-        public_key.verify(model.signature, metadata_bytes(model.metadata))
-    except InvalidSignature as exc:
-        raise BadSignatureError("global model signature does not verify under the coordinator key") from exc
+    verify_metadata(public_key, model.metadata, model.signature)
     if hashlib.sha256(model.blob).hexdigest() != model.metadata.sha256:
         raise TamperedModelError("global model blob does not match its signed sha256")
     if current_version is not None and model.metadata.version <= current_version:

@@ -18,12 +18,12 @@ from shared.messages.clinical import (
 from shared.messages.device import CapabilitiesMessage, CommandMessage, PresenceMessage, StripMessage, VitalsMessage
 from shared.messages.edge import DisclosureMessage, SummaryMessage
 from shared.messages.envelope import Envelope
-from shared.messages.fl import AggregateMessage, ModelMessage, RoundMessage, UpdateMessage
+from shared.messages.fl import AggregateMessage, ModelDeltaMessage, ModelMessage, RoundMessage, UpdateMessage
 
 Message = Annotated[
     AlertMessage | AnalysisMessage | TriageMessage | EscalationMessage | ReportMessage | VitalsMessage
     | PresenceMessage | CapabilitiesMessage | CommandMessage | StripMessage | RoundMessage | ModelMessage
-    | UpdateMessage | AggregateMessage | LabelMessage | DisclosureMessage | SummaryMessage,
+    | UpdateMessage | AggregateMessage | LabelMessage | DisclosureMessage | SummaryMessage | ModelDeltaMessage,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)

@@ -75,7 +75,9 @@ class RoundMessage(Envelope):
 
 
 class ModelPayload(_Payload):
-    """A signed global model, published retained; devices refuse unsigned, wrongly signed or stale ones."""
+    """A signed global model, published retained; devices refuse unsigned, wrongly signed or stale ones.
+
+    Watches read it only when they hold no model or cannot apply the newest delta (`ModelDeltaPayload`)."""
 
     version: int = Field(ge=0)
     round_id: int = Field(ge=-1)
@@ -87,6 +89,28 @@ class ModelPayload(_Payload):
 class ModelMessage(Envelope):
     type: Literal["fl_model"] = "fl_model"
     payload: ModelPayload
+
+
+class ModelDeltaPayload(_Payload):
+    """Version `version` as a step from `base_version` (`shared.fl.model_delta`), for watches that hold that base.
+
+    The signature is the full model's (over version, round and the sha256 of the model the delta rebuilds),
+    so a watch verifies what it rebuilt exactly as it would the whole model. `base_*` are not signed: a wrong
+    base only makes the rebuilt sha256 differ from the signed one, and the delta is refused.
+    """
+
+    version: int = Field(ge=1)
+    round_id: int = Field(ge=-1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the rebuilt full model (signed)")
+    signature_b64: str = Field(max_length=256)
+    base_version: int = Field(ge=0)
+    base_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    delta_b64: str = Field(max_length=2_000_000)
+
+
+class ModelDeltaMessage(Envelope):
+    type: Literal["fl_model_delta"] = "fl_model_delta"
+    payload: ModelDeltaPayload
 
 
 class ChunkPayload(_Payload):

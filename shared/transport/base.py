@@ -24,6 +24,10 @@ class Transport(Protocol):
     def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
         """Call `handler(topic, payload)` for every message matching `pattern` (may be `$share/...`)."""
 
+    def unsubscribe(self, pattern: str, handler: Handler) -> None:
+        """Stop calling `handler` for `pattern`; the broker subscription ends with the pattern's last handler.
+        Safe from inside a handler (a watch stops reading full models once it holds one)."""
+
     def is_connected(self) -> bool: ...
 
 

@@ -15,7 +15,7 @@ Three rejections, each counted by the router under `rejected.<reason>`:
 Why not "seq must grow": a restarted device replays its outbox *after* it has sent new messages, and a
 message kind a watch sends rarely (an alert) arrives out of order with one it sends often; a strict
 high-water mark would drop exactly the late alerts the outbox exists to deliver. Retained state
-(presence, global models, FL rounds) is exempt from the age window: it is old by design.
+(presence, global models and their deltas, FL rounds) is exempt from the age window: it is old by design.
 
 State is in memory and bounded (per-source rings of recent seqs); after a restart the age window and the
 durable id dedupe still stand. Sequences come from `shared.identity.Stamper`, which starts each run at
@@ -30,7 +30,7 @@ from datetime import datetime
 from shared.messages.codec import RejectReason
 
 #: Topic kinds whose messages are retained state rather than events: old by design.
-RETAINED_KINDS = frozenset({"presence", "capabilities", "fl_model", "fl_round"})
+RETAINED_KINDS = frozenset({"presence", "capabilities", "fl_model", "fl_model_delta", "fl_round"})
 
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 DEFAULT_SKEW_S = 300.0

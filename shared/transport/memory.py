@@ -34,6 +34,10 @@ class InMemoryBus:
         for topic, payload in retained:
             handler(topic, payload)
 
+    def _unsubscribe_one(self, pattern: str, handler: Handler) -> None:
+        with self._lock:
+            self._subs = [(p, h) for p, h in self._subs if not (p == pattern and h is handler)]
+
     def _unsubscribe(self, handlers: list[Handler]) -> None:
         with self._lock:
             self._subs = [(p, h) for p, h in self._subs if not any(h is mine for mine in handlers)]
@@ -67,3 +71,7 @@ class InMemoryTransport:
     def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
         self._handlers.append(handler)
         self._bus._subscribe(pattern, handler)
+
+    def unsubscribe(self, pattern: str, handler: Handler) -> None:
+        self._handlers = [h for h in self._handlers if h is not handler]
+        self._bus._unsubscribe_one(pattern, handler)

@@ -105,6 +105,9 @@ class MqttTransport:
         #: every change of `_subs`)
         self._route_cache: dict[str, list[Handler]] = {}
         self._subs_lock = threading.Lock()
+        #: patterns whose last handler went while no UNSUBSCRIBE could be sent: a persistent session still holds
+        #: them at the broker, so they are unsubscribed on the next connect
+        self._dropped: set[str] = set()
         self._connected = threading.Event()
         self._suback_lock = threading.Lock()
         self._pending_subacks: set[int] = set()
@@ -230,8 +233,24 @@ class MqttTransport:
         with self._subs_lock:
             self._subs.append((pattern, handler, qos))
             self._route_cache.clear()
+            self._dropped.discard(pattern)
         if self._connected.is_set():
             self._track_subscribe(self._client, pattern, qos)
+
+    def unsubscribe(self, pattern: str, handler: Handler) -> None:
+        """Messages already delivered but not yet dispatched no longer reach `handler` either (dispatch matches
+        against the live list); they are still acknowledged."""
+        with self._subs_lock:
+            self._subs = [(p, h, q) for p, h, q in self._subs if not (p == pattern and h is handler)]
+            self._route_cache.clear()
+            last = all(p != pattern for p, _, _ in self._subs)
+            if last:
+                self._dropped.add(pattern)
+        if last and self._connected.is_set():
+            rc, _ = self._client.unsubscribe(pattern)
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                with self._subs_lock:
+                    self._dropped.discard(pattern)
 
     def _track_subscribe(self, client: mqtt.Client, pattern: str, qos: int) -> None:
         with self._suback_lock:
@@ -259,6 +278,9 @@ class MqttTransport:
             return
         with self._subs_lock:
             patterns = {p: q for p, _, q in self._subs}
+            dropped, self._dropped = self._dropped - set(patterns), set()
+        for pattern in dropped:
+            client.unsubscribe(pattern)
         if not patterns:
             self._subscribed.set()
         for pattern, qos in patterns.items():

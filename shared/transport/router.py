@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from shared import topics
@@ -44,6 +45,10 @@ KIND_LIMITS: dict[str, int] = {
     "strip": 256 * 1024, "analysis": 256 * 1024, "alert": 384 * 1024,
 }
 
+#: Topic kinds whose device segment names the addressee (commands, labels) or nobody (a federation's round
+#: and models): the envelope's source cannot be checked against the topic.
+UNSOURCED_KINDS = frozenset({"cmd", "label", "fl_round", "fl_model", "fl_model_delta"})
+
 
 class Router:
     def __init__(self, transport: Transport, *, counters: Counters, max_bytes: int,
@@ -56,6 +61,7 @@ class Router:
         self.max_bytes = max_bytes
         self.dead_letters = dead_letters or getattr(transport, "dead_letters", None) or DeadLetterStore(":memory:")
         self._routes: list[tuple[str, Callable[[str, bytes], None]]] = []
+        self._subscriptions: list[tuple[str, Callable[[str, bytes], None]]] = []  # (pattern, transport handler)
         self._dispatch = threading.RLock()  # RLock: an in-memory bus delivers a handler's own publishes inline
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -93,11 +99,29 @@ class Router:
                 handler(topics.parse(topic), message)
 
         self._routes.append((pattern, _retry))
+        self._subscriptions.append((pattern, _handle))
         # always running (a sleeping daemon): rows a previous run left, and rows an operator replays while the
         # component runs (`cardiomesh dead-letters replay`), are retried once their route is registered
         self._ensure_retrier()
         self.transport.subscribe(pattern, _handle, qos=qos)
         log.debug("subscribed", extra={"pattern": strip_share(pattern), "type": message_type.__name__})
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Run a block as a handler runs: no handler of this router runs meanwhile. Code outside the handlers that
+        changes what a component subscribes to takes it, so it never races a handler doing the same."""
+        with self._dispatch:
+            yield
+
+    def off(self, pattern: str) -> None:
+        """Undo every `on(pattern, …)` of this router: no more deliveries, and its kept messages wait for a route
+        again. Safe from inside a handler."""
+        mine = [h for p, h in self._subscriptions if p == pattern]
+        self._subscriptions = [(p, h) for p, h in self._subscriptions if p != pattern]
+        self._routes = [(p, r) for p, r in self._routes if p != pattern]
+        for handle in mine:
+            self.transport.unsubscribe(pattern, handle)
+        log.debug("unsubscribed", extra={"pattern": strip_share(pattern)})
 
     def accept(self, topic: str, raw: bytes, message_type: type[M], *, check_source: bool = True) -> M | None:
         """Decode and validate one payload; None (counted and logged) when it must be rejected."""
@@ -108,7 +132,7 @@ class Router:
             expected = message_type.model_fields["type"].default
             if isinstance(expected, str) and data["type"] != expected:
                 raise DecodeError("wrong_type", f"expected {message_type.__name__}, got {data['type']}")
-            if check_source and parts.kind not in ("cmd", "label", "fl_round", "fl_model") and isinstance(
+            if check_source and parts.kind not in UNSOURCED_KINDS and isinstance(
                     data.get("source"), str) and (
                 data["source"] != parts.device_id
                 or (parts.patient_id is not None and data.get("patient_id") != parts.patient_id)

@@ -172,6 +172,21 @@ def test_only_the_edge_sends_the_cloud_summaries_and_disclosures(broker: Broker)
             c.stop()
 
 
+def test_watches_read_global_models_and_their_deltas_that_only_the_coordinator_publishes(broker: Broker) -> None:
+    full, delta = topics.fl_model("fed-p"), topics.fl_model_delta("fed-p")
+    watch = Client(broker, "watch-1", subscribe=(full, delta))
+    coordinator, forger = Client(broker, "fl-coordinator"), Client(broker, "watch-2")
+    try:
+        for topic in (full, delta):
+            forger.transport.publish(topic, b"forged")  # a watch may not publish models: dropped
+            coordinator.transport.publish(topic, b"signed")
+        _settle(watch)
+        assert sorted(watch.received()) == [(full, b"signed"), (delta, b"signed")]
+    finally:
+        for c in (watch, coordinator, forger):
+            c.stop()
+
+
 def test_a_phone_reads_only_its_paired_watch(broker: Broker) -> None:
     phone = Client(broker, "phone-1", subscribe=(topics.alert(SITE, "+", "+"),))
     watch1, watch2 = Client(broker, "watch-1"), Client(broker, "watch-2")

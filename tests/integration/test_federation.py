@@ -31,5 +31,8 @@ def test_encrypted_dp_federation_over_mosquitto(mosquitto: tuple[str, int], mitd
     assert set(result.final_metrics["per_class"]) == {"N", "S", "V", "F"}
     assert all(b > 0 for b in result.update_bytes)
     assert result.averaged_over == 2 and result.last_iterate_metrics is not None  # shipped: mean of both models
+    downloads = result.model_downloads  # over Mosquitto: each watch read one full model, then only deltas
+    assert (downloads["installed_full"], downloads["installed_delta"], downloads["delta_refused"]) == (3, 6, 0)
+    assert 0 < downloads["bytes_delta"] / 6 < 0.4 * downloads["bytes_full"] / 3  # per download
     for name in ("global.pt", "rounds.json", "rounds.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0

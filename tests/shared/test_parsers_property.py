@@ -26,7 +26,7 @@ json_values = st.recursive(
     max_leaves=20,
 )
 TYPES = ["alert", "analysis", "triage", "escalation", "report", "vitals", "presence", "command", "strip",
-         "fl_round", "fl_model", "fl_update", "fl_aggregate"]
+         "fl_round", "fl_model", "fl_model_delta", "fl_update", "fl_aggregate"]
 
 
 def _decodes_or_says_why(raw: bytes) -> None:

@@ -27,6 +27,14 @@ def test_parse_rejects_foreign_topics(topic: str) -> None:
         topics.parse(topic)
 
 
+def test_fl_topics_roundtrip() -> None:
+    assert topics.fl_model_delta("watch-detector") == "cm/v1/fl/watch-detector/model_delta"
+    for build, kind in ((topics.fl_round, "fl_round"), (topics.fl_model, "fl_model"),
+                        (topics.fl_model_delta, "fl_model_delta")):
+        parts = topics.parse(build("fed-1"))
+        assert (parts.kind, parts.patient_id) == (kind, None)
+
+
 def test_wildcards_and_shared() -> None:
     pattern = topics.escalation(topics.ANY, topics.ANY, topics.ANY)
     assert pattern == "cm/v1/+/+/+/escalation"

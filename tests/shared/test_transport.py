@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,32 @@ def test_router_survives_handler_errors() -> None:
     assert counters.get("rejected.handler_error") == 1
     assert counters.get("dead_letters.kept") == 1 and len(router.dead_letters.all()) == 1  # kept, not dropped
     router.close()
+
+
+def test_router_off_stops_deliveries_even_from_inside_a_handler() -> None:
+    """A watch stops reading full models from inside the handler that installed one (`FlClient.on_model`)."""
+    bus = InMemoryBus()
+    counters = Counters()
+    router = Router(bus.transport("t"), counters=counters, max_bytes=64 * 1024)
+    pattern = topics.alert("s", topics.ANY, topics.ANY)
+    got: list[AlertMessage] = []
+
+    def once(_parts: topics.TopicParts, message: AlertMessage) -> None:
+        got.append(message)
+        router.off(pattern)
+
+    router.on(pattern, AlertMessage, once)
+    other: list[AlertMessage] = []
+    Router(bus.transport("u"), counters=Counters(), max_bytes=64 * 1024).on(
+        pattern, AlertMessage, lambda _p, m: other.append(m))  # another component on the same pattern keeps it
+    for _ in range(2):
+        bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(factories.alert(device="watch-1",
+                                                                                                patient="pt-1")))
+    assert len(got) == 1 and len(other) == 2
+    router.on(pattern, AlertMessage, once)  # and on again: subscribing works as before
+    bus.transport("w").publish(topics.alert("s", "pt-1", "watch-1"), encode(factories.alert(device="watch-1",
+                                                                                            patient="pt-1")))
+    assert len(got) == 2
 
 
 def test_outbox_keeps_rows_across_restarts(tmp_path: Path) -> None:
@@ -200,6 +227,84 @@ def test_presence_will_and_goodbye(mosquitto: tuple[str, int], unique: str) -> N
     cleaner.start(wait_s=5)
     cleaner.publish(topic, b"", qos=1, retain=True)  # remove the retained test presence
     cleaner.stop()
+
+
+@pytest.mark.integration
+def test_mqtt_unsubscribe_from_a_handler_and_resubscribe_for_the_retained(mosquitto: tuple[str, int],
+                                                                          unique: str) -> None:
+    """What delta sync asks of paho: stop reading a retained topic from inside its handler, read it again later
+    (the broker sends its retained message on every subscribe), and another handler of the pattern is unaffected."""
+    host, port = mosquitto
+    topic = f"cm/v1/t{unique}/retained"
+    seen: list[bytes] = []
+    kept: list[bytes] = []
+    first = threading.Event()
+    sub = MqttTransport(client_id=f"us-{unique}", host=host, port=port, clean_session=True)
+
+    def once(_topic: str, payload: bytes) -> None:
+        seen.append(payload)
+        sub.unsubscribe(topic, once)
+        first.set()
+
+    pub = MqttTransport(client_id=f"up-{unique}", host=host, port=port, clean_session=True)
+    pub.start(wait_s=5)
+    try:
+        pub.publish(topic, b"v1", qos=1, retain=True)
+        sub.subscribe(topic, once)
+        sub.start(wait_s=5)
+        assert first.wait(5) and seen == [b"v1"]
+        time.sleep(0.3)  # the UNSUBSCRIBE reaches the broker
+        pub.publish(topic, b"v2", qos=1, retain=True)
+        time.sleep(0.5)
+        assert seen == [b"v1"], "a message arrived after unsubscribe"
+        again = threading.Event()
+        sub.subscribe(topic, _collect(kept, again))
+        assert again.wait(5) and kept == [b"v2"]  # the retained one, on the new subscription
+    finally:
+        pub.publish(topic, b"", qos=1, retain=True)
+        pub.stop()
+        sub.stop()
+
+
+@pytest.mark.integration
+def test_mqtt_a_pattern_dropped_while_offline_leaves_a_persistent_session(mosquitto: tuple[str, int],
+                                                                          unique: str) -> None:
+    """With clean_session=False the broker keeps a subscription across a disconnect. One dropped while offline is
+    unsubscribed on the next connect, so the broker stops sending it, not merely dispatches it to nobody."""
+    host, port = mosquitto
+    topic, client_id = f"cm/v1/t{unique}/x", f"persist-{unique}"
+    first = MqttTransport(client_id=client_id, host=host, port=port, clean_session=False)
+    first.subscribe(topic, lambda _t, _p: None)
+    first.start(wait_s=5)
+    assert first.wait_subscribed(5)
+    first.stop()  # the broker keeps the session and its subscription
+    again = MqttTransport(client_id=client_id, host=host, port=port, clean_session=False)
+    handler: Callable[[str, bytes], None] = lambda _t, _p: None  # noqa: E731
+    again.subscribe(topic, handler)
+    again.unsubscribe(topic, handler)  # before connecting: nothing to send it on yet
+    arrived: list[str] = []
+    paho_callback = again._client.on_message
+    assert paho_callback is not None
+
+    def counting(client: Any, userdata: Any, message: Any) -> None:  # what the broker sent at all
+        arrived.append(message.topic)
+        paho_callback(client, userdata, message)
+
+    again._client.on_message = counting
+    pub = MqttTransport(client_id=f"pp-{unique}", host=host, port=port, clean_session=True)
+    try:
+        again.start(wait_s=5)
+        time.sleep(0.3)  # the UNSUBSCRIBE reaches the broker
+        pub.start(wait_s=5)
+        pub.publish(topic, b"x", qos=1)
+        time.sleep(0.5)
+        assert arrived == []
+    finally:
+        pub.stop()
+        again.stop()
+        cleaner = MqttTransport(client_id=client_id, host=host, port=port, clean_session=True)
+        cleaner.start(wait_s=5)  # a clean connect ends the persistent session
+        cleaner.stop()
 
 
 def test_each_kind_has_its_own_size_limit() -> None:
