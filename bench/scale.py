@@ -220,20 +220,25 @@ def main() -> None:
     parser.add_argument("--levels", default="100,1000,2000,5000")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--loaders", type=int, default=2)
+    parser.add_argument("--edge-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="set for the edge process (an ablation, e.g. CARDIOMESH_EDGE_EMERGENCY_CONNECTION=false)")
+    parser.add_argument("--name", default="scale", help="results name (bench/results/<name>.json and .png)")
     args = parser.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.edge_env)
     rows = []
     for watches in [int(x) for x in args.levels.split(",")]:
-        row = {k: v for k, v in level(watches, args.seconds, args.loaders).items() if not k.startswith("_")}
+        row = {k: v for k, v in level(watches, args.seconds, args.loaders, env_extra=extra).items()
+               if not k.startswith("_")}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    plot(rows, RESULTS / "scale.png")
+    plot(rows, RESULTS / f"{args.name}.png")
     within = [r for r in rows if float(str(r["p99_ms"])) <= 50 and r["lost"] == 0]
-    write_result("scale", rows, [  # type: ignore[arg-type]
+    write_result(args.name, rows, [  # type: ignore[arg-type]
         (f"{r['watches']} watches", f"{r['msgs_per_s']}/s of {r['offered_per_s']}/s, p50 {r['p50_ms']} ms, "
          f"p99 {r['p99_ms']} ms, edge {r['edge_cpu_pct']} % CPU {r['edge_rss_mb']} MB, broker "
          f"{r['broker_cpu_pct']} %, lost {r['lost']}") for r in rows] + [
         ("largest N within 50 ms p99, nothing lost", str(max((int(str(r["watches"])) for r in within), default=0))),
-        ("plot", "bench/results/scale.png")])
+        ("plot", f"bench/results/{args.name}.png")] + ([("edge environment", str(extra))] if extra else []))
 
 
 if __name__ == "__main__":

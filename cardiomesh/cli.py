@@ -231,13 +231,15 @@ def edge(
     counters = Counters()
     transport = mqtt_transport(settings, f"{settings.site}-{edge_id}", outbox=True, counters=counters)
     # alerts and the answers to them on a connection of their own (same identity): never behind telemetry
-    fast = mqtt_transport(settings, f"{settings.site}-{edge_id}~emergency", outbox=True, counters=counters)
+    fast = (mqtt_transport(settings, f"{settings.site}-{edge_id}~emergency", outbox=True, counters=counters)
+            if settings.edge_emergency_connection else None)
     try:
         hub = EdgeHub(settings, transport, edge_id=edge_id, counters=counters, emergency_transport=fast)
     except ValueError as exc:  # provisioned without its command-signing key
         raise _fail(str(exc)) from None
     hub.start()
-    fast.start()
+    if fast is not None:
+        fast.start()
     transport.start()
     _tune_for_latency()
     exporter = _export(settings, f"edge-{edge_id}", hub.counters)
@@ -246,15 +248,16 @@ def edge(
     stop.wait()
     hub.stop()
     transport.stop()
-    fast.stop()
+    if fast is not None:
+        fast.stop()
     exporter.stop()
 
 
 def _tune_for_latency() -> None:
     """For a process whose job is answering alerts in milliseconds (the edge hub): hand the GIL over every
-    1 ms instead of 5 ms (an alert's hops cross threads: network → dispatcher → network), and move everything
-    loaded at start-up out of the garbage collector's view so its full collections stay short
-    (bench/scale.py measured the tail with and without)."""
+    1 ms instead of 5 ms (an alert's hops cross threads: network → dispatcher → network, and each hand-over
+    could wait a whole interval behind a thread parsing telemetry), and move everything loaded at start-up out
+    of the garbage collector's view so its full collections stay short."""
     import gc
     import sys
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     edge_analysis: bool = Field(
         True, description="When no phone findings arrive in time, the edge reads the strip itself (shared analysis)"
     )
+    edge_emergency_connection: bool = Field(
+        True, description="The edge takes alerts (and sends the answers) on a second MQTT connection of its own, "
+        "never behind telemetry; off: one connection (e.g. a broker that limits connections per identity)")
     edge_shard: str | None = Field(
         None, pattern=r"^\d{1,3}/\d{1,3}$", description="Several edge hubs per site: this hub owns the patients "
         "i of n (e.g. 0/2) by a stable hash of the pseudonymous id, and subscribes to their topics only; unset: all")
