@@ -4,6 +4,7 @@ edge does not hold the round open waiting for it."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from cloud_expert.coordinator.keys import CoordinatorKeys
 from shared import topics
@@ -42,8 +43,7 @@ def test_a_low_battery_watch_is_not_selected_and_the_round_does_not_wait_for_it(
     batteries = [SimulatedBattery(pct) for pct in (90.0, 75.0, 60.0, 18.0)]
     for i, client in enumerate(clients):
         reporter = CapabilityReporter(bus.transport(f"caps-{i}"), site=SITE, device_id=f"watch-{i}",
-                                      patient_id=None, role="watch",
-                                      state=lambda b=batteries[i]: OwnState(battery=b))
+                                      patient_id=None, role="watch", state=partial(OwnState, battery=batteries[i]))
         reporter.publish()  # retained, as a watch does on start and every refresh
         client._own_state = reporter.current
     assert len(edges[0].registry.fresh()) == 4
