@@ -72,64 +72,53 @@ def test_stale_capabilities_are_unknown_not_trusted() -> None:
     assert registry.fresh(now=131.0) == {} and len(registry) == 1
 
 
-def test_with_its_phone_offline_the_watchs_alert_is_read_at_the_edge_at_once(tmp_path: Path) -> None:
+TIMEOUT_S = 60.0
+
+
+def _escalate_with(tmp_path: Path, phone_status: str, phone_caps: CapabilitiesPayload | None
+                   ) -> tuple[EdgeHub, EscalationMessage, float]:
+    """A hub whose watch has one phone (presence `phone_status`, retained capabilities `phone_caps`); the watch
+    alerts: (the hub, its one escalation, seconds from alert to escalation)."""
     bus = InMemoryBus()
-    settings = Settings(site=SITE, state_dir=tmp_path, analysis_timeout_s=60.0, edge_analysis=True)
+    settings = Settings(site=SITE, state_dir=tmp_path, analysis_timeout_s=TIMEOUT_S, edge_analysis=True)
     hub = EdgeHub(settings, bus.transport("edge"), store=EdgeStore(tmp_path / "edge.db"))
     hub.start()
     device = bus.transport("devices")
     for source, role, status, paired in (("watch-1", "watch", "online", ["phone-1"]),
-                                         ("phone-1", "phone", "offline", ["watch-1"])):
+                                         ("phone-1", "phone", phone_status, ["watch-1"])):
         device.publish(topics.presence(SITE, source), encode(PresenceMessage(
             source=source, patient_id="pt-p", payload=PresencePayload(status=status, role=role, paired_with=paired))))
-    alert = factories.alert(kind="wide_complex_run", device="watch-1", patient="pt-p")
+    if phone_caps is not None:
+        device.publish(topics.capabilities(SITE, "phone-1"), encode(CapabilitiesMessage(
+            source="phone-1", patient_id="pt-p", payload=phone_caps)), retain=True)
+
+    def escalations() -> list[EscalationMessage]:
+        found = [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/escalation")]
+        return [m for m in found if isinstance(m, EscalationMessage)]
+
     started = time.monotonic()
     try:
-        device.publish(topics.alert(SITE, "pt-p", "watch-1"), encode(alert))
-
-        def escalations() -> list[EscalationMessage]:
-            found = [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/escalation")]
-            return [m for m in found if isinstance(m, EscalationMessage)]
-
+        device.publish(topics.alert(SITE, "pt-p", "watch-1"),
+                       encode(factories.alert(kind="wide_complex_run", device="watch-1", patient="pt-p")))
         assert wait_until(lambda: bool(escalations()), 30), "no escalation"
         waited = time.monotonic() - started
     finally:
         hub.stop()
     [escalation] = escalations()
     assert escalation.payload.analysis is not None and escalation.payload.analysis.source == "edge-1"
+    return hub, escalation, waited
+
+
+def test_with_its_phone_offline_the_watchs_alert_is_read_at_the_edge_at_once(tmp_path: Path) -> None:
+    hub, escalation, waited = _escalate_with(tmp_path, "offline", None)
     assert any("phone-1 offline: strip read at the edge" in r for r in escalation.payload.reasons)
-    assert waited < settings.analysis_timeout_s / 2  # not the 60 s wait for a phone that is gone
+    assert waited < TIMEOUT_S / 2  # not the 60 s wait for a phone that is gone
     assert hub.counters.get("placement.edge") == 1 and hub.counters.get("analysis.timeout") == 0
 
 
 def test_with_its_phone_on_a_flat_battery_the_strip_is_read_at_the_edge_within_the_slo(tmp_path: Path) -> None:
     """The phone is online but says (retained capabilities over the bus) it has 6 % left and is not charging."""
-    bus = InMemoryBus()
-    settings = Settings(site=SITE, state_dir=tmp_path, analysis_timeout_s=60.0, edge_analysis=True)
-    hub = EdgeHub(settings, bus.transport("edge"), store=EdgeStore(tmp_path / "edge.db"))
-    hub.start()
-    device = bus.transport("devices")
-    for source, role, paired in (("watch-1", "watch", ["phone-1"]), ("phone-1", "phone", ["watch-1"])):
-        device.publish(topics.presence(SITE, source), encode(PresenceMessage(
-            source=source, patient_id="pt-p", payload=PresencePayload(status="online", role=role,
-                                                                      paired_with=paired))))
-    device.publish(topics.capabilities(SITE, "phone-1"), encode(CapabilitiesMessage(
-        source="phone-1", patient_id="pt-p", payload=_phone(battery_pct=6.0))), retain=True)
-    alert = factories.alert(kind="wide_complex_run", device="watch-1", patient="pt-p")
-    started = time.monotonic()
-    try:
-        device.publish(topics.alert(SITE, "pt-p", "watch-1"), encode(alert))
-
-        def escalations() -> list[EscalationMessage]:
-            found = [decode(p, max_bytes=1 << 22) for t, p, *_ in bus.published if t.endswith("/escalation")]
-            return [m for m in found if isinstance(m, EscalationMessage)]
-
-        assert wait_until(lambda: bool(escalations()), 30), "no escalation"
-        waited = time.monotonic() - started
-    finally:
-        hub.stop()
-    [escalation] = escalations()
-    assert escalation.payload.analysis is not None and escalation.payload.analysis.source == "edge-1"
+    hub, escalation, waited = _escalate_with(tmp_path, "online", _phone(battery_pct=6.0))
     assert any("phone-1 battery 6 %" in r for r in escalation.payload.reasons)
-    assert waited < settings.analysis_timeout_s / 2
+    assert waited < TIMEOUT_S / 2
     assert hub.counters.get("placement.edge.battery") == 1 and hub.counters.get("capabilities.received") >= 1
