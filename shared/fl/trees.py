@@ -1,0 +1,254 @@
+"""Horizontal federated gradient boosting (SecureBoost-style, histogram based): the wearers keep their beats,
+only sums of gradient and hessian histograms leave them, and those sums are all the coordinator needs.
+
+One round grows one tree per class (softmax loss). For each level, every client bins its beats' gradients and
+hessians by (node, feature, bin) — a vector the existing packed-Paillier path can encrypt and the edge can sum
+blind — and the coordinator, from the *sum*, picks each node's best split (XGBoost's gain with L2 `lam`) and
+sends the splits back; leaves get −G/(H + lam). Because sums of per-client histograms equal the histogram of
+the pooled beats, the federated model is the model a central trainer with the same bins would grow: federation
+costs no accuracy here, only rounds of messages. Bin edges come from a federated sketch (`merge_sketches`):
+each client sends per-feature quantiles of its own values with its count, never a value of a beat.
+
+Pure numpy, no bus: `FederatedBoosting.fit` runs the protocol in process over `Client`s (bench/fl_trees.py);
+`client_histograms` and `best_splits` are the two halves the bus version will call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+N_BINS = 64  # bins per feature; bin 0 holds missing values
+SKETCH_POINTS = 65
+
+
+@dataclass(frozen=True, slots=True)
+class TreeConfig:
+    rounds: int = 200
+    max_depth: int = 5
+    learning_rate: float = 0.1
+    lam: float = 1.0  # L2 on leaf values
+    min_hessian: float = 1.0  # a child needs this much hessian to exist
+    n_classes: int = 4
+
+
+def client_sketch(X: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per-feature quantiles (`SKETCH_POINTS` each, NaN-free columns only) of one client's values, and its count."""
+    q = np.linspace(0, 1, SKETCH_POINTS)
+    with np.errstate(all="ignore"):
+        points = np.nanquantile(X, q, axis=0).T if len(X) else np.full((X.shape[1], SKETCH_POINTS), np.nan)
+    return points.astype(np.float64), len(X)
+
+
+def merge_sketches(sketches: Sequence[tuple[np.ndarray, int]], n_bins: int = N_BINS) -> np.ndarray:
+    """Bin edges (features, n_bins − 2) from the clients' quantile sketches: each sketch is a client's CDF
+    (piecewise linear through its quantiles); their mixture, weighted by the clients' counts, is inverted at
+    the bin targets — the pooled data's quantiles, approximately, without pooling it."""
+    q = np.linspace(0, 1, SKETCH_POINTS)
+    targets = np.linspace(0, 1, n_bins)[1:-1]  # n_bins − 2 edges: bins 1 … n_bins − 1 (0: missing)
+    features = sketches[0][0].shape[0]
+    edges = np.empty((features, len(targets)))
+    for f in range(features):
+        parts = [(p[f], n) for p, n in sketches if n and np.isfinite(p[f]).all()]
+        if not parts:
+            edges[f] = np.inf
+            continue
+        grid = np.unique(np.concatenate([p for p, _ in parts]))
+        cdf = sum(n * np.interp(grid, p, q, left=0.0, right=1.0) for p, n in parts) / sum(n for _, n in parts)
+        edges[f] = np.interp(targets, np.maximum.accumulate(cdf), grid)
+    return edges
+
+
+def bin_features(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(n, features) uint8 bins: 0 for missing, 1 … n_bins − 1 by the edges."""
+    binned = np.zeros(X.shape, dtype=np.uint8)
+    for f in range(X.shape[1]):
+        column = X[:, f]
+        ok = np.isfinite(column)
+        binned[ok, f] = 1 + np.searchsorted(edges[f], column[ok], side="right")
+    return binned
+
+
+def softmax(raw: np.ndarray) -> np.ndarray:
+    z = raw - raw.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+@dataclass(slots=True)
+class Client:
+    """One wearer: their binned beats, labels and per-beat weights (class weights, agreed federated)."""
+
+    bins: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+    raw: np.ndarray = field(init=False)
+    node: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.raw = np.zeros((len(self.y), 0))
+        self.node = np.zeros(len(self.y), dtype=np.int64)
+
+    def start(self, n_classes: int) -> None:
+        self.raw = np.zeros((len(self.y), n_classes))
+
+    def gradients(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Softmax gradient and hessian of class k for every beat, weighted."""
+        p = softmax(self.raw)[:, k]
+        onehot = (self.y == k).astype(np.float64)
+        return (p - onehot) * self.weight, np.maximum(p * (1 - p), 1e-6) * self.weight
+
+
+def client_histograms(bins: np.ndarray, node: np.ndarray, grad: np.ndarray, hess: np.ndarray, n_nodes: int,
+                      n_bins: int = N_BINS) -> np.ndarray:
+    """(2, n_nodes, features, n_bins): this client's gradient and hessian sums per (node, feature, bin) — the
+    only thing about its beats that leaves the device. Beats in no open node (`node` < 0) are left out."""
+    _n, features = bins.shape
+    live = node >= 0
+    index = (node[live, None] * features + np.arange(features)[None, :]) * n_bins + bins[live].astype(np.int64)
+    size = n_nodes * features * n_bins
+    g = np.bincount(index.ravel(), weights=np.repeat(grad[live], features), minlength=size)
+    h = np.bincount(index.ravel(), weights=np.repeat(hess[live], features), minlength=size)
+    return np.stack([g, h]).reshape(2, n_nodes, features, n_bins)
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    feature: int
+    threshold_bin: int  # beats with bin ≤ this go left (missing values, bin 0, always go left)
+    gain: float
+
+
+def best_splits(histograms: np.ndarray, lam: float, min_hessian: float) -> list[Split | None]:
+    """Each node's best split from the summed histograms (None: no split gains anything)."""
+    g, h = histograms[0], histograms[1]
+    gl, hl = np.cumsum(g, axis=2)[:, :, :-1], np.cumsum(h, axis=2)[:, :, :-1]
+    gt, ht = g.sum(axis=2, keepdims=True), h.sum(axis=2, keepdims=True)
+    gr, hr = gt - gl, ht - hl
+    gain = gl ** 2 / (hl + lam) + gr ** 2 / (hr + lam) - gt ** 2 / (ht + lam)
+    gain[(hl < min_hessian) | (hr < min_hessian)] = -np.inf
+    out: list[Split | None] = []
+    for node in range(g.shape[0]):
+        flat = int(np.argmax(gain[node]))
+        f, b = divmod(flat, gain.shape[2])
+        best = float(gain[node, f, b])
+        out.append(Split(f, b, best) if np.isfinite(best) and best > 1e-9 else None)
+    return out
+
+
+@dataclass(slots=True)
+class Tree:
+    """Level-order nodes: internal nodes split, leaves carry a value."""
+
+    feature: list[int] = field(default_factory=list)
+    threshold_bin: list[int] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)
+    right: list[int] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+
+    def add(self) -> int:
+        """A new node (a leaf until it is given a split); its index."""
+        for column in (self.feature, self.left, self.right):
+            column.append(-1)
+        self.threshold_bin.append(0)
+        self.value.append(0.0)
+        return len(self.feature) - 1
+
+    def predict(self, bins: np.ndarray) -> np.ndarray:
+        node = np.zeros(len(bins), dtype=np.int64)
+        feature, threshold = np.asarray(self.feature), np.asarray(self.threshold_bin)
+        left, right = np.asarray(self.left), np.asarray(self.right)
+        for _ in range(64):
+            inner = feature[node] >= 0
+            if not inner.any():
+                break
+            idx = np.nonzero(inner)[0]
+            go_left = bins[idx, feature[node[idx]]] <= threshold[node[idx]]
+            node[idx] = np.where(go_left, left[node[idx]], right[node[idx]])
+        return np.asarray(self.value)[node]
+
+
+@dataclass(slots=True)
+class BoostedModel:
+    edges: np.ndarray
+    trees: list[list[Tree]]  # per round, one per class
+    learning_rate: float
+    n_classes: int
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        bins = bin_features(X, self.edges)
+        out = np.zeros((len(X), self.n_classes))
+        for round_trees in self.trees:
+            for k, tree in enumerate(round_trees):
+                out[:, k] += self.learning_rate * tree.predict(bins)
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return softmax(self.raw(X))
+
+
+@dataclass(slots=True)
+class FederatedBoosting:
+    config: TreeConfig = field(default_factory=TreeConfig)
+    #: summed histogram vectors the coordinator saw (one per level per class per round): the protocol's cost
+    releases: int = 0
+    floats_per_client: int = 0
+
+    def fit(self, clients: Sequence[Client], edges: np.ndarray) -> BoostedModel:
+        c = self.config
+        for client in clients:
+            client.start(c.n_classes)
+        model = BoostedModel(edges, [], c.learning_rate, c.n_classes)
+        for _ in range(c.rounds):
+            grads = [[client.gradients(k) for k in range(c.n_classes)] for client in clients]
+            round_trees = []
+            for k in range(c.n_classes):
+                tree = self._grow(clients, [g[k] for g in grads])
+                round_trees.append(tree)
+            for client in clients:  # every client applies the published trees to its own beats
+                for k, tree in enumerate(round_trees):
+                    client.raw[:, k] += c.learning_rate * tree.predict(client.bins)
+            model.trees.append(round_trees)
+        return model
+
+    def _grow(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]]) -> Tree:
+        c = self.config
+        tree = Tree()
+        root = tree.add()
+        open_nodes = [root]
+        for client in clients:
+            client.node = np.zeros(len(client.y), dtype=np.int64)
+        for depth in range(c.max_depth + 1):
+            n = len(open_nodes)
+            total = sum(client_histograms(cl.bins, cl.node, g, h, n) for cl, (g, h) in zip(clients, grads,
+                                                                                        strict=True))
+            self.releases += 1
+            self.floats_per_client += int(np.asarray(total).size)
+            sums = np.asarray(total)[:, :, 0, :].sum(axis=2)  # per node: G, H (any one feature's bins add up)
+            splits = best_splits(np.asarray(total), c.lam, c.min_hessian) if depth < c.max_depth else [None] * n
+            next_open: list[int] = []
+            position: dict[int, tuple[int, int]] = {}
+            for i, (tree_node, split) in enumerate(zip(open_nodes, splits, strict=True)):
+                if split is None:
+                    tree.value[tree_node] = float(-sums[0, i] / (sums[1, i] + c.lam))
+                    continue
+                left, right = tree.add(), tree.add()
+                tree.feature[tree_node], tree.threshold_bin[tree_node] = split.feature, split.threshold_bin
+                tree.left[tree_node], tree.right[tree_node] = left, right
+                position[i] = (len(next_open), len(next_open) + 1)
+                next_open += [left, right]
+            for cl in clients:  # clients route their beats to the children (the splits are public)
+                new = np.full(len(cl.y), -1, dtype=np.int64)
+                for i, (a, b) in position.items():
+                    here = cl.node == i
+                    split = splits[i]
+                    assert split is not None
+                    go_left = cl.bins[here, split.feature] <= split.threshold_bin
+                    new[np.nonzero(here)[0]] = np.where(go_left, a, b)
+                cl.node = new
+            open_nodes = next_open
+            if not open_nodes:
+                break
+        return tree
