@@ -8,7 +8,12 @@ quantisation). The configuration (depth, rounds) is chosen on DS1 alone — trai
 records, score VEB F1 on the other, both ways — and only then trained on all of DS1 and reported on DS2,
 beside scikit-learn's central HistGradientBoosting on the same features as a reference.
 
-    .venv/bin/python bench/fl_trees.py [--depths 4,6] [--rounds 100,200,300]
+Then the same with sample-level DP at ε = 8, δ = 1e-5 (`--epsilon`): a compact model (the eight
+`DP_FEATURES`, data-independent bins, weighted gradient and hessian clipped, Gaussian noise on every released
+histogram and on the class counts, the RDP accountant over all of them), its size chosen on the DS1 halves the
+same way (with the noise on), then trained on DS1 with three noise seeds and reported on DS2.
+
+    .venv/bin/python bench/fl_trees.py [--depths 4,6] [--rounds 100,200,300] [--epsilon 8]
 
 Writes bench/results/fl_trees.json.
 """
@@ -67,6 +72,91 @@ def _staged(model: Any, X: np.ndarray, stages: list[int]) -> dict[int, np.ndarra
     return out
 
 
+#: (rounds, depth, learning rate) tried for the DP model, 16 public bins each: few releases, each one worth it
+DP_GRID = ((5, 2, 0.5), (5, 3, 0.5), (10, 3, 0.4))
+DP_BINS = 16
+DP_WEIGHT_CAP = 2.0  # sqrt-balanced class weights, capped: the clip (and so the noise) scales with them
+
+
+def _fit_dp(X: list[np.ndarray], y: list[np.ndarray], rounds: int, depth: int, lr: float, epsilon: float,
+            seed: int) -> tuple[Any, float, float]:
+    """A sample-level DP model; (model, noise multiplier, ε spent at δ = 1e-5)."""
+    from shared.fl.accounting import GaussianRounds, privacy_spent
+    from shared.fl.trees import (
+        Client,
+        FederatedBoosting,
+        TreeConfig,
+        bin_features,
+        noise_multiplier_for,
+        public_edges,
+        releases_of,
+    )
+
+    features = X[0].shape[1]
+    config = TreeConfig(rounds=rounds, max_depth=depth, learning_rate=lr, clip=DP_WEIGHT_CAP, min_hessian=5.0,
+                        seed=seed)
+    releases = releases_of(config)
+    z = noise_multiplier_for(epsilon, releases)
+    config = TreeConfig(rounds=rounds, max_depth=depth, learning_rate=lr, clip=DP_WEIGHT_CAP, min_hessian=5.0,
+                        seed=seed, noise_multiplier=z)
+    rng = np.random.default_rng(seed + 1000)
+    sigma = z * DP_WEIGHT_CAP * np.sqrt(2 * features)  # ≥ z × the counts' sensitivity (1): a safe bound
+    counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0) + rng.normal(0, sigma, 4)
+    weights = np.minimum(np.sqrt(counts.sum() / (4 * np.maximum(counts, 1.0))), DP_WEIGHT_CAP)
+    edges = public_edges(features, DP_BINS)
+    clients = [Client(bin_features(f, edges), labels, weights[labels]) for f, labels in zip(X, y, strict=True)]
+    model = FederatedBoosting(config).fit(clients, edges)
+    spent = privacy_spent(GaussianRounds(z), releases, target_delta=1e-5)[0]
+    return model, z, spent
+
+
+def _dp_part(ds1: dict[str, Any], ds2: dict[str, Any], epsilon: float) -> tuple[dict[str, Any], list[str]]:
+    from shared.model.train import metrics
+    from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES
+
+    columns = [FEATURE_NAMES.index(name) for name in DP_FEATURES]
+
+    def table(sets: dict[str, Any], records: list[str], labelled: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        X, y = _table(sets, records, labelled=labelled)
+        return [f[:, columns] for f in X], y
+
+    a, b = ds1_halves(list(ds1))
+    cv: dict[str, list[float]] = {}
+    for rounds, depth, lr in DP_GRID:
+        for train, test in ((a, b), (b, a)):
+            X, y = table(ds1, train, True)
+            Xt, yt = table(ds1, test, True)
+            model, _, _ = _fit_dp(X, y, rounds, depth, lr, epsilon, seed=0)
+            pred = model.predict_proba(np.concatenate(Xt)).argmax(axis=1)
+            cv.setdefault(f"{rounds} rounds, depth {depth}, lr {lr}", []).append(_veb_f1(np.concatenate(yt), pred))
+    chosen = max(cv, key=lambda k: float(np.mean(cv[k])))
+    rounds, depth, lr = next(g for g in DP_GRID if f"{g[0]} rounds, depth {g[1]}, lr {g[2]}" == chosen)
+    X, y = table(ds1, sorted(ds1), True)
+    X2, y2 = table(ds2, sorted(ds2), False)
+    y2_all, missed = np.concatenate(y2), sum(s.missed for s in ds2.values())
+    per_seed = []
+    for seed in (0, 1, 2):
+        model, z, spent = _fit_dp(X, y, rounds, depth, lr, epsilon, seed=seed)
+        proba = model.predict_proba(np.concatenate(X2))
+        per_seed.append(metrics(y2_all, proba.argmax(axis=1), 1 - proba[:, 0], missed=missed))
+    v_se = [m["per_class"]["V"]["se"] for m in per_seed]
+    v_ppv = [m["per_class"]["V"]["ppv"] for m in per_seed]
+    result = {
+        "level": "sample", "epsilon": round(spent, 3), "delta": 1e-5, "noise_multiplier": round(z, 3),
+        "features": list(DP_FEATURES), "bins": DP_BINS, "seeds": [0, 1, 2],
+        "cv_veb_f1_ds1": {k: [round(x, 4) for x in v] for k, v in cv.items()},
+        "chosen": {"rounds": rounds, "depth": depth, "learning_rate": lr},
+        "veb_se_mean": round(float(np.mean(v_se)), 4), "veb_ppv_mean": round(float(np.mean(v_ppv)), 4),
+        "macro_f1_mean": round(float(np.mean([m["macro_f1"] for m in per_seed])), 4),
+        "per_seed": per_seed,
+    }
+    lines = [f"seed {i}: VEB {m['per_class']['V']['se']:.3f} / {m['per_class']['V']['ppv']:.3f}, "
+             f"SVEB {m['per_class']['S']['se']:.3f} / {m['per_class']['S']['ppv']}, macro-F1 {m['macro_f1']:.3f}"
+             for i, m in enumerate(per_seed)]
+    return result, [f"chosen on DS1: {chosen} (VEB F1 {np.mean(cv[chosen]):.3f}), z {z:.2f}, ε {spent:.2f}",
+                    *lines]
+
+
 def _veb_f1(y: np.ndarray, pred: np.ndarray) -> float:
     true_v, called_v = y == 2, pred == 2
     tp = float(np.sum(true_v & called_v))
@@ -80,10 +170,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", default="4,6")
     parser.add_argument("--rounds", default="100,200,300", help="numbers of rounds scored (one fit per depth)")
+    parser.add_argument("--epsilon", type=float, default=8.0, help="sample-level DP budget (δ = 1e-5)")
+    parser.add_argument("--dp-only", action="store_true", help="only the DP part (keeps the rest of the file)")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
     stages = sorted(int(r) for r in args.rounds.split(","))
     ds1, ds2 = load_mitdb_split("DS1"), load_mitdb_split("DS2")
+    dp, dp_lines = _dp_part(ds1, ds2, args.epsilon)
+    for line_ in dp_lines:
+        print(f"sample DP: {line_}", flush=True)
+    if args.dp_only:
+        import json
+
+        from bench._common import RESULTS
+
+        previous = json.loads((RESULTS / "fl_trees.json").read_text())
+        previous["federated_trees_sample_dp"] = dp
+        write_result("fl_trees", previous, [(f"sample DP ε ≤ {args.epsilon:g}", x) for x in dp_lines])
+        return
     a, b = ds1_halves(list(ds1))
     cv: dict[str, list[float]] = {}
     started = time.perf_counter()
@@ -122,7 +226,9 @@ def main() -> None:
         "federated_trees": federated, "central_hgb_same_features": reference,
         "summed_histograms": booster.releases, "floats_per_client": booster.floats_per_client,
         "fit_s": round(fit_s, 1), "seconds": round(time.perf_counter() - started, 1),
-        "privacy": "none in this step (exact sums); encryption and sample-level DP are the next steps",
+        "privacy": "federated_trees: none (exact sums); federated_trees_sample_dp: sample-level DP, no encryption "
+                   "yet",
+        "federated_trees_sample_dp": dp,
     }
 
     def line(m: dict[str, Any]) -> str:
@@ -135,6 +241,7 @@ def main() -> None:
         ("federated trees, DS2", line(federated)),
         ("central HGB, same features, DS2", line(reference)),
         ("protocol", f"{booster.releases} summed histograms, {booster.floats_per_client:,} floats per client"),
+        *((f"sample DP ε ≤ {args.epsilon:g}", x) for x in dp_lines),
     ])
 
 

@@ -32,6 +32,11 @@ class TreeConfig:
     lam: float = 1.0  # L2 on leaf values
     min_hessian: float = 1.0  # a child needs this much hessian to exist
     n_classes: int = 4
+    #: sample-level DP on every released histogram: each beat's weighted gradient and hessian are clipped to
+    #: `clip`, and N(0, (noise_multiplier · clip · √(2 · features))²) is added to each summed entry (0: off)
+    noise_multiplier: float = 0.0
+    clip: float = 1.0
+    seed: int = 0
 
 
 def client_sketch(X: np.ndarray) -> tuple[np.ndarray, int]:
@@ -59,6 +64,35 @@ def merge_sketches(sketches: Sequence[tuple[np.ndarray, int]], n_bins: int = N_B
         cdf = sum(n * np.interp(grid, p, q, left=0.0, right=1.0) for p, n in parts) / sum(n for _, n in parts)
         edges[f] = np.interp(targets, np.maximum.accumulate(cdf), grid)
     return edges
+
+
+def public_edges(features: int, n_bins: int = N_BINS, span: float = 4.0) -> np.ndarray:
+    """Data-independent bin edges, the same for every feature: evenly spaced in sign(x)·log(1 + |x|) over
+    ±`span` (|x| up to e^span − 1 ≈ 54). With sample-level DP the bins must not depend on anyone's beats — a
+    sketch of them would be a release of its own; the features are ratios and correlations near 1, which this
+    grid resolves finely."""
+    t = np.linspace(-span, span, n_bins)[1:-1]
+    return np.repeat((np.sign(t) * np.expm1(np.abs(t)))[None, :], features, axis=0)
+
+
+def noise_multiplier_for(epsilon: float, releases: int, *, delta: float = 1e-5) -> float:
+    """The smallest Gaussian noise multiplier whose `releases`-fold composition stays within (ε, δ) (RDP)."""
+    from shared.fl.accounting import GaussianRounds, privacy_spent
+
+    low, high = 0.3, 1000.0
+    for _ in range(60):
+        mid = (low * high) ** 0.5
+        if privacy_spent(GaussianRounds(mid), releases, target_delta=delta)[0] > epsilon:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def releases_of(config: TreeConfig) -> int:
+    """Histogram releases a training makes at most: one per level of each class's tree each round, plus the
+    class counts (released once, noised the same way, so that the weights leak nothing either)."""
+    return config.rounds * config.n_classes * (config.max_depth + 1) + 1
 
 
 def bin_features(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -195,6 +229,10 @@ class FederatedBoosting:
     #: summed histogram vectors the coordinator saw (one per level per class per round): the protocol's cost
     releases: int = 0
     floats_per_client: int = 0
+    _rng: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.config.seed)
 
     def fit(self, clients: Sequence[Client], edges: np.ndarray) -> BoostedModel:
         c = self.config
@@ -222,8 +260,15 @@ class FederatedBoosting:
             client.node = np.zeros(len(client.y), dtype=np.int64)
         for depth in range(c.max_depth + 1):
             n = len(open_nodes)
+            if c.noise_multiplier:
+                grads = [(np.clip(g, -c.clip, c.clip), np.clip(h, 0, c.clip)) for g, h in grads]
             total = sum(client_histograms(cl.bins, cl.node, g, h, n) for cl, (g, h) in zip(clients, grads,
                                                                                         strict=True))
+            if c.noise_multiplier:  # the sum of the clients' noise shares: what the coordinator decrypts
+                features = clients[0].bins.shape[1]
+                sigma = c.noise_multiplier * c.clip * np.sqrt(2 * features)
+                total = np.asarray(total) + self._rng.normal(0.0, sigma, np.shape(total))
+                total[1] = np.maximum(total[1], 0.0)  # post-processing: a hessian sum is never negative
             self.releases += 1
             self.floats_per_client += int(np.asarray(total).size)
             sums = np.asarray(total)[:, :, 0, :].sum(axis=2)  # per node: G, H (any one feature's bins add up)

@@ -37,6 +37,13 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+#: The compact set for sample-level DP (fixed a priori, from what separates V beats in the literature and in the
+#: issue's error analysis — prematurity, irregularity, unlikeness to the wearer's beat near R, width): every
+#: feature adds to a beat's sensitivity, so a DP model takes few.
+DP_FEATURES: tuple[str, ...] = ("pre_rel", "post_rel", "log_pre_post", "irregularity", "corr_median_qrs",
+                                "rms_median_qrs", "template_diff_qrs_max", "width_rel")
+
+
 def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean()

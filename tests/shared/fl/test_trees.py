@@ -62,3 +62,30 @@ def test_boosting_learns_a_separable_problem_across_clients() -> None:
     accuracy = float((model.predict_proba(X_test).argmax(axis=1) == y_test).mean())
     assert accuracy > 0.95
     assert 0 < booster.releases <= 30 * 4 * 4  # ≤ rounds × classes × levels: what the coordinator saw
+
+
+def test_sample_level_dp_is_accounted_over_every_release_and_the_bins_leak_nothing() -> None:
+    from shared.fl.accounting import GaussianRounds, privacy_spent
+    from shared.fl.trees import noise_multiplier_for, public_edges, releases_of
+
+    config = TreeConfig(rounds=5, max_depth=2)
+    assert releases_of(config) == 5 * 4 * 3 + 1  # every level of every class's tree, and the class counts
+    z = noise_multiplier_for(8.0, releases_of(config))
+    spent = privacy_spent(GaussianRounds(z), releases_of(config), target_delta=1e-5)[0]
+    assert 7.9 < spent <= 8.0  # the smallest noise that stays within the budget
+    assert noise_multiplier_for(1.0, releases_of(config)) > z
+    edges = public_edges(3, 16)
+    assert edges.shape == (3, 14) and np.all(np.diff(edges, axis=1) > 0) and np.allclose(edges[0], edges[2])
+
+
+def test_noised_histograms_still_learn_when_the_signal_is_strong() -> None:
+    from shared.fl.trees import public_edges
+
+    parts = [_problem(s, 3000) for s in range(6)]
+    edges = public_edges(5, 32)
+    clients = [Client(bin_features(X, edges), y, np.ones(len(y))) for X, y in parts]
+    noisy = FederatedBoosting(TreeConfig(rounds=10, max_depth=3, learning_rate=0.4, noise_multiplier=2.0,
+                                         clip=1.0, min_hessian=5.0, seed=1))
+    model = noisy.fit(clients, edges)
+    X_test, y_test = _problem(99, 2000)
+    assert float((model.predict_proba(X_test).argmax(axis=1) == y_test).mean()) > 0.9
