@@ -37,6 +37,9 @@ class TreeConfig:
     noise_multiplier: float = 0.0
     clip: float = 1.0
     seed: int = 0
+    #: each round every client takes each of its beats with this probability (Poisson sampling, a fresh draw per
+    #: round, kept on the device): with DP it amplifies privacy, so more rounds fit one budget
+    sample_rate: float = 1.0
 
 
 def client_sketch(X: np.ndarray) -> tuple[np.ndarray, int]:
@@ -75,24 +78,39 @@ def public_edges(features: int, n_bins: int = N_BINS, span: float = 4.0) -> np.n
     return np.repeat((np.sign(t) * np.expm1(np.abs(t)))[None, :], features, axis=0)
 
 
-def noise_multiplier_for(epsilon: float, releases: int, *, delta: float = 1e-5) -> float:
-    """The smallest Gaussian noise multiplier whose `releases`-fold composition stays within (ε, δ) (RDP)."""
-    from shared.fl.accounting import GaussianRounds, privacy_spent
-
-    low, high = 0.3, 1000.0
-    for _ in range(60):
-        mid = (low * high) ** 0.5
-        if privacy_spent(GaussianRounds(mid), releases, target_delta=delta)[0] > epsilon:
-            low = mid
-        else:
-            high = mid
-    return high
-
-
 def releases_of(config: TreeConfig) -> int:
     """Histogram releases a training makes at most: one per level of each class's tree each round, plus the
     class counts (released once, noised the same way, so that the weights leak nothing either)."""
     return config.rounds * config.n_classes * (config.max_depth + 1) + 1
+
+
+def dp_epsilon(config: TreeConfig, noise_multiplier: float, *, delta: float = 1e-5) -> float:
+    """ε (RDP accountant) of a training: the class counts (one Gaussian release), then each round's
+    n_classes × (depth + 1) Gaussian releases over the same Poisson sample of beats — together one Gaussian of
+    multiplier z / √L on a sample drawn with `sample_rate`."""
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    per_round = config.n_classes * (config.max_depth + 1)
+    round_event: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(noise_multiplier / np.sqrt(per_round))
+    if config.sample_rate < 1:
+        round_event = dp_accounting.PoissonSampledDpEvent(config.sample_rate, round_event)
+    accountant = RdpAccountant()
+    accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier))
+    accountant.compose(round_event, config.rounds)
+    return float(accountant.get_epsilon(delta))
+
+
+def noise_multiplier_for(epsilon: float, config: TreeConfig, *, delta: float = 1e-5) -> float:
+    """The smallest Gaussian noise multiplier that keeps `config`'s training within (ε, δ)."""
+    low, high = 0.05, 1000.0
+    for _ in range(60):
+        mid = (low * high) ** 0.5
+        if dp_epsilon(config, mid, delta=delta) > epsilon:
+            low = mid
+        else:
+            high = mid
+    return high
 
 
 def bin_features(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -241,6 +259,11 @@ class FederatedBoosting:
         model = BoostedModel(edges, [], c.learning_rate, c.n_classes)
         for _ in range(c.rounds):
             grads = [[client.gradients(k) for k in range(c.n_classes)] for client in clients]
+            if c.sample_rate < 1:  # beats not drawn this round add nothing to any of its histograms
+                for per_class, client in zip(grads, clients, strict=True):
+                    drawn = self._rng.random(len(client.y)) < c.sample_rate
+                    for k, (g, h) in enumerate(per_class):
+                        per_class[k] = (np.where(drawn, g, 0.0), np.where(drawn, h, 0.0))
             round_trees = []
             for k in range(c.n_classes):
                 tree = self._grow(clients, [g[k] for g in grads])

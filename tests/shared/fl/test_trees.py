@@ -66,14 +66,18 @@ def test_boosting_learns_a_separable_problem_across_clients() -> None:
 
 def test_sample_level_dp_is_accounted_over_every_release_and_the_bins_leak_nothing() -> None:
     from shared.fl.accounting import GaussianRounds, privacy_spent
-    from shared.fl.trees import noise_multiplier_for, public_edges, releases_of
+    from shared.fl.trees import dp_epsilon, noise_multiplier_for, public_edges, releases_of
 
     config = TreeConfig(rounds=5, max_depth=2)
     assert releases_of(config) == 5 * 4 * 3 + 1  # every level of every class's tree, and the class counts
-    z = noise_multiplier_for(8.0, releases_of(config))
-    spent = privacy_spent(GaussianRounds(z), releases_of(config), target_delta=1e-5)[0]
-    assert 7.9 < spent <= 8.0  # the smallest noise that stays within the budget
-    assert noise_multiplier_for(1.0, releases_of(config)) > z
+    z = noise_multiplier_for(8.0, config)
+    assert 7.9 < dp_epsilon(config, z) <= 8.0  # the smallest noise that stays within the budget
+    # the same as composing every release on its own (a round's releases are one Gaussian of z / √L)
+    plain = privacy_spent(GaussianRounds(z), releases_of(config), target_delta=1e-5)[0]
+    assert abs(plain - dp_epsilon(config, z)) < 0.05
+    assert noise_multiplier_for(1.0, config) > z
+    sampled = TreeConfig(rounds=5, max_depth=2, sample_rate=0.2)
+    assert noise_multiplier_for(8.0, sampled) < z  # amplification by sampling
     edges = public_edges(3, 16)
     assert edges.shape == (3, 14) and np.all(np.diff(edges, axis=1) > 0) and np.allclose(edges[0], edges[2])
 
