@@ -37,6 +37,7 @@ class Verdict:
     slo: Slo
     measured_ms: float | None  # None: a hop was not seen
     applies: bool = True  # False: the drill never reached the SLO's first hop where that is allowed
+    why_not: str = "not reached"  # what an n/a line says
 
     @property
     def passed(self) -> bool:
@@ -44,7 +45,7 @@ class Verdict:
 
     def line(self) -> str:
         if not self.applies:
-            return f"  n/a   {self.slo.name:<34} {'not reached':>12}  (SLO ≤ {self.slo.limit_ms:g} ms)"
+            return f"  n/a   {self.slo.name:<34} {self.why_not:>12}  (SLO ≤ {self.slo.limit_ms:g} ms)"
         got = "not seen" if self.measured_ms is None else f"{self.measured_ms:9.1f} ms"
         return f"  {'PASS' if self.passed else 'MISS'}  {self.slo.name:<34} {got:>12}  (SLO ≤ {self.slo.limit_ms:g} ms)"
 
@@ -66,7 +67,7 @@ def judge(hops: Sequence[Hop], slos: Sequence[Slo] = DEFAULT_SLOS) -> list[Verdi
     verdicts = []
     for slo in slos:
         if slo.applies_if is not None and not any(h.name == slo.applies_if for h in hops):
-            verdicts.append(Verdict(slo, None, applies=False))
+            verdicts.append(Verdict(slo, None, applies=False, why_not="not looked for"))
             continue
         start = next((h for h in hops if h.name == slo.start), None)
         end = next((h for h in hops if h.name == slo.end and start is not None and h.at >= start.at), None)
