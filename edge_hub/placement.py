@@ -60,6 +60,6 @@ def place_strip_analysis(paired: Sequence[str], presence: Mapping[str, str], *, 
         if all(why == "offline" for why in unfit.values()):
             return Placement("edge", f"paired phone{'s' if len(paired) > 1 else ''} {', '.join(paired)} offline",
                              "offline")
-        cause = next(why for why in unfit.values() if why != "offline").split()[0]  # type: ignore[union-attr]
+        cause = next(why for why in unfit.values() if why is not None and why != "offline").split()[0]
         return Placement("edge", "; ".join(f"paired phone {p} {why}" for p, why in unfit.items()), cause)
     return Placement("phone", "a paired phone is online and able (or not known otherwise)")
