@@ -15,10 +15,14 @@ Pure numpy, no bus: `FederatedBoosting.fit` runs the protocol in process over `C
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from shared.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 
 N_BINS = 64  # bins per feature; bin 0 holds missing values
 SKETCH_POINTS = 65
@@ -245,6 +249,9 @@ class BoostedModel:
 class FederatedBoosting:
     config: TreeConfig = field(default_factory=TreeConfig)
     #: summed histogram vectors the coordinator saw (one per level per class per round): the protocol's cost
+    #: how the clients' histogram vectors are summed: in the clear by default, or `PackedSum` (encrypted, the
+    #: edge adding ciphertexts blind, the coordinator decrypting only sums of ≥ k)
+    aggregate: Callable[[list[np.ndarray]], np.ndarray] = field(default=lambda vectors: np.sum(vectors, axis=0))
     releases: int = 0
     floats_per_client: int = 0
     _rng: np.random.Generator = field(init=False)
@@ -285,12 +292,15 @@ class FederatedBoosting:
             n = len(open_nodes)
             if c.noise_multiplier:
                 grads = [(np.clip(g, -c.clip, c.clip), np.clip(h, 0, c.clip)) for g, h in grads]
-            total = sum(client_histograms(cl.bins, cl.node, g, h, n) for cl, (g, h) in zip(clients, grads,
-                                                                                        strict=True))
-            if c.noise_multiplier:  # the sum of the clients' noise shares: what the coordinator decrypts
+            shares = [client_histograms(cl.bins, cl.node, g, h, n) for cl, (g, h) in zip(clients, grads,
+                                                                                        strict=True)]
+            shape = shares[0].shape
+            if c.noise_multiplier:  # distributed noise: each client adds its share, the sum carries σ²
                 features = clients[0].bins.shape[1]
                 sigma = c.noise_multiplier * c.clip * np.sqrt(2 * features)
-                total = np.asarray(total) + self._rng.normal(0.0, sigma, np.shape(total))
+                shares = [x + self._rng.normal(0.0, sigma / np.sqrt(len(shares)), shape) for x in shares]
+            total = self.aggregate([x.ravel() for x in shares]).reshape(shape)
+            if c.noise_multiplier:
                 total[1] = np.maximum(total[1], 0.0)  # post-processing: a hessian sum is never negative
             self.releases += 1
             self.floats_per_client += int(np.asarray(total).size)
@@ -320,3 +330,36 @@ class FederatedBoosting:
             if not open_nodes:
                 break
         return tree
+
+
+@dataclass(slots=True)
+class PackedSum:
+    """The federation's arithmetic with the existing crypto (BatchCrypt: quantize, pack, Paillier), in process:
+    each client encrypts its (noised) histogram vector with the public key, the edge adds ciphertexts without
+    any key, the coordinator decrypts the sum — and refuses one of fewer than `min_clients`."""
+
+    public_key: PaillierPublicKey
+    private_key: PaillierPrivateKey  # the coordinator's alone
+    clip: float  # |value| bound of one client's histogram entry (a public bound: clip × most beats per client)
+    value_bits: int = 24
+    min_clients: int = 2
+    bytes_sent: int = 0  # every client's ciphertexts, all releases
+
+    def __call__(self, vectors: list[np.ndarray]) -> np.ndarray:
+        from shared.crypto.packing import packing_spec
+        from shared.fl_codec import PackedPaillierCodec
+
+        spec = packing_spec(self.public_key, clip=self.clip, max_clients=max(len(vectors), 2),
+                            value_bits=self.value_bits)
+        params = len(vectors[0])
+        device = PackedPaillierCodec(self.public_key, spec, params=params)
+        edge = PackedPaillierCodec(self.public_key, spec, params=params)
+        cloud = PackedPaillierCodec(self.public_key, spec, params=params, private_key=self.private_key,
+                                    min_clients=self.min_clients)
+        total: bytes | None = None
+        for vector in vectors:
+            body = device.encode(np.clip(vector, -self.clip, self.clip))
+            self.bytes_sent += len(body)
+            total = edge.add(total, body)
+        assert total is not None
+        return cloud.decode_sum(total, len(vectors))

@@ -93,3 +93,32 @@ def test_noised_histograms_still_learn_when_the_signal_is_strong() -> None:
     model = noisy.fit(clients, edges)
     X_test, y_test = _problem(99, 2000)
     assert float((model.predict_proba(X_test).argmax(axis=1) == y_test).mean()) > 0.9
+
+
+def test_the_encrypted_sum_gives_the_same_trees_and_refuses_fewer_than_k_clients() -> None:
+    """Histograms through packed Paillier (the edge adds ciphertexts without a key): the sum decrypts to the
+    plain sum within the quantisation step, the grown model predicts the same, and one client is not enough."""
+    import pytest
+
+    from shared.crypto.paillier import generate_keypair
+    from shared.fl.trees import PackedSum
+    from shared.fl_codec import CodecError
+
+    keys = generate_keypair(512, insecure_test_only=True)  # small and fast: the arithmetic is what is tested
+    packed = PackedSum(keys.public_key, keys.private_key, clip=1000.0, value_bits=24)
+    rng = np.random.default_rng(3)
+    vectors = [rng.normal(0, 50, 300) for _ in range(3)]
+    assert np.allclose(packed(vectors), np.sum(vectors, axis=0), atol=3 * 2 * 1000.0 / 2 ** 24)
+    assert packed.bytes_sent > 0
+    with pytest.raises(CodecError):
+        packed(vectors[:1])
+    parts = [_problem(s, 300) for s in range(3)]
+    edges = merge_sketches([client_sketch(X) for X, _ in parts])
+
+    def model(aggregate: object) -> np.ndarray:
+        clients = [Client(bin_features(X, edges), y, np.ones(len(y))) for X, y in parts]
+        kwargs = {} if aggregate is None else {"aggregate": aggregate}
+        fitted = FederatedBoosting(TreeConfig(rounds=3, max_depth=2), **kwargs).fit(clients, edges)  # type: ignore[arg-type]
+        return fitted.predict_proba(_problem(7, 500)[0])
+
+    assert np.allclose(model(PackedSum(keys.public_key, keys.private_key, clip=1000.0)), model(None), atol=1e-4)
