@@ -104,8 +104,12 @@ def _warm_up() -> None:
     warm_up()
 
 
-def _lane_depth(inbox: Callable[[], dict[str, int]], lane: str) -> float:
-    return float(inbox()[lane])
+def _lane_depth(inboxes: list[Callable[[], dict[str, int]]], lane: str) -> float:
+    return float(sum(inbox()[lane] for inbox in inboxes))
+
+
+def _total(reads: list[Callable[[], int]]) -> float:
+    return float(sum(read() for read in reads))
 
 
 class EdgeHub:
@@ -197,13 +201,15 @@ class EdgeHub:
         self.counters.gauge("registered_devices", lambda: len(self.registry))
         self.counters.gauge("open_episodes", lambda: len(self._pending))
         self.counters.gauge("open_streams", lambda: len(self._disclosures))
-        backlog = getattr(self.router.transport, "outbox_backlog", None)
-        if backlog is not None:
-            self.counters.gauge("outbox_backlog", backlog)
-        inbox = getattr(self.router.transport, "inbox_depth", None)
-        if inbox is not None:
+        # both connections when alerts have their own: the emergency lane lives on that one
+        connections = {id(r.transport): r.transport for r in (self.router, self.fast)}.values()
+        backlogs = [b for c in connections if (b := getattr(c, "outbox_backlog", None)) is not None]
+        if backlogs:
+            self.counters.gauge("outbox_backlog", partial(_total, backlogs))
+        inboxes = [i for c in connections if (i := getattr(c, "inbox_depth", None)) is not None]
+        if inboxes:
             for lane in ("emergency", "urgent", "routine", "training"):
-                self.counters.gauge(f"inbox_{lane}", partial(_lane_depth, inbox, lane))
+                self.counters.gauge(f"inbox_{lane}", partial(_lane_depth, inboxes, lane))
         self._timer = threading.Thread(target=self._timeout_loop, name=f"{self.edge_id}-timer", daemon=True)
         self._timer.start()
         if self.settings.edge_analysis:  # load the analysis and its models now, not when the first phone is silent

@@ -268,3 +268,33 @@ def test_the_hub_times_each_alert_and_reports_its_open_episodes(tmp_path: Path) 
     assert histograms["alert_transit_ms"].n == 1
     assert gauges["open_episodes"] == 1  # waiting for the phone's findings
     assert 'cardiomesh_gauge{component="edge-1",name="open_episodes"} 1' in text
+
+
+def test_the_inbox_and_outbox_gauges_count_both_connections(tmp_path: Path) -> None:
+    """With alerts on their own connection, the emergency lane's depth and that connection's outbox are counted."""
+    from shared.transport.memory import InMemoryTransport
+
+    class Queued(InMemoryTransport):
+        def __init__(self, bus: InMemoryBus, client_id: str, depth: dict[str, int], backlog: int) -> None:
+            super().__init__(bus, client_id)
+            self.depth, self.backlog = depth, backlog
+
+        def inbox_depth(self) -> dict[str, int]:
+            return self.depth
+
+        def outbox_backlog(self) -> int:
+            return self.backlog
+
+    bus = InMemoryBus()
+    lanes = ("emergency", "urgent", "routine", "training")
+    main = Queued(bus, "edge", dict(zip(lanes, (0, 2, 40, 1), strict=True)), 3)
+    fast = Queued(bus, "edge~emergency", dict(zip(lanes, (5, 1, 0, 0), strict=True)), 4)
+    hub = EdgeHub(Settings(site=SITE, state_dir=tmp_path, edge_analysis=False), main, emergency_transport=fast,
+                  store=EdgeStore(tmp_path / "edge.db"))
+    hub.start()
+    try:
+        gauges = hub.counters.gauges()
+        assert (gauges["inbox_emergency"], gauges["inbox_urgent"], gauges["inbox_routine"]) == (5, 3, 40)
+        assert gauges["outbox_backlog"] == 7
+    finally:
+        hub.stop()
