@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +81,8 @@ class OwnState:
 
 
 class CapabilityReporter:
-    """Publishes a device's capabilities now and every `refresh_s` (one daemon thread per agent)."""
+    """Publishes a device's capabilities when its agent's own loop calls `tick` (due every `refresh_s`) and at
+    once on `publish` (a change worth telling now, such as a model switch): no thread of its own."""
 
     def __init__(self, transport: Transport, *, site: str, device_id: str, patient_id: str | None, role: Role,
                  state: Callable[[], OwnState] = OwnState, refresh_s: float = REFRESH_S,
@@ -95,10 +95,7 @@ class CapabilityReporter:
         self.refresh_s = refresh_s
         self.sampler = sampler or LoadSampler()
         self.stamp = Stamper(device_id)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._next = 0.0
-        self.sent = 0
         self.last: CapabilitiesPayload | None = None
 
     def payload(self) -> CapabilitiesPayload:
@@ -118,7 +115,6 @@ class CapabilityReporter:
             self.last = payload = self.payload()
             message = CapabilitiesMessage(**self.stamp(patient_id=self.patient_id), payload=payload)
             self.transport.publish(self.topic, encode(message), qos=1, retain=True)
-            self.sent += 1
         except Exception:  # a missed refresh makes the device look stale at the edge: never worse than that
             log.exception("capabilities not published", extra={"topic": self.topic})
 
@@ -134,17 +130,3 @@ class CapabilityReporter:
         """The latest state as published (what the edge sees), or measured now before the first publish."""
         return self.last if self.last is not None else self.payload()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"caps-{self.topic.rsplit('/', 1)[-1]}",
-                                        daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        self.publish()
-        while not self._stop.wait(self.refresh_s):
-            self.publish()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
