@@ -89,7 +89,6 @@ class Lanes(Generic[T]):
         self._stop = False
         self._max = dict(MAX_QUEUED if max_queued is None else max_queued)
         self.counters = counters or Counters()
-        self.reserve = reserve
         self._rate = 1.0 - reserve  # seconds of non-emergency work allowed per second
         self._capacity = self._rate * window_s
         self._tokens = self._capacity
@@ -105,11 +104,11 @@ class Lanes(Generic[T]):
                 lane = self._lanes[priority]
                 bound = self._max.get(priority)
                 if bound is not None and len(lane) >= bound:
-                    self._overflow(priority, lane, sheddable)
+                    self._overflow(priority, lane)
                 lane.append(_Queued(item, sheddable))
             self._cond.notify()
 
-    def _overflow(self, priority: Priority, lane: deque[_Queued[T]], sheddable: bool) -> None:
+    def _overflow(self, priority: Priority, lane: deque[_Queued[T]]) -> None:
         name = priority.name.lower()
         victim = next((q for q in lane if q.sheddable), None)
         if victim is None:  # only acknowledged messages queued: keep them all; the broker's window holds the rest
