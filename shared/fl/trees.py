@@ -271,10 +271,10 @@ class FederatedBoosting:
                     drawn = self._rng.random(len(client.y)) < c.sample_rate
                     for k, (g, h) in enumerate(per_class):
                         per_class[k] = (np.where(drawn, g, 0.0), np.where(drawn, h, 0.0))
-            round_trees = []
-            for k in range(c.n_classes):
-                tree = self._grow(clients, [g[k] for g in grads])
-                round_trees.append(tree)
+            if c.noise_multiplier:  # each beat's contribution bounded before anything of it is released
+                grads = [[(np.clip(g, -c.clip, c.clip), np.clip(h, 0, c.clip)) for g, h in per_class]
+                         for per_class in grads]
+            round_trees = [self._grow(clients, [g[k] for g in grads]) for k in range(c.n_classes)]
             for client in clients:  # every client applies the published trees to its own beats
                 for k, tree in enumerate(round_trees):
                     client.raw[:, k] += c.learning_rate * tree.predict(client.bins)
@@ -290,8 +290,6 @@ class FederatedBoosting:
             client.node = np.zeros(len(client.y), dtype=np.int64)
         for depth in range(c.max_depth + 1):
             n = len(open_nodes)
-            if c.noise_multiplier:
-                grads = [(np.clip(g, -c.clip, c.clip), np.clip(h, 0, c.clip)) for g, h in grads]
             shares = [client_histograms(cl.bins, cl.node, g, h, n) for cl, (g, h) in zip(clients, grads,
                                                                                         strict=True)]
             shape = shares[0].shape
