@@ -98,3 +98,21 @@ class PrivacyAccountant:
 def _check_probability(q: float) -> None:
     if not 0 < q <= 1:
         raise ValueError("sampling_probability must be in (0, 1]")
+
+
+def gaussian_noise_multiplier(epsilon: float, rounds: int, *, sampling_probability: float = 1.0,
+                              target_delta: float) -> float:
+    """The smallest noise multiplier whose `rounds` (Poisson-sampled) Gaussian releases stay within (ε, δ)."""
+    if not epsilon > 0:
+        raise ValueError("epsilon must be positive")
+
+    def spent(z: float) -> float:
+        return privacy_spent(GaussianRounds(z, sampling_probability), rounds, target_delta=target_delta)[0]
+
+    low, high = 0.05, 1000.0
+    if spent(high) > epsilon:
+        raise ValueError(f"ε = {epsilon} is out of reach in {rounds} rounds")
+    for _ in range(50):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if spent(mid) > epsilon else (low, mid)
+    return high

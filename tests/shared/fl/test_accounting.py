@@ -41,3 +41,15 @@ def test_accountant_spends_each_round_once() -> None:
     assert acct.rounds == (1, 2) and acct.spent() == (pytest.approx(1.0), 0.0)
     gauss = PrivacyAccountant(GaussianRounds(2.0), target_delta=DELTA)
     assert gauss.spend(1)[1] == DELTA
+
+
+def test_noise_multiplier_is_the_smallest_that_stays_within_epsilon() -> None:
+    from shared.fl.accounting import gaussian_noise_multiplier
+
+    z = gaussian_noise_multiplier(8.0, 300, sampling_probability=0.09, target_delta=1e-5)
+    spent = privacy_spent(GaussianRounds(z, 0.09), 300, target_delta=1e-5)[0]
+    assert spent <= 8.0
+    assert privacy_spent(GaussianRounds(z * 0.98, 0.09), 300, target_delta=1e-5)[0] > 8.0
+    assert gaussian_noise_multiplier(1.0, 300, sampling_probability=0.09, target_delta=1e-5) > z
+    with pytest.raises(ValueError, match="positive"):
+        gaussian_noise_multiplier(0.0, 10, target_delta=1e-5)
