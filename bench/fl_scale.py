@@ -75,8 +75,9 @@ class MeteredTransport(MqttTransport):
         self.published: list[tuple[float, str, int]] = []
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        called = time.time()
         super().publish(topic, payload, qos=qos, retain=retain)
-        self.published.append((time.time(), topic, len(payload)))
+        self.published.append((called, topic, len(payload)))
 
 
 # -- the watches' data --------------------------------------------------------------------------------------------
@@ -514,15 +515,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_cpu, encode_cpu = sum(s["train_cpu_s"] for s in sent), sum(s["encode_cpu_s"] for s in sent)
     cores = os.cpu_count() or 1
     floor_s = (train_cpu + encode_cpu) / cores
-    # the coordinator handed v1 to the broker: the full model, then its delta (what the watches read), each noted as
-    # its publish returned (run_round itself returns a moment later, after its bookkeeping)
-    published_at = [t for t, topic, _ in coord_transport.published if t >= announced and "/model" in topic]
+    # the coordinator hands v1 to the broker: the full model, then its delta (what the watches read), each noted as
+    # its publish is called (run_round itself returns a moment later, after its bookkeeping)
+    in_round = [(t, topic, b) for t, topic, b in coord_transport.published if announced <= t <= published]
+    published_at = [t for t, topic, _ in in_round if "/model" in topic]
     round_s = (max(published_at) if published_at else published) - announced
     v1_at = [t for w in watches for v, t in w["installs"] if v >= 1]
     round_installed_s = max(v1_at) - announced if len(v1_at) == n else None
     sent_at = [w["update_sent_at"] for w in watches if w["update_sent_at"] is not None]
-    announcement = [b for t, topic, b in coord_transport.published if topic.endswith("/round")]
-    models = [(topic, b) for t, topic, b in coord_transport.published if t >= announced and "/model" in topic]
+    announcement = [b for _, topic, b in in_round if topic.endswith("/round")]
+    models = [(topic, b) for _, topic, b in in_round if "/model" in topic]
     beats = [w["beats"] for w in watches]
     counters = edge_out["counters"]
 
@@ -543,8 +545,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "update_per_watch": sent[0]["bytes"] if sent else None,
             "aggregate": record.aggregate_bytes,
             "aggregate_wire": edge_out["aggregate_wire_bytes"],
-            "announcement_wire": announcement[-1] if announcement else None,
-            "announcement_wire_fanout": (announcement[-1] * n) if announcement else None,
+            "announcement_wire": announcement[0] if announcement else None,
+            "announcement_wire_fanout": (announcement[0] * n) if announcement else None,
             "model_published_wire": {topic.rsplit("/", 1)[1]: b for topic, b in models},
             "model_down_wire": sum(v for w in watches for k_, v in w["round_counters"].items()
                                    if k_.startswith("fl.model_bytes_received.")),
@@ -613,9 +615,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "slicing": "each record's beats cut into contiguous stretches, watches shared among records in "
                        "proportion to their beats",
         },
-        "round_s_definition": "wall clock from just before the coordinator announces the round (run_round called) to "
-                              "the signed v1 handed to the broker (the full model, then its delta: the later); "
-                              "round_installed_s: to the last watch's install of v1 (verified signature)",
+        "round_s_definition": "wall clock from just before the coordinator announces the round (run_round called) "
+                              "to the signed v1 handed to the broker (publish called: the full model, then its "
+                              "delta, the later); round_installed_s: to the last watch's install of v1 (signature "
+                              "verified)",
         "run_round_returned_s": round(published - announced, 3),
         "commit": _commit(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
