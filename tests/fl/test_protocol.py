@@ -281,5 +281,5 @@ def test_an_update_records_its_cpu_seconds_apart_from_the_wait(coordinator_keys:
     assert coordinator.run_round(0).status == "ok"
     for client in clients:
         (sent,) = client.sent
-        assert sent.train_s >= 0.3 > 0.1 > sent.train_cpu_s >= 0
+        assert 0 <= sent.train_cpu_s <= sent.train_s - 0.29  # the 0.3 s wait is wall time, never CPU time
         assert 0 < sent.encode_cpu_s <= sent.encode_s + 0.01  # encrypting is work: CPU, and never more than wall
