@@ -30,6 +30,7 @@ def test_one_round_of_six_watches_in_two_processes(mosquitto: tuple[str, int], m
     clients = result["clients"]
     assert (clients["status"], clients["reported"], clients["dropped"], clients["installed_v1"]) == ("ok", 6, 0, 6)
     assert clients["edge_accepted"] == 6 and not clients["edge_rejected"] and clients["client_errors"] == 0
+    assert clients["disconnects"] == 0 and clients["keepalive_s"] > 0
     timeline = result["timeline_s"]
     assert 0 < timeline["last_update_sent"] <= timeline["aggregate_sent"] <= result["round_s"]
     assert result["round_s"] <= result["round_installed_s"]  # stamped as the publish is called: no install before
