@@ -6,12 +6,12 @@ Every party is the product's own code, and talks only over MQTT:
   publishes the signed model v1 (full and delta, retained);
 - one edge hub's blind aggregator (`edge_hub/aggregation.py` EdgeAggregator), in a process of its own: the
   public key only; it adds each watch's packed Paillier ciphertexts as the update completes and forwards the sum;
-- `--processes` watch processes with `--watches`/P watches each, every watch its own MQTT connection
-  (`watch_agent/trainer.py` FlClient + `watch_agent/learner.py` BeatNetLearner). Each watch holds a contiguous
-  stretch of one MIT-BIH DS1 record's beats (the records' beats cut into N wearer-like slices, the watches
-  shared among the records in proportion to their beats); it trains the BeatNet from the announced model,
-  clips, adds its share of the DP noise (Gaussian, total epsilon `--dp-epsilon` over `--dp-rounds`), packs,
-  encrypts and sends.
+- `--processes` watch processes (default one per 50 watches) with `--watches`/P watches each, every watch its own
+  MQTT connection (`watch_agent/trainer.py` FlClient + `watch_agent/learner.py` BeatNetLearner). Each watch
+  holds a contiguous stretch of one MIT-BIH DS1 record's beats (the records' beats cut into N wearer-like
+  slices, the watches shared among the records in proportion to their beats); it trains the BeatNet from the
+  announced model, clips, adds its share of the DP noise (Gaussian, total epsilon `--dp-epsilon` over
+  `--dp-rounds`), packs, encrypts and sends.
 
 Before the round, and not in its time (reported apart): the processes start, every watch precomputes its
 encryption randomness (`FlClient.prepare`: the offline phase a real watch runs in idle time) ->
@@ -27,7 +27,7 @@ What is timed (wall clock, from the announcement):
 Acceptance (issue 15): round_s <= 2 x floor_s. Everything shares this machine's cores (watches, edge, broker,
 coordinator, and whatever else runs: the load average at the start is recorded).
 
-    .venv/bin/python bench/fl_scale.py                     # 1,000 watches, 4 processes -> bench/results/fl_scale.json
+    .venv/bin/python bench/fl_scale.py                     # 1,000 watches, 20 processes -> bench/results/fl_scale.json
     .venv/bin/python bench/fl_scale.py --watches 40 --processes 2 --json /tmp/fl_scale.json   # a quick look
     .venv/bin/python bench/fl_scale.py --private-broker    # a Mosquitto of its own, the deployment's config
 
@@ -64,6 +64,7 @@ from bench._common import RESULTS, ROOT, print_table, project_mosquitto
 from shared.transport import MqttTransport
 
 DEFAULT_JSON = RESULTS / "fl_scale.json"
+WATCHES_PER_PROCESS = 50
 UPDATE_TOPIC = "/update/"
 
 
@@ -444,7 +445,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from shared.model.serialize import parameters_vector
     from shared.settings import Settings
 
-    n, processes = args.watches, max(1, min(args.processes, args.watches))
+    n = args.watches
+    processes = max(1, min(args.processes or max(2, round(n / WATCHES_PER_PROCESS)), n))
     load_at_start = os.getloadavg()
     sets = load_beats(args.records.split(",") if args.records else None, args.seconds_per_record)
     slices = wearer_slices({r: len(s) for r, s in sets.items()}, n)
@@ -700,8 +702,12 @@ def table(r: dict[str, Any]) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--watches", type=int, default=1000, help="simulated watches (default 1000)")
-    parser.add_argument("--processes", type=int, default=4,
-                        help="OS processes hosting the watches, --watches/P each (default 4)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help=f"OS processes hosting the watches, --watches/P each (default: one per "
+                             f"{WATCHES_PER_PROCESS} watches, at least 2). Each watch is three threads (its "
+                             f"connection's network and dispatch threads, its training); with 250 watches in a "
+                             f"process, handing the interpreter lock among hundreds of waiting threads cost as much "
+                             f"CPU as the watches' own work (bench/results/fl_scale_4_processes.json)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
                         help=f"where the result goes (default {DEFAULT_JSON.relative_to(ROOT)})")
     parser.add_argument("--mqtt-url", default=None,
