@@ -89,13 +89,14 @@ def write_result(name: str, result: dict[str, Any], table: list[tuple[str, str]]
     return path
 
 
-def print_table(name: str, table: list[tuple[str, str]]) -> None:
-    """The readable table beside `bench/results/<name>.json`."""
+def print_table(name: str, table: list[tuple[str, str]], *, path: Path | None = None) -> None:
+    """The readable table beside `bench/results/<name>.json` (or `path`, where the result went)."""
     width = max((len(k) for k, _ in table), default=0)
     print(f"\n{name}")
     for key, value in table:
         print(f"  {key:<{width}}  {value}")
-    print(f"  → {(RESULTS / f'{name}.json').relative_to(ROOT)}")
+    target = (path or RESULTS / f"{name}.json").resolve()
+    print(f"  → {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
 
 
 def load_mitdb_split(split: str) -> dict[str, Any]:

@@ -92,6 +92,11 @@ class SentUpdate:
     encode_s: float
     norm: float
     staleness: int = 0
+    #: CPU seconds of the thread that trained and encoded (`time.thread_time`). The wall seconds above also
+    #: count waiting: simulated watches sharing a process take turns at `learner.TRAIN_LOCK`, and share cores
+    #: with everything else; the CPU seconds are the watch's own work.
+    train_cpu_s: float = 0.0
+    encode_cpu_s: float = 0.0
 
 
 class FlClient:
@@ -324,13 +329,13 @@ class FlClient:
 
     def send_update(self, spec: RoundPayload, global_vector: np.ndarray, *,
                     base_version: int | None = None) -> SentUpdate:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         base = spec.model_version if base_version is None else base_version
         self.learner.load_vector(global_vector)
         samples = self.learner.train(spec, global_vector)
         if self.slowdown_s:
             time.sleep(self.slowdown_s)
-        trained = time.perf_counter()
+        trained, trained_cpu = time.perf_counter(), time.thread_time()
         # Laplace needs L1 sensitivity, Gaussian L2: clip in the norm the round's mechanism is calibrated for
         clip = clip_by_l1 if spec.dp.mechanism == "laplace" else clip_by_l2
         clipped, norm = clip(delta(self.learner.vector(), global_vector), spec.clip_norm)
@@ -348,7 +353,7 @@ class FlClient:
             body = codec.encode(noised, noise=self._take_pool(codec))
         else:
             body = codec.encode(noised)
-        encoded = time.perf_counter()
+        encoded, encoded_cpu = time.perf_counter(), time.thread_time()
         for chunk in chunk_payloads(body, chunk_bytes=spec.chunk_bytes, round_id=spec_round,
                                     base_version=base, encrypted=spec.encrypt, samples=samples):
             self.router.publish(topics.fl_update(self.federation, self.settings.site, self.device_id),
@@ -356,7 +361,8 @@ class FlClient:
         with self._lock:
             newest = self.global_vector if self.global_vector is not None else global_vector
         self.learner.load_vector(newest)  # the device keeps serving the newest global model
-        sent = SentUpdate(spec_round, samples, len(body), trained - started, encoded - trained, float(norm), staleness)
+        sent = SentUpdate(spec_round, samples, len(body), trained - started, encoded - trained, float(norm), staleness,
+                          train_cpu_s=trained_cpu - started_cpu, encode_cpu_s=encoded_cpu - trained_cpu)
         self.sent.append(sent)
         self.counters.inc("fl.updates_sent")
         return sent

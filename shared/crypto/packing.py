@@ -292,5 +292,6 @@ def encrypted_vector_from_bytes(public_key: PaillierPublicKey, data: bytes) -> E
     if len(body) != width * spec.plaintexts_for(length):
         raise PackingError("ciphertext bytes do not match the header")
     chunks = (body[i : i + width] for i in range(0, len(body), width))
-    ciphertexts = tuple(paillier.ciphertext_from_bytes(public_key, chunk) for chunk in chunks)
+    ciphertexts = tuple(paillier.ciphertext_from_bytes(public_key, chunk, check_unit=False) for chunk in chunks)
+    paillier.check_units(public_key, ciphertexts)
     return EncryptedVector(spec=spec, length=length, count=count, key_id=key_id.hex(), ciphertexts=ciphertexts)

@@ -241,8 +241,9 @@ def add(public_key: PaillierPublicKey, ciphertext_a: int, ciphertext_b: int) -> 
 def add_all(public_key: PaillierPublicKey, ciphertexts: Iterable[int]) -> int:
     """Product of many ciphertexts mod n² (E of the sum), reducing after each multiply."""
     n2 = gmpy2.mpz(public_key.n_squared)
-    acc = gmpy2.mpz(1)
-    for c in ciphertexts:
+    items = iter(ciphertexts)
+    acc = gmpy2.mpz(next(items, 1))  # the first as it is: E(0) = 1 for none
+    for c in items:
         acc = acc * c % n2
     return int(acc)
 
@@ -304,15 +305,33 @@ def ciphertext_to_bytes(public_key: PaillierPublicKey, ciphertext: int) -> bytes
     return _int_bytes(ciphertext, public_key.ciphertext_bytes)
 
 
-def ciphertext_from_bytes(public_key: PaillierPublicKey, data: bytes) -> int:
-    """Rejects wrong width, values outside (0, n²) and non-units (gcd(c, n) ≠ 1 is never an encryption)."""
+def ciphertext_from_bytes(public_key: PaillierPublicKey, data: bytes, *, check_unit: bool = True) -> int:
+    """Rejects wrong width, values outside (0, n²) and non-units (gcd(c, n) ≠ 1 is never an encryption).
+
+    `check_unit=False` leaves the last check to the caller, who runs `check_units` once over many ciphertexts.
+    """
     if len(data) != public_key.ciphertext_bytes:
         raise CiphertextError(f"ciphertext must be {public_key.ciphertext_bytes} bytes, got {len(data)}")
     c = int.from_bytes(data, "big")
     _check_ciphertext_range(public_key, c)
-    if gmpy2.gcd(c, public_key.n) != 1:
+    if check_unit and gmpy2.gcd(c, public_key.n) != 1:
         raise CiphertextError("ciphertext is not a unit mod n")
     return c
+
+
+def check_units(public_key: PaillierPublicKey, ciphertexts: Iterable[int]) -> None:
+    """Raise unless every ciphertext is a unit mod n, with one gcd for all of them.
+
+    Their product mod n is a unit exactly when each of them is: units are closed under multiplication, and a
+    prime factor of n that divides one ciphertext divides the product. A multiply mod n costs a fraction of a
+    gcd, and the edge checks every ciphertext of every update it receives (bench/fl_scale.py).
+    """
+    n = gmpy2.mpz(public_key.n)
+    product = gmpy2.mpz(1)
+    for c in ciphertexts:
+        product = product * c % n
+    if gmpy2.gcd(product, n) != 1:
+        raise CiphertextError("a ciphertext is not a unit mod n")
 
 
 # --- lightphe interoperability -----------------------------------------------------------------

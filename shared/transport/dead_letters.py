@@ -67,6 +67,12 @@ class DeadLetterStore:
         now = time.time() if now is None else now
         return self._select("WHERE state = ? AND next_try <= ? ORDER BY id", (WAITING, now))
 
+    def next_due(self) -> float | None:
+        """When the earliest waiting row is due (epoch seconds); None when none waits."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_try) FROM dead_letters WHERE state = ?", (WAITING,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def all(self) -> list[DeadLetter]:
         return self._select("ORDER BY id", ())
 

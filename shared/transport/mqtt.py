@@ -53,6 +53,47 @@ class _Incoming:
     qos: int
 
 
+_RECONNECT_RACE_TRIES = 5
+#: Longest sleep of a connection's network thread with no traffic (`PahoClient`).
+LOOP_IDLE_S = 5.0
+
+
+class PahoClient(mqtt.Client):
+    """paho's client with two changes.
+
+    - Its network thread sleeps in select() up to `idle_s` when nothing comes or goes, not paho's fixed 1 s.
+      Traffic wakes it at once either way (the socket, or paho's wake-up pair when another thread publishes);
+      the timeout only paces its housekeeping, of which the keepalive ping is the only timed duty. Each needless
+      wake-up is a CPU wake-up on a watch, and in a process shared by many connections it also takes the
+      interpreter lock from whatever else runs: 1,000 simulated watches (bench/fl_scale.py) spent about as much
+      CPU on these wake-ups during a one-minute round as on their training.
+    - It survives a race of its own: `reconnect()` walks the queue of outgoing packets while another thread may
+      be appending a publish to it (paho 2.2 takes no lock there). That raised "deque mutated during iteration"
+      in paho's network thread, and the thread ended: the connection was gone for good and publishes queued up
+      in silence (2 of 1,000 simulated watches, publishing their updates while paho reconnected them). Trying
+      again is safe: `reconnect` repeats everything it did before the walk.
+    """
+
+    idle_s: float = 1.0  # MqttTransport sets it from the keepalive
+
+    def _thread_main(self) -> None:
+        """paho 2.2's own network thread (`loop_start`), with the idle timeout."""
+        try:
+            self.loop_forever(timeout=self.idle_s, retry_first_connection=True)
+        finally:
+            self._thread = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        for attempt in range(1, _RECONNECT_RACE_TRIES + 1):
+            try:
+                return super().reconnect()
+            except RuntimeError as exc:
+                if "mutated during iteration" not in str(exc) or attempt == _RECONNECT_RACE_TRIES:
+                    raise
+                log.warning("paho reconnect raced with a publish: trying again", extra={"attempt": attempt})
+        raise AssertionError("unreachable")
+
+
 class BrokerUnavailable(ConnectionError):
     """Nothing answered at the broker address in time."""
 
@@ -121,10 +162,12 @@ class MqttTransport:
         self._leftover_rows: set[int] = set()
         self._inbox: Lanes[_Incoming] = Lanes(self.counters)
         self._dispatcher: threading.Thread | None = None
-        self._client = mqtt.Client(
+        self._client = PahoClient(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
             protocol=mqtt.MQTTv311, manual_ack=True,
         )
+        # a ping at most keepalive / 4 late: the broker allows 1.5 × keepalive of silence
+        self._client.idle_s = min(LOOP_IDLE_S, max(0.25, keepalive_s / 4))
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)

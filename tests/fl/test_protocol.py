@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -263,3 +264,22 @@ def test_async_fedbuff_with_slow_devices_keeps_improving(coordinator_keys: Coord
     assert any(u.staleness > 0 for u in clients[3].sent)
     assert float(np.linalg.norm(coordinator.vector - optimum)) < 0.8 * start
     assert edge.counters.get("fl.accepted_update") >= 20
+
+
+def test_an_update_records_its_cpu_seconds_apart_from_the_wait(coordinator_keys: CoordinatorKeys) -> None:
+    """Simulated watches in one process take turns at the training lock: the wall seconds of a training count that
+    wait, the CPU seconds only the watch's own work (what bench/fl_scale.py sums into its floor)."""
+
+    class WaitingLearner(ToyLearner):
+        def train(self, spec: RoundPayload, global_vector: np.ndarray) -> int:
+            time.sleep(0.3)  # another watch holds the training lock
+            return super().train(spec, global_vector)
+
+    _bus, coordinator, _edges, clients, _optimum = _federation(coordinator_keys, clients=2)
+    for client in clients:
+        client.learner = WaitingLearner(np.zeros(P, dtype=np.float32))
+    assert coordinator.run_round(0).status == "ok"
+    for client in clients:
+        (sent,) = client.sent
+        assert 0 <= sent.train_cpu_s <= sent.train_s - 0.29  # the 0.3 s wait is wall time, never CPU time
+        assert 0 < sent.encode_cpu_s <= sent.encode_s + 0.01  # encrypting is work: CPU, and never more than wall

@@ -11,7 +11,7 @@ from shared import topics
 from shared.messages import AlertMessage, encode
 from shared.metrics import Counters
 from shared.transport import DeadLetterStore, InMemoryBus, Router
-from shared.transport.dead_letters import PARKED, WAITING, backoff_s
+from shared.transport.dead_letters import PARKED, WAITING, DeadLetter, backoff_s
 from tests import factories
 from tests.waiting import wait_until
 
@@ -123,3 +123,29 @@ def test_a_row_added_at_the_budget_is_parked_at_once(tmp_path: Path, attempts: i
     store = DeadLetterStore(tmp_path / "dl.db", max_attempts=5)
     store.add("t", b"x", "boom", attempts=attempts)
     assert store.all()[0].state == (PARKED if attempts >= 5 else WAITING)
+
+
+class CountingStore(DeadLetterStore):
+    """An in-memory store that counts how often the retrier looks into it."""
+
+    looks = 0
+
+    def due(self, now: float | None = None) -> list[DeadLetter]:
+        self.looks += 1
+        return super().due(now)
+
+
+def test_a_store_in_memory_is_retried_when_due_and_not_polled_while_empty() -> None:
+    store = CountingStore(":memory:")
+    handler = Flaky(failures=1)
+    bus = InMemoryBus()
+    router = Router(bus.transport("t"), counters=Counters(), max_bytes=1 << 20, dead_letters=store)
+    router.on(topics.alert("s", topics.ANY, topics.ANY), AlertMessage, handler)
+    try:
+        time.sleep(1.5)  # nothing kept: the retrier sleeps (a durable store is looked at every 0.5 s)
+        assert store.looks <= 1
+        bus.transport("w").publish(TOPIC, encode(factories.alert(device="watch-1", patient="pt-1")))
+        assert wait_until(lambda: store.all() == [], 10)  # woken by the kept message, retried once due (1 s)
+        assert len(handler.handled) == 1 and store.looks <= 4
+    finally:
+        router.close()

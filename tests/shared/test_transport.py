@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from shared import topics
 from shared.embedded_broker import EmbeddedBroker
 from shared.messages import AlertMessage, encode
 from shared.metrics import Counters
 from shared.transport import InMemoryBus, MqttTransport, Outbox, Router, Will
+from shared.transport.mqtt import PahoClient
 from tests import factories
 
 
@@ -338,3 +342,38 @@ def test_counters_are_exported_in_prometheus_text(tmp_path: Path) -> None:
     time.sleep(0.3)
     exporter.stop()
     assert 'reason="oversized"} 1' in path.read_text()
+
+
+class _AppendedWhileWalked(collections.deque[Any]):
+    """paho's queue of outgoing packets, with another thread's publish landing while `reconnect` walks it (once)."""
+
+    raced = False
+
+    def __iter__(self) -> Iterator[Any]:
+        walk = super().__iter__()
+        if self.raced:
+            yield from walk
+            return
+        self.raced = True
+        first = next(walk)
+        self.append(dict(first))  # what a publish() on another thread does meanwhile
+        yield first
+        yield from walk  # the deque noticed: RuntimeError, as in paho's network thread
+
+
+def test_paho_reconnect_survives_a_publish_racing_its_walk_of_the_queue(mosquitto: tuple[str, int],
+                                                                        unique: str) -> None:
+    host, port = mosquitto
+    packet = {"command": mqtt.PUBLISH, "qos": 1, "info": None}
+    for kind, survives in ((mqtt.Client, False), (PahoClient, True)):
+        client = kind(CallbackAPIVersion.VERSION2, client_id=f"race-{unique}", protocol=mqtt.MQTTv311)
+        client.connect_async(host, port)
+        client._out_packet = _AppendedWhileWalked([packet])
+        try:
+            if survives:
+                assert client.reconnect() == mqtt.MQTT_ERR_SUCCESS
+            else:
+                with pytest.raises(RuntimeError, match="mutated during iteration"):
+                    client.reconnect()
+        finally:
+            client.disconnect()

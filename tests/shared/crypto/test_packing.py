@@ -171,3 +171,20 @@ def test_overflow_is_always_an_error(keys_small: PaillierKeyPair, max_clients: i
     if right <= max_clients:
         with pytest.raises(HeadroomExceededError):
             packing.add_encrypted(pk, packing.sum_encrypted(pk, [one] * left), packing.sum_encrypted(pk, [one] * right))
+
+
+def test_a_vector_with_one_non_unit_ciphertext_is_refused(keys_2048: PaillierKeyPair) -> None:
+    """The unit check runs once per vector (the product of its ciphertexts mod n), and still finds a single
+    ciphertext that shares a factor with n wherever it sits."""
+    pk, sk = keys_2048.public_key, keys_2048.private_key
+    spec = packing.packing_spec(pk, clip=CLIP, max_clients=22)
+    wire = packing.encrypted_vector_to_bytes(pk, packing.encrypt_vector(pk, np.zeros(300), spec))
+    assert spec.plaintexts_for(300) == 4
+    width, header = pk.ciphertext_bytes, len(wire) - 4 * pk.ciphertext_bytes
+    for position in range(4):
+        start = header + position * width
+        for bad in (sk.p * 12345, pk.n * 7):  # shares p with n; a multiple of n (≡ 0 mod n)
+            forged = wire[:start] + packing.paillier.ciphertext_to_bytes(pk, bad) + wire[start + width:]
+            with pytest.raises(packing.paillier.CiphertextError, match="not a unit"):
+                packing.encrypted_vector_from_bytes(pk, forged)
+    assert packing.encrypted_vector_from_bytes(pk, wire).count == 1
