@@ -338,6 +338,19 @@ def edge_process(job: dict[str, Any]) -> None:
     status.say(done=True)
 
 
+def _exit_with_parent() -> None:
+    """A watch or edge process ends when the bench that started it is gone (killed by a timeout, say), instead of
+    precomputing and connecting for minutes with nobody to report to."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 # -- the parent: coordinator, processes, progress, the timed round ------------------------------------------------
 
 
@@ -816,6 +829,7 @@ def main() -> None:
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role is not None:
+        _exit_with_parent()
         job = json.loads(args.job.read_text())
         (watch_process if args.role == "watches" else edge_process)(job)
         return
