@@ -145,12 +145,17 @@ class _Status:
             self.out.flush()
 
 
-def _wait_for_stop(status: _Status, counts: Any) -> None:
-    """Report `counts()` twice a second until the parent writes a line (its stop) or closes stdin."""
+def _wait_for_stop(status: _Status, counts: Any, on_mark: Any = None) -> None:
+    """Report `counts()` twice a second until the parent writes "stop" (or closes stdin); a "mark" line calls
+    `on_mark` (the round is about to be announced)."""
     stop = threading.Event()
 
     def read() -> None:
-        sys.stdin.readline()
+        for line in sys.stdin:
+            if line.strip() == "mark" and on_mark is not None:
+                on_mark()
+            elif line.strip() == "stop":
+                break
         stop.set()
 
     threading.Thread(target=read, daemon=True).start()
@@ -160,6 +165,46 @@ def _wait_for_stop(status: _Status, counts: Any) -> None:
         if now != last:
             status.say(**now)
             last = now
+
+
+class CpuByThread:
+    """This process's CPU seconds between `mark()` and `read()`, by kind of thread: the connections' network threads
+    (paho), their dispatchers, the rest still alive, and the threads that ended in between (the watches' training
+    threads: one per watch per round, from the announcement to its update sent)."""
+
+    def __init__(self) -> None:
+        self._at_mark: tuple[float, dict[int, float]] | None = None
+
+    @staticmethod
+    def _now() -> tuple[float, dict[int, float]]:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        threads = {}
+        for thread in threading.enumerate():
+            try:
+                assert thread.ident is not None
+                threads[thread.ident] = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except (AssertionError, OSError, ProcessLookupError):
+                pass  # ended meanwhile: it counts with the ended ones
+        return usage.ru_utime + usage.ru_stime, threads
+
+    def mark(self) -> None:
+        self._at_mark = self._now()
+
+    def read(self) -> dict[str, float]:
+        if self._at_mark is None:
+            return {}
+        (before, threads_before), (after, threads_after) = self._at_mark, self._now()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        out = {"process": after - before, "network": 0.0, "dispatch": 0.0, "other_live": 0.0}
+        for ident, cpu in threads_after.items():
+            name = names.get(ident, "")
+            kind = ("network" if name.startswith("paho-mqtt-client-") else "dispatch" if name.startswith("mqtt-")
+                    else "other_live")
+            out[kind] += cpu - threads_before.get(ident, 0.0)
+        out["ended_threads"] = out["process"] - out["network"] - out["dispatch"] - out["other_live"]
+        return {k: round(v, 3) for k, v in out.items()}
 
 
 def watch_process(job: dict[str, Any]) -> None:
@@ -238,7 +283,9 @@ def watch_process(job: dict[str, Any]) -> None:
         return {"sent": sum(len(c.sent) for c in clients), "updated": sum((c.version or 0) >= 1 for c in clients),
                 "errors": sum(c.counters.get("fl.client_errors") for c in clients)}
 
-    _wait_for_stop(status, counts)
+    cpu = CpuByThread()
+    _wait_for_stop(status, counts, cpu.mark)
+    cpu_by_thread = cpu.read()
     for client in clients:
         client.stop(timeout_s=60)
     watches = []
@@ -259,7 +306,8 @@ def watch_process(job: dict[str, Any]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    Path(job["out"]).write_text(json.dumps({"watches": watches, "precompute_s": precompute_s}))
+    Path(job["out"]).write_text(json.dumps({"watches": watches, "precompute_s": precompute_s,
+                                            "cpu_by_thread": cpu_by_thread}))
     status.say(done=True)
 
 
@@ -290,6 +338,19 @@ def edge_process(job: dict[str, Any]) -> None:
     status.say(done=True)
 
 
+def _exit_with_parent() -> None:
+    """A watch or edge process ends when the bench that started it is gone (killed by a timeout, say), instead of
+    precomputing and connecting for minutes with nobody to report to."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 # -- the parent: coordinator, processes, progress, the timed round ------------------------------------------------
 
 
@@ -316,6 +377,11 @@ class Child:
     def check(self) -> None:
         if self.proc.poll() is not None and not self.state.get("done"):
             raise SystemExit(f"{self.name} exited with {self.proc.returncode} (its stderr is above)")
+
+    def mark(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("mark\n")
+        self.proc.stdin.flush()
 
     def stop(self, timeout_s: float = 300) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -508,6 +574,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ps_broker = _broker_process(settings.mqtt_port)
                 groups = {"watches": ps_watches, "edge": [ps_edge], "coordinator": [ps_self],
                           "broker": [ps_broker] if ps_broker is not None else []}
+                for child in children:
+                    child.mark()
+                time.sleep(0.5)  # each watch process notes its threads' CPU times
                 load_at_round = os.getloadavg()
                 cpu_before = {g: _cpu_s(ps) for g, ps in groups.items()} | {"machine": _machine_busy_s()}
                 progress.phase = "round"
@@ -575,6 +644,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "edge_cpu_s": round(cpu_published["edge"] - cpu_before["edge"], 3),
         "cpu_s_in_round": _cpu_use(cpu_before, cpu_published, cores, round_s),
         "cpu_s_to_installed": _cpu_use(cpu_before, cpu_installed, cores, installed_wait - announced),
+        "watch_processes_cpu_s": _watch_cpu(outs, train_cpu + encode_cpu),
         "broker_process_found": ps_broker is not None,
         "floor": {
             "definition": "sum over watches of SentUpdate.train_cpu_s + encode_cpu_s (thread CPU time of the "
@@ -661,6 +731,22 @@ def _floor_on_cores_left(cpu_s: float, cores: int, seconds: float, others_cpu_s:
             "round_over_it_x": None if not floor else round(seconds / floor, 2)}
 
 
+def _watch_cpu(outs: list[dict[str, Any]], own_work_s: float) -> dict[str, Any]:
+    """The watch processes' CPU seconds from just before the announcement to the installs (summed over processes) by
+    kind of thread, and what the watches' training threads spent beyond their training and encoding."""
+    kinds: dict[str, float] = {}
+    for out in outs:
+        for kind, seconds in out.get("cpu_by_thread", {}).items():
+            kinds[kind] = kinds.get(kind, 0.0) + seconds
+    result: dict[str, Any] = {k: round(v, 3) for k, v in kinds.items()}
+    if "ended_threads" in kinds:
+        result["training_threads_beyond_train_and_encode"] = round(kinds["ended_threads"] - own_work_s, 3)
+    result["note"] = ("per process, from the mark just before the announcement to the stop after the installs: "
+                      "network = the connections' paho threads, dispatch = their message handlers (round, model), "
+                      "ended_threads = threads that ended in between, i.e. the watches' training threads")
+    return result
+
+
 def _cpu_use(before: dict[str, float], after: dict[str, float], cores: int, seconds: float) -> dict[str, float]:
     """CPU seconds each party used between two readings; `other_processes`: what the rest of the machine took of
     the `cores` x `seconds` there were (another user's training, say); `idle`: what nobody used."""
@@ -687,6 +773,8 @@ def table(r: dict[str, Any]) -> list[tuple[str, str]]:
                                         f"{t['aggregate_sent']}, v1 published {t['model_published']}, installed "
                                         f"{t['first_v1_installed']}–{t['last_v1_installed']}"),
         ("CPU s in the round", ", ".join(f"{g} {v}" for g, v in r["cpu_s_in_round"].items())),
+        ("watch processes' CPU s by thread", ", ".join(f"{g} {v}" for g, v in r["watch_processes_cpu_s"].items()
+                                                        if g != "note")),
         ("clients", f"{c['reported']} reported of {c['selected']}, {c['dropped']} dropped, status {c['status']}, "
                     f"{c['installed_v1']} installed v1; connections lost {c['disconnects']} "
                     f"({c['disconnects_in_round']} in the round; keepalive {c['keepalive_s']} s)"),
@@ -704,10 +792,11 @@ def main() -> None:
     parser.add_argument("--watches", type=int, default=1000, help="simulated watches (default 1000)")
     parser.add_argument("--processes", type=int, default=None,
                         help=f"OS processes hosting the watches, --watches/P each (default: one per "
-                             f"{WATCHES_PER_PROCESS} watches, at least 2). Each watch is three threads (its "
-                             f"connection's network and dispatch threads, its training); with 250 watches in a "
-                             f"process, handing the interpreter lock among hundreds of waiting threads cost as much "
-                             f"CPU as the watches' own work (bench/results/fl_scale_4_processes.json)")
+                             f"{WATCHES_PER_PROCESS} watches, at least 2). Each watch is three or four threads "
+                             f"(its connection's network and dispatch threads, its router's retrier, its training) "
+                             f"behind one interpreter lock per process: with 4 processes of 250 watches, the last "
+                             f"watch installed v1 55 s after the first (bench/results/fl_scale_4_processes.json), "
+                             f"with 20 of 50, 1.7 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
                         help=f"where the result goes (default {DEFAULT_JSON.relative_to(ROOT)})")
     parser.add_argument("--mqtt-url", default=None,
@@ -740,6 +829,7 @@ def main() -> None:
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role is not None:
+        _exit_with_parent()
         job = json.loads(args.job.read_text())
         (watch_process if args.role == "watches" else edge_process)(job)
         return

@@ -21,6 +21,7 @@ from shared.fl_codec import codec_for_round
 from shared.messages import ModelMessage, RoundPayload, UpdateMessage, decode, encode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
+from tests.waiting import wait_until
 from watch_agent.trainer import FlClient
 
 P = 50
@@ -279,6 +280,8 @@ def test_an_update_records_its_cpu_seconds_apart_from_the_wait(coordinator_keys:
     for client in clients:
         client.learner = WaitingLearner(np.zeros(P, dtype=np.float32))
     assert coordinator.run_round(0).status == "ok"
+    # the in-memory bus delivers inline: the round can close before the watch thread notes what it sent
+    assert wait_until(lambda: all(c.sent for c in clients), 10)
     for client in clients:
         (sent,) = client.sent
         assert 0 <= sent.train_cpu_s <= sent.train_s - 0.29  # the 0.3 s wait is wall time, never CPU time
