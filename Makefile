@@ -4,7 +4,8 @@
 #   make demo     run the whole system on this machine      (DEMO_ARGS="--help" etc.)
 #   make test     the test suite                            (PYTEST_ARGS="-k fusion -x" etc.)
 #   make bench    every bench/*.py (not _helpers), alert_latency first; results in bench/results/
-#                 (fl_accuracy, its seed spread included, took 55 min here as parallel processes: see its --parts)
+#                 (fl_accuracy, its seed spread included, took 55 min here as parallel processes: see its --parts;
+#                 fl_scale, one round of 1,000 watches, about 15 min, most of it the watches' offline precompute)
 #   make lint     ruff check + mypy
 
 SHELL       := /bin/bash

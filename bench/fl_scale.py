@@ -249,10 +249,12 @@ def watch_process(job: dict[str, Any]) -> None:
         transports.append(transport)
     # the offline phase first, before any connection: hundreds of connections' network threads, one process, one
     # interpreter lock, and a core shared four ways starved their keepalives in a first run (see --keepalive)
-    prepared: list[float] = []
+    prepared: list[tuple[float, float]] = []  # (wall, CPU) seconds of each watch's offline phase
     started = time.perf_counter()
     for k, client in enumerate(clients):
-        prepared.append(client.prepare(spec))
+        cpu_started = time.thread_time()
+        wall = client.prepare(spec)
+        prepared.append((wall, time.thread_time() - cpu_started))
         if k % 10 == 9:
             status.say(prepared=k + 1)
     precompute_s = time.perf_counter() - started
@@ -298,7 +300,8 @@ def watch_process(job: dict[str, Any]) -> None:
             "device": client.device_id, "record": learner.data.record, "beats": len(learner.data),
             "sent": [asdict(s) for s in client.sent], "update_sent_at": updates[-1][0] if updates else None,
             "update_wire_bytes": sum(n for _, n in updates), "installs": installs[client.device_id],
-            "precompute_s": seconds, "disconnects": list(transport.disconnects),  # before the orderly stops
+            "precompute_s": seconds[0], "precompute_cpu_s": seconds[1],
+            "disconnects": list(transport.disconnects),  # before the orderly stops
             "round_counters": {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)},
         })
     threads = [threading.Thread(target=t.stop) for t in transports]
@@ -682,9 +685,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "model_published": record.status == "ok" and coordinator.version == 1,
         "offline_precompute_s": round(precompute_s, 3),
-        "offline_precompute_cpu_sum_s": round(sum(w["precompute_s"] for w in watches), 3),
+        "offline_precompute_cpu_sum_s": round(sum(w["precompute_cpu_s"] for w in watches), 3),
+        "offline_precompute_wall_sum_s": round(sum(w["precompute_s"] for w in watches), 3),
         "offline_note": "before the announcement, not in round_s: every watch's FlClient.prepare (its r^n values "
-                        "for this key), the processes in parallel; a real watch does it in idle time",
+                        "for this key), the processes in parallel; a real watch does it in idle time. "
+                        "offline_precompute_s: wall time of the phase; *_cpu_sum_s: the watches' CPU seconds; "
+                        "*_wall_sum_s: their prepare() wall seconds added up (they overlap, and wait for the cores)",
         "setup_s": round(setup_s, 1),
         "load_avg_at_start": [round(x, 2) for x in load_at_start],
         "load_avg_at_round": [round(x, 2) for x in load_at_round],
@@ -781,7 +787,7 @@ def table(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("bytes", f"updates {b['updates']:,} ({b['updates_wire']:,} on the wire), aggregate {b['aggregate']:,}, "
                   f"models down {b['model_down_wire']:,}"),
         ("offline precompute (not in the round)", f"{r['offline_precompute_s']} s wall, "
-                                                  f"{r['offline_precompute_cpu_sum_s']} s summed over watches"),
+                                                  f"{r['offline_precompute_cpu_sum_s']} CPU s summed over watches"),
         ("load average at start / at the round", f"{r['load_avg_at_start']} / {r['load_avg_at_round']}"),
         ("commit, date", f"{r['commit']}, {r['date']}"),
     ]
@@ -794,9 +800,9 @@ def main() -> None:
                         help=f"OS processes hosting the watches, --watches/P each (default: one per "
                              f"{WATCHES_PER_PROCESS} watches, at least 2). Each watch is three or four threads "
                              f"(its connection's network and dispatch threads, its router's retrier, its training) "
-                             f"behind one interpreter lock per process: with 4 processes of 250 watches, the last "
-                             f"watch installed v1 55 s after the first (bench/results/fl_scale_4_processes.json), "
-                             f"with 20 of 50, 1.7 s")
+                             f"behind one interpreter lock per process: with 4 processes of 250 watches the first "
+                             f"update left 6.1 s after the announcement and the installs of v1 took 2.5 s "
+                             f"(bench/results/fl_scale_4_processes.json); with 20 of 50, 1.9 s and 1.5 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
                         help=f"where the result goes (default {DEFAULT_JSON.relative_to(ROOT)})")
     parser.add_argument("--mqtt-url", default=None,
