@@ -53,6 +53,7 @@ from bench._common import RESULTS, ROOT
 from shared.crypto.packing import PackingSpec, dequantize_sum, packing_spec, quantize
 from shared.fl.accounting import GaussianRounds, gaussian_noise_multiplier, privacy_spent
 from shared.fl.noise import gaussian_share_std, quantization_bound
+from shared.fl.updates import clip_by_l2
 from shared.model.rhythm.corpus import Recording, load_database
 from shared.model.rhythm.head import StripHead, embed_all, head_vector
 from shared.model.rhythm.labels import AF, NOISE, OTHER, SINUS
@@ -192,9 +193,8 @@ def train_central(head: Head, e: np.ndarray, y: np.ndarray, config: CentralConfi
 
 
 def clip_rows(u: np.ndarray, clip: float) -> np.ndarray:
-    """Each client's update to L2 ≤ clip (`shared.fl.updates.clip_by_l2`, row-wise)."""
-    norms = np.linalg.norm(u, axis=1, keepdims=True)
-    return u * np.minimum(1.0, clip / np.maximum(norms, 1e-12))
+    """Each client's update to L2 ≤ clip: the product's own `clip_by_l2`, one row per client."""
+    return np.stack([clip_by_l2(row, clip)[0] for row in u])
 
 
 @dataclass
