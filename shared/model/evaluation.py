@@ -1,5 +1,7 @@
 """Evaluate a saved beat model on a folder of WFDB records — the logic behind `cardiomesh evaluate`.
 
+The model is a `BeatNet` file (`.pt`) or the federated additive model (`.npz`, `shared.fl.gam`).
+
 Records may be at any sampling rate: each is resampled to `MODEL_FS`, its beats are found by the
 watch's own `StreamingQrsDetector` and matched to the reference annotations within 150 ms (see
 `shared.model.data`). Every record in the folder with a `.hea` and an `.atr` is used unless `only`
@@ -13,6 +15,8 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from shared.model.data import PACED, BeatSet, concat, record_beats
 from shared.model.serialize import load_model
@@ -61,7 +65,13 @@ def evaluate_records(
 ) -> dict[str, Any]:
     """`train.metrics` of the model over every detected beat of the records (pooled): {"per_class", "macro_f1",
     "auroc", "beats", "ec57", "confusion"}."""
-    model, _meta = load_model(model_path)
+    additive = Path(model_path).suffix == ".npz"  # the federated additive model (`shared.fl.gam.save`)
+    if additive:
+        from shared.fl import gam
+
+        gam_model, columns, _meta = gam.load(model_path)
+    else:
+        model, _meta = load_model(model_path)
     paths = find_records(records_dir, only)
     sets: list[BeatSet] = []
     for i, path in enumerate(paths):
@@ -71,7 +81,11 @@ def evaluate_records(
     if progress is not None:
         progress("", len(paths), len(paths))
     beats = concat(sets)
-    pred, score = predict(model, beats)
+    if additive:  # its features are relative to each wearer: computed record by record
+        proba = np.concatenate([gam.predict_beats(gam_model, columns, s) for s in sets])
+        pred, score = proba.argmax(axis=1), 1.0 - proba[:, 0]
+    else:
+        pred, score = predict(model, beats)
     result = metrics(beats.y, pred, score, missed=beats.missed)
     if result["beats"] == 0:
         log.warning("no labelled beats in %d record(s)", len(paths))

@@ -94,6 +94,17 @@ def record_features(beats: BeatSet) -> np.ndarray:
     return table
 
 
+CORRELATION_COLUMNS = tuple(i for i, name in enumerate(FEATURE_NAMES) if name.startswith("corr"))
+
+
+def as_distances(table: np.ndarray) -> np.ndarray:
+    """`table` with each correlation c replaced by 1 − c: a public log-spaced grid (`shared.fl.gam`) resolves
+    0.01 against 0.05 finely, 0.99 against 0.95 not at all — and that is where normal and ectopic beats part."""
+    out = np.array(table, dtype=np.float64)
+    out[:, list(CORRELATION_COLUMNS)] = 1.0 - out[:, list(CORRELATION_COLUMNS)]
+    return out
+
+
 def n_features() -> int:
     from shared.model.features import WAVE_LEN
 

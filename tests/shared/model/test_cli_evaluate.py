@@ -74,3 +74,24 @@ def test_evaluate_errors(records: Path, tmp_path: Path) -> None:
     assert nothing.exit_code == 1 and "no WFDB records" in nothing.output
     unknown = runner.invoke(app, ["evaluate", "--model", str(model), "--records", str(records), "--only", "999"])
     assert unknown.exit_code == 1 and "999" in unknown.output
+
+
+def test_evaluate_reads_the_federated_additive_model(records: Path, tmp_path: Path) -> None:
+    """The `.npz` additive model (issue 15's sample-DP model) is scored the same way, its features computed
+    record by record; a V-only shape calls every beat V, which the confusion shows."""
+    from shared.fl import gam
+    from shared.model.tree_features import n_features
+
+    columns = n_features()
+    shapes = np.zeros((columns, 4, 4))
+    shapes[0, :, 2] = 10.0  # feature 0, every bin: strongly V
+    path = tmp_path / "additive.npz"
+    gam.save(path, gam.GamModel(np.zeros((columns, gam.FINE_BINS), dtype=np.int64), shapes, np.ones(4)), columns)
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(path), "--records", str(records), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    confusion = np.asarray(data["confusion"])
+    assert confusion.sum() == data["beats"] > 0 and confusion[:, 2].sum() == confusion.sum()
+    (tmp_path / "bad.npz").write_text("junk")
+    bad = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "bad.npz"), "--records", str(records)])
+    assert bad.exit_code == 1 and "not a readable additive beat model" in bad.output

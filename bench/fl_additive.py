@@ -1,0 +1,253 @@
+"""The beat model issue 15 asks for, federated, encrypted and with sample-level DP: an additive model (a shape
+function per record-relative feature and class) learned by cyclic boosting in which every release is one
+feature's per-bin gradient sums (`shared.fl.gam`, DP-EBM style).
+
+MIT-BIH DS1's 22 records are 22 clients; features `shared.model.tree_features` (label-free, per record, the
+correlations as distances). Everything is chosen on DS1 alone — train on one fixed half of the records, score
+VEB F1 on the other, both ways — and only then trained on all of DS1 and scored once on DS2:
+
+1. without DP: feature set × epochs × bins; the winner is compared with the federated trees' best DS1 figure
+   (`bench/results/fl_trees.json`), the model class with the higher DS1 F1 is the one reported;
+2. with sample-level DP at ε = 8, δ = 1e-5 (noise on every release, the RDP accountant over all of them): the
+   same grid, two noise seeds per cell.
+
+Sums go through the packed-Paillier fixed point (2048-bit key, 24-bit values, the coordinator decrypting only
+sums of ≥ 2 clients). The DP model's seed 0 runs every release through the real encryption too (client encrypts,
+edge adds ciphertexts blind, coordinator decrypts), asserting each decrypted sum equals the fixed-point sum the
+other fits use (`--verify` releases; ≈ 0.5 s per release here). Reported per model: 3 seeds (the seed draws the
+noise and each epoch's feature order), the DS2 `evaluate --json` figures of each, their mean, and the central
+model of the same kind (the same additive model fitted on DS1 pooled, no DP) for the macro-F1 comparison.
+
+    .venv/bin/python bench/fl_additive.py [--epsilon 8] [--verify all|N]
+
+Writes bench/results/fl_additive.json, the keys `federated_encrypted` and `federated_encrypted_sample_dp` of
+bench/results/fl_accuracy.json, and the sample-DP model at bench/results/model_additive_dp.npz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from bench._common import RESULTS, ds1_halves, load_mitdb_split, write_result
+
+#: the grid searched on DS1 (both with and without DP): feature set × epochs × coarse bins
+FEATURE_SETS = {"named": 22, "all": 63}  # the 22 named features, or those plus the 41 beat-window samples
+EPOCHS = (10, 30)
+BINS = (8, 16)
+LEARNING_RATE = 0.5
+DELTA = 1e-5
+SEEDS = (0, 1, 2)
+CLIENT_BOUND = 8000.0  # |entry| bound of one client's release: a record's beats (≤ 3,100 in DS1) × clip 2 + noise
+
+
+def _tables(sets: dict[str, Any], labelled: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from shared.model.tree_features import as_distances, record_features
+
+    out = {}
+    for record, beats in sorted(sets.items()):
+        table, y = as_distances(record_features(beats)), beats.y
+        keep = (y >= 0) & (y < 4) if labelled else np.ones(len(y), dtype=bool)
+        out[record] = (table[keep], y[keep].astype(np.int64))
+    return out
+
+
+def _clients(tables: dict[str, tuple[np.ndarray, np.ndarray]], records: list[str], columns: int) -> list[Any]:
+    from shared.fl.gam import GamClient, fine_bins
+
+    return [GamClient(fine_bins(tables[r][0][:, :columns]), tables[r][1]) for r in records]
+
+
+def _config(features: str, epochs: int, bins: int, epsilon: float, seed: int) -> Any:
+    from shared.fl.gam import GamConfig, calibrate
+
+    config = GamConfig(epochs=epochs, n_bins=bins, learning_rate=LEARNING_RATE, seed=seed)
+    return calibrate(config, FEATURE_SETS[features], epsilon, delta=DELTA) if np.isfinite(epsilon) else config
+
+
+def _fit(clients: list[Any], config: Any, aggregate: Any = None) -> Any:
+    from shared.fl.gam import FederatedGam
+    from shared.fl.trees import FixedPointSum
+
+    return FederatedGam(config, aggregate=aggregate or FixedPointSum(CLIENT_BOUND)).fit(clients)
+
+
+def _veb_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    true_v, called_v = y == 2, pred == 2
+    tp = float(np.sum(true_v & called_v))
+    se, ppv = tp / max(true_v.sum(), 1), tp / max(called_v.sum(), 1)
+    return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
+
+
+def _choose(ds1: dict[str, Any], epsilon: float, seeds: tuple[int, ...]) -> tuple[tuple[str, int, int], dict[str, Any]]:
+    """The grid cell with the highest mean VEB F1 over the two DS1 halves (and `seeds`)."""
+    a, b = ds1_halves(list(ds1))
+    cv: dict[str, list[float]] = {}
+    for features, epochs, bins in itertools.product(FEATURE_SETS, EPOCHS, BINS):
+        key = f"{features}, {epochs} epochs, {bins} bins"
+        for (train, test), seed in itertools.product(((a, b), (b, a)), seeds):
+            columns = FEATURE_SETS[features]
+            model = _fit(_clients(ds1, train, columns), _config(features, epochs, bins, epsilon, seed))
+            X = np.concatenate([ds1[r][0][:, :columns] for r in test])
+            y = np.concatenate([ds1[r][1] for r in test])
+            cv.setdefault(key, []).append(round(_veb_f1(y, model.predict_proba(X).argmax(axis=1)), 4))
+        print(f"  DS1 halves, ε {epsilon:g}: {key}: VEB F1 {np.mean(cv[key]):.3f}", flush=True)
+    chosen = max(cv, key=lambda k: float(np.mean(cv[k])))
+    name, epochs_text, bins_text = chosen.split(", ")
+    return (name, int(epochs_text.split()[0]), int(bins_text.split()[0])), cv
+
+
+def _scored(model: Any, ds2: dict[str, Any], columns: int, missed: Any) -> dict[str, Any]:
+    from shared.model.train import metrics
+
+    X = np.concatenate([t[:, :columns] for t, _ in ds2.values()])
+    y = np.concatenate([labels for _, labels in ds2.values()])
+    proba = model.predict_proba(X)
+    return metrics(y, proba.argmax(axis=1), 1 - proba[:, 0], missed=missed)
+
+
+class _Verified:
+    """Every release through real packed Paillier (client encrypts, edge adds blind, coordinator decrypts) AND
+    the fixed point; asserts the two sums are identical; returns the decrypted one."""
+
+    def __init__(self, limit: int | None) -> None:
+        from cloud_expert.coordinator.keys import load_or_create
+        from shared.fl.trees import FixedPointSum, PackedSum
+
+        with tempfile.TemporaryDirectory() as folder:
+            keys = load_or_create(Path(folder))
+        self.packed = PackedSum(keys.paillier.public_key, keys.paillier.private_key, clip=CLIENT_BOUND)
+        self.fixed = FixedPointSum(CLIENT_BOUND, key_bits=keys.paillier.public_key.bits)
+        self.limit, self.verified, self.seconds = limit, 0, 0.0
+
+    def __call__(self, vectors: list[np.ndarray]) -> np.ndarray:
+        fixed = self.fixed(vectors)
+        if self.limit is not None and self.verified >= self.limit:
+            return fixed
+        started = time.perf_counter()
+        decrypted = self.packed(vectors)
+        self.seconds += time.perf_counter() - started
+        assert np.array_equal(decrypted, fixed), "the decrypted sum must equal the fixed-point sum"
+        self.verified += 1
+        return decrypted
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of the runs in `evaluate --json`'s shape (per-class Se/+P, macro-F1, EC57), Nones kept out."""
+    def mean(values: list[Any]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return round(float(np.mean(kept)), 4) if kept else None
+
+    classes = runs[0]["per_class"]
+    return {
+        "per_class": {k: {m: mean([r["per_class"][k][m] for r in runs]) for m in ("se", "ppv")} for k in classes},
+        "macro_f1": mean([r["macro_f1"] for r in runs]),
+        "auroc": mean([r["auroc"] for r in runs]),
+        "beats": runs[0]["beats"],
+        "ec57": {group: {m: mean([r["ec57"][group][m] for r in runs]) for m in runs[0]["ec57"][group]}
+                 for group in runs[0]["ec57"]},
+    }
+
+
+def _line(m: dict[str, Any]) -> str:
+    v, s = m["per_class"]["V"], m["per_class"]["S"]
+    return (f"VEB Se {v['se']:.3f} / +P {v['ppv']:.3f}, SVEB Se {s['se']} / +P {s['ppv']}, "
+            f"macro-F1 {m['macro_f1']:.3f}")
+
+
+def main() -> None:
+    import json
+
+    from bench.fl_accuracy import _merge
+    from shared.fl.gam import accounted_epsilon
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epsilon", type=float, default=8.0, help="sample-level DP budget per client (δ = 1e-5)")
+    parser.add_argument("--verify", default="all",
+                        help="releases of the DP seed-0 fit also run through real Paillier: 'all' or a number")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    raw1, raw2 = load_mitdb_split("DS1"), load_mitdb_split("DS2")
+    ds1, ds2 = _tables(raw1, labelled=True), _tables(raw2, labelled=False)
+    missed = sum(s.missed for s in raw2.values())
+    trees = json.loads((RESULTS / "fl_trees.json").read_text()) if (RESULTS / "fl_trees.json").exists() else {}
+    trees_cv = max((float(np.mean(v)) for v in trees.get("cv_veb_f1_ds1", {}).values()), default=0.0)
+
+    result: dict[str, Any] = {"clients": len(ds1), "learning_rate": LEARNING_RATE, "delta": DELTA}
+    table: list[tuple[str, str]] = []
+    for name, epsilon, cv_seeds in (("federated_encrypted", float("inf"), (0,)),
+                                    ("federated_encrypted_sample_dp", args.epsilon, (0, 1))):
+        (features, epochs, bins), cv = _choose(ds1, epsilon, cv_seeds)
+        columns = FEATURE_SETS[features]
+        best = float(np.mean(cv[f"{features}, {epochs} epochs, {bins} bins"]))
+        train = _clients(ds1, sorted(ds1), columns)
+        runs, spent = [], 0.0
+        verified: dict[str, Any] = {}
+        for seed in SEEDS:
+            config = _config(features, epochs, bins, epsilon, seed)
+            aggregate = None
+            if seed == 0 and np.isfinite(epsilon):
+                aggregate = _Verified(None if args.verify == "all" else int(args.verify))
+            model = _fit(train, config, aggregate)
+            if aggregate is not None:
+                verified = {"releases_through_paillier": aggregate.verified,
+                            "paillier_s": round(aggregate.seconds, 1),
+                            "bytes_per_client": aggregate.packed.bytes_sent // len(train)}
+                from shared.fl.gam import save
+
+                save(RESULTS / "model_additive_dp.npz", model, columns, {
+                    "train": "MIT-BIH DS1, 22 clients, federated + packed Paillier", "level": "sample",
+                    "epsilon": round(accounted_epsilon(config, columns), 3), "delta": DELTA,
+                    "features": features, "epochs": epochs, "bins": bins, "seed": seed})
+            spent = accounted_epsilon(config, columns) if np.isfinite(epsilon) else float("inf")
+            runs.append(_scored(model, ds2, columns, missed))
+            print(f"  {name} seed {seed}: {_line(runs[-1])}", flush=True)
+        central_config = _config(features, epochs, bins, float("inf"), 0)
+        pooled = _clients({"all": (np.concatenate([ds1[r][0] for r in ds1]),
+                                   np.concatenate([ds1[r][1] for r in ds1]))}, ["all"], columns)
+        central = _scored(_fit(pooled, central_config, lambda v: np.sum(v, axis=0)), ds2, columns, missed)
+        part = {
+            **_summary(runs),
+            "epsilon": round(spent, 3) if np.isfinite(spent) else None, "delta": DELTA if np.isfinite(spent) else None,
+            "level": "sample" if np.isfinite(spent) else None,
+            "seeds": list(SEEDS), "per_seed": runs,
+            "model": "additive (DP-EBM style), shared.fl.gam",
+            "chosen": {"features": features, "columns": columns, "epochs": epochs, "bins": bins,
+                       "rule": "max mean VEB F1 over the two DS1 halves" + (" and 2 noise seeds" if len(cv_seeds) > 1
+                                                                            else "")},
+            "cv_veb_f1_ds1": cv,
+            "central_same_kind": central,
+            "encryption": "packed Paillier 2048-bit fixed point (24-bit values), sums of ≥ 2 clients",
+            **({"verified": verified} if verified else {}),
+        }
+        if not np.isfinite(epsilon):
+            part["trees_cv_veb_f1_ds1"] = round(trees_cv, 4)
+            part["chosen"]["class_rule"] = "the additive model's DS1 F1 against the federated trees' best"
+            part["chosen"]["class_winner"] = "additive" if best >= trees_cv else "trees"
+        result[name] = part
+        _merge("fl_accuracy", name, {k: v for k, v in part.items() if k != "cv_veb_f1_ds1"})
+        label = "no DP" if not np.isfinite(epsilon) else f"sample DP ε {spent:.2f}"
+        table += [(f"{label}: chosen on DS1", f"{features} ({columns}), {epochs} epochs, {bins} bins "
+                                              f"(VEB F1 {best:.3f})"),
+                  (f"{label}: DS2, mean of 3 seeds", _line(part)),
+                  *((f"{label}: seed {s}", _line(r)) for s, r in zip(SEEDS, runs, strict=True)),
+                  (f"{label}: central, same kind", _line(central))]
+        if verified:
+            table.append((f"{label}: seed 0 via Paillier", f"{verified['releases_through_paillier']} releases, "
+                                                          f"{verified['bytes_per_client']:,} B per client, "
+                                                          f"{verified['paillier_s']:.0f} s"))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_result("fl_additive", result, table)
+
+
+if __name__ == "__main__":
+    main()
