@@ -1,0 +1,50 @@
+"""The additive-model bench's pieces: the encrypted check sums through real packed Paillier and refuses a
+mismatch, the 3-seed summary keeps `evaluate --json`'s shape, and the false-V diagnostic counts what it says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench import fl_additive as bench
+from shared.fl import gam
+
+
+def _metrics(v_ppv: float, s_ppv: float | None) -> dict[str, Any]:
+    return {"per_class": {"N": {"se": 0.9, "ppv": 0.95}, "S": {"se": 0.1, "ppv": s_ppv},
+                          "V": {"se": 0.95, "ppv": v_ppv}, "F": {"se": 0.0, "ppv": None}},
+            "macro_f1": 0.5, "auroc": 0.9, "beats": 100,
+            "ec57": {"veb": {"se": 0.9, "ppv": v_ppv, "fpr": 0.01}, "sveb": {"se": 0.1, "ppv": s_ppv}}}
+
+
+def test_the_summary_is_the_mean_in_the_evaluate_shape() -> None:
+    summary = bench._summary([_metrics(0.8, 0.2), _metrics(0.9, None), _metrics(1.0, 0.4)])
+    assert summary["per_class"]["V"]["ppv"] == 0.9
+    assert summary["per_class"]["S"]["ppv"] == 0.3  # a run that never called S is left out, not counted as 0
+    assert summary["per_class"]["F"]["ppv"] is None
+    assert summary["ec57"]["veb"]["ppv"] == 0.9 and summary["beats"] == 100
+
+
+def test_every_verified_release_goes_through_paillier_and_equals_the_fixed_point() -> None:
+    verified = bench._Verified(limit=2)
+    rng = np.random.default_rng(0)
+    vectors = [rng.normal(0, 50, 64) for _ in range(3)]
+    out = verified(vectors)
+    assert np.allclose(out, np.sum(vectors, axis=0), atol=1e-2)
+    verified(vectors)
+    verified(vectors)  # past the limit: the fixed point alone
+    assert verified.verified == 2 and verified.packed.bytes_sent > 0
+
+
+def test_false_v_calls_are_counted_per_record() -> None:
+    columns = 3
+    shapes = np.zeros((columns, 4, 4))
+    shapes[0, 2, 2] = 10.0  # coarse bin 2 of feature 0: V
+    coarse = np.zeros((columns, gam.FINE_BINS), dtype=np.int64)
+    coarse[0, 1:] = 1
+    coarse[0, gam.FINE_BINS // 2:] = 2  # positive values of feature 0
+    model = gam.GamModel(coarse, shapes, np.ones(4))
+    table = np.array([[1.0, 0, 0], [1.0, 0, 0], [-1.0, 0, 0], [1.0, 0, 0]])
+    ds2 = {"a": (table, np.array([0, 1, 0, 2])), "b": (table[:1], np.array([2]))}
+    assert bench._false_v_by_record(model, ds2, columns) == {"a": 2, "b": 0}
