@@ -40,10 +40,13 @@ import numpy as np
 
 from bench._common import RESULTS, ds1_halves, load_mitdb_split, write_result
 
-#: the grid searched on DS1 (both with and without DP): feature set × epochs × coarse bins
+#: the grid searched on DS1 (both with and without DP): feature set × epochs × coarse bins × pairwise terms
 FEATURE_SETS = {"named": 22, "all": 63}  # the 22 named features, or those plus the 41 beat-window samples
 EPOCHS = (10, 30)
-BINS = (8, 16)
+BINS = (16,)  # 8 bins lost to 16 in every cell of the first DS1 search (0.80–0.87 against 0.87–0.90 VEB F1)
+#: pairwise terms: none, or every pair of the eight `DP_FEATURES` (prematurity, irregularity, likeness to the
+#: wearer's beat near R, width) — fixed a priori, the interactions a clinician reads a V beat by
+PAIR_SETS = ("none", "dp-features")
 LEARNING_RATE = 0.5
 DELTA = 1e-5
 SEEDS = (0, 1, 2)
@@ -67,10 +70,19 @@ def _clients(tables: dict[str, tuple[np.ndarray, np.ndarray]], records: list[str
     return [GamClient(fine_bins(tables[r][0][:, :columns]), tables[r][1]) for r in records]
 
 
-def _config(features: str, epochs: int, bins: int, epsilon: float, seed: int) -> Any:
+def _pairs(name: str) -> tuple[tuple[int, int], ...]:
+    from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES
+
+    if name == "none":
+        return ()
+    columns = [FEATURE_NAMES.index(feature) for feature in DP_FEATURES]
+    return tuple(itertools.combinations(columns, 2))
+
+
+def _config(features: str, epochs: int, bins: int, epsilon: float, seed: int, pairs: str = "none") -> Any:
     from shared.fl.gam import GamConfig, calibrate
 
-    config = GamConfig(epochs=epochs, n_bins=bins, learning_rate=LEARNING_RATE, seed=seed)
+    config = GamConfig(epochs=epochs, n_bins=bins, learning_rate=LEARNING_RATE, seed=seed, pairs=_pairs(pairs))
     return calibrate(config, FEATURE_SETS[features], epsilon, delta=DELTA) if np.isfinite(epsilon) else config
 
 
@@ -88,22 +100,23 @@ def _veb_f1(y: np.ndarray, pred: np.ndarray) -> float:
     return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
 
 
-def _choose(ds1: dict[str, Any], epsilon: float, seeds: tuple[int, ...]) -> tuple[tuple[str, int, int], dict[str, Any]]:
+def _choose(ds1: dict[str, Any], epsilon: float,
+            seeds: tuple[int, ...]) -> tuple[tuple[str, int, int, str], dict[str, Any]]:
     """The grid cell with the highest mean VEB F1 over the two DS1 halves (and `seeds`)."""
     a, b = ds1_halves(list(ds1))
     cv: dict[str, list[float]] = {}
-    for features, epochs, bins in itertools.product(FEATURE_SETS, EPOCHS, BINS):
-        key = f"{features}, {epochs} epochs, {bins} bins"
+    for features, epochs, bins, pairs in itertools.product(FEATURE_SETS, EPOCHS, BINS, PAIR_SETS):
+        key = f"{features}, {epochs} epochs, {bins} bins, pairs {pairs}"
         for (train, test), seed in itertools.product(((a, b), (b, a)), seeds):
             columns = FEATURE_SETS[features]
-            model = _fit(_clients(ds1, train, columns), _config(features, epochs, bins, epsilon, seed))
+            model = _fit(_clients(ds1, train, columns), _config(features, epochs, bins, epsilon, seed, pairs))
             X = np.concatenate([ds1[r][0][:, :columns] for r in test])
             y = np.concatenate([ds1[r][1] for r in test])
             cv.setdefault(key, []).append(round(_veb_f1(y, model.predict_proba(X).argmax(axis=1)), 4))
         print(f"  DS1 halves, ε {epsilon:g}: {key}: VEB F1 {np.mean(cv[key]):.3f}", flush=True)
     chosen = max(cv, key=lambda k: float(np.mean(cv[k])))
-    name, epochs_text, bins_text = chosen.split(", ")
-    return (name, int(epochs_text.split()[0]), int(bins_text.split()[0])), cv
+    name, epochs_text, bins_text, pairs_text = chosen.split(", ")
+    return (name, int(epochs_text.split()[0]), int(bins_text.split()[0]), pairs_text.split()[1]), cv
 
 
 def _false_v_by_record(model: Any, ds2: dict[str, Any], columns: int) -> dict[str, int]:
@@ -195,14 +208,14 @@ def main() -> None:
     table: list[tuple[str, str]] = []
     for name, epsilon, cv_seeds in (("federated_encrypted", float("inf"), (0,)),
                                     ("federated_encrypted_sample_dp", args.epsilon, (0, 1))):
-        (features, epochs, bins), cv = _choose(ds1, epsilon, cv_seeds)
+        (features, epochs, bins, pairs), cv = _choose(ds1, epsilon, cv_seeds)
         columns = FEATURE_SETS[features]
-        best = float(np.mean(cv[f"{features}, {epochs} epochs, {bins} bins"]))
+        best = float(np.mean(cv[f"{features}, {epochs} epochs, {bins} bins, pairs {pairs}"]))
         train = _clients(ds1, sorted(ds1), columns)
         runs, spent = [], 0.0
         verified: dict[str, Any] = {}
         for seed in SEEDS:
-            config = _config(features, epochs, bins, epsilon, seed)
+            config = _config(features, epochs, bins, epsilon, seed, pairs)
             aggregate = None
             if seed == 0 and np.isfinite(epsilon):
                 aggregate = _Verified(None if args.verify == "all" else int(args.verify))
@@ -216,13 +229,13 @@ def main() -> None:
                 save(RESULTS / "model_additive_dp.npz", model, columns, {
                     "train": "MIT-BIH DS1, 22 clients, federated + packed Paillier", "level": "sample",
                     "epsilon": round(accounted_epsilon(config, columns), 3), "delta": DELTA,
-                    "features": features, "epochs": epochs, "bins": bins, "seed": seed})
+                    "features": features, "epochs": epochs, "bins": bins, "pairs": pairs, "seed": seed})
             spent = accounted_epsilon(config, columns) if np.isfinite(epsilon) else float("inf")
             runs.append(_scored(model, ds2, columns, missed))
             if seed == 0:
                 false_v = _false_v_by_record(model, ds2, columns)
             print(f"  {name} seed {seed}: {_line(runs[-1])}", flush=True)
-        central_config = _config(features, epochs, bins, float("inf"), 0)
+        central_config = _config(features, epochs, bins, float("inf"), 0, pairs)
         pooled = _clients({"all": (np.concatenate([ds1[r][0] for r in ds1]),
                                    np.concatenate([ds1[r][1] for r in ds1]))}, ["all"], columns)
         central = _scored(_fit(pooled, central_config, lambda v: np.sum(v, axis=0)), ds2, columns, missed)
@@ -232,7 +245,7 @@ def main() -> None:
             "level": "sample" if np.isfinite(spent) else None,
             "seeds": list(SEEDS), "per_seed": runs,
             "model": "additive (DP-EBM style), shared.fl.gam",
-            "chosen": {"features": features, "columns": columns, "epochs": epochs, "bins": bins,
+            "chosen": {"features": features, "columns": columns, "epochs": epochs, "bins": bins, "pairs": pairs,
                        "rule": "max mean VEB F1 over the two DS1 halves" + (" and 2 noise seeds" if len(cv_seeds) > 1
                                                                             else "")},
             "cv_veb_f1_ds1": cv,
@@ -248,8 +261,8 @@ def main() -> None:
         result[name] = part
         _merge("fl_accuracy", name, {k: v for k, v in part.items() if k != "cv_veb_f1_ds1"})
         label = "no DP" if not np.isfinite(epsilon) else f"sample DP ε {spent:.2f}"
-        table += [(f"{label}: chosen on DS1", f"{features} ({columns}), {epochs} epochs, {bins} bins "
-                                              f"(VEB F1 {best:.3f})"),
+        table += [(f"{label}: chosen on DS1", f"{features} ({columns}), {epochs} epochs, {bins} bins, pairs "
+                                              f"{pairs} (VEB F1 {best:.3f})"),
                   (f"{label}: DS2, mean of 3 seeds", _line(part)),
                   *((f"{label}: seed {s}", _line(r)) for s, r in zip(SEEDS, runs, strict=True)),
                   (f"{label}: central, same kind", _line(central)),

@@ -71,6 +71,11 @@ class GamConfig:
     #: of the one count release (std = multiplier × √features: a beat adds 1 to one cell per feature)
     count_noise_multiplier: float = 0.0
     seed: int = 0
+    #: pairwise terms (GA2M): (feature, feature) index pairs, each a shape over the two features' joint coarse
+    #: bins — an interaction the additive sum cannot express ("irregular AND unlike the usual beat"); each pair
+    #: costs one more release per epoch at the same sensitivity, and its cell weights come from one more count
+    #: release (a beat adds 1 to one cell per pair)
+    pairs: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -95,16 +100,39 @@ class GamClient:
         self.weight = class_weight[self.y]
         self.raw = np.zeros((len(self.y), n_classes))
 
-    def gradient_sums(self, feature: int, n_bins: int, clip: float) -> np.ndarray:
-        """(n_bins, classes) sums of each beat's weighted softmax gradient, its L2 norm clipped to `clip`."""
+    def term_bins(self, term: int, pairs: np.ndarray, n_bins: int) -> np.ndarray:
+        """Each beat's cell in term `term`: a feature's coarse bin, or, past the features, a pair's joint cell."""
+        return term_cells(self.bins, term, pairs, n_bins)
+
+    def pair_counts(self, pairs: np.ndarray, n_bins: int, n_classes: int) -> np.ndarray:
+        """(pairs, n_bins², classes) counts of this wearer's beats in each pair's joint cells."""
+        features = self.bins.shape[1]
+        out = np.zeros((len(pairs), n_bins * n_bins, n_classes))
+        for p in range(len(pairs)):
+            cells = self.term_bins(features + p, pairs, n_bins) * n_classes + self.y
+            out[p] = np.bincount(cells, minlength=n_bins * n_bins * n_classes).reshape(-1, n_classes)
+        return out
+
+    def gradient_sums(self, cells: np.ndarray, size: int, clip: float) -> np.ndarray:
+        """(size, classes) sums over `cells` of each beat's weighted softmax gradient, its L2 norm clipped to
+        `clip`."""
         k = self.raw.shape[1]
         g = softmax(self.raw)
         g[np.arange(len(self.y)), self.y] -= 1.0
         g *= self.weight[:, None]
         norm = np.linalg.norm(g, axis=1, keepdims=True)
         g *= np.minimum(1.0, clip / np.maximum(norm, 1e-12))
-        index = self.bins[:, feature].astype(np.int64)[:, None] * k + np.arange(k)[None, :]
-        return np.bincount(index.ravel(), weights=g.ravel(), minlength=n_bins * k).reshape(n_bins, k)
+        index = cells.astype(np.int64)[:, None] * k + np.arange(k)[None, :]
+        return np.bincount(index.ravel(), weights=g.ravel(), minlength=size * k).reshape(size, k)
+
+
+def term_cells(bins: np.ndarray, term: int, pairs: np.ndarray, n_bins: int) -> np.ndarray:
+    """Cells of term `term` for coarse-binned beats: feature `term`, or pair `term − features` (a·n_bins + b)."""
+    features = bins.shape[1]
+    if term < features:
+        return bins[:, term].astype(np.int64)
+    a, b = pairs[term - features]
+    return bins[:, a].astype(np.int64) * n_bins + bins[:, b].astype(np.int64)
 
 
 @dataclass(slots=True)
@@ -114,12 +142,17 @@ class GamModel:
     coarse: np.ndarray  # (features, FINE_BINS) int
     shapes: np.ndarray  # (features, n_bins, classes)
     class_weight: np.ndarray
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))  # (pairs, 2)
+    pair_shapes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 4)))  # (pairs, n_bins², classes)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         bins = np.take_along_axis(self.coarse.T, fine_bins(X).astype(np.int64), axis=0)
+        features, n_bins, _k = self.shapes.shape
         out = np.zeros((len(X), self.shapes.shape[2]))
-        for f in range(self.shapes.shape[0]):
+        for f in range(features):
             out += self.shapes[f][bins[:, f]]
+        for p in range(len(self.pairs)):
+            out += self.pair_shapes[p][term_cells(bins, features + p, self.pairs, n_bins)]
         return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -146,7 +179,10 @@ def accounted_epsilon(config: GamConfig, features: int, *, delta: float = 1e-5) 
 
     accountant = RdpAccountant()
     accountant.compose(dp_accounting.GaussianDpEvent(config.count_noise_multiplier))
-    accountant.compose(dp_accounting.GaussianDpEvent(config.noise_multiplier), config.epochs * features)
+    if config.pairs:  # the pairs' count table: one more release of the same multiplier
+        accountant.compose(dp_accounting.GaussianDpEvent(config.count_noise_multiplier))
+    accountant.compose(dp_accounting.GaussianDpEvent(config.noise_multiplier),
+                       config.epochs * (features + len(config.pairs)))
     return float(accountant.get_epsilon(delta))
 
 
@@ -156,7 +192,7 @@ def calibrate(config: GamConfig, features: int, epsilon: float, *, delta: float 
     gets `count_share` × the gradient releases' combined multiplier (z / √(epochs · features))."""
     from dataclasses import replace
 
-    releases = config.epochs * features
+    releases = config.epochs * (features + len(config.pairs))
 
     def at(z: float) -> GamConfig:
         return replace(config, noise_multiplier=z, count_noise_multiplier=count_share * z / np.sqrt(releases))
@@ -206,19 +242,33 @@ class FederatedGam:
         bin_weight = np.zeros((features, c.n_bins))
         for f in range(features):
             np.add.at(bin_weight[f], coarse[f], counts[f] @ class_weight)
-        shapes = np.zeros((features, c.n_bins, c.n_classes))
         for client in clients:
             client.start(coarse, class_weight, c.n_classes)
-        denominator = (np.maximum(bin_weight, c.min_weight) + c.shrink * c.noise_multiplier * c.clip)[:, :, None]
+        pairs = np.asarray(c.pairs, dtype=np.int64).reshape(-1, 2)
+        cells = c.n_bins * c.n_bins
+        # every term's shape and its cells' weights: the features' from the first count table, the pairs' from
+        # a second one (it needs the coarse bins the first one gave)
+        shapes = [np.zeros((c.n_bins, c.n_classes)) for _ in range(features)]
+        weights = list(bin_weight)
+        if len(pairs):
+            pair_counts = self._release([cl.pair_counts(pairs, c.n_bins, c.n_classes) for cl in clients],
+                                        c.count_noise_multiplier * np.sqrt(len(pairs)))
+            shapes += [np.zeros((cells, c.n_classes)) for _ in range(len(pairs))]
+            weights += list(pair_counts @ class_weight)
+        floor = c.shrink * c.noise_multiplier * c.clip
         for _ in range(c.epochs):
-            for f in self._rng.permutation(features):  # a fresh public order each epoch (seeded)
-                total = self._release([cl.gradient_sums(f, c.n_bins, c.clip) for cl in clients],
+            for term in self._rng.permutation(len(shapes)):  # a fresh public order each epoch (seeded)
+                size = len(shapes[term])
+                client_cells = [cl.term_bins(term, pairs, c.n_bins) for cl in clients]
+                total = self._release([cl.gradient_sums(x, size, c.clip) for cl, x in zip(clients, client_cells,
+                                                                                         strict=True)],
                                       c.noise_multiplier * c.clip)
-                update = -c.learning_rate * total / denominator[f]
-                shapes[f] += update
-                for client in clients:  # the update is public: each wearer applies it to its own beats
-                    client.raw += update[client.bins[:, f]]
-        return GamModel(coarse, shapes, class_weight)
+                update = -c.learning_rate * total / (np.maximum(weights[term], c.min_weight) + floor)[:, None]
+                shapes[term] += update
+                for client, x in zip(clients, client_cells, strict=True):  # public: each applies it to its own
+                    client.raw += update[x]
+        pair_shapes = np.stack(shapes[features:]) if len(pairs) else np.zeros((0, cells, c.n_classes))
+        return GamModel(coarse, np.stack(shapes[:features]), class_weight, pairs, pair_shapes)
 
 
 #: what `save`/`load` write and check: a model file says which model it is, not only what arrays it holds
@@ -232,7 +282,8 @@ def save(path: str | Path, model: GamModel, columns: int, meta: dict[str, object
     import json
 
     np.savez(Path(path), kind=FILE_KIND, version=FILE_VERSION, coarse=model.coarse, shapes=model.shapes,
-             class_weight=model.class_weight, columns=columns, meta=json.dumps(meta or {}))
+             class_weight=model.class_weight, columns=columns, meta=json.dumps(meta or {}),
+             pairs=np.asarray(model.pairs, dtype=np.int64).reshape(-1, 2), pair_shapes=model.pair_shapes)
 
 
 def load(path: str | Path) -> tuple[GamModel, int, dict[str, object]]:
@@ -254,6 +305,11 @@ def load(path: str | Path) -> tuple[GamModel, int, dict[str, object]]:
             coarse, shapes = data["coarse"].astype(np.int64), data["shapes"].astype(np.float64)
             class_weight, columns = data["class_weight"], int(data["columns"])
             meta = json.loads(str(data["meta"]))
+            if "pairs" in data.files:
+                pairs = data["pairs"].astype(np.int64).reshape(-1, 2)
+                pair_shapes = data["pair_shapes"].astype(np.float64)
+            else:  # written before pairwise terms existed
+                pairs, pair_shapes = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 0, shapes.shape[2]))
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -262,9 +318,13 @@ def load(path: str | Path) -> tuple[GamModel, int, dict[str, object]]:
         raise ModelFileError(f"{path}: not a readable additive beat model ({exc})") from None
     features = shapes.shape[0] if shapes.ndim == 3 else -1
     if (features != columns or not 0 < columns <= n_features() or coarse.shape != (columns, FINE_BINS)
-            or coarse.min() < 0 or coarse.max() >= shapes.shape[1] or not np.isfinite(shapes).all()):
-        raise ModelFileError(f"{path}: inconsistent additive model (shapes {shapes.shape}, columns {columns})")
-    return GamModel(coarse, shapes, class_weight), columns, meta
+            or coarse.min() < 0 or coarse.max() >= shapes.shape[1] or not np.isfinite(shapes).all()
+            or (len(pairs) and (pairs.min() < 0 or pairs.max() >= columns
+                                or pair_shapes.shape != (len(pairs), shapes.shape[1] ** 2, shapes.shape[2])
+                                or not np.isfinite(pair_shapes).all()))):
+        raise ModelFileError(f"{path}: inconsistent additive model (shapes {shapes.shape}, columns {columns}, "
+                             f"pairs {pairs.shape})")
+    return GamModel(coarse, shapes, class_weight, pairs, pair_shapes), columns, meta
 
 
 def predict_beats(model: GamModel, columns: int, beats: BeatSet) -> np.ndarray:
