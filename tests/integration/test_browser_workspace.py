@@ -48,7 +48,7 @@ from tests.cardiomesh.test_drill import scripted_system
 from tests.cloud_expert.factories import FS, make_escalation, synthetic_ecg
 from tests.cloud_expert.worker.helpers import REPO_ROOT, celery_worker
 from tests.cloud_expert.worker.test_worker_integration import redis_queue  # noqa: F401  (a fixture)
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, skip_or_fail
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -266,7 +266,7 @@ def _report_id(app: Any, alert_id: str) -> str | None:
 
 def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
     if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext not found (apt-get install poppler-utils)")
+        skip_or_fail("pdftotext not found (apt-get install poppler-utils)")
     path = tmp_path / "signed.pdf"
     path.write_bytes(pdf)
     return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True,

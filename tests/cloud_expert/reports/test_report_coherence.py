@@ -19,6 +19,7 @@ from shared.ecg.sources import load_wfdb
 from shared.messages import AlertKind, AlertMessage, AlertPayload, EcgStrip, TriagePayload
 from shared.model.rhythm.reader import active_reader
 from shared.settings import Settings
+from tests.conftest import skip_or_fail
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -28,9 +29,9 @@ MATCH_S = 0.15
 def _data() -> object:
     d = Settings().data_dir
     if d is None or not (d / "mitdb").is_dir() or not (d / "vfdb").is_dir():
-        pytest.skip("MIT-BIH and VFDB not found (CARDIOMESH_DATA_DIR)")
+        skip_or_fail("MIT-BIH and VFDB not found (CARDIOMESH_DATA_DIR)")
     if active_reader() is None:
-        pytest.skip("no rhythm reader file (bench/results/rhythm.pt)")
+        skip_or_fail("no rhythm reader file (bench/results/rhythm.pt)")
     return d
 
 
