@@ -39,7 +39,7 @@ from bench._common import RESULTS, print_table
 from cardiomesh.fl import FlOptions, run_federation
 from shared.model.data import DS1, BeatSet, load_split
 from shared.model.net import BeatNet
-from shared.model.serialize import ModelFileError, load_model, save_model
+from shared.model.serialize import load_model, save_model
 from shared.model.train import evaluate, finetune_head, metrics, predict, train_local
 from shared.settings import Settings
 
@@ -138,7 +138,6 @@ def personalization(model_path: Path, ds2: dict[str, BeatSet]) -> dict[str, Any]
 
 PARTS = ("centralized", "local_only", "federated_plain", "federated_encrypted_dp", "personalization",
          "personalization_encrypted_dp", "dp_curve", "seed_spread")
-MODEL = RESULTS / "model.pt"
 
 
 def _merge(name: str, part: str, value: Any) -> dict[str, Any]:
@@ -155,23 +154,13 @@ def _merge(name: str, part: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def _keep_best(candidate: Path, macro_f1: float | None, label: str) -> None:
-    """Leave the best model measured so far (DS2 macro-F1 recorded in its metadata) at bench/results/model.pt."""
-    if macro_f1 is None:
-        return
-    best = None
-    if MODEL.is_file():
-        try:
-            _m, meta = load_model(MODEL)
-        except ModelFileError as exc:  # e.g. trained on an older feature version: it cannot serve any more
-            print(f"  replacing {MODEL.name}: {exc}")
-        else:
-            best = (meta.get("test_metrics") or {}).get("macro_f1")
-    if best is None or macro_f1 > best:
-        model, meta = load_model(candidate)
-        save_model(MODEL, model, {**meta, "experiment": label, "train": "DS1", "test": "DS2",
-                                  "test_metrics": {"macro_f1": macro_f1}})
-        print(f"  model.pt ← {label} (DS2 macro-F1 {macro_f1:.4f} > {best})")
+def _keep(candidate: Path, label: str) -> Path:
+    """Keep a federated model beside the shipped one, as `model_<label>.pt`. It never replaces
+    bench/results/model.pt: picking the shipped model by its DS2 score would be choosing on the test set."""
+    model, meta = load_model(candidate)
+    target = RESULTS / f"model_{label}.pt"
+    save_model(target, model, {**meta, "experiment": label, "train": "DS1", "test": "DS2"})
+    return target
 
 
 def _ec57_veb(m: dict[str, Any]) -> dict[str, Any]:
@@ -299,13 +288,13 @@ def main() -> None:
     if "federated_plain" in parts or "personalization" in parts:
         plain, plain_model = federated(settings, ds1, ds2, args, encrypt=False, epsilon=None)
         out = _merge("fl_accuracy", "federated_plain", plain)
-        _keep_best(plain_model, plain.get("macro_f1"), "federated_plain")
+        _keep(plain_model, "federated_plain")
         if "personalization" in parts:
             out = _merge("fl_accuracy", "personalization", personalization(plain_model, ds2))
     if "federated_encrypted_dp" in parts or "personalization_encrypted_dp" in parts:
         enc, enc_model = federated(settings, ds1, ds2, args, encrypt=True, epsilon=args.dp)
         out = _merge("fl_accuracy", "federated_encrypted_dp", enc)
-        _keep_best(enc_model, enc.get("macro_f1"), "federated_encrypted_dp")
+        _keep(enc_model, "federated_encrypted_dp")
         if "personalization_encrypted_dp" in parts:
             out = _merge("fl_accuracy", "personalization_encrypted_dp", personalization(enc_model, ds2))
     if "dp_curve" in parts:

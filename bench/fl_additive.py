@@ -6,8 +6,8 @@ MIT-BIH DS1's 22 records are 22 clients; features `shared.model.tree_features` (
 correlations as distances). Everything is chosen on DS1 alone — train on one fixed half of the records, score
 VEB F1 on the other, both ways — and only then trained on all of DS1 and scored once on DS2:
 
-1. without DP: feature set × epochs × pairwise terms (16 bins); the winner is compared with the federated trees' best DS1 figure
-   (`bench/results/fl_trees.json`), the model class with the higher DS1 F1 is the one reported;
+1. without DP: feature set × epochs × pairwise terms (16 bins); the winner is compared with the federated
+   trees' best DS1 figure (`bench/results/fl_trees.json`), the model class with the higher DS1 F1 is reported;
 2. with sample-level DP at ε = 8, δ = 1e-5 (noise on every release, the RDP accountant over all of them): the
    same grid, two noise seeds per cell.
 
