@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.fl.trees import softmax
+from shared.fl.trees import NoisedSums, plain_sum, softmax
 
 if TYPE_CHECKING:
     from shared.model.data import BeatSet
@@ -211,22 +211,24 @@ def calibrate(config: GamConfig, features: int, epsilon: float, *, delta: float 
 class FederatedGam:
     config: GamConfig = field(default_factory=GamConfig)
     #: how the wearers' vectors are summed (in the clear by default; `trees.PackedSum` for Paillier)
-    aggregate: Callable[[list[np.ndarray]], np.ndarray] = field(default=lambda vectors: np.sum(vectors, axis=0))
-    releases: int = 0
-    floats_per_client: int = 0
+    aggregate: Callable[[list[np.ndarray]], np.ndarray] = plain_sum
     _rng: np.random.Generator = field(init=False)
+    _sums: NoisedSums = field(init=False)
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.config.seed)
+        self._sums = NoisedSums(self.aggregate, self._rng)
+
+    @property
+    def releases(self) -> int:
+        return self._sums.releases
+
+    @property
+    def floats_per_client(self) -> int:
+        return self._sums.floats_per_client
 
     def _release(self, shares: list[np.ndarray], sigma: float) -> np.ndarray:
-        """The noised sum: each wearer adds a share N(0, σ²/m) so that the sum carries N(0, σ²)."""
-        shape = shares[0].shape
-        if sigma:
-            shares = [x + self._rng.normal(0.0, sigma / np.sqrt(len(shares)), shape) for x in shares]
-        self.releases += 1
-        self.floats_per_client += int(np.prod(shape))
-        return np.asarray(self.aggregate([x.ravel() for x in shares])).reshape(shape)
+        return self._sums.release(shares, sigma)
 
     def fit(self, clients: Sequence[GamClient]) -> GamModel:
         c = self.config

@@ -245,19 +245,51 @@ class BoostedModel:
         return softmax(self.raw(X))
 
 
+def plain_sum(vectors: list[np.ndarray]) -> np.ndarray:
+    return np.asarray(np.sum(vectors, axis=0))
+
+
+@dataclass(slots=True)
+class NoisedSums:
+    """What leaves the clients, and all the coordinator sees: sums of their vectors, each client having added its
+    share N(0, σ²/m) of the Gaussian noise so that the sum carries N(0, σ²). `aggregate` sums in the clear,
+    through `FixedPointSum`, or through `PackedSum` (encrypted, the edge adding ciphertexts blind). Counts the
+    releases and the floats each client sent — the protocol's cost."""
+
+    aggregate: Callable[[list[np.ndarray]], np.ndarray]
+    rng: np.random.Generator  # the trainer's: one seeded stream for its public draws and the noise
+    releases: int = 0
+    floats_per_client: int = 0
+
+    def release(self, shares: list[np.ndarray], sigma: float) -> np.ndarray:
+        shape = shares[0].shape
+        if sigma:
+            shares = [x + self.rng.normal(0.0, sigma / np.sqrt(len(shares)), shape) for x in shares]
+        self.releases += 1
+        self.floats_per_client += int(np.prod(shape))
+        return np.asarray(self.aggregate([x.ravel() for x in shares])).reshape(shape)
+
+
 @dataclass(slots=True)
 class FederatedBoosting:
     config: TreeConfig = field(default_factory=TreeConfig)
-    #: summed histogram vectors the coordinator saw (one per level per class per round): the protocol's cost
-    #: how the clients' histogram vectors are summed: in the clear by default, or `PackedSum` (encrypted, the
-    #: edge adding ciphertexts blind, the coordinator decrypting only sums of ≥ k)
-    aggregate: Callable[[list[np.ndarray]], np.ndarray] = field(default=lambda vectors: np.sum(vectors, axis=0))
-    releases: int = 0
-    floats_per_client: int = 0
+    #: how the clients' histogram vectors are summed (`NoisedSums.aggregate`)
+    aggregate: Callable[[list[np.ndarray]], np.ndarray] = plain_sum
     _rng: np.random.Generator = field(init=False)
+    _sums: NoisedSums = field(init=False)
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.config.seed)
+        self._sums = NoisedSums(self.aggregate, self._rng)
+
+    @property
+    def releases(self) -> int:
+        """Summed histogram vectors the coordinator saw (one per level per class per round)."""
+        return self._sums.releases
+
+    @property
+    def floats_per_client(self) -> int:
+        return self._sums.floats_per_client
 
     def fit(self, clients: Sequence[Client], edges: np.ndarray) -> BoostedModel:
         c = self.config
@@ -292,16 +324,10 @@ class FederatedBoosting:
             n = len(open_nodes)
             shares = [client_histograms(cl.bins, cl.node, g, h, n) for cl, (g, h) in zip(clients, grads,
                                                                                         strict=True)]
-            shape = shares[0].shape
-            if c.noise_multiplier:  # distributed noise: each client adds its share, the sum carries σ²
-                features = clients[0].bins.shape[1]
-                sigma = c.noise_multiplier * c.clip * np.sqrt(2 * features)
-                shares = [x + self._rng.normal(0.0, sigma / np.sqrt(len(shares)), shape) for x in shares]
-            total = self.aggregate([x.ravel() for x in shares]).reshape(shape)
+            features = clients[0].bins.shape[1]
+            total = self._sums.release(shares, c.noise_multiplier * c.clip * np.sqrt(2 * features))
             if c.noise_multiplier:
                 total[1] = np.maximum(total[1], 0.0)  # post-processing: a hessian sum is never negative
-            self.releases += 1
-            self.floats_per_client += int(np.asarray(total).size)
             sums = np.asarray(total)[:, :, 0, :].sum(axis=2)  # per node: G, H (any one feature's bins add up)
             splits = best_splits(np.asarray(total), c.lam, c.min_hessian) if depth < c.max_depth else [None] * n
             next_open: list[int] = []
