@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.fl.trees import NoisedSums, plain_sum, softmax
+from shared.fl.trees import NoisedSums, SummingTrainer, plain_sum, softmax
 
 if TYPE_CHECKING:
     from shared.model.data import BeatSet
@@ -208,24 +208,12 @@ def calibrate(config: GamConfig, features: int, epsilon: float, *, delta: float 
 
 
 @dataclass(slots=True)
-class FederatedGam:
+class FederatedGam(SummingTrainer):
     config: GamConfig = field(default_factory=GamConfig)
     #: how the wearers' vectors are summed (in the clear by default; `trees.PackedSum` for Paillier)
     aggregate: Callable[[list[np.ndarray]], np.ndarray] = plain_sum
     _rng: np.random.Generator = field(init=False)
     _sums: NoisedSums = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._rng = np.random.default_rng(self.config.seed)
-        self._sums = NoisedSums(self.aggregate, self._rng)
-
-    @property
-    def releases(self) -> int:
-        return self._sums.releases
-
-    @property
-    def floats_per_client(self) -> int:
-        return self._sums.floats_per_client
 
     def _release(self, shares: list[np.ndarray], sigma: float) -> np.ndarray:
         return self._sums.release(shares, sigma)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -270,13 +270,15 @@ class NoisedSums:
         return np.asarray(self.aggregate([x.ravel() for x in shares])).reshape(shape)
 
 
-@dataclass(slots=True)
-class FederatedBoosting:
-    config: TreeConfig = field(default_factory=TreeConfig)
-    #: how the clients' histogram vectors are summed (`NoisedSums.aggregate`)
-    aggregate: Callable[[list[np.ndarray]], np.ndarray] = plain_sum
-    _rng: np.random.Generator = field(init=False)
-    _sums: NoisedSums = field(init=False)
+class SummingTrainer:
+    """What the federated trainers share: one seeded stream (public draws and noise) and the `NoisedSums` their
+    releases go through. Subclasses are dataclasses with `config` (having a `seed`), `aggregate`, `_rng` and
+    `_sums` fields."""
+
+    config: Any
+    aggregate: Callable[[list[np.ndarray]], np.ndarray]
+    _rng: np.random.Generator
+    _sums: NoisedSums
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.config.seed)
@@ -284,12 +286,21 @@ class FederatedBoosting:
 
     @property
     def releases(self) -> int:
-        """Summed histogram vectors the coordinator saw (one per level per class per round)."""
+        """Summed vectors the coordinator saw."""
         return self._sums.releases
 
     @property
     def floats_per_client(self) -> int:
         return self._sums.floats_per_client
+
+
+@dataclass(slots=True)
+class FederatedBoosting(SummingTrainer):
+    config: TreeConfig = field(default_factory=TreeConfig)
+    #: how the clients' histogram vectors are summed (`NoisedSums.aggregate`)
+    aggregate: Callable[[list[np.ndarray]], np.ndarray] = plain_sum
+    _rng: np.random.Generator = field(init=False)
+    _sums: NoisedSums = field(init=False)
 
     def fit(self, clients: Sequence[Client], edges: np.ndarray) -> BoostedModel:
         c = self.config
