@@ -288,6 +288,9 @@ def main() -> None:
             **_summary(runs),
             "epsilon": round(spent, 3) if np.isfinite(spent) else None, "delta": DELTA if np.isfinite(spent) else None,
             "level": "sample" if np.isfinite(spent) else None,
+            "unit": ("one beat's feature row and label; a beat's effect on its neighbours' RR context and on the "
+                     "record's medians is not bounded (docs/privacy.md §6)") if np.isfinite(spent) else None,
+            "noise": "each client's Gaussian share from OS entropy: the 3 seeds are 3 independent runs",
             "seeds": list(SEEDS), "per_seed": runs,
             "model": "additive (DP-EBM style), shared.fl.gam",
             "chosen": {"features": features, "columns": columns, "epochs": epochs, "bins": bins, "pairs": pairs,

@@ -71,7 +71,10 @@ class GamConfig:
     noise_multiplier: float = 0.0
     #: of the one count release (std = multiplier × √features: a beat adds 1 to one cell per feature)
     count_noise_multiplier: float = 0.0
-    seed: int = 0
+    seed: int = 0  # public draws (each epoch's term order); never the DP noise
+    #: the DP noise's generator: None (the default) seeds it from OS entropy, as a released model needs — noise
+    #: from a readable seed could be regenerated and subtracted. An int only for reproducible tests.
+    noise_seed: int | None = None
     #: pairwise terms (GA2M): (feature, feature) index pairs, each a shape over the two features' joint coarse
     #: bins — an interaction the additive sum cannot express ("irregular AND unlike the usual beat"); each pair
     #: costs one more release per epoch at the same sensitivity, and its cell weights come from one more count
@@ -91,6 +94,8 @@ class GamClient:
 
     def counts(self, n_classes: int) -> np.ndarray:
         """(features, FINE_BINS, classes) counts of this wearer's beats."""
+        if len(self.y) and (self.y.min() < 0 or self.y.max() >= n_classes):
+            raise ValueError(f"labels must be 0 … {n_classes - 1}: got {self.y.min()} … {self.y.max()}")
         _n, features = self.fine.shape
         index = (np.arange(features)[None, :] * FINE_BINS + self.fine.astype(np.int64)) * n_classes + self.y[:, None]
         return np.bincount(index.ravel(), minlength=features * FINE_BINS * n_classes).reshape(
@@ -287,7 +292,10 @@ def load(path: str | Path) -> tuple[GamModel, int, dict[str, object]]:
 
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{path}: not an additive beat model (a bare array, not an .npz archive)")
+        with loaded as data:
             if str(data["kind"]) != FILE_KIND:
                 raise ModelFileError(f"{path}: not an additive beat model ({data['kind']})")
             if int(data["version"]) != FILE_VERSION:
@@ -303,16 +311,19 @@ def load(path: str | Path) -> tuple[GamModel, int, dict[str, object]]:
                 pairs, pair_shapes = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 0, shapes.shape[2]))
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(f"{path}: not a readable additive beat model ({exc})") from None
-    features = shapes.shape[0] if shapes.ndim == 3 else -1
-    if (features != columns or not 0 < columns <= n_features() or coarse.shape != (columns, FINE_BINS)
-            or coarse.min() < 0 or coarse.max() >= shapes.shape[1] or not np.isfinite(shapes).all()
-            or (len(pairs) and (pairs.min() < 0 or pairs.max() >= columns
-                                or pair_shapes.shape != (len(pairs), shapes.shape[1] ** 2, shapes.shape[2])
-                                or not np.isfinite(pair_shapes).all()))):
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: inconsistent additive model (meta is not an object)")
+    consistent = (shapes.ndim == 3 and shapes.shape[0] == columns and shapes.shape[2] == 4
+                  and 0 < columns <= n_features() and coarse.shape == (columns, FINE_BINS)
+                  and coarse.min() >= 0 and coarse.max() < shapes.shape[1] and bool(np.isfinite(shapes).all()))
+    if consistent and len(pairs):
+        consistent = (pairs.min() >= 0 and pairs.max() < columns and bool(np.isfinite(pair_shapes).all())
+                      and pair_shapes.shape == (len(pairs), shapes.shape[1] ** 2, shapes.shape[2]))
+    if not consistent:
         raise ModelFileError(f"{path}: inconsistent additive model (shapes {shapes.shape}, columns {columns}, "
                              f"pairs {pairs.shape})")
     return GamModel(coarse, shapes, class_weight, pairs, pair_shapes), columns, meta

@@ -40,7 +40,10 @@ class TreeConfig:
     #: `clip`, and N(0, (noise_multiplier · clip · √(2 · features))²) is added to each summed entry (0: off)
     noise_multiplier: float = 0.0
     clip: float = 1.0
-    seed: int = 0
+    seed: int = 0  # public draws (beat sampling); never the DP noise
+    #: the DP noise's generator: None (the default) seeds it from OS entropy, as a deployment must — noise drawn
+    #: from a seed anyone can read could be regenerated and subtracted. An int only for reproducible tests.
+    noise_seed: int | None = None
     #: each round every client takes each of its beats with this probability (Poisson sampling, a fresh draw per
     #: round, kept on the device): with DP it amplifies privacy, so more rounds fit one budget
     sample_rate: float = 1.0
@@ -257,7 +260,7 @@ class NoisedSums:
     releases and the floats each client sent — the protocol's cost."""
 
     aggregate: Callable[[list[np.ndarray]], np.ndarray]
-    rng: np.random.Generator  # the trainer's: one seeded stream for its public draws and the noise
+    rng: np.random.Generator  # the noise's own generator: secret (OS entropy) unless a test seeds it
     releases: int = 0
     floats_per_client: int = 0
 
@@ -271,8 +274,9 @@ class NoisedSums:
 
 
 class SummingTrainer:
-    """What the federated trainers share: one seeded stream (public draws and noise) and the `NoisedSums` their
-    releases go through. Subclasses are dataclasses with `config` (having a `seed`), `aggregate`, `_rng` and
+    """What the federated trainers share: a seeded stream for their public draws, and the `NoisedSums` their
+    releases go through, with a generator of its own for the noise (`config.noise_seed`, OS entropy by
+    default). Subclasses are dataclasses with `config` (having `seed` and `noise_seed`), `aggregate`, `_rng` and
     `_sums` fields."""
 
     config: Any
@@ -282,7 +286,7 @@ class SummingTrainer:
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.config.seed)
-        self._sums = NoisedSums(self.aggregate, self._rng)
+        self._sums = NoisedSums(self.aggregate, np.random.default_rng(self.config.noise_seed))
 
     @property
     def releases(self) -> int:
@@ -367,6 +371,15 @@ class FederatedBoosting(SummingTrainer):
         return tree
 
 
+def check_bound(vectors: list[np.ndarray], bound: float) -> None:
+    """Refuse a client vector outside the packing range: clipping it would corrupt the sum without a word
+    (e.g. a wearer with more beats in one bin than the bound was sized for)."""
+    worst = max((float(np.max(np.abs(v))) for v in vectors if np.size(v)), default=0.0)
+    if worst > bound:
+        raise ValueError(f"a client's value {worst:.1f} exceeds the packing bound {bound:g}: size the bound for "
+                         "the largest client")
+
+
 @dataclass(slots=True)
 class PackedSum:
     """The federation's arithmetic with the existing crypto (BatchCrypt: quantize, pack, Paillier), in process:
@@ -391,6 +404,7 @@ class PackedSum:
         edge = PackedPaillierCodec(self.public_key, spec, params=params)
         cloud = PackedPaillierCodec(self.public_key, spec, params=params, private_key=self.private_key,
                                     min_clients=self.min_clients)
+        check_bound(vectors, self.clip)
         total: bytes | None = None
         for vector in vectors:
             body = device.encode(np.clip(vector, -self.clip, self.clip))
@@ -417,6 +431,7 @@ class FixedPointSum:
 
         if len(vectors) < self.min_clients:
             raise ValueError(f"a sum of {len(vectors)} clients is below the threshold {self.min_clients}")
+        check_bound(vectors, self.clip)
         spec = PackingSpec(clip=self.clip, value_bits=self.value_bits, max_clients=max(len(vectors), 2),
                            plaintext_bits=self.key_bits - 1)
         levels = np.sum([quantize(np.clip(v, -self.clip, self.clip), spec) for v in vectors], axis=0)

@@ -139,3 +139,35 @@ def test_a_paired_model_file_round_trips(tmp_path: Path) -> None:
     X = np.concatenate([X for X, _ in parts])
     assert np.allclose(loaded.predict_proba(X), model.predict_proba(X))
     assert loaded.pair_shapes.shape == (2, 64, 4)
+
+
+def test_the_noise_is_secret_unless_a_test_seeds_it() -> None:
+    """The public seed fixes the term order only: two fits with the same seed draw different noise (OS
+    entropy), so nobody can regenerate and subtract it; `noise_seed` makes a test reproducible."""
+    parts = [_problem(s, 400) for s in range(3)]
+    config = GamConfig(epochs=2, n_bins=8, noise_multiplier=3.0, count_noise_multiplier=1.0, seed=7)
+    a, b = (FederatedGam(config).fit(_clients(parts)) for _ in range(2))
+    assert not np.allclose(a.shapes, b.shapes)
+    seeded = replace(config, noise_seed=1)
+    c, d = (FederatedGam(seeded).fit(_clients(parts)) for _ in range(2))
+    assert np.array_equal(c.shapes, d.shapes)
+
+
+def test_bad_labels_and_oversized_values_are_refused_not_folded_in() -> None:
+    X, y = _problem(0, 50)
+    y[3] = 4
+    with pytest.raises(ValueError, match="labels must be 0"):
+        GamClient(fine_bins(X), y).counts(4)
+    with pytest.raises(ValueError, match="exceeds the packing bound"):
+        FixedPointSum(10.0)([np.array([1.0, 11.0]), np.zeros(2)])
+
+
+def test_other_files_are_refused_with_the_reason(tmp_path: Path) -> None:
+    np.save(tmp_path / "bare.npy", np.zeros(3))
+    (tmp_path / "bare.npz").write_bytes((tmp_path / "bare.npy").read_bytes())
+    with pytest.raises(ModelFileError, match="bare array"):
+        gam.load(tmp_path / "bare.npz")
+    model = gam.GamModel(np.zeros((3, FINE_BINS), dtype=np.int64), np.zeros((3, 8, 2)), np.ones(2))
+    gam.save(tmp_path / "two.npz", model, 3)
+    with pytest.raises(ModelFileError, match="inconsistent"):  # two classes: not a beat model's four
+        gam.load(tmp_path / "two.npz")

@@ -89,7 +89,7 @@ def test_noised_histograms_still_learn_when_the_signal_is_strong() -> None:
     edges = public_edges(5, 32)
     clients = [Client(bin_features(X, edges), y, np.ones(len(y))) for X, y in parts]
     noisy = FederatedBoosting(TreeConfig(rounds=10, max_depth=3, learning_rate=0.4, noise_multiplier=2.0,
-                                         clip=1.0, min_hessian=5.0, seed=1))
+                                         clip=1.0, min_hessian=5.0, seed=1, noise_seed=1))
     model = noisy.fit(clients, edges)
     X_test, y_test = _problem(99, 2000)
     assert float((model.predict_proba(X_test).argmax(axis=1) == y_test).mean()) > 0.9
