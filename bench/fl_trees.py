@@ -97,7 +97,7 @@ def _fit_dp(X: list[np.ndarray], y: list[np.ndarray], rounds: int, depth: int, l
                       seed=seed, sample_rate=sample_rate)
     z = noise_multiplier_for(epsilon, base) if np.isfinite(epsilon) else 0.0
     config = replace(base, noise_multiplier=z)
-    rng = np.random.default_rng(seed + 1000)
+    rng = np.random.default_rng()  # the class counts' noise: secret, like the histograms' (TreeConfig.noise_seed)
     sigma = z * DP_WEIGHT_CAP * np.sqrt(2 * features)  # ≥ z × the counts' sensitivity (1): a safe bound
     counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0) + (rng.normal(0, sigma, 4)
                                                                                   if z else 0.0)
