@@ -177,6 +177,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "beats": runs[0]["beats"],
         "ec57": {group: {m: mean([r["ec57"][group][m] for r in runs]) for m in runs[0]["ec57"][group]}
                  for group in runs[0]["ec57"]},
+        # the runs' mean confusion, rounded to beats (rows true N S V F, columns predicted)
+        "confusion": np.rint(np.mean([r["confusion"] for r in runs], axis=0)).astype(int).tolist(),
     }
 
 

@@ -11,19 +11,20 @@ from bench import fl_additive as bench
 from shared.fl import gam
 
 
-def _metrics(v_ppv: float, s_ppv: float | None) -> dict[str, Any]:
+def _metrics(v_ppv: float, s_ppv: float | None, confusion: list[list[int]] | None = None) -> dict[str, Any]:
     return {"per_class": {"N": {"se": 0.9, "ppv": 0.95}, "S": {"se": 0.1, "ppv": s_ppv},
                           "V": {"se": 0.95, "ppv": v_ppv}, "F": {"se": 0.0, "ppv": None}},
-            "macro_f1": 0.5, "auroc": 0.9, "beats": 100,
+            "macro_f1": 0.5, "auroc": 0.9, "beats": 100, "confusion": confusion or [[2, 0], [1, 3]],
             "ec57": {"veb": {"se": 0.9, "ppv": v_ppv, "fpr": 0.01}, "sveb": {"se": 0.1, "ppv": s_ppv}}}
 
 
 def test_the_summary_is_the_mean_in_the_evaluate_shape() -> None:
-    summary = bench._summary([_metrics(0.8, 0.2), _metrics(0.9, None), _metrics(1.0, 0.4)])
+    summary = bench._summary([_metrics(0.8, 0.2), _metrics(0.9, None), _metrics(1.0, 0.4, [[5, 0], [1, 3]])])
     assert summary["per_class"]["V"]["ppv"] == 0.9
     assert summary["per_class"]["S"]["ppv"] == 0.3  # a run that never called S is left out, not counted as 0
     assert summary["per_class"]["F"]["ppv"] is None
     assert summary["ec57"]["veb"]["ppv"] == 0.9 and summary["beats"] == 100
+    assert summary["confusion"] == [[3, 0], [1, 3]]  # the runs' mean, rounded
 
 
 def test_every_verified_release_goes_through_paillier_and_equals_the_fixed_point() -> None:
