@@ -49,3 +49,13 @@ def test_false_v_calls_are_counted_per_record() -> None:
     table = np.array([[1.0, 0, 0], [1.0, 0, 0], [-1.0, 0, 0], [1.0, 0, 0]])
     ds2 = {"a": (table, np.array([0, 1, 0, 2])), "b": (table[:1], np.array([2]))}
     assert bench._false_v_by_record(model, ds2, columns) == {"a": 2, "b": 0}
+
+
+def test_the_shape_figure_draws_from_a_model_file(tmp_path: Any) -> None:
+    columns = 22
+    coarse = np.zeros((columns, gam.FINE_BINS), dtype=np.int64)
+    coarse[:, 1:] = np.minimum(1 + np.arange(gam.FINE_BINS - 1) // 32, 7)
+    model = gam.GamModel(coarse, np.random.default_rng(0).normal(size=(columns, 8, 4)), np.ones(4))
+    gam.save(tmp_path / "m.npz", model, columns, {"epsilon": 8.0, "delta": 1e-5})
+    bench.plot_shapes(tmp_path / "m.npz", tmp_path / "shapes.png")
+    assert (tmp_path / "shapes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
