@@ -9,6 +9,7 @@ probability and keeps who was sampled secret; otherwise leave it at 1 (plain com
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dp_accounting
@@ -100,6 +101,16 @@ def _check_probability(q: float) -> None:
         raise ValueError("sampling_probability must be in (0, 1]")
 
 
+def smallest_multiplier(spent: Callable[[float], float], epsilon: float, *, low: float = 0.05, high: float = 1000.0,
+                        steps: int = 50) -> float:
+    """The smallest noise multiplier z in [low, high] with `spent(z)` ≤ ε (ε falls as z grows): a geometric
+    bisection, `high` returned when even `low` stays within ε."""
+    for _ in range(steps):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if spent(mid) > epsilon else (low, mid)
+    return high
+
+
 def gaussian_noise_multiplier(epsilon: float, rounds: int, *, sampling_probability: float = 1.0,
                               target_delta: float) -> float:
     """The smallest noise multiplier whose `rounds` (Poisson-sampled) Gaussian releases stay within (ε, δ)."""
@@ -109,10 +120,6 @@ def gaussian_noise_multiplier(epsilon: float, rounds: int, *, sampling_probabili
     def spent(z: float) -> float:
         return privacy_spent(GaussianRounds(z, sampling_probability), rounds, target_delta=target_delta)[0]
 
-    low, high = 0.05, 1000.0
-    if spent(high) > epsilon:
+    if spent(1000.0) > epsilon:
         raise ValueError(f"ε = {epsilon} is out of reach in {rounds} rounds")
-    for _ in range(50):
-        mid = (low * high) ** 0.5
-        low, high = (mid, high) if spent(mid) > epsilon else (low, mid)
-    return high
+    return smallest_multiplier(spent, epsilon)

@@ -203,14 +203,10 @@ def calibrate(config: GamConfig, features: int, epsilon: float, *, delta: float 
     def at(z: float) -> GamConfig:
         return replace(config, noise_multiplier=z, count_noise_multiplier=count_share * z / np.sqrt(releases))
 
-    low, high = 0.01, 1e4
-    for _ in range(60):
-        mid = (low * high) ** 0.5
-        if accounted_epsilon(at(mid), features, delta=delta) > epsilon:
-            low = mid
-        else:
-            high = mid
-    return at(high)
+    from shared.fl.accounting import smallest_multiplier
+
+    return at(smallest_multiplier(lambda z: accounted_epsilon(at(z), features, delta=delta), epsilon, low=0.01,
+                                  high=1e4, steps=60))
 
 
 @dataclass(slots=True)

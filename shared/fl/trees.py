@@ -110,14 +110,9 @@ def dp_epsilon(config: TreeConfig, noise_multiplier: float, *, delta: float = 1e
 
 def noise_multiplier_for(epsilon: float, config: TreeConfig, *, delta: float = 1e-5) -> float:
     """The smallest Gaussian noise multiplier that keeps `config`'s training within (ε, δ)."""
-    low, high = 0.05, 1000.0
-    for _ in range(60):
-        mid = (low * high) ** 0.5
-        if dp_epsilon(config, mid, delta=delta) > epsilon:
-            low = mid
-        else:
-            high = mid
-    return high
+    from shared.fl.accounting import smallest_multiplier
+
+    return smallest_multiplier(lambda z: dp_epsilon(config, z, delta=delta), epsilon, steps=60)
 
 
 def bin_features(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
