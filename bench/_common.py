@@ -149,3 +149,13 @@ def cv_arguments(doc: str | None) -> Any:
     args = parser.parse_args()
     torch.set_num_threads(1)
     return args
+
+
+def veb_f1(y: Any, pred: Any) -> float:
+    """F1 of the V class (label 2) from true labels and predictions: the DS1 studies' choosing score."""
+    import numpy as np
+
+    true_v, called_v = np.asarray(y) == 2, np.asarray(pred) == 2
+    tp = float(np.sum(true_v & called_v))
+    se, ppv = tp / max(true_v.sum(), 1), tp / max(called_v.sum(), 1)
+    return 2 * se * ppv / (se + ppv) if se + ppv else 0.0

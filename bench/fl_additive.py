@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench._common import RESULTS, ds1_halves, load_mitdb_split, write_result
+from bench._common import RESULTS, ds1_halves, load_mitdb_split, veb_f1, write_result
 
 #: the grid searched on DS1 (both with and without DP): feature set × epochs × coarse bins × pairwise terms
 FEATURE_SETS = {"named": 22, "all": 63}  # the 22 named features, or those plus the 41 beat-window samples
@@ -93,13 +93,6 @@ def _fit(clients: list[Any], config: Any, aggregate: Any = None) -> Any:
     return FederatedGam(config, aggregate=aggregate or FixedPointSum(CLIENT_BOUND)).fit(clients)
 
 
-def _veb_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    true_v, called_v = y == 2, pred == 2
-    tp = float(np.sum(true_v & called_v))
-    se, ppv = tp / max(true_v.sum(), 1), tp / max(called_v.sum(), 1)
-    return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
-
-
 def _choose(ds1: dict[str, Any], epsilon: float,
             seeds: tuple[int, ...]) -> tuple[tuple[str, int, int, str], dict[str, Any]]:
     """The grid cell with the highest mean VEB F1 over the two DS1 halves (and `seeds`)."""
@@ -112,7 +105,7 @@ def _choose(ds1: dict[str, Any], epsilon: float,
             model = _fit(_clients(ds1, train, columns), _config(features, epochs, bins, epsilon, seed, pairs))
             X = np.concatenate([ds1[r][0][:, :columns] for r in test])
             y = np.concatenate([ds1[r][1] for r in test])
-            cv.setdefault(key, []).append(round(_veb_f1(y, model.predict_proba(X).argmax(axis=1)), 4))
+            cv.setdefault(key, []).append(round(veb_f1(y, model.predict_proba(X).argmax(axis=1)), 4))
         print(f"  DS1 halves, ε {epsilon:g}: {key}: VEB F1 {np.mean(cv[key]):.3f}", flush=True)
     chosen = max(cv, key=lambda k: float(np.mean(cv[k])))
     name, epochs_text, bins_text, pairs_text = chosen.split(", ")

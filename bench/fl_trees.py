@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench._common import ds1_halves, load_mitdb_split, write_result
+from bench._common import ds1_halves, load_mitdb_split, veb_f1, write_result
 
 
 def _table(sets: dict[str, Any], records: list[str], *, labelled: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -127,7 +127,7 @@ def _dp_part(ds1: dict[str, Any], ds2: dict[str, Any], epsilon: float) -> tuple[
             Xt, yt = table(ds1, test, True)
             model, _, _ = _fit_dp(X, y, rounds, depth, lr, epsilon, seed=0)
             pred = model.predict_proba(np.concatenate(Xt)).argmax(axis=1)
-            cv.setdefault(f"{rounds} rounds, depth {depth}, lr {lr}", []).append(_veb_f1(np.concatenate(yt), pred))
+            cv.setdefault(f"{rounds} rounds, depth {depth}, lr {lr}", []).append(veb_f1(np.concatenate(yt), pred))
     chosen = max(cv, key=lambda k: float(np.mean(cv[k])))
     rounds, depth, lr = next(g for g in DP_GRID if f"{g[0]} rounds, depth {g[1]}, lr {g[2]}" == chosen)
     X, y = table(ds1, sorted(ds1), True)
@@ -182,13 +182,6 @@ def _dp_part(ds1: dict[str, Any], ds2: dict[str, Any], epsilon: float) -> tuple[
                     f"{encrypted_s:.0f} s"]
 
 
-def _veb_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    true_v, called_v = y == 2, pred == 2
-    tp = float(np.sum(true_v & called_v))
-    se, ppv = tp / max(true_v.sum(), 1), tp / max(called_v.sum(), 1)
-    return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
-
-
 def main() -> None:
     from shared.model.train import metrics
 
@@ -222,7 +215,7 @@ def main() -> None:
             Xt, yt = _table(ds1, test, labelled=True)
             model, _ = _fit(X, y, depth, stages[-1])
             for rounds, pred in _staged(model, np.concatenate(Xt), stages).items():
-                cv.setdefault(f"depth {depth}, {rounds} rounds", []).append(_veb_f1(np.concatenate(yt), pred))
+                cv.setdefault(f"depth {depth}, {rounds} rounds", []).append(veb_f1(np.concatenate(yt), pred))
         print(f"depth {depth}: " + ", ".join(f"{k.split(', ')[1]} {np.mean(v):.3f}" for k, v in cv.items()
                                             if k.startswith(f"depth {depth},")), flush=True)
     chosen = max(cv, key=lambda k: float(np.mean(cv[k])))  # DS1 only: DS2 is never looked at before this
