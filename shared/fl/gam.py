@@ -23,14 +23,14 @@ Nori, Caruana et al., "Accuracy, Interpretability, and Differential Privacy via 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.fl.trees import NoisedSums, SummingTrainer, plain_sum, softmax
+from shared.fl.trees import SummingTrainer, softmax
 
 if TYPE_CHECKING:
     from shared.model.data import BeatSet
@@ -212,19 +212,12 @@ def calibrate(config: GamConfig, features: int, epsilon: float, *, delta: float 
 @dataclass(slots=True)
 class FederatedGam(SummingTrainer):
     config: GamConfig = field(default_factory=GamConfig)
-    #: how the wearers' vectors are summed (in the clear by default; `trees.PackedSum` for Paillier)
-    aggregate: Callable[[list[np.ndarray]], np.ndarray] = plain_sum
-    _rng: np.random.Generator = field(init=False)
-    _sums: NoisedSums = field(init=False)
-
-    def _release(self, shares: list[np.ndarray], sigma: float) -> np.ndarray:
-        return self._sums.release(shares, sigma)
 
     def fit(self, clients: Sequence[GamClient]) -> GamModel:
         c = self.config
         features = clients[0].fine.shape[1]
-        counts = self._release([cl.counts(c.n_classes) for cl in clients],
-                               c.count_noise_multiplier * np.sqrt(features))
+        counts = self._sums.release([cl.counts(c.n_classes) for cl in clients],
+                                    c.count_noise_multiplier * np.sqrt(features))
         # sums of noised cells stay unbiased; clipping each cell at 0 first would add ≈ 0.4 σ per empty cell and
         # inflate the small classes' totals by hundreds of beats
         class_n = counts.sum(axis=1).mean(axis=0)  # every feature's bins add up to the class totals
@@ -243,8 +236,8 @@ class FederatedGam(SummingTrainer):
         shapes = [np.zeros((c.n_bins, c.n_classes)) for _ in range(features)]
         weights = list(bin_weight)
         if len(pairs):
-            pair_counts = self._release([cl.pair_counts(pairs, c.n_bins, c.n_classes) for cl in clients],
-                                        c.count_noise_multiplier * np.sqrt(len(pairs)))
+            pair_counts = self._sums.release([cl.pair_counts(pairs, c.n_bins, c.n_classes) for cl in clients],
+                                             c.count_noise_multiplier * np.sqrt(len(pairs)))
             shapes += [np.zeros((cells, c.n_classes)) for _ in range(len(pairs))]
             weights += list(pair_counts @ class_weight)
         floor = c.shrink * c.noise_multiplier * c.clip
@@ -252,9 +245,8 @@ class FederatedGam(SummingTrainer):
             for term in self._rng.permutation(len(shapes)):  # a fresh public order each epoch (seeded)
                 size = len(shapes[term])
                 client_cells = [cl.term_bins(term, pairs, c.n_bins) for cl in clients]
-                total = self._release([cl.gradient_sums(x, size, c.clip) for cl, x in zip(clients, client_cells,
-                                                                                         strict=True)],
-                                      c.noise_multiplier * c.clip)
+                shares = [cl.gradient_sums(x, size, c.clip) for cl, x in zip(clients, client_cells, strict=True)]
+                total = self._sums.release(shares, c.noise_multiplier * c.clip)
                 update = -c.learning_rate * total / (np.maximum(weights[term], c.min_weight) + floor)[:, None]
                 shapes[term] += update
                 for client, x in zip(clients, client_cells, strict=True):  # public: each applies it to its own

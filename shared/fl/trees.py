@@ -268,16 +268,17 @@ class NoisedSums:
         return np.asarray(self.aggregate([x.ravel() for x in shares])).reshape(shape)
 
 
+@dataclass(slots=True)
 class SummingTrainer:
     """What the federated trainers share: a seeded stream for their public draws, and the `NoisedSums` their
     releases go through, with a generator of its own for the noise (`config.noise_seed`, OS entropy by
-    default). Subclasses are dataclasses with `config` (having `seed` and `noise_seed`), `aggregate`, `_rng` and
-    `_sums` fields."""
+    default). Subclasses are dataclasses that add a `config` (having `seed` and `noise_seed`)."""
 
-    config: Any
-    aggregate: Callable[[list[np.ndarray]], np.ndarray]
-    _rng: np.random.Generator
-    _sums: NoisedSums
+    config: Any = field(init=False)  # each subclass declares its own, with its own type and default
+    #: how the clients' vectors are summed (`NoisedSums.aggregate`); keyword-only, after the subclass's config
+    aggregate: Callable[[list[np.ndarray]], np.ndarray] = field(default=plain_sum, kw_only=True)
+    _rng: np.random.Generator = field(init=False)
+    _sums: NoisedSums = field(init=False)
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.config.seed)
@@ -296,10 +297,6 @@ class SummingTrainer:
 @dataclass(slots=True)
 class FederatedBoosting(SummingTrainer):
     config: TreeConfig = field(default_factory=TreeConfig)
-    #: how the clients' histogram vectors are summed (`NoisedSums.aggregate`)
-    aggregate: Callable[[list[np.ndarray]], np.ndarray] = plain_sum
-    _rng: np.random.Generator = field(init=False)
-    _sums: NoisedSums = field(init=False)
 
     def fit(self, clients: Sequence[Client], edges: np.ndarray) -> BoostedModel:
         c = self.config
