@@ -31,16 +31,14 @@ def _answers(host: str, port: int) -> bool:
 def need_service(name: str, host: str, port: int) -> None:
     if _answers(host, port):
         return
-    message = f"{name} is not answering on {host}:{port}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: services must be up)")
-    pytest.skip(message)
+    skip_or_fail(f"{name} is not answering on {host}:{port}", "services must be up")
 
 
-def skip_or_fail(message: str) -> NoReturn:
-    """Skip with the reason; under CI fail instead — CI must never go green by skipping the data or tools."""
+def skip_or_fail(message: str, needed: str = "data and tools must be present") -> NoReturn:
+    """Skip with the reason; under CI fail instead — CI must never go green by skipping the services, data or
+    tools the tests are for."""
     if IN_CI:
-        pytest.fail(f"{message} (CI=true: data and tools must be present)")
+        pytest.fail(f"{message} (CI=true: {needed})")
     pytest.skip(message)
 
 
@@ -50,9 +48,7 @@ def mosquitto_binary() -> str:
 
     found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if found is None:
-        if IN_CI:
-            pytest.fail("mosquitto binary not found (CI=true: tools must be present)")
-        pytest.skip("mosquitto binary not found")
+        skip_or_fail("mosquitto binary not found", "tools must be present")
     return found
 
 

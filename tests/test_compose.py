@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import IN_CI
+from tests.conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
@@ -47,10 +47,7 @@ COMMANDS = {
 def _need_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: tools must be present)")
-        pytest.skip(message)
+        skip_or_fail(f"{name} is not installed", "tools must be present")
     return path
 
 

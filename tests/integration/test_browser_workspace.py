@@ -48,7 +48,7 @@ from tests.cardiomesh.test_drill import scripted_system
 from tests.cloud_expert.factories import FS, make_escalation, synthetic_ecg
 from tests.cloud_expert.worker.helpers import REPO_ROOT, celery_worker
 from tests.cloud_expert.worker.test_worker_integration import redis_queue  # noqa: F401  (a fixture)
-from tests.conftest import IN_CI, skip_or_fail
+from tests.conftest import skip_or_fail
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,13 +62,9 @@ def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        if IN_CI:
-            pytest.fail("playwright is not installed (CI=true: tools must be present)")
-        pytest.skip("playwright is not installed")
+        skip_or_fail("playwright is not installed", "tools must be present")
     if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} not found (CI=true: tools must be present)")
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+        skip_or_fail(f"{CHROMIUM} not found (apt-get install chromium)", "tools must be present")
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         yield launched
