@@ -252,6 +252,9 @@ def run_federation(settings: Settings, options: FlOptions, *,
         deadline = time.monotonic() + 10  # the last version's delta may still be on its way to the watches
         while any(c.version != coordinator.version for c in clients) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if lagging := {c.device_id: c.version for c in clients if c.version != coordinator.version}:
+            log.warning("watches still behind the last global model", extra={"version": coordinator.version,
+                                                                              "held": lagging})
         downloads = model_downloads(clients)
         coordinator.retire()
         final_model = BeatNet(config)

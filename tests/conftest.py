@@ -6,6 +6,7 @@ missing service fails the run: CI must never go green by skipping the real parts
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -77,6 +78,17 @@ def mitdb() -> Path:
     if directory is None or not (directory / "100.hea").exists():
         skip_or_fail("MIT-BIH data not found: set CARDIOMESH_DATA_DIR to a folder holding mitdb/")
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """Undo a CLI test's `shared.logs.configure`: it points the root logger at that test's captured stderr,
+    which pytest closes, and later tests' threads would log into a closed file ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

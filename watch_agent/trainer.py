@@ -248,14 +248,15 @@ class FlClient:
 
     def _install(self, vector: np.ndarray, version: int, sha256: str, *, via: str) -> None:
         with self._lock:
+            # counted before the version shows: whoever sees the new version also sees it counted
+            self.counters.inc("fl.model_installed")
+            self.counters.inc(f"fl.model_installed_{via}")
             self.version, self.global_vector, self.model_sha256 = version, vector, sha256
             busy = self._busy
         if not busy:  # never swap weights under a running local training; it reloads the newest when done
             self.learner.load_vector(vector)
         if self._after_install is not None:
             self._after_install(vector)
-        self.counters.inc("fl.model_installed")
-        self.counters.inc(f"fl.model_installed_{via}")
         self._stop_full_when_caught_up()  # whichever way it got there
         self._maybe_train()
 
