@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -233,3 +235,44 @@ def test_rounds_publish_each_version_whole_and_as_a_delta_of_the_same_bytes(coor
         assert c.total("fl.model_delta_refused.") == 0
     coordinator.retire()
     assert bus.retained[topics.fl_model_delta(FED)] == b"" and bus.retained[topics.fl_model(FED)] == b""
+
+
+class _SlowLearner(ToyLearner):
+    """Loading a model takes until the test lets it finish (a busy device): the moment a reader sees the new
+    version, the weights may still be loading."""
+
+    def __init__(self) -> None:
+        super().__init__(np.zeros(P))
+        self.release = threading.Event()
+        self.block = False
+
+    def load_vector(self, vector: np.ndarray) -> None:
+        if self.block:
+            self.release.wait(10)
+        super().load_vector(vector)
+
+
+def test_whoever_sees_a_new_version_also_sees_its_install_counted() -> None:
+    """`run_federation` waits for the watches' versions, then reads their download counters: an install
+    counted only after the (slow) load read as a lost delta (CI once saw 5 of 6)."""
+    bus = InMemoryBus()
+    publisher = Publisher(bus)
+    publisher.publish()
+    learner = _SlowLearner()
+    watch = FlClient(Settings(site="s1"), bus.transport("watch-1"), device_id="watch-1", learner=learner,
+                     verify_key=publisher.signing.public_key())
+    watch.start()
+    _WATCHES.append(watch)
+    learner.block = True
+    sender = threading.Thread(target=publisher.advance)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        while watch.version != 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert watch.version == 1 and sender.is_alive()  # seen while the weights are still loading
+        assert watch.counters.get("fl.model_installed_delta") == 1
+    finally:
+        learner.release.set()
+        sender.join(10)
+    assert _holds(watch, publisher)
