@@ -165,6 +165,15 @@ class GamModel:
         return softmax(self.raw(X))
 
 
+def with_class_bias(model: GamModel, bias: np.ndarray) -> GamModel:
+    """`model` with `bias` (one value per class) added to every beat's logits: folded into the first feature's
+    shape — each beat falls in exactly one of its bins, the missing bin included — so the file format and every
+    reader stay as they are. Post-processing of a released model: it costs no privacy."""
+    shapes = model.shapes.copy()
+    shapes[0] += np.asarray(bias, dtype=np.float64)[None, :]
+    return GamModel(model.coarse, shapes, model.class_weight, model.pairs, model.pair_shapes)
+
+
 def coarse_map(total: np.ndarray, n_bins: int) -> np.ndarray:
     """(features, FINE_BINS) coarse bin of every fine bin: the missing bin stays 0, the rest are cut where the
     (noised, made monotone) cumulative count crosses equal shares — quantile bins from a released histogram."""

@@ -59,3 +59,16 @@ def test_the_shape_figure_draws_from_a_model_file(tmp_path: Any) -> None:
     gam.save(tmp_path / "m.npz", model, columns, {"epsilon": 8.0, "delta": 1e-5})
     bench.plot_shapes(tmp_path / "m.npz", tmp_path / "shapes.png")
     assert (tmp_path / "shapes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_v_offset_is_the_one_the_held_out_halves_score_best_and_zero_when_none_helps() -> None:
+    y = np.array([0] * 90 + [2] * 10)
+    raw = np.zeros((100, 4))
+    raw[:, 2] = np.r_[np.linspace(-2, 1, 90), np.linspace(0.5, 2, 10)]  # V logits; N at 0
+    offset, f1 = bench._v_bias([(raw, y), (raw, y)])
+    # the argmax (V when its logit > 0) calls 30 N beats V; N's V logits reach 1.0 and V's start at 0.5, so a
+    # negative offset (a higher threshold) trades a few V beats for most of those false calls
+    assert -1.0 <= offset < 0 and f1 > bench.veb_f1(y, raw.argmax(axis=1))
+    separable = np.zeros((100, 4))
+    separable[:, 2] = np.r_[np.full(90, -1.0), np.full(10, 1.0)]
+    assert bench._v_bias([(separable, y)]) == (0.0, 1.0)  # already perfect: no offset

@@ -171,3 +171,16 @@ def test_other_files_are_refused_with_the_reason(tmp_path: Path) -> None:
     gam.save(tmp_path / "two.npz", model, 3)
     with pytest.raises(ModelFileError, match="inconsistent"):  # two classes: not a beat model's four
         gam.load(tmp_path / "two.npz")
+
+
+def test_a_class_bias_moves_every_beats_logits_alike_and_survives_the_file(tmp_path: Path) -> None:
+    parts = [_problem(s, 600) for s in range(3)]
+    model = FederatedGam(GamConfig(epochs=5, n_bins=8)).fit(_clients(parts))
+    X = _problem(7, 500)[0]  # missing values included: their bin carries the bias too
+    bias = np.array([0.0, 0.0, -1.5, 0.25])
+    biased = gam.with_class_bias(model, bias)
+    assert np.allclose(biased.raw(X) - model.raw(X), bias[None, :])
+    assert np.array_equal(model.shapes, FederatedGam(GamConfig(epochs=5, n_bins=8)).fit(_clients(parts)).shapes)
+    assert (biased.predict_proba(X).argmax(axis=1) == 2).sum() < (model.predict_proba(X).argmax(axis=1) == 2).sum()
+    gam.save(tmp_path / "b.npz", biased, X.shape[1])
+    assert np.allclose(gam.load(tmp_path / "b.npz")[0].raw(X), biased.raw(X))
