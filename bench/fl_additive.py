@@ -214,6 +214,7 @@ def plot_shapes(path: Path, out: Path) -> None:
     from shared.model.tree_features import CORRELATION_COLUMNS, DP_FEATURES, FEATURE_NAMES
 
     model, _columns, meta = gam.load(path)
+    offset = float(str(meta.get("v_logit_offset", 0.0)))  # a constant that `with_class_bias` put in the first shape
     edges = gam.fine_edges()
     fig, axes = plt.subplots(2, 4, figsize=(12, 5.4), dpi=110)
     for ax, name in zip(axes.ravel(), DP_FEATURES, strict=True):
@@ -224,7 +225,7 @@ def plot_shapes(path: Path, out: Path) -> None:
         for b in bins:
             first = int(np.flatnonzero(coarse == b)[0])
             lows.append(edges[first - 2] if first >= 2 else -np.inf)
-        toward_v = [model.shapes[f, b, 2] - model.shapes[f, b, 0] for b in bins]
+        toward_v = [model.shapes[f, b, 2] - model.shapes[f, b, 0] - (offset if f == 0 else 0.0) for b in bins]
         label = f"1 − {name}" if f in CORRELATION_COLUMNS else name
         ax.step(range(len(bins)), toward_v, where="mid", color="tab:red", lw=1.6)
         ticks = list(range(0, len(bins), 3))
@@ -235,8 +236,8 @@ def plot_shapes(path: Path, out: Path) -> None:
     axes[0, 0].set_ylabel("towards V (log-odds V − N)")
     axes[1, 0].set_ylabel("towards V (log-odds V − N)")
     fig.suptitle(f"Federated additive beat model, sample-level DP ε = {meta.get('epsilon')} (δ = "
-                 f"{meta.get('delta')}): what each feature says about V — x: its quantile bins, ticks at their "
-                 "lower edges", fontsize=10)
+                 f"{meta.get('delta')}): what each feature says about V\nx: its quantile bins, ticks at their "
+                 f"lower edges; the V operating-point offset ({offset:+.1f}) not drawn", fontsize=10)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
