@@ -12,7 +12,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -89,6 +89,22 @@ def _root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def stop_every_started(monkeypatch: pytest.MonkeyPatch, component: type[Any]) -> Iterator[None]:
+    """For an autouse fixture: every `component` a test starts is stopped when the test ends. A component's
+    background threads (timers, resenders) otherwise outlive the test and act, and log, during later ones."""
+    started: list[Any] = []
+    start = component.start
+
+    def tracked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started.append(self)
+        return start(self, *args, **kwargs)
+
+    monkeypatch.setattr(component, "start", tracked)
+    yield
+    for instance in started:
+        instance.stop()
 
 
 @pytest.fixture

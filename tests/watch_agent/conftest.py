@@ -7,19 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import stop_every_started
 from watch_agent.app import WatchAgent
 
 
 @pytest.fixture(autouse=True)
 def _stop_started_watches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    started: list[WatchAgent] = []
-    start = WatchAgent.start
-
-    def tracked(self: WatchAgent, *, run: bool = True) -> None:
-        started.append(self)
-        start(self, run=run)
-
-    monkeypatch.setattr(WatchAgent, "start", tracked)
-    yield
-    for agent in started:
-        agent.stop()
+    yield from stop_every_started(monkeypatch, WatchAgent)
