@@ -52,6 +52,10 @@ class PhoneAgent:
     def start(self) -> None:
         self.router.on(topics.alert(self.settings.site, self.patient_id, self.watch_id), AlertMessage, self.on_alert)
 
+    def stop(self) -> None:
+        """Close the routes and their retry thread (kept messages stay in the store for the next run)."""
+        self.router.close()
+
     def on_alert(self, parts: topics.TopicParts, msg: AlertMessage) -> None:
         if msg.id in self._seen:
             self.counters.inc("duplicate.alert")
@@ -86,6 +90,7 @@ class PhoneFleet:
         self.phones: dict[str, tuple[PhoneAgent, Transport]] = {}
         self._lock = threading.Lock()
         self._discovery: Transport | None = None
+        self._discovery_router: Router | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -94,7 +99,8 @@ class PhoneFleet:
         answers its first alert seconds late, after the edge has finalized it without findings."""
         log.info("analysis ready", extra={"warm_up_s": round(warm_up(), 2)})
         self._discovery = self._make_transport(f"phone-discovery-{self.settings.site}", None, None)
-        router = Router(self._discovery, counters=self.counters, max_bytes=self.settings.max_payload_bytes)
+        router = self._discovery_router = Router(self._discovery, counters=self.counters,
+                                                 max_bytes=self.settings.max_payload_bytes)
         router.on(topics.presence(self.settings.site, topics.ANY), PresenceMessage, self.on_presence)
         self._discovery.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="phone-capabilities", daemon=True)
@@ -151,7 +157,9 @@ class PhoneFleet:
         self._stop.set()
         with self._lock:
             for phone, transport in self.phones.values():
-                phone.router.close()
+                phone.stop()
                 transport.stop()
+            if self._discovery_router is not None:
+                self._discovery_router.close()
             if self._discovery is not None:
                 self._discovery.stop()
