@@ -129,7 +129,7 @@ class PhoneFleet:
                 old, transport = current
                 if (old.watch_id, old.patient_id) == (watch_id, patient_id):
                     return
-                old.router.close()
+                old.stop()
                 transport.stop()
                 del self.phones[phone_id]
                 self.counters.inc("phones.repaired")
