@@ -70,6 +70,13 @@ class Learner(Protocol):
         """Train locally from the loaded parameters; returns the number of training examples used."""
 
 
+class Releaser(Learner, Protocol):
+    """A learner that also answers release rounds (`RoundPayload.task == "release"`): the vector asked for, summed
+    over its own examples with each example's part bounded by the round's `clip_norm`, and how many examples."""
+
+    def release(self, spec: RoundPayload, global_vector: np.ndarray) -> tuple[np.ndarray, int]: ...
+
+
 def noise_share(dp: DpConfig, params: int, rng: np.random.Generator) -> np.ndarray:
     """This client's share of the aggregate noise: the shares of `planned_clients` clients sum to it.
 
@@ -101,12 +108,14 @@ class SentUpdate:
 
 class FlClient:
     def __init__(self, settings: Settings, transport: Transport, *, device_id: str, learner: Learner,
-                 verify_key: Ed25519PublicKey, counters: Counters | None = None, seed: int = 0,
+                 verify_key: Ed25519PublicKey, counters: Counters | None = None, seed: int | None = 0,
                  codec_factory: Callable[[RoundPayload], UpdateCodec] | None = None, federation: str = "watch-detector",
                  after_install: Callable[[np.ndarray], None] | None = None, slowdown_s: float = 0.0,
                  own_state: Callable[[], CapabilitiesPayload | None] | None = None) -> None:
         """`own_state`: this device's current capabilities (battery, load), judged by the round's selection
-        policy before it trains (`shared.fl.selection`); without it the client trains whenever selected."""
+        policy before it trains (`shared.fl.selection`); without it the client trains whenever selected.
+        `seed`: of the noise shares and the rounding; None (OS entropy) for a model that is released — noise
+        from a readable seed could be regenerated and subtracted."""
         self.settings = settings
         self.federation = federation
         self.device_id = device_id
@@ -316,6 +325,23 @@ class FlClient:
             return None
         return pool[1][: codec.ciphertexts_per_update]
 
+    def _release(self, spec: RoundPayload, global_vector: np.ndarray) -> tuple[np.ndarray, int]:
+        """The vector a release round asks for; one that does not fit the round, or that exceeds the packing
+        range the round announced, is an error (counted, logged, nothing sent) — never silently clipped."""
+        release = getattr(self.learner, "release", None)
+        if release is None:
+            raise TypeError(f"{type(self.learner).__name__} cannot answer release rounds")
+        vector, samples = release(spec, global_vector)
+        vector = np.asarray(vector, dtype=np.float64).ravel()
+        if vector.size != spec.params:
+            raise ValueError(f"release of {vector.size} values, the round announced {spec.params}")
+        bound = spec.quant_range or spec.clip_norm
+        if not np.all(np.isfinite(vector)) or np.abs(vector).max(initial=0.0) > bound:
+            self.counters.inc("fl.release_out_of_range")
+            raise ValueError(f"release outside the round's range ±{bound:g} (max |value| "
+                             f"{np.abs(vector).max(initial=0.0):g}): a client bound sized for smaller wearers")
+        return vector, samples
+
     def prepare(self, spec: RoundPayload) -> float:
         """The offline phase: precompute the encryption randomness for the next update (idle time on a
         real watch). Returns the seconds it took; encryption during the round is then nearly free."""
@@ -333,13 +359,18 @@ class FlClient:
         started, started_cpu = time.perf_counter(), time.thread_time()
         base = spec.model_version if base_version is None else base_version
         self.learner.load_vector(global_vector)
-        samples = self.learner.train(spec, global_vector)
+        if spec.task == "release":
+            clipped, samples = self._release(spec, global_vector)
+            norm = float(np.linalg.norm(clipped))
+        else:
+            samples = self.learner.train(spec, global_vector)
         if self.slowdown_s:
             time.sleep(self.slowdown_s)
         trained, trained_cpu = time.perf_counter(), time.thread_time()
-        # Laplace needs L1 sensitivity, Gaussian L2: clip in the norm the round's mechanism is calibrated for
-        clip = clip_by_l1 if spec.dp.mechanism == "laplace" else clip_by_l2
-        clipped, norm = clip(delta(self.learner.vector(), global_vector), spec.clip_norm)
+        if spec.task != "release":
+            # Laplace needs L1 sensitivity, Gaussian L2: clip in the norm the round's mechanism is calibrated for
+            clip = clip_by_l1 if spec.dp.mechanism == "laplace" else clip_by_l2
+            clipped, norm = clip(delta(self.learner.vector(), global_vector), spec.clip_norm)
         with self._lock:
             latest, target = self.version or base, self._pending or spec
         staleness = max(0, latest - base) if spec.mode == "async" else 0

@@ -41,6 +41,7 @@ from shared.messages import (
     ModelDeltaPayload,
     ModelMessage,
     ModelPayload,
+    ReleaseRequest,
     RoundMessage,
     RoundPayload,
     utcnow,
@@ -80,6 +81,18 @@ class RoundConfig:
     #: Each new version also goes out as a delta against the previous one (`shared.fl.model_delta`): int8
     #: block-quantized by default (the published model is what the delta rebuilds), 0 = lossless XOR.
     model_delta_bits: int = DEFAULT_BITS
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A round that asks every selected client for a bounded, noised vector to be summed (not a trained delta):
+    the federated additive model's count table and gradient sums (`shared.fl.gam`, `run_release`)."""
+
+    request: ReleaseRequest
+    params: int  # length of each client's vector
+    clip: float  # one example's bound within it: the sum's sensitivity
+    bound: float  # |value| bound of one client's whole vector: the packing range
+    dp: DpConfig  # the noise of this release's sum (σ), split in shares for k clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,25 +186,29 @@ class Coordinator:
             self.router.publish(topics.fl_model_delta(self.federation),
                                 ModelDeltaMessage(**self.stamp(patient_id=None), payload=delta), qos=1, retain=True)
 
-    def build_spec(self, round_id: int) -> RoundPayload:
+    def build_spec(self, round_id: int, release: Release | None = None) -> RoundPayload:
         """The announcement round `round_id` would carry (also what clients precompute against)."""
         c = self.config
         public = self.keys.paillier.public_key
         spec = RoundPayload(
             round_id=round_id, model_version=self.version,
-            model_sha256=sha256_hex(self.vector.astype("<f4").tobytes()), params=int(self.vector.size),
+            model_sha256=sha256_hex(self.vector.astype("<f4").tobytes()),
+            params=release.params if release else int(self.vector.size),
             participants=self.participants, algorithm=c.algorithm,
             mu=c.mu, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, max_beats=c.max_beats,
-            clip_norm=c.clip_norm, dp=self.dp, encrypt=c.encrypt,
+            clip_norm=release.clip if release else c.clip_norm, dp=release.dp if release else self.dp,
+            encrypt=c.encrypt,
             public_key_b64=base64.b64encode(public_key_to_bytes(public)).decode() if c.encrypt else None,
             mode=c.mode, buffer_size=c.buffer_size, max_staleness=c.max_staleness,
-            quant_bits=c.quant_bits, quant_range=self.quant_range, max_clients=c.max_clients, min_clients=c.min_clients,
+            quant_bits=c.quant_bits, quant_range=release.bound if release else self.quant_range,
+            max_clients=c.max_clients, min_clients=c.min_clients,
             deadline=utcnow() + timedelta(seconds=c.round_timeout_s), chunk_bytes=c.chunk_bytes,
+            task="release" if release else "train", release=release.request if release else None,
         )
         return spec
 
-    def _announce(self, round_id: int) -> RoundPayload:
-        spec = self.build_spec(round_id)
+    def _announce(self, round_id: int, release: Release | None = None) -> RoundPayload:
+        spec = self.build_spec(round_id, release)
         with self._lock:
             self._round_id = round_id
             self._aggregates.clear()
@@ -263,7 +280,11 @@ class Coordinator:
         return record
 
     def _advance(self, mean: np.ndarray) -> None:
-        target = apply_update(self.vector, mean, server_lr=self.config.server_lr).astype(np.float32)
+        self._advance_to(apply_update(self.vector, mean, server_lr=self.config.server_lr))
+
+    def _advance_to(self, target: np.ndarray) -> None:
+        """Publish `target` (as the delta rebuilds it) as the next version, and train on from it."""
+        target = np.asarray(target, dtype=np.float32)
         try:
             delta = encode_delta(self.vector, target, bits=self.config.model_delta_bits)
         except ModelDeltaError as exc:  # a non-finite step cannot be quantized; the lossless mode takes any bits
@@ -301,8 +322,21 @@ class Coordinator:
             self.router.transport.publish(topic, b"", qos=1, retain=True)
 
     def run_round(self, round_id: int) -> RoundRecord:
+        """One FedAvg round: the decrypted sum's mean is the step (server learning rate applied)."""
+        return self._run(round_id, None, lambda total, clients: apply_update(
+            self.vector, aggregate_mean(total, clients), server_lr=self.config.server_lr))
+
+    def run_release(self, round_id: int, release: Release,
+                    step: Callable[[np.ndarray, int], np.ndarray]) -> RoundRecord:
+        """One release round: every selected client sends its noised vector for `release`, the edges sum them
+        blind, and `step(decrypted sum, clients)` gives the next model, published and signed like any. Below k
+        reporters nothing is decrypted and the model stays (the caller sees `too_few`)."""
+        return self._run(round_id, release, step)
+
+    def _run(self, round_id: int, release: Release | None,
+             step: Callable[[np.ndarray, int], np.ndarray]) -> RoundRecord:
         started = time.perf_counter()
-        spec = self._announce(round_id)
+        spec = self._announce(round_id, release)
         expected = len(self.participants)
         sites = {p.split("/", 1)[0] for p in self.participants}
         deadline = time.monotonic() + self.config.round_timeout_s + self.config.grace_s
@@ -324,7 +358,7 @@ class Coordinator:
         size = sum(len(b) for b, _, _ in aggregates.values())
         epsilon = self._epsilon_after(self._released() + 1)
         record = RoundRecord(round=round_id, status="ok", clients=clients, contributors=contributors, seconds=0.0,
-                             aggregate_bytes=size, epsilon=epsilon, delta=self.dp.delta)
+                             aggregate_bytes=size, epsilon=epsilon, delta=spec.dp.delta)
         if clients < spec.min_clients:
             record.status, record.epsilon = "too_few", self._epsilon_after(self._released())
             log.warning("round below k: nothing decrypted", extra={"round": round_id, "clients": clients})
@@ -334,8 +368,7 @@ class Coordinator:
                 for body, _, _ in aggregates.values():
                     total = body if total is None else codec.add_sums(total, body)
                 assert total is not None
-                mean = aggregate_mean(codec.decode_sum(total, clients), clients)
-                self._advance(mean)
+                self._advance_to(step(codec.decode_sum(total, clients), clients))
             except CodecError as exc:
                 record.status = "failed"
                 log.error("aggregate could not be decoded", extra={"round": round_id, "why": str(exc)})

@@ -186,18 +186,21 @@ def coarse_map(total: np.ndarray, n_bins: int) -> np.ndarray:
     return out
 
 
-def accounted_epsilon(config: GamConfig, features: int, *, delta: float = 1e-5) -> float:
-    """ε (RDP) of a training: the count release, then epochs × features gradient releases, each a Gaussian of
-    its multiplier (every beat is in every release: no sampling)."""
+def accounted_epsilon(config: GamConfig, features: int, *, delta: float = 1e-5,
+                      gradient_releases: int | None = None) -> float:
+    """ε (RDP) of a training: the count release, then epochs × features gradient releases (or
+    `gradient_releases` of them: a run that skipped some), each a Gaussian of its multiplier (every beat is in
+    every release: no sampling)."""
     import dp_accounting
     from dp_accounting.rdp import RdpAccountant
 
+    if gradient_releases is None:
+        gradient_releases = config.epochs * (features + len(config.pairs))
     accountant = RdpAccountant()
     accountant.compose(dp_accounting.GaussianDpEvent(config.count_noise_multiplier))
     if config.pairs:  # the pairs' count table: one more release of the same multiplier
         accountant.compose(dp_accounting.GaussianDpEvent(config.count_noise_multiplier))
-    accountant.compose(dp_accounting.GaussianDpEvent(config.noise_multiplier),
-                       config.epochs * (features + len(config.pairs)))
+    accountant.compose(dp_accounting.GaussianDpEvent(config.noise_multiplier), gradient_releases)
     return float(accountant.get_epsilon(delta))
 
 
@@ -218,6 +221,48 @@ def calibrate(config: GamConfig, features: int, epsilon: float, *, delta: float 
                                   high=1e4, steps=60))
 
 
+@dataclass(frozen=True, slots=True)
+class GamPublic:
+    """What the coordinator derives from the one noised count table (post-processing, no further privacy cost):
+    the class weights, each feature's fine → coarse map, and each coarse bin's weight (the updates' denominators)."""
+
+    class_weight: np.ndarray  # (classes,)
+    coarse: np.ndarray  # (features, FINE_BINS) int
+    bin_weight: np.ndarray  # (features, n_bins)
+
+
+def from_counts(counts: np.ndarray, config: GamConfig) -> GamPublic:
+    """`counts`: the released (features, FINE_BINS, classes) sum of every wearer's noised count table."""
+    c = config
+    features = counts.shape[0]
+    # sums of noised cells stay unbiased; clipping each cell at 0 first would add ≈ 0.4 σ per empty cell and
+    # inflate the small classes' totals by hundreds of beats
+    class_n = counts.sum(axis=1).mean(axis=0)  # every feature's bins add up to the class totals
+    class_weight = np.minimum((class_n.sum() / (c.n_classes * np.maximum(class_n, 1.0))) ** c.weight_power,
+                              c.weight_cap)
+    coarse = coarse_map(counts.sum(axis=2), c.n_bins)
+    bin_weight = np.zeros((features, c.n_bins))
+    for f in range(features):
+        np.add.at(bin_weight[f], coarse[f], counts[f] @ class_weight)
+    return GamPublic(class_weight, coarse, bin_weight)
+
+
+def term_step(total: np.ndarray, weight: np.ndarray, config: GamConfig) -> np.ndarray:
+    """The change to one term's shape from the released (cells, classes) gradient sums: a Newton-like step whose
+    denominator is the cells' public weight, floored, plus `shrink` noise standard deviations (so cells whose
+    sums are mostly noise move little)."""
+    c = config
+    floor = c.shrink * c.noise_multiplier * c.clip
+    return np.asarray(-c.learning_rate * total / (np.maximum(weight, c.min_weight) + floor)[:, None])
+
+
+def term_orders(config: GamConfig, terms: int) -> list[np.ndarray]:
+    """Each epoch's public order of the terms (seeded by `config.seed`): the one schedule every fit follows,
+    in process or over the bus."""
+    rng = np.random.default_rng(config.seed)
+    return [rng.permutation(terms) for _ in range(config.epochs)]
+
+
 @dataclass(slots=True)
 class FederatedGam(SummingTrainer):
     config: GamConfig = field(default_factory=GamConfig)
@@ -227,41 +272,68 @@ class FederatedGam(SummingTrainer):
         features = clients[0].fine.shape[1]
         counts = self._sums.release([cl.counts(c.n_classes) for cl in clients],
                                     c.count_noise_multiplier * np.sqrt(features))
-        # sums of noised cells stay unbiased; clipping each cell at 0 first would add ≈ 0.4 σ per empty cell and
-        # inflate the small classes' totals by hundreds of beats
-        class_n = counts.sum(axis=1).mean(axis=0)  # every feature's bins add up to the class totals
-        class_weight = np.minimum((class_n.sum() / (c.n_classes * np.maximum(class_n, 1.0))) ** c.weight_power,
-                                  c.weight_cap)
-        coarse = coarse_map(counts.sum(axis=2), c.n_bins)
-        bin_weight = np.zeros((features, c.n_bins))
-        for f in range(features):
-            np.add.at(bin_weight[f], coarse[f], counts[f] @ class_weight)
+        public = from_counts(counts, c)
         for client in clients:
-            client.start(coarse, class_weight, c.n_classes)
+            client.start(public.coarse, public.class_weight, c.n_classes)
         pairs = np.asarray(c.pairs, dtype=np.int64).reshape(-1, 2)
         cells = c.n_bins * c.n_bins
         # every term's shape and its cells' weights: the features' from the first count table, the pairs' from
         # a second one (it needs the coarse bins the first one gave)
         shapes = [np.zeros((c.n_bins, c.n_classes)) for _ in range(features)]
-        weights = list(bin_weight)
+        weights = list(public.bin_weight)
         if len(pairs):
             pair_counts = self._sums.release([cl.pair_counts(pairs, c.n_bins, c.n_classes) for cl in clients],
                                              c.count_noise_multiplier * np.sqrt(len(pairs)))
             shapes += [np.zeros((cells, c.n_classes)) for _ in range(len(pairs))]
-            weights += list(pair_counts @ class_weight)
-        floor = c.shrink * c.noise_multiplier * c.clip
-        for _ in range(c.epochs):
-            for term in self._rng.permutation(len(shapes)):  # a fresh public order each epoch (seeded)
+            weights += list(pair_counts @ public.class_weight)
+        for order in term_orders(c, len(shapes)):  # a fresh public order each epoch (seeded)
+            for term in order:
                 size = len(shapes[term])
                 client_cells = [cl.term_bins(term, pairs, c.n_bins) for cl in clients]
                 shares = [cl.gradient_sums(x, size, c.clip) for cl, x in zip(clients, client_cells, strict=True)]
                 total = self._sums.release(shares, c.noise_multiplier * c.clip)
-                update = -c.learning_rate * total / (np.maximum(weights[term], c.min_weight) + floor)[:, None]
+                update = term_step(total, weights[term], c)
                 shapes[term] += update
                 for client, x in zip(clients, client_cells, strict=True):  # public: each applies it to its own
                     client.raw += update[x]
         pair_shapes = np.stack(shapes[features:]) if len(pairs) else np.zeros((0, cells, c.n_classes))
-        return GamModel(coarse, np.stack(shapes[:features]), class_weight, pairs, pair_shapes)
+        return GamModel(coarse=public.coarse, shapes=np.stack(shapes[:features]), class_weight=public.class_weight,
+                        pairs=pairs, pair_shapes=pair_shapes)
+
+
+#: the public state as one float32 vector (what the bus's signed model carries): a header, the class weights,
+#: the fine → coarse maps (small integers: exact in float32), the shapes. Pairwise terms are not carried.
+STATE_TAG = 7.0
+
+
+def state_vector(coarse: np.ndarray, class_weight: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    features, n_bins, classes = shapes.shape
+    header = np.array([STATE_TAG, features, n_bins, classes], dtype=np.float64)
+    return np.concatenate([header, class_weight, coarse.ravel(), shapes.ravel()]).astype(np.float32)
+
+
+def empty_state(features: int, config: GamConfig) -> np.ndarray:
+    """Version 0: no bins chosen yet (every fine bin in coarse bin 0), unit class weights, flat shapes."""
+    return state_vector(np.zeros((features, FINE_BINS), dtype=np.int64), np.ones(config.n_classes),
+                        np.zeros((features, config.n_bins, config.n_classes)))
+
+
+def parse_state(vector: np.ndarray) -> GamModel:
+    """`state_vector`'s inverse; ValueError for a vector that is not one."""
+    v = np.asarray(vector, dtype=np.float64)
+    if v.size < 4 or v[0] != STATE_TAG:
+        raise ValueError("not an additive model state")
+    features, n_bins, classes = (int(x) for x in v[1:4])
+    sizes = (classes, features * FINE_BINS, features * n_bins * classes)
+    if min(features, n_bins, classes) < 1 or v.size != 4 + sum(sizes):
+        raise ValueError(f"additive model state of {v.size} values does not match its header "
+                         f"({features} features, {n_bins} bins, {classes} classes)")
+    class_weight, coarse, shapes = np.split(v[4:], np.cumsum(sizes)[:2])
+    coarse_int = coarse.astype(np.int64)
+    if not np.array_equal(coarse_int, coarse) or coarse_int.min() < 0 or coarse_int.max() >= n_bins:
+        raise ValueError("additive model state: coarse bins out of range")
+    return GamModel(coarse_int.reshape(features, FINE_BINS), shapes.reshape(features, n_bins, classes),
+                    class_weight)
 
 
 #: what `save`/`load` write and check: a model file says which model it is, not only what arrays it holds

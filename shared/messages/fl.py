@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.messages.envelope import Envelope, Id
 
@@ -40,6 +40,14 @@ class SelectionPolicy(_Payload):
     slow_inference_ms: float = Field(100.0, gt=0, description="Slower model windows: asynchronous (not waited for)")
 
 
+class ReleaseRequest(_Payload):
+    """What a release round asks each selected client to sum (the federated additive model, `shared.fl.gam`):
+    the count table of its examples on the public grid, or its clipped gradient sums over one term's bins."""
+
+    kind: Literal["gam_counts", "gam_gradients"]
+    term: int = Field(0, ge=0, le=100_000, description="gam_gradients: the feature whose bins are summed")
+
+
 class RoundPayload(_Payload):
     round_id: int = Field(ge=0)
     model_version: int = Field(ge=0, description="The global model clients must train from")
@@ -67,6 +75,17 @@ class RoundPayload(_Payload):
     deadline: datetime
     chunk_bytes: int = Field(64 * 1024, ge=1024)
     selection: SelectionPolicy = SelectionPolicy()
+    #: "train": send the clipped, noised delta of local training (FedAvg). "release": send the vector `release`
+    #: asks for, each example's part bounded by `clip_norm` by the learner, plus the noise share — a sum the
+    #: coordinator turns into the next model itself (`Coordinator.run_release`)
+    task: Literal["train", "release"] = "train"
+    release: ReleaseRequest | None = None
+
+    @model_validator(mode="after")
+    def _release_iff_asked(self) -> RoundPayload:
+        if (self.task == "release") != (self.release is not None):
+            raise ValueError("a release round names what to release, and only a release round does")
+        return self
 
 
 class RoundMessage(Envelope):

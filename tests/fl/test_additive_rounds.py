@@ -1,0 +1,184 @@
+"""The federated additive model as release rounds of the real protocol (in-memory bus, real packed Paillier): the
+model the bus yields is the model `FederatedGam.fit` computes in process on the same wearers, the watches end up
+holding exactly what the coordinator keeps, k still guards every decryption, and a watch whose release would not
+fit the announced range sends nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from cloud_expert.coordinator.additive import AdditiveRunError, run_additive
+from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundConfig
+from cloud_expert.coordinator.keys import CoordinatorKeys
+from edge_hub.aggregation import EdgeAggregator
+from shared.fl import gam
+from shared.fl.gam import FederatedGam, GamClient, GamConfig, fine_bins
+from shared.fl_codec import codec_for_round
+from shared.messages import DpConfig, ReleaseRequest, RoundPayload
+from shared.settings import Settings
+from shared.transport import InMemoryBus
+from tests.conftest import stop_every_started
+from watch_agent.additive_learner import AdditiveLearner
+from watch_agent.trainer import FlClient
+
+FEATURES = 4
+BOUND = 4000.0
+
+
+@pytest.fixture(autouse=True)
+def _stop_edges(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield from stop_every_started(monkeypatch, EdgeAggregator)
+
+
+@pytest.fixture(autouse=True)
+def _stop_watches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield from stop_every_started(monkeypatch, FlClient)
+
+
+def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class 1 when feature 0 is high, class 2 when feature 1 is low, class 3 rare: additive log-odds."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, FEATURES))
+    y = np.zeros(n, dtype=np.int64)
+    y[X[:, 0] > 0.8] = 1
+    y[X[:, 1] < -1.0] = 2
+    y[(X[:, 2] > 1.8) & (y == 0)] = 3
+    return X, y
+
+
+def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: GamConfig, *,
+           encrypt: bool = True, min_clients: int | None = None, timeout_s: float = 20.0,
+           bound: float = BOUND) -> tuple[Coordinator, list[FlClient]]:
+    bus = InMemoryBus()
+    participants = [f"s1/watch-{i}" for i in range(len(parts))]
+    round_config = RoundConfig(encrypt=encrypt, min_clients=min_clients or len(parts), quant_bits=24,
+                               round_timeout_s=timeout_s, grace_s=0.5, max_clients=16, model_delta_bits=0)
+    coordinator = Coordinator(Settings(site="cloud"), bus.transport("coordinator"), keys=keys,
+                              initial=gam.empty_state(FEATURES, config), config=round_config,
+                              participants=participants)
+    coordinator.start()
+    EdgeAggregator(Settings(site="s1"), bus.transport("edge"), edge_id="edge-1",
+                   codec_factory=codec_for_round).start()
+    clients = []
+    for i, (X, y) in enumerate(parts):
+        client = FlClient(Settings(site="s1"), bus.transport(f"watch-{i}"), device_id=f"watch-{i}",
+                          learner=AdditiveLearner(X, y), verify_key=keys.verify_key, seed=None)
+        client.start()
+        clients.append(client)
+    coordinator.publish_model()
+    return coordinator, clients
+
+
+def test_the_bus_trains_the_model_the_in_process_fit_computes(coordinator_keys: CoordinatorKeys) -> None:
+    parts = [_problem(s, 300 + 150 * s) for s in range(3)]
+    config = GamConfig(epochs=3, n_bins=8, seed=5)
+    coordinator, clients = _fleet(coordinator_keys, parts, config)
+    labels: list[str] = []
+    result = run_additive(coordinator, config, FEATURES, bound=BOUND, progress=lambda _r, label: labels.append(label))
+
+    assert labels[0] == "counts" and len(labels) == 1 + 3 * FEATURES and result.skipped == 0
+    assert result.gradient_releases == 3 * FEATURES and result.epsilon(config, 1e-5) is None  # no DP asked
+    assert all(r.clients == 3 and r.status == "ok" for r in result.records)
+    local = FederatedGam(config).fit([GamClient(fine_bins(X), y) for X, y in parts])
+    assert np.array_equal(result.model.coarse, local.coarse)  # the same bins from the decrypted counts
+    np.testing.assert_allclose(result.model.class_weight, local.class_weight, rtol=1e-5)
+    # the same schedule and steps: apart only by the fixed point (24 bits over ±4,000) and float32
+    assert np.abs(result.model.shapes - local.shapes).max() < 1e-3
+    X = np.concatenate([p[0] for p in parts])
+    assert np.mean(result.model.predict_proba(X).argmax(1) == local.predict_proba(X).argmax(1)) > 0.995
+    held_out_X, held_out_y = _problem(99, 2000)
+    assert np.mean(result.model.predict_proba(held_out_X).argmax(1) == held_out_y) > 0.85  # it learned
+    # every watch holds exactly the coordinator's model: each release was computed against it
+    assert all(c.version == coordinator.version == 1 + 3 * FEATURES for c in clients)
+    assert all(c.global_vector is not None and np.array_equal(c.global_vector, coordinator.vector) for c in clients)
+
+
+def test_with_dp_each_release_carries_its_noise_and_the_bill_counts_what_was_decrypted(
+        coordinator_keys: CoordinatorKeys) -> None:
+    parts = [_problem(s, 2000) for s in range(3)]
+    config = gam.calibrate(GamConfig(epochs=2, n_bins=8), features=FEATURES, epsilon=8.0)
+    coordinator, _clients = _fleet(coordinator_keys, parts, config, encrypt=False)
+    specs: list[RoundPayload] = []
+    real = coordinator.build_spec
+
+    def recorded(round_id: int, release: Release | None = None) -> RoundPayload:
+        specs.append(real(round_id, release))
+        return specs[-1]
+
+    coordinator.build_spec = recorded  # type: ignore[method-assign]
+    result = run_additive(coordinator, config, FEATURES, bound=BOUND)
+
+    assert specs[0].release == ReleaseRequest(kind="gam_counts") and specs[0].task == "release"
+    np.testing.assert_allclose(specs[0].dp.noise_scale, config.count_noise_multiplier * np.sqrt(FEATURES))
+    assert {s.dp.noise_scale for s in specs[1:]} == {config.noise_multiplier * config.clip}
+    assert all(s.dp.planned_clients == 3 and s.clip_norm == config.clip for s in specs[1:])
+    assert result.epsilon(config, 1e-5) == pytest.approx(8.0, abs=0.05)
+    held_out_X, held_out_y = _problem(99, 2000)
+    assert np.mean(result.model.predict_proba(held_out_X).argmax(1) == held_out_y) > 0.7
+
+
+def test_a_release_below_k_is_not_decrypted_and_the_term_keeps_its_shape(coordinator_keys: CoordinatorKeys) -> None:
+    parts = [_problem(s, 400) for s in range(3)]
+    config = GamConfig(epochs=1, n_bins=8)
+    coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, timeout_s=1.0)
+    clients[2].paused = True
+    with pytest.raises(AdditiveRunError, match="count release"):
+        run_additive(coordinator, config, FEATURES, bound=BOUND)
+    assert coordinator.version == 0  # nothing decrypted, nothing published
+
+    clients[2].paused = False
+    result_config = GamConfig(epochs=1, n_bins=8, seed=1)
+    coordinator2, clients2 = _fleet(coordinator_keys, parts, result_config, encrypt=False, timeout_s=1.0)
+    dropped: list[int] = []
+
+    def drop_after_counts(record: object, label: str) -> None:
+        if label == "counts":
+            clients2[0].paused = True
+            dropped.append(1)
+
+    result = run_additive(coordinator2, result_config, FEATURES, bound=BOUND, progress=drop_after_counts)
+    assert dropped and result.skipped == FEATURES and result.gradient_releases == 0
+    assert not result.model.shapes.any()  # every term kept its (flat) shape
+    assert coordinator2.version == 1  # the count release's version alone
+
+
+def test_a_release_beyond_the_announced_range_is_refused_by_the_watch(coordinator_keys: CoordinatorKeys) -> None:
+    parts = [_problem(s, 400) for s in range(2)]
+    config = GamConfig(epochs=1, n_bins=8)
+    coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, timeout_s=1.0, bound=5.0)
+    with pytest.raises(AdditiveRunError):  # 400 beats per wearer: fine cells of more than 5
+        run_additive(coordinator, config, FEATURES, bound=5.0)
+    assert all(c.counters.get("fl.release_out_of_range") == 1 for c in clients)
+    assert all(c.counters.get("fl.updates_sent") == 0 for c in clients)
+
+
+def test_a_training_learner_cannot_answer_a_release_round(coordinator_keys: CoordinatorKeys) -> None:
+    from tests.fl.test_protocol import ToyLearner
+
+    bus = InMemoryBus()
+    client = FlClient(Settings(site="s1"), bus.transport("w"), device_id="w", learner=ToyLearner(np.zeros(3)),
+                      verify_key=coordinator_keys.verify_key)
+    coordinator = Coordinator(Settings(site="cloud"), bus.transport("c"), keys=coordinator_keys,
+                              initial=np.zeros(3, dtype=np.float32), config=RoundConfig(encrypt=False),
+                              participants=["s1/w"])
+    spec = coordinator.build_spec(0, Release(ReleaseRequest(kind="gam_counts"), params=3, clip=1.0, bound=10.0,
+                                             dp=DpConfig()))
+    with pytest.raises(TypeError, match="cannot answer release rounds"):
+        client.send_update(spec, np.zeros(3, dtype=np.float32))
+
+
+def test_a_round_names_what_to_release_only_when_it_is_a_release_round() -> None:
+    from pydantic import ValidationError
+
+    base = RoundPayload(round_id=0, model_version=0, model_sha256="0" * 64, params=3, clip_norm=1.0,
+                        deadline="2030-01-01T00:00:00Z").model_dump()
+    with pytest.raises(ValidationError, match="names what to release"):
+        RoundPayload.model_validate({**base, "task": "release"})
+    with pytest.raises(ValidationError, match="names what to release"):
+        RoundPayload.model_validate({**base, "release": {"kind": "gam_counts"}})
+    release = RoundPayload.model_validate({**base, "task": "release",
+                                           "release": {"kind": "gam_gradients", "term": 2}}).release
+    assert release is not None and release.term == 2
