@@ -892,6 +892,67 @@ def fl_run(
                            "averaged_over": result.averaged_over, "final": result.final_metrics}, indent=2))
 
 
+@fl_app.command("additive")
+def fl_additive(
+    clients: Annotated[int, typer.Option(min=2, max=22, help="Watches, one per MIT-BIH DS1 patient.")] = 22,
+    features: Annotated[str, typer.Option(help="named: the 22 record-relative features; all: those and the 41 "
+                                          "beat-window samples (63).")] = "named",
+    epochs: Annotated[int, typer.Option(min=1, max=100, help="Passes over the features; each is one release "
+                                        "per feature.")] = 30,
+    bins: Annotated[int, typer.Option(min=4, max=64, help="Bins per feature, cut at the quantiles of the "
+                                      "noised counts.")] = 16,
+    epsilon: Annotated[float, typer.Option(min=0.01, help="Sample-level ε of each wearer's beats over the whole "
+                                           "training (δ = --delta); --no-dp for none.")] = 8.0,
+    dp: Annotated[bool, typer.Option(help="Gaussian noise on every release, calibrated to --epsilon.")] = True,
+    delta: Annotated[float, typer.Option(help="δ of the (ε, δ) guarantee.")] = 1e-5,
+    v_offset: Annotated[float, typer.Option(help="Added to the V logit of the released model: the operating "
+                                            "point, chosen on DS1 by bench/fl_additive.py (−0.6 for the "
+                                            "ε = 8 model). Post-processing: no privacy cost.")] = 0.0,
+    encrypt: Annotated[bool, typer.Option(help="Packed Paillier on every release (the edges sum blind).")] = True,
+    edges: Annotated[int, typer.Option(min=1, max=22, help="Edge hubs (sites) the watches are spread over.")] = 1,
+    min_clients: Annotated[int | None, typer.Option(help="k: a release fewer watches answer is not decrypted "
+                                                    "(default: every watch).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Where model.npz and releases.json go "
+                                                 "(default var/runs/<timestamp>).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Train the federated additive beat model over the broker (embedded if none answers): each DS1 watch sends
+    only noised, encrypted sums — its count table once, then its clipped gradient sums one feature at a time —
+    edges add them blind, the coordinator decrypts sums of ≥ k watches and publishes each new shape signed.
+    Scores the result on DS2; `cardiomesh evaluate --model <run>/model.npz` reads it again."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cardiomesh.fl import FederationError
+    from cardiomesh.fl_additive import FEATURE_SETS, AdditiveOptions, run_additive_federation
+    from cloud_expert.coordinator.coordinator import RoundRecord
+    from shared.model.evaluation import format_table
+
+    if features not in FEATURE_SETS:
+        raise _fail(f"--features is one of {', '.join(FEATURE_SETS)}, not {features!r}")
+    settings = _setup(verbose)
+    options = AdditiveOptions(clients=clients, features=features, epochs=epochs, bins=bins,
+                              epsilon=epsilon if dp else None, delta=delta, v_offset=v_offset,
+                              encrypt=encrypt, edges=edges, min_clients=min_clients, run_dir=run_dir)
+    with Progress(TextColumn("[bold]release {task.completed}/{task.total}"), BarColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task("starting", total=1 + epochs * FEATURE_SETS[features])
+
+        def _progress(record: RoundRecord, label: str) -> None:
+            bar.update(task, advance=1, description=f"{label}: {record.status}, {record.clients} watches, "
+                                                    f"{record.seconds:.2f} s")
+
+        try:
+            result = run_additive_federation(settings, options, progress=_progress)
+        except FederationError as exc:
+            raise _fail(str(exc)) from None
+    if result.final_metrics:
+        typer.echo(format_table(result.final_metrics))
+    typer.echo(json.dumps({"run_dir": str(result.run_dir), "model": str(result.model_path),
+                           "releases": result.releases, "skipped": result.skipped, "epsilon": result.epsilon,
+                           "delta": result.delta, "seconds": result.seconds,
+                           "bytes_per_client": result.bytes_per_client}, indent=2))
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Option(help="Saved beat model: a BeatNet .pt (e.g. bench/results/model.pt) or "

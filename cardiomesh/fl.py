@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import torch
 
 from cardiomesh.runtime import mqtt_transport
 from cloud_expert.coordinator.coordinator import Coordinator, RoundConfig, RoundRecord
-from cloud_expert.coordinator.keys import load_or_create
+from cloud_expert.coordinator.keys import CoordinatorKeys, load_or_create
 from edge_hub.aggregation import EdgeAggregator
 from shared.embedded_broker import ensure_broker
 from shared.fl.accounting import GaussianRounds, LaplaceRounds, privacy_spent
@@ -37,7 +37,7 @@ from shared.model.train import evaluate
 from shared.settings import Settings
 from shared.transport import MqttTransport
 from watch_agent.learner import BeatNetLearner
-from watch_agent.trainer import FlClient
+from watch_agent.trainer import FlClient, Learner
 
 log = logging.getLogger(__name__)
 
@@ -165,38 +165,34 @@ def run_federation(settings: Settings, options: FlOptions, *,
     average_last = options.average_last if options.average_last is not None else max(1, options.rounds // 3)
 
     keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
-    broker = ensure_broker(settings.mqtt_host, settings.mqtt_port)
-    transports: list[MqttTransport] = []
-    edges: list[EdgeAggregator] = []
-    clients: list[FlClient] = []
-    started = time.perf_counter()
-    try:
-        sites = [f"{settings.site}-{e}" for e in range(options.edges)]
-        site_of = {name: sites[i % len(sites)] for i, (name, _) in enumerate(learners)}
-        device_of = {name: f"watch-{name}" for name, _ in learners}
-        for site in sites:
-            site_settings = settings.model_copy(update={"site": site})
-            transport = mqtt_transport(site_settings, f"{federation}-{site}-edge", clean_session=True)
-            edge = EdgeAggregator(site_settings, transport, edge_id="edge-1", codec_factory=codec_for_round,
-                                  federation=federation)
-            edge.start()
-            transport.start(wait_s=10)
-            transport.wait_subscribed(10)
-            transports.append(transport)
-            edges.append(edge)
-        for name, learner in learners:
-            site_settings = settings.model_copy(update={"site": site_of[name]})
-            transport = mqtt_transport(site_settings, f"{federation}-{device_of[name]}", clean_session=True)
-            slow = options.mode == "async" and len(clients) < options.slow_clients
-            client = FlClient(site_settings, transport, device_id=device_of[name], learner=learner,
-                              verify_key=keys.verify_key, seed=options.seed + len(clients), federation=federation,
-                              slowdown_s=options.slowdown_s if slow else 0.0)
-            client.start()
-            transport.start(wait_s=10)
-            transport.wait_subscribed(10)
-            transports.append(transport)
-            clients.append(client)
+    buffer_size = options.buffer_size or max(2, n // 4)
+    round_config = RoundConfig(
+        epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
+        algorithm="fedprox" if options.algorithm == "fedprox" else "fedavg", mu=options.mu,
+        clip_norm=options.clip_norm, max_beats=options.max_beats, encrypt=options.encrypt,
+        max_clients=max(64, n), min_clients=min(min_clients, options.buffer_size or min_clients),
+        round_timeout_s=options.round_timeout_s, mode="async" if options.mode == "async" else "sync",
+        buffer_size=buffer_size, average_last=average_last,
+        # FedBuff applies a buffer of M of the n watches' updates at a time, n/M steps per pass over the
+        # fleet: a server step of M/n keeps one pass about one FedAvg round (a full step per buffer
+        # diverged here: AUROC 0.92 at the 26th buffer, 0.50 by the 30th; docs/fl.md)
+        server_lr=buffer_size / n if options.mode == "async" else 1.0,
+    )
 
+    def coordinator_on(transport: MqttTransport, participants: list[str]) -> Coordinator:
+        return Coordinator(settings, transport, keys=keys, initial=initial, config=round_config,
+                           participants=participants, dp=dp, epsilon_after=spent, evaluate=None,
+                           quant_range=quant_range, federation=federation)
+
+    def client_options(i: int) -> dict[str, Any]:
+        slow = options.mode == "async" and i < options.slow_clients
+        return {"seed": options.seed + i, "slowdown_s": options.slowdown_s if slow else 0.0}
+
+    started = time.perf_counter()
+    fleet = start_fleet(settings, federation, learners, edges=options.edges, keys=keys,
+                        coordinator=coordinator_on, client_options=client_options)
+    coordinator, clients = fleet.coordinator, fleet.clients
+    try:
         eval_model = BeatNet(config)
 
         def _evaluate(vector: np.ndarray) -> dict[str, Any]:
@@ -204,33 +200,6 @@ def run_federation(settings: Settings, options: FlOptions, *,
                 return {}
             load_vector(eval_model, vector)
             return evaluate(eval_model, list(test_sets.values()))
-
-        buffer_size = options.buffer_size or max(2, n // 4)
-        round_config = RoundConfig(
-            epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
-            algorithm="fedprox" if options.algorithm == "fedprox" else "fedavg", mu=options.mu,
-            clip_norm=options.clip_norm, max_beats=options.max_beats, encrypt=options.encrypt,
-            max_clients=max(64, n), min_clients=min(min_clients, options.buffer_size or min_clients),
-            round_timeout_s=options.round_timeout_s, mode="async" if options.mode == "async" else "sync",
-            buffer_size=buffer_size, average_last=average_last,
-            # FedBuff applies a buffer of M of the n watches' updates at a time, n/M steps per pass over the
-            # fleet: a server step of M/n keeps one pass about one FedAvg round (a full step per buffer
-            # diverged here: AUROC 0.92 at the 26th buffer, 0.50 by the 30th; docs/fl.md)
-            server_lr=buffer_size / n if options.mode == "async" else 1.0,
-        )
-        coord_transport = mqtt_transport(settings, f"{federation}-coordinator", clean_session=True)
-        coordinator = Coordinator(settings, coord_transport, keys=keys, initial=initial, config=round_config,
-                                  participants=[f"{site_of[nm]}/{device_of[nm]}" for nm, _ in learners], dp=dp,
-                                  epsilon_after=spent, evaluate=None, quant_range=quant_range,
-                                  federation=federation)
-        coordinator.start()
-        coord_transport.start(wait_s=10)
-        coord_transport.wait_subscribed(10)
-        transports.append(coord_transport)
-        coordinator.publish_model()
-        deadline = time.monotonic() + 30
-        while any(c.version != 0 for c in clients) and time.monotonic() < deadline:
-            time.sleep(0.05)
 
         records: list[dict[str, Any]] = []
         for r in range(options.rounds):
@@ -249,12 +218,7 @@ def run_federation(settings: Settings, options: FlOptions, *,
             records.append(record.as_dict())
             if progress is not None:
                 progress(record)
-        deadline = time.monotonic() + 10  # the last version's delta may still be on its way to the watches
-        while any(c.version != coordinator.version for c in clients) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if lagging := {c.device_id: c.version for c in clients if c.version != coordinator.version}:
-            log.warning("watches still behind the last global model", extra={"version": coordinator.version,
-                                                                              "held": lagging})
+        fleet.wait_installed(coordinator.version, timeout_s=10)  # the last delta may still be on its way
         downloads = model_downloads(clients)
         coordinator.retire()
         final_model = BeatNet(config)
@@ -279,15 +243,89 @@ def run_federation(settings: Settings, options: FlOptions, *,
         plot_rounds(result, run_dir / "rounds.png")
         return result
     finally:
-        for client in clients:  # no torch op may still run in a watch thread when the process exits
+        fleet.stop()
+
+
+@dataclass
+class Fleet:
+    """One federation's parties over the broker, each on its own connection: edge hubs (one per site), the
+    watches spread over them, and the coordinator."""
+
+    broker: Any  # the embedded broker this fleet started, if none answered
+    clients: list[FlClient] = field(default_factory=list)
+    edges: list[EdgeAggregator] = field(default_factory=list)
+    transports: list[MqttTransport] = field(default_factory=list)
+    coordinator: Coordinator = field(init=False)  # set once the watches and edges are up
+
+    def wait_installed(self, version: int, timeout_s: float) -> dict[str, int | None]:
+        """Wait until every watch holds `version`; the watches still behind (logged), if any."""
+        deadline = time.monotonic() + timeout_s
+        while any(c.version != version for c in self.clients) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lagging = {c.device_id: c.version for c in self.clients if c.version != version}
+        if lagging:
+            log.warning("watches still behind the global model", extra={"version": version, "held": lagging})
+        return lagging
+
+    def stop(self) -> None:
+        for client in self.clients:  # no torch op may still run in a watch thread when the process exits
             if not client.stop(timeout_s=120):
                 log.warning("a watch was still training at shutdown", extra={"device": client.device_id})
-        for edge in edges:
+        for edge in self.edges:
             edge.stop()
-        for transport in reversed(transports):
+        for transport in reversed(self.transports):
             transport.stop()
-        if broker is not None:
-            broker.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def start_fleet(settings: Settings, federation: str, learners: Sequence[tuple[str, Learner]], *, edges: int,
+                keys: CoordinatorKeys, coordinator: Callable[[MqttTransport, list[str]], Coordinator],
+                client_options: Callable[[int], dict[str, Any]] | None = None) -> Fleet:
+    """Start `edges` edge hubs, one watch per learner (`client_options(i)`: extra `FlClient` arguments) and the
+    coordinator `coordinator(transport, participants)` makes; publish its model and wait (up to 30 s) until every
+    watch holds it. Everything started is stopped again if a step fails."""
+    fleet = Fleet(broker=ensure_broker(settings.mqtt_host, settings.mqtt_port))
+
+    def connect(site_settings: Settings, name: str) -> MqttTransport:
+        transport = mqtt_transport(site_settings, f"{federation}-{name}", clean_session=True)
+        fleet.transports.append(transport)
+        return transport
+
+    def up(transport: MqttTransport) -> None:
+        transport.start(wait_s=10)
+        transport.wait_subscribed(10)
+
+    try:
+        sites = [f"{settings.site}-{e}" for e in range(edges)]
+        site_of = {name: sites[i % len(sites)] for i, (name, _) in enumerate(learners)}
+        for site in sites:
+            site_settings = settings.model_copy(update={"site": site})
+            transport = connect(site_settings, f"{site}-edge")
+            edge = EdgeAggregator(site_settings, transport, edge_id="edge-1", codec_factory=codec_for_round,
+                                  federation=federation)
+            edge.start()
+            fleet.edges.append(edge)
+            up(transport)
+        for i, (name, learner) in enumerate(learners):
+            site_settings = settings.model_copy(update={"site": site_of[name]})
+            transport = connect(site_settings, f"watch-{name}")
+            client = FlClient(site_settings, transport, device_id=f"watch-{name}", learner=learner,
+                              verify_key=keys.verify_key, federation=federation,
+                              **(client_options(i) if client_options else {}))
+            client.start()
+            fleet.clients.append(client)
+            up(transport)
+        transport = connect(settings, "coordinator")
+        fleet.coordinator = coordinator(transport, [f"{site_of[name]}/watch-{name}" for name, _ in learners])
+        fleet.coordinator.start()
+        up(transport)
+        fleet.coordinator.publish_model()
+        fleet.wait_installed(fleet.coordinator.version, timeout_s=30)
+        return fleet
+    except BaseException:
+        fleet.stop()
+        raise
 
 
 def model_downloads(clients: list[FlClient]) -> dict[str, int]:

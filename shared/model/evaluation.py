@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.model.data import PACED, BeatSet, concat, record_beats
 from shared.model.serialize import load_model
 from shared.model.train import metrics, predict
+
+if TYPE_CHECKING:
+    from shared.fl.gam import GamModel
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +83,25 @@ def evaluate_records(
         sets.append(record_beats(path))
     if progress is not None:
         progress("", len(paths), len(paths))
-    beats = concat(sets)
-    if additive:  # its features are relative to each wearer: computed record by record
-        proba = np.concatenate([gam.predict_beats(gam_model, columns, s) for s in sets])
-        pred, score = proba.argmax(axis=1), 1.0 - proba[:, 0]
+    if additive:
+        result = additive_metrics(gam_model, columns, sets)
     else:
+        beats = concat(sets)
         pred, score = predict(model, beats)
-    result = metrics(beats.y, pred, score, missed=beats.missed)
+        result = metrics(beats.y, pred, score, missed=beats.missed)
     if result["beats"] == 0:
         log.warning("no labelled beats in %d record(s)", len(paths))
     return result
+
+
+def additive_metrics(model: GamModel, columns: int, sets: Sequence[BeatSet]) -> dict[str, Any]:
+    """`evaluate_records`' figures for the federated additive model: its features are relative to each wearer, so
+    they are computed recording by recording, never over a pooled set of people."""
+    from shared.fl import gam
+
+    beats = concat(list(sets))
+    proba = np.concatenate([gam.predict_beats(model, columns, s) for s in sets])
+    return metrics(beats.y, proba.argmax(axis=1), 1.0 - proba[:, 0], missed=beats.missed)
 
 
 def format_table(result: dict[str, Any]) -> str:
