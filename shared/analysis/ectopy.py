@@ -2,10 +2,12 @@
 
 **Shared model** (`shared/model`, BeatNet N/S/V/F, the same file the watch's learned detector uses):
 by default `bench/results/model.pt`, or the file named by `CARDIOMESH_PHONE_MODEL` (set it to `off`,
-`none` or an empty string to disable it). It is loaded once per process and file version; a missing or
-unreadable file is logged once and the analysis falls back to the rule. The model classifies the beats
-of the streaming detector it was trained on, featurised by the same `BeatFeaturizer` from the strip at
-250 Hz; each of the analysis's beats takes the class of the detector beat within 100 ms (none: N).
+`none` or an empty string to disable it) — a `.npz` there is the federated sample-DP additive model
+(`bench/results/model_additive_dp.npz`), read on the strip's own beats. It is loaded once per process
+and file version; a missing or unreadable file is logged once and the analysis falls back to the rule.
+The model classifies the beats of the streaming detector it was trained on, featurised by the same
+`BeatFeaturizer` from the strip at 250 Hz; each of the analysis's beats takes the class of the detector
+beat within 100 ms (none: N).
 Class V = ventricular (runs, VT, excluded from NN); S, V and F all count as ectopic (`ectopic_beats`,
 `ectopic_burden`), as on the watch.
 
@@ -111,8 +113,6 @@ class SharedModelClassifier:
 
     def classes(self, signal_mv: np.ndarray, fs: float, beats: tuple[Beat, ...]) -> np.ndarray:
         """Class index (0 N, 1 S, 2 V, 3 F) of each detector beat, in order."""
-        import torch
-
         from shared.model.features import BeatFeaturizer
 
         if not beats:
@@ -122,13 +122,18 @@ class SharedModelClassifier:
         for beat in beats:
             featurizer.push_beat(beat)
         rows = featurizer.flush()
+        return self._predict(np.stack([r.wave for r in rows]), np.stack([r.context for r in rows]),
+                             np.array([r.beat.sample for r in rows], dtype=np.int64))
+
+    def _predict(self, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        import torch
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a few dozen beats: more threads only add contention (measured 40 vs 700 ms)
         try:
             with torch.inference_mode():
-                wave = torch.from_numpy(np.stack([r.wave for r in rows]))
-                ctx = torch.from_numpy(np.stack([r.context for r in rows]))
-                return np.asarray(self.model(wave, ctx).argmax(1).numpy(), dtype=np.int64)
+                out = self.model(torch.from_numpy(wave), torch.from_numpy(context))
+                return np.asarray(out.argmax(1).numpy(), dtype=np.int64)
         finally:
             torch.set_num_threads(threads)
 
@@ -150,6 +155,25 @@ class SharedModelClassifier:
         return EctopyFlags(ventricular=per_beat == V_CLASS, ectopic=per_beat != 0)
 
 
+class AdditiveModelClassifier(SharedModelClassifier):
+    """The federated additive model (`shared.fl.gam`, a `.npz`) in BeatNet's place. Its features are relative to
+    the wearer's own beats (median beat, median RR), so on the phone they are relative to the strip's: a strip of
+    a few dozen beats gives a rougher reference than the recordings it was trained on (docs/fl.md)."""
+
+    def __init__(self, model: Any, columns: int, path: str, meta: dict[str, Any]) -> None:
+        super().__init__(model, path, meta)
+        self.columns = columns
+        self.__name__ = f"additive model {Path(path).name}"
+
+    def _predict(self, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        from shared.fl import gam
+        from shared.model.data import BeatSet
+
+        beats = BeatSet(X_wave=wave, X_rr=context, y=np.zeros(len(wave), dtype=np.int64), sample=samples,
+                        record="strip")
+        return np.asarray(gam.predict_beats(self.model, self.columns, beats).argmax(axis=1), dtype=np.int64)
+
+
 _WARNED: set[str] = set()
 
 
@@ -162,6 +186,12 @@ def _load(path: str, mtime: float) -> SharedModelClassifier | None:
         log.warning("phone ectopy: cannot load the shared model (%s); using the wide-beat rule", exc)
         return None
     try:
+        if path.endswith(".npz"):  # the federated additive model
+            from shared.fl import gam
+
+            additive, columns, meta = gam.load(path)
+            log.info("phone ectopy: additive beat model %s (ε %s)", path, meta.get("epsilon"))
+            return AdditiveModelClassifier(additive, columns, path, meta)
         model, meta = load_model(path)
     except ModelFileError as exc:
         log.warning("phone ectopy: %s; using the wide-beat rule", exc)

@@ -13,7 +13,8 @@ runner = CliRunner()
 @pytest.mark.parametrize("command", [[], ["demo"], ["watch"], ["phone"], ["edge"], ["cloud"], ["worker"], ["web"],
                                      ["drill"], ["drill", "run"], ["dead-letters"], ["dead-letters", "list"],
                                      ["dead-letters", "replay"], ["metrics"], ["provision"],
-                                     ["db"], ["db", "rotate-keys"], ["patient"], ["patient", "erase"]])
+                                     ["db"], ["db", "rotate-keys"], ["patient"], ["patient", "erase"],
+                                     ["fl"], ["fl", "run"], ["fl", "additive"]])
 def test_help_everywhere(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -24,6 +25,12 @@ def test_unknown_drill_scenario_is_a_clear_error() -> None:
     result = runner.invoke(app, ["drill", "run", "--scenario", "zombie"])
     assert result.exit_code == 1
     assert "unknown scenario" in result.output
+
+
+def test_an_unknown_additive_feature_set_is_a_clear_error() -> None:
+    result = runner.invoke(app, ["fl", "additive", "--features", "everything"])
+    assert result.exit_code == 1
+    assert "--features is one of named, all" in result.output
 
 
 def test_watch_with_missing_record_is_a_clear_error(tmp_path: Path) -> None:

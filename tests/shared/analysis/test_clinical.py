@@ -185,6 +185,35 @@ def test_shared_model_is_the_default_and_loaded_once(monkeypatch: pytest.MonkeyP
     assert len(result.ectopic) == result.n_beats
 
 
+ADDITIVE_MODEL = ectopy.DEFAULT_MODEL.parent / "model_additive_dp.npz"
+
+
+@pytest.mark.skipif(not ADDITIVE_MODEL.is_file(), reason="no additive model at bench/results/model_additive_dp.npz")
+def test_the_federated_additive_model_can_be_the_phones_ectopy_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ectopy.MODEL_ENV, str(ADDITIVE_MODEL))
+    classifier = ectopy.shared_model_classifier()
+    assert isinstance(classifier, ectopy.AdditiveModelClassifier) and classifier.columns > 0
+    ecg = nk.ecg_simulate(duration=15, sampling_rate=250, heart_rate=70, random_state=9)
+    result = analyze_strip(ecg, 250)
+    assert result.ectopy_method == "additive model model_additive_dp.npz"
+    assert len(result.ectopic) == result.n_beats
+    assert (result.ectopic_burden or 0) <= 0.2  # a clean synthetic sinus strip: (nearly) nothing ectopic
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not ADDITIVE_MODEL.is_file(), reason="no additive model at bench/results/model_additive_dp.npz")
+def test_the_additive_model_finds_the_ventricular_beats_of_a_held_out_record(
+        mitdb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record 233 (DS2: never trained on) has frequent multiform PVCs: the strip's V beats are flagged."""
+    monkeypatch.setenv(ectopy.MODEL_ENV, str(ADDITIVE_MODEL))
+    s = _strip(mitdb, "233", 0, 30)
+    notes = load_annotations(mitdb / "233")
+    annotated = sum(sym == "V" for t, sym in zip(notes.beat_times_s, notes.beat_symbols, strict=True) if t < 30)
+    result = analyze_strip(s.samples_mv, s.fs)
+    assert result.ectopy_method.startswith("additive model")
+    assert annotated >= 5 and sum(result.ventricular) >= 0.6 * annotated  # 12 of 14 when written
+
+
 # ------------------------------------------------------------------ real MIT-BIH stretches
 
 @pytest.mark.data
