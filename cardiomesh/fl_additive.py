@@ -74,6 +74,8 @@ class AdditiveRunResult:
     bytes_per_client: int  # every release's ciphertexts (or plain floats) one watch sent, mean over watches
     final_metrics: dict[str, Any] | None
     without_offset_metrics: dict[str, Any] | None = None
+    #: the watches' offline phase before the count release (its encryption randomness), summed over watches
+    offline_precompute_s: float = 0.0
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,7 +133,8 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
     try:
         try:
             result = run_additive(fleet.coordinator, config, columns, bound=options.client_bound,
-                                  delta=options.delta, progress=progress)
+                                  delta=options.delta, progress=progress,
+                                  prepare=lambda spec: sum(c.prepare(spec) for c in fleet.clients))
         except AdditiveRunError as exc:
             raise FederationError(str(exc)) from None
         fleet.wait_installed(fleet.coordinator.version, timeout_s=10)
@@ -159,6 +162,7 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
         epsilon=epsilon, delta=options.delta if epsilon is not None else None,
         noise_multiplier=round(config.noise_multiplier, 4),
         seconds=round(seconds, 1), bytes_per_client=int(np.mean(sent)), final_metrics=final,
-        without_offset_metrics=without, records=[r.as_dict() for r in result.records])
+        without_offset_metrics=without, records=[r.as_dict() for r in result.records],
+        offline_precompute_s=float(result.records[0].extra.get("offline_precompute_s", 0.0)))
     (run_dir / "releases.json").write_text(json.dumps(out.as_dict(), indent=2, default=str) + "\n")
     return out

@@ -21,7 +21,7 @@ import numpy as np
 
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundRecord
 from shared.fl import gam
-from shared.messages import DpConfig, ReleaseRequest
+from shared.messages import DpConfig, ReleaseRequest, RoundPayload
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,14 @@ def _dp(sigma: float, k: int, delta: float) -> DpConfig:
 
 
 def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int, *, bound: float,
-                 delta: float = 1e-5, progress: Callable[[RoundRecord, str], None] | None = None) -> AdditiveResult:
+                 delta: float = 1e-5, progress: Callable[[RoundRecord, str], None] | None = None,
+                 count_timeout_s: float = 900.0,
+                 prepare: Callable[[RoundPayload], float] | None = None) -> AdditiveResult:
     """Drive `coordinator` (whose initial vector is `gam.empty_state(features, config)`) through the whole
     training. `bound`: the public |value| bound of one watch's release (its beats × the clip, with room for its
-    noise share) — the packing range."""
+    noise share) — the packing range. The count release is hundreds of ciphertexts per watch (the gradient
+    releases one or two): it gets `count_timeout_s`, and `prepare(spec)` — the watches' offline phase, their
+    encryption randomness computed before it is announced — returns the seconds that took."""
     if config.pairs:
         raise ValueError("pairwise terms do not travel over the bus (they lost on DS1; docs/fl.md)")
     c = config
@@ -60,11 +64,16 @@ def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int,
     round_id = 0
 
     def release(request: ReleaseRequest, params: int, clip: float, sigma: float,
-                step: Callable[[np.ndarray, int], np.ndarray], label: str) -> RoundRecord:
+                step: Callable[[np.ndarray, int], np.ndarray], label: str, timeout_s: float | None = None
+                ) -> RoundRecord:
         nonlocal round_id
-        spec = Release(request=request, params=params, clip=clip, bound=bound, dp=_dp(sigma, k, delta))
+        spec = Release(request=request, params=params, clip=clip, bound=bound, dp=_dp(sigma, k, delta),
+                       timeout_s=timeout_s)
+        offline = prepare(coordinator.build_spec(round_id, spec)) if prepare is not None and timeout_s else None
         record = coordinator.run_release(round_id, spec, step)
         record.extra["release"] = label
+        if offline is not None:
+            record.extra["offline_precompute_s"] = round(offline, 3)
         round_id += 1
         if progress is not None:
             progress(record, label)
@@ -79,7 +88,7 @@ def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int,
 
     count_sensitivity = math.sqrt(features)  # a beat adds 1 to one cell per feature
     first = release(ReleaseRequest(kind="gam_counts"), features * gam.FINE_BINS * c.n_classes, count_sensitivity,
-                    c.count_noise_multiplier * count_sensitivity, from_counts, "counts")
+                    c.count_noise_multiplier * count_sensitivity, from_counts, "counts", count_timeout_s)
     if first.status != "ok" or not public:
         raise AdditiveRunError(f"the count release was not decrypted ({first.status}, {first.clients} watches, "
                                f"k = {k}): no bins, no model")

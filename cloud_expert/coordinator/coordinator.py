@@ -93,6 +93,7 @@ class Release:
     clip: float  # one example's bound within it: the sum's sensitivity
     bound: float  # |value| bound of one client's whole vector: the packing range
     dp: DpConfig  # the noise of this release's sum (σ), split in shares for k clients
+    timeout_s: float | None = None  # its deadline, when not the config's (a large release takes longer to encrypt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +203,13 @@ class Coordinator:
             mode=c.mode, buffer_size=c.buffer_size, max_staleness=c.max_staleness,
             quant_bits=c.quant_bits, quant_range=release.bound if release else self.quant_range,
             max_clients=c.max_clients, min_clients=c.min_clients,
-            deadline=utcnow() + timedelta(seconds=c.round_timeout_s), chunk_bytes=c.chunk_bytes,
+            deadline=utcnow() + timedelta(seconds=self._timeout_s(release)), chunk_bytes=c.chunk_bytes,
             task="release" if release else "train", release=release.request if release else None,
         )
         return spec
+
+    def _timeout_s(self, release: Release | None) -> float:
+        return release.timeout_s if release and release.timeout_s else self.config.round_timeout_s
 
     def _announce(self, round_id: int, release: Release | None = None) -> RoundPayload:
         spec = self.build_spec(round_id, release)
@@ -339,7 +343,7 @@ class Coordinator:
         spec = self._announce(round_id, release)
         expected = len(self.participants)
         sites = {p.split("/", 1)[0] for p in self.participants}
-        deadline = time.monotonic() + self.config.round_timeout_s + self.config.grace_s
+        deadline = time.monotonic() + self._timeout_s(release) + self.config.grace_s
 
         def waiting() -> bool:
             """Until every participant reported, or every site's edge sent its sum: an edge closes its round

@@ -126,7 +126,7 @@ def test_a_release_below_k_is_not_decrypted_and_the_term_keeps_its_shape(coordin
     coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, timeout_s=1.0)
     clients[2].paused = True
     with pytest.raises(AdditiveRunError, match="count release"):
-        run_additive(coordinator, config, FEATURES, bound=BOUND)
+        run_additive(coordinator, config, FEATURES, bound=BOUND, count_timeout_s=1.0)
     assert coordinator.version == 0  # nothing decrypted, nothing published
 
     clients[2].paused = False
@@ -150,7 +150,7 @@ def test_a_release_beyond_the_announced_range_is_refused_by_the_watch(coordinato
     config = GamConfig(epochs=1, n_bins=8)
     coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, timeout_s=1.0, bound=5.0)
     with pytest.raises(AdditiveRunError):  # 400 beats per wearer: fine cells of more than 5
-        run_additive(coordinator, config, FEATURES, bound=5.0)
+        run_additive(coordinator, config, FEATURES, bound=5.0, count_timeout_s=1.0)
     assert all(c.counters.get("fl.release_out_of_range") == 1 for c in clients)
     assert all(c.counters.get("fl.updates_sent") == 0 for c in clients)
 
