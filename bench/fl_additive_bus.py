@@ -56,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         options = AdditiveOptions(features=chosen["features"], epochs=epochs, bins=chosen["bins"],
                                   epsilon=dp_row["epsilon"], delta=dp_row["delta"], v_offset=offset,
-                                  edges=args.edges, run_dir=Path(state) / "run")
+                                  edges=args.edges, min_clients=22, run_dir=Path(state) / "run")
         started = time.perf_counter()
         last = [started]
 
@@ -76,7 +76,7 @@ def main() -> None:
     out = {
         "configuration": {**chosen, "epochs": epochs, "v_logit_offset": offset,
                           "chosen_by": "bench/fl_additive.py on DS1 (read from fl_additive.json)"},
-        "watches": 22, "edges": args.edges, "over": "the machine's Mosquitto, one connection per party",
+        "watches": 22, "edges": args.edges, "k": 22, "over": "the machine's Mosquitto, one connection per party",
         "releases": result.releases, "skipped": result.skipped, "epsilon": result.epsilon, "delta": result.delta,
         "level": "sample", "noise_multiplier": result.noise_multiplier, "seconds": result.seconds,
         "offline_precompute_s": result.offline_precompute_s,

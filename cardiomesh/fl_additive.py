@@ -53,7 +53,9 @@ class AdditiveOptions:
     encrypt: bool = True
     edges: int = 1
     client_bound: float = 8000.0  # public |value| bound of one watch's release: its beats × clip 2, and noise
-    min_clients: int | None = None  # k; default: every watch (each noise share is sized for k)
+    #: k; default 75 % of the watches, as `fl run`: a release a few watches miss is still decrypted. Each noise
+    #: share is sized for k, so a sum of all n carries σ·√(n/k) — more noise than charged, never less
+    min_clients: int | None = None
     round_timeout_s: float = 120.0
     seed: int = 0  # the public term order; the noise is always from OS entropy
     run_dir: Path | None = None
@@ -120,7 +122,7 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
         raise FederationError(f"a federation needs at least 2 watches, got {n}")
     keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
     round_config = RoundConfig(encrypt=options.encrypt, quant_bits=24, max_clients=max(64, n),
-                               min_clients=options.min_clients or n, round_timeout_s=options.round_timeout_s,
+                               min_clients=options.min_clients or max(2, math.ceil(0.75 * n)), round_timeout_s=options.round_timeout_s,
                                grace_s=2.0, model_delta_bits=0)  # lossless: watches hold the coordinator's bytes
 
     def coordinator_on(transport: MqttTransport, participants: list[str]) -> Coordinator:

@@ -145,6 +145,22 @@ def test_a_release_below_k_is_not_decrypted_and_the_term_keeps_its_shape(coordin
     assert coordinator2.version == 1  # the count release's version alone
 
 
+def test_a_watch_that_drops_out_mid_training_costs_only_its_own_sums(coordinator_keys: CoordinatorKeys) -> None:
+    parts = [_problem(s, 600) for s in range(4)]
+    config = GamConfig(epochs=2, n_bins=8)
+    coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, min_clients=3, timeout_s=1.0)
+
+    def flat_battery(record: object, label: str) -> None:
+        if label == "counts":
+            clients[3].paused = True
+
+    result = run_additive(coordinator, config, FEATURES, bound=BOUND, progress=flat_battery)
+    assert result.skipped == 0 and result.gradient_releases == 2 * FEATURES  # k = 3 of 4 still answer
+    assert [r.clients for r in result.records] == [4] + [3] * (2 * FEATURES)
+    assert all("s1/watch-3" not in r.contributors for r in result.records[1:])
+    assert clients[3].version == coordinator.version  # it still installs every signed version
+
+
 def test_a_release_beyond_the_announced_range_is_refused_by_the_watch(coordinator_keys: CoordinatorKeys) -> None:
     parts = [_problem(s, 400) for s in range(2)]
     config = GamConfig(epochs=1, n_bins=8)
