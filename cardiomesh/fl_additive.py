@@ -122,8 +122,9 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
         raise FederationError(f"a federation needs at least 2 watches, got {n}")
     keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
     round_config = RoundConfig(encrypt=options.encrypt, quant_bits=24, max_clients=max(64, n),
-                               min_clients=options.min_clients or max(2, math.ceil(0.75 * n)), round_timeout_s=options.round_timeout_s,
-                               grace_s=2.0, model_delta_bits=0)  # lossless: watches hold the coordinator's bytes
+                               min_clients=options.min_clients or max(2, math.ceil(0.75 * n)),
+                               round_timeout_s=options.round_timeout_s, grace_s=2.0,
+                               model_delta_bits=0)  # lossless: the watches hold the coordinator's very bytes
 
     def coordinator_on(transport: MqttTransport, participants: list[str]) -> Coordinator:
         return Coordinator(settings, transport, keys=keys, initial=gam.empty_state(columns, config),
