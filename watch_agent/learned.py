@@ -40,6 +40,7 @@ from shared.model.features import BeatFeatures, BeatFeaturizer
 from shared.model.net import BeatNet, n_parameters
 from shared.model.serialize import ModelFileError, load_model
 from shared.settings import Settings
+from watch_agent.additive_stream import AdditiveStream
 from watch_agent.detector import BaselineConfig, BaselineDetector, DetectorEvent, register_detector
 from watch_agent.variants import Variant, VariantPolicy, VariantSwitch
 
@@ -98,10 +99,20 @@ class LearnedDetector(BaselineDetector):
         super().__init__(fs, config)
         self._featurizer = BeatFeaturizer(self.fs)
         self.model: BeatNet | None = model
+        #: the federated additive model instead of BeatNet (`model_path` ending in .npz): no small variant
+        self.additive: AdditiveStream | None = None
+        if model is None and model_path is None:
+            settings = settings or Settings()
+            model_path = settings.watch_model  # None: the default model, with its small variant
         default_full = model is None and model_path is None
         if self.model is None:
             path = Path(model_path) if model_path is not None else DEFAULT_MODEL
-            if path.is_file():
+            if path.suffix == ".npz":
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: no such model file")
+                self.additive = AdditiveStream(path)
+                log.info("learned detector: additive beat model %s", path)
+            elif path.is_file():
                 self.model, _ = _load(path)
             elif model_path is not None:
                 raise FileNotFoundError(f"{path}: no such model file")
@@ -149,7 +160,7 @@ class LearnedDetector(BaselineDetector):
         self._featurizer.push_samples(samples_mv)
         events = super().feed(samples_mv)
         ready = self._featurizer.pop_ready()
-        if ready and self.model is not None:
+        if ready and (self.model is not None or self.additive is not None):
             for row, cls in zip(ready, self._classify(ready), strict=True):
                 self._on_classified(row, int(cls), events)
         self._end_of_chunk(len(samples_mv))
@@ -158,6 +169,8 @@ class LearnedDetector(BaselineDetector):
     @property
     def variant(self) -> Variant | None:
         """The model variant classifying beats now ("full" or "small"); None without a model."""
+        if self.additive is not None:
+            return "full"
         if self.model is None:
             return None
         return self.policy.variant if self.policy is not None else "full"
@@ -165,6 +178,8 @@ class LearnedDetector(BaselineDetector):
     @property
     def variants(self) -> list[str]:
         """The variants this watch holds (its capabilities tell the edge)."""
+        if self.additive is not None:
+            return ["full"]
         if self.model is None:
             return []
         return ["full", "small"] if self.small_model is not None else ["full"]
@@ -202,6 +217,12 @@ class LearnedDetector(BaselineDetector):
         super()._on_beat(beat, events)
 
     def _classify(self, rows: list[BeatFeatures]) -> np.ndarray:
+        if self.additive is not None:
+            t0 = time.perf_counter()
+            classes = self.additive.classify(rows)
+            self._window_ms += 1e3 * (time.perf_counter() - t0)
+            self._window_beats += len(rows)
+            return classes
         assert self.model is not None
         small = self.variant == "small" and self.small_model is not None
         model = self.small_model if small else self.model

@@ -124,3 +124,32 @@ def test_trained_model_same_alerts_as_baseline_on_synthetic_episodes(kind: str, 
 def test_trained_model_fires_in_annotated_af(mitdb: Path, record: str, start: float) -> None:
     events = _run(LearnedDetector(MODEL_FS), _record(mitdb, record, start, start + 60))
     assert any(e.kind == "irregular_rhythm" and e.detected_s < 45 for e in events), events
+
+
+ADDITIVE = DEFAULT_MODEL.with_name("model_additive_dp.npz")
+needs_additive = pytest.mark.skipif(not ADDITIVE.is_file(), reason=f"no additive model at {ADDITIVE}")
+
+
+@needs_additive
+def test_the_watch_can_run_the_federated_additive_model(mitdb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`CARDIOMESH_WATCH_MODEL` names the .npz: record 119's bigeminy PVCs are counted, 100's sinus stays quiet,
+    and the result does not depend on how the stream is chunked."""
+    monkeypatch.setenv("CARDIOMESH_WATCH_MODEL", str(ADDITIVE))
+    det = make_detector("learned", MODEL_FS)
+    assert isinstance(det, LearnedDetector) and det.additive is not None and det.model is None
+    assert det.variant == "full" and det.variants == ["full"]
+    counts = []
+    for chunk_s in (0.04, 2.0):
+        det = LearnedDetector(MODEL_FS)
+        _run(det, _record(mitdb, "119", 0.0, 60.0), chunk_s)
+        counts.append(det.ectopy)
+    assert counts[0] == counts[1] and counts[0]["V"] >= 15  # about every other beat is a PVC
+    assert det.inference_ms is not None  # timed like BeatNet: the training selection reads it
+    quiet = LearnedDetector(MODEL_FS)
+    assert _run(quiet, _record(mitdb, "100", 0.0, 120.0)) == []
+    assert quiet.ectopy["V"] <= 2
+
+
+def test_a_missing_additive_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        LearnedDetector(MODEL_FS, model_path=tmp_path / "absent.npz")
