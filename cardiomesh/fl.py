@@ -282,7 +282,8 @@ class Fleet:
 def start_fleet(settings: Settings, federation: str, learners: Sequence[tuple[str, Learner]], *, edges: int,
                 keys: CoordinatorKeys, coordinator: Callable[[MqttTransport, list[str]], Coordinator],
                 client_options: Callable[[int], dict[str, Any]] | None = None) -> Fleet:
-    """Start `edges` edge hubs, one watch per learner (`client_options(i)`: extra `FlClient` arguments) and the
+    """Start `edges` edge hubs, one watch per learner (`client_options(i)`: extra `FlClient` arguments; by default
+    none but noise from OS entropy, `seed=None`) and the
     coordinator `coordinator(transport, participants)` makes; publish its model and wait (up to 30 s) until every
     watch holds it. Everything started is stopped again if a step fails."""
     fleet = Fleet(broker=ensure_broker(settings.mqtt_host, settings.mqtt_port))
@@ -312,7 +313,7 @@ def start_fleet(settings: Settings, federation: str, learners: Sequence[tuple[st
             transport = connect(site_settings, f"watch-{name}")
             client = FlClient(site_settings, transport, device_id=f"watch-{name}", learner=learner,
                               verify_key=keys.verify_key, federation=federation,
-                              **(client_options(i) if client_options else {}))
+                              **(client_options(i) if client_options else {"seed": None}))
             client.start()
             fleet.clients.append(client)
             up(transport)

@@ -111,6 +111,7 @@ class LearnedDetector(BaselineDetector):
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: no such model file")
                 self.additive = AdditiveStream(path)
+                self.name = "learned-additive-v1"  # alerts say which model raised them
                 log.info("learned detector: additive beat model %s", path)
             elif path.is_file():
                 self.model, _ = _load(path)

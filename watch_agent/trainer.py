@@ -326,8 +326,10 @@ class FlClient:
         return pool[1][: codec.ciphertexts_per_update]
 
     def _release(self, spec: RoundPayload, global_vector: np.ndarray) -> tuple[np.ndarray, int]:
-        """The vector a release round asks for; one that does not fit the round, or that exceeds the packing
-        range the round announced, is an error (counted, logged, nothing sent) — never silently clipped."""
+        """The vector a release round asks for. One that does not fit the round's length is an error (nothing
+        sent). Values beyond the announced packing range, less room for the noise share, are clipped to it —
+        counted and logged, and still sent: refusing would make *whether* a watch answers depend on its data, and
+        clipping each value is a contraction, so one beat still moves the vector by at most the round's clip."""
         release = getattr(self.learner, "release", None)
         if release is None:
             raise TypeError(f"{type(self.learner).__name__} cannot answer release rounds")
@@ -335,11 +337,17 @@ class FlClient:
         vector = np.asarray(vector, dtype=np.float64).ravel()
         if vector.size != spec.params:
             raise ValueError(f"release of {vector.size} values, the round announced {spec.params}")
-        bound = spec.quant_range or spec.clip_norm
-        if not np.all(np.isfinite(vector)) or np.abs(vector).max(initial=0.0) > bound:
-            self.counters.inc("fl.release_out_of_range")
-            raise ValueError(f"release outside the round's range ±{bound:g} (max |value| "
-                             f"{np.abs(vector).max(initial=0.0):g}): a client bound sized for smaller wearers")
+        if not np.all(np.isfinite(vector)):
+            raise ValueError("release with non-finite values")
+        share_std = spec.dp.noise_scale / np.sqrt(spec.dp.planned_clients) if spec.dp.mechanism != "none" else 0.0
+        room = max((spec.quant_range or spec.clip_norm) - 6.0 * share_std, 0.0)
+        outside = int(np.sum(np.abs(vector) > room))
+        if outside:
+            self.counters.inc("fl.release_clipped")
+            log.warning("release values clipped to the round's range", extra={
+                "device": self.device_id, "round": spec.round_id, "values": outside, "range": room,
+                "why": "a client bound sized for smaller wearers"})
+            vector = np.clip(vector, -room, room)
         return vector, samples
 
     def prepare(self, spec: RoundPayload) -> float:
@@ -386,8 +394,11 @@ class FlClient:
         else:
             body = codec.encode(noised)
         encoded, encoded_cpu = time.perf_counter(), time.thread_time()
+        # a release's example count would tell the edge, in the clear, how many beats this wearer has — the very
+        # thing one beat changes: it stays on the watch (the coordinator never needs it)
+        shown = 0 if spec.task == "release" else samples
         for chunk in chunk_payloads(body, chunk_bytes=spec.chunk_bytes, round_id=spec_round,
-                                    base_version=base, encrypted=spec.encrypt, samples=samples):
+                                    base_version=base, encrypted=spec.encrypt, samples=shown):
             self.router.publish(topics.fl_update(self.federation, self.settings.site, self.device_id),
                                 UpdateMessage(**self.stamp(patient_id=None), payload=chunk), qos=1)
         with self._lock:

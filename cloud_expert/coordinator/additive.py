@@ -93,7 +93,9 @@ def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int,
         raise AdditiveRunError(f"the count release was not decrypted ({first.status}, {first.clients} watches, "
                                f"k = {k}): no bins, no model")
     result = AdditiveResult(model=gam.parse_state(coordinator.vector), records=[first])
+    everyone = list(coordinator.participants)
     for epoch, order in enumerate(gam.term_orders(c, features)):
+        coordinator.participants = list(everyone)  # each epoch asks every watch again: one that came back rejoins
         for term in order:
             def step(total: np.ndarray, _clients: int, term: int = int(term)) -> np.ndarray:
                 held = gam.parse_state(coordinator.vector)  # what the watches hold: float32, as published
@@ -106,6 +108,9 @@ def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int,
             result.records.append(record)
             if record.status == "ok":
                 result.gradient_releases += 1
+                # a watch that missed this release is not waited for again this epoch: one flat battery would
+                # otherwise hold every later release to its deadline
+                coordinator.participants = [p for p in coordinator.participants if p in set(record.contributors)]
             else:
                 result.skipped += 1
                 log.warning("release skipped: the term keeps its shape",

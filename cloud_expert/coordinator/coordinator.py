@@ -335,6 +335,8 @@ class Coordinator:
         """One release round: every selected client sends its noised vector for `release`, the edges sum them
         blind, and `step(decrypted sum, clients)` gives the next model, published and signed like any. Below k
         reporters nothing is decrypted and the model stays (the caller sees `too_few`)."""
+        if self.config.mode != "sync":
+            raise ValueError("release rounds are synchronous: every sum belongs to exactly one model version")
         return self._run(round_id, release, step)
 
     def _run(self, round_id: int, release: Release | None,

@@ -320,9 +320,13 @@ def empty_state(features: int, config: GamConfig) -> np.ndarray:
 
 def parse_state(vector: np.ndarray) -> GamModel:
     """`state_vector`'s inverse; ValueError for a vector that is not one."""
-    v = np.asarray(vector, dtype=np.float64)
+    v = np.asarray(vector, dtype=np.float64).ravel()
     if v.size < 4 or v[0] != STATE_TAG:
         raise ValueError("not an additive model state")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("additive model state with non-finite values")
+    if not np.array_equal(v[1:4], np.round(v[1:4])) or v[1:4].max() > 1e6:
+        raise ValueError(f"additive model state: header {v[1:4].tolist()} is not three counts")
     features, n_bins, classes = (int(x) for x in v[1:4])
     sizes = (classes, features * FINE_BINS, features * n_bins * classes)
     if min(features, n_bins, classes) < 1 or v.size != 4 + sum(sizes):

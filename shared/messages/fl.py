@@ -8,9 +8,9 @@ truncated body is rejected before it is added to anything.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from shared.messages.envelope import Envelope, Id
 
@@ -80,6 +80,16 @@ class RoundPayload(_Payload):
     #: coordinator turns into the next model itself (`Coordinator.run_release`)
     task: Literal["train", "release"] = "train"
     release: ReleaseRequest | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_default_task(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A FedAvg round is written as before release rounds existed: a watch or edge not yet upgraded (the
+        schema forbids fields it does not know) keeps reading it."""
+        out: dict[str, Any] = handler(self)
+        if self.task == "train":
+            out.pop("task", None)
+            out.pop("release", None)
+        return out
 
     @model_validator(mode="after")
     def _release_iff_asked(self) -> RoundPayload:

@@ -5,19 +5,19 @@ fit the announced range sends nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
 from cloud_expert.coordinator.additive import AdditiveRunError, run_additive
-from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundConfig
+from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundConfig, RoundRecord
 from cloud_expert.coordinator.keys import CoordinatorKeys
 from edge_hub.aggregation import EdgeAggregator
 from shared.fl import gam
 from shared.fl.gam import FederatedGam, GamClient, GamConfig, fine_bins
 from shared.fl_codec import codec_for_round
-from shared.messages import DpConfig, ReleaseRequest, RoundPayload
+from shared.messages import DpConfig, ReleaseRequest, RoundPayload, UpdateMessage, decode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
 from tests.conftest import stop_every_started
@@ -51,8 +51,8 @@ def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: GamConfig, *,
            encrypt: bool = True, min_clients: int | None = None, timeout_s: float = 20.0,
-           bound: float = BOUND) -> tuple[Coordinator, list[FlClient]]:
-    bus = InMemoryBus()
+           bus: InMemoryBus | None = None) -> tuple[Coordinator, list[FlClient]]:
+    bus = bus or InMemoryBus()
     participants = [f"s1/watch-{i}" for i in range(len(parts))]
     round_config = RoundConfig(encrypt=encrypt, min_clients=min_clients or len(parts), quant_bits=24,
                                round_timeout_s=timeout_s, grace_s=0.5, max_clients=16, model_delta_bits=0)
@@ -109,7 +109,22 @@ def test_with_dp_each_release_carries_its_noise_and_the_bill_counts_what_was_dec
         return specs[-1]
 
     coordinator.build_spec = recorded  # type: ignore[method-assign]
+    totals: list[np.ndarray] = []
+    run_release = coordinator.run_release
+
+    def capturing(round_id: int, release: Release, step: Callable[[np.ndarray, int], np.ndarray]) -> RoundRecord:
+        def seen(total: np.ndarray, n: int) -> np.ndarray:
+            totals.append(total.copy())
+            return step(total, n)
+
+        return run_release(round_id, release, seen)
+
+    coordinator.run_release = capturing  # type: ignore[method-assign]
     result = run_additive(coordinator, config, FEATURES, bound=BOUND)
+    # the decrypted count table is the wearers' true one plus Gaussian noise of the announced σ (3 shares of σ/√3)
+    exact = np.sum([GamClient(fine_bins(X), y).counts(4) for X, y in parts], axis=0).ravel()
+    noise = totals[0] - exact
+    assert np.std(noise) == pytest.approx(specs[0].dp.noise_scale, rel=0.1) and abs(np.mean(noise)) < 0.5
 
     assert specs[0].release == ReleaseRequest(kind="gam_counts") and specs[0].task == "release"
     np.testing.assert_allclose(specs[0].dp.noise_scale, config.count_noise_multiplier * np.sqrt(FEATURES))
@@ -154,21 +169,38 @@ def test_a_watch_that_drops_out_mid_training_costs_only_its_own_sums(coordinator
         if label == "counts":
             clients[3].paused = True
 
+    asked: list[int] = []
+    real = coordinator.build_spec
+
+    def recorded(round_id: int, release: Release | None = None) -> RoundPayload:
+        asked.append(len(coordinator.participants))
+        return real(round_id, release)
+
+    coordinator.build_spec = recorded  # type: ignore[method-assign]
     result = run_additive(coordinator, config, FEATURES, bound=BOUND, progress=flat_battery)
     assert result.skipped == 0 and result.gradient_releases == 2 * FEATURES  # k = 3 of 4 still answer
     assert [r.clients for r in result.records] == [4] + [3] * (2 * FEATURES)
     assert all("s1/watch-3" not in r.contributors for r in result.records[1:])
+    # it is waited for once per epoch (each epoch asks everyone again), not at every release: one flat battery
+    # would otherwise hold all of them to their deadline
+    assert asked == [4] + ([4] + [3] * (FEATURES - 1)) * 2
     assert clients[3].version == coordinator.version  # it still installs every signed version
 
 
-def test_a_release_beyond_the_announced_range_is_refused_by_the_watch(coordinator_keys: CoordinatorKeys) -> None:
+def test_values_beyond_the_announced_range_are_clipped_counted_and_still_sent(
+        coordinator_keys: CoordinatorKeys) -> None:
+    """Refusing would make whether a watch answers depend on its data; clipping each value keeps one beat's
+    effect within the clip, so the watch answers anyway and says it clipped."""
     parts = [_problem(s, 400) for s in range(2)]
     config = GamConfig(epochs=1, n_bins=8)
-    coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, timeout_s=1.0, bound=5.0)
-    with pytest.raises(AdditiveRunError):  # 400 beats per wearer: fine cells of more than 5
-        run_additive(coordinator, config, FEATURES, bound=5.0, count_timeout_s=1.0)
-    assert all(c.counters.get("fl.release_out_of_range") == 1 for c in clients)
-    assert all(c.counters.get("fl.updates_sent") == 0 for c in clients)
+    bus = InMemoryBus()
+    coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, timeout_s=5.0, bus=bus)
+    result = run_additive(coordinator, config, FEATURES, bound=5.0)  # 400 beats per wearer: cells above 5
+    assert all(r.status == "ok" and r.clients == 2 for r in result.records)
+    assert all(c.counters.get("fl.release_clipped") >= 1 for c in clients)
+    # and no release tells the edge how many beats its wearer has
+    updates = [decode(p, max_bytes=1 << 24) for t, p, *_ in bus.published if "/update/" in t]
+    assert updates and all(isinstance(u, UpdateMessage) and u.payload.samples == 0 for u in updates)
 
 
 def test_a_training_learner_cannot_answer_a_release_round(coordinator_keys: CoordinatorKeys) -> None:
@@ -198,3 +230,32 @@ def test_a_round_names_what_to_release_only_when_it_is_a_release_round() -> None
     release = RoundPayload.model_validate({**base, "task": "release",
                                            "release": {"kind": "gam_gradients", "term": 2}}).release
     assert release is not None and release.term == 2
+
+
+def test_a_fedavg_round_is_written_as_before_release_rounds_existed() -> None:
+    """Parties not yet upgraded refuse unknown fields: a train round must not carry `task` or `release`."""
+    import json
+
+    base = RoundPayload(round_id=0, model_version=0, model_sha256="0" * 64, params=3, clip_norm=1.0,
+                        deadline="2030-01-01T00:00:00Z")
+    written = json.loads(base.model_dump_json())
+    assert "task" not in written and "release" not in written
+    assert RoundPayload.model_validate(written) == base
+    release = base.model_copy(update={"task": "release", "release": ReleaseRequest(kind="gam_counts")})
+    assert json.loads(release.model_dump_json())["release"] == {"kind": "gam_counts", "term": 0}
+
+
+def test_a_release_round_on_an_async_coordinator_is_refused(coordinator_keys: CoordinatorKeys) -> None:
+    coordinator = Coordinator(Settings(site="cloud"), InMemoryBus().transport("c"), keys=coordinator_keys,
+                              initial=np.zeros(3, dtype=np.float32), participants=["s1/w"],
+                              config=RoundConfig(encrypt=False, mode="async", buffer_size=2))
+    release = Release(ReleaseRequest(kind="gam_counts"), params=3, clip=1.0, bound=10.0, dp=DpConfig())
+    with pytest.raises(ValueError, match="synchronous"):
+        coordinator.run_release(0, release, lambda total, _n: total)
+
+
+@pytest.mark.parametrize("vector", [[7.0], [0.0, 1, 1, 1], [7.0, np.inf, 1, 1], [7.0, 1.5, 8, 4],
+                                    [7.0, 1, 8, 4, 1.0]])
+def test_a_state_vector_that_is_not_one_is_refused(vector: list[float]) -> None:
+    with pytest.raises(ValueError, match="additive model state"):
+        gam.parse_state(np.asarray(vector))

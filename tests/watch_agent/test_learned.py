@@ -138,6 +138,7 @@ def test_the_watch_can_run_the_federated_additive_model(mitdb: Path, monkeypatch
     det = make_detector("learned", MODEL_FS)
     assert isinstance(det, LearnedDetector) and det.additive is not None and det.model is None
     assert det.variant == "full" and det.variants == ["full"]
+    assert det.name == "learned-additive-v1"  # what its alerts name as their detector
     counts = []
     for chunk_s in (0.04, 2.0):
         det = LearnedDetector(MODEL_FS)
