@@ -268,6 +268,8 @@ class Fleet:
         return lagging
 
     def stop(self) -> None:
+        if hasattr(self, "coordinator"):  # set once the fleet was up
+            self.coordinator.stop()
         for client in self.clients:  # no torch op may still run in a watch thread when the process exits
             if not client.stop(timeout_s=120):
                 log.warning("a watch was still training at shutdown", extra={"device": client.device_id})

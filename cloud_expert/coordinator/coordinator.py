@@ -175,6 +175,10 @@ class Coordinator:
         self.router.on(topics.fl_aggregate(self.federation, topics.ANY, topics.ANY), AggregateMessage,
                        self.on_aggregate)
 
+    def stop(self) -> None:
+        """Stop listening and end the router's retry thread (the transport is the caller's to stop)."""
+        self.router.close()
+
     # -- publishing ------------------------------------------------------------------------------
     def publish_model(self) -> None:
         """The full model first, then its delta: a watch that cannot apply the delta and turns to the full topic

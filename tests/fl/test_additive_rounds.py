@@ -5,7 +5,7 @@ fit the announced range sends nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -20,22 +20,11 @@ from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload, UpdateMessage, decode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
-from tests.conftest import stop_every_started
 from watch_agent.additive_learner import AdditiveLearner
 from watch_agent.trainer import FlClient
 
 FEATURES = 4
 BOUND = 4000.0
-
-
-@pytest.fixture(autouse=True)
-def _stop_edges(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    yield from stop_every_started(monkeypatch, EdgeAggregator)
-
-
-@pytest.fixture(autouse=True)
-def _stop_watches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    yield from stop_every_started(monkeypatch, FlClient)
 
 
 def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
