@@ -104,6 +104,10 @@ class DrillResult:
     report_urls: list[str] = field(default_factory=list)  # every escalated episode's report
 
 
+#: what the edge's reasons say when it finalized without the phone's findings (`edge_hub.app._finalize_pending`)
+WITHOUT_PHONE = ("no phone findings in time", "strip read at the edge")
+
+
 def describe(message: Envelope) -> tuple[str, str] | None:
     """A hop name and detail for a message of the drill's trace, or None if it is not a hop."""
     if isinstance(message, AlertMessage):
@@ -114,7 +118,11 @@ def describe(message: Envelope) -> tuple[str, str] | None:
     if isinstance(message, CommandMessage) and message.payload.command != "drill_inject":
         return "edge response", message.payload.command
     if isinstance(message, TriageMessage):
-        return f"edge triage ({message.payload.stage})", message.payload.level
+        triage = message.payload
+        # the edge finalizes without the phone when its findings are late (no findings, or the edge read the strip
+        # itself): say so — the operator should see it, and the phone's analysis may then come after this hop
+        fallback = any(marker in reason for reason in triage.reasons for marker in WITHOUT_PHONE)
+        return f"edge triage ({triage.stage})", triage.level + (" (without the phone's findings)" if fallback else "")
     if isinstance(message, EscalationMessage):
         return "edge escalation", message.payload.level
     if isinstance(message, ReportMessage):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -44,6 +43,3 @@ class AdditiveStream:
                         y=np.zeros(len(window), dtype=np.int64),
                         sample=np.array([r.beat.sample for r in window], dtype=np.int64), record="stream")
         return int(gam.predict_beats(self.model, self.columns, beats)[-1].argmax())
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.path.name, "epsilon": self.meta.get("epsilon"), "window_beats": WINDOW_BEATS}

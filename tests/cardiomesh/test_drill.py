@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cardiomesh.drill import DrillError, DrillResult, hop_time, run_drill
+from cardiomesh.drill import DrillError, DrillResult, describe, hop_time, run_drill
 from shared import topics
 from shared.identity import Stamper
 from shared.messages import (
@@ -146,6 +146,17 @@ def test_a_report_hop_is_timed_when_it_was_rendered_not_when_it_was_announced() 
     bare = ReportMessage(**Stamper("cloud")(patient_id=PATIENT, drill=True),
                          payload=payload.model_copy(update={"hops": []}))
     assert hop_time(bare) == bare.created_at
+
+
+@pytest.mark.parametrize(("reasons", "detail"), [
+    (["rate 180 bpm"], "urgent"),
+    (["rate 180 bpm", "no phone findings in time"], "urgent (without the phone's findings)"),
+    (["phone offline: strip read at the edge"], "urgent (without the phone's findings)")])
+def test_a_final_triage_made_without_the_phone_says_so(reasons: list[str], detail: str) -> None:
+    """The operator sees it, and the drill's ordering check knows the phone's analysis may come after it."""
+    triage = TriagePayload(alert_id=new_id(), level="urgent", stage="final", reasons=reasons)
+    message = TriageMessage(**Stamper("edge-1")(patient_id=PATIENT, drill=True), payload=triage)
+    assert describe(message) == ("edge triage (final)", detail)
 
 
 def _report(report_id: str) -> ReportMessage:

@@ -93,7 +93,10 @@ def test_every_scenario_passes_every_hop_and_leaves_the_clinical_record_alone(
         # a tachycardia the phone reads as sinus ends, rightly, at an info triage (EXPECTS_ESCALATION)
         order = ORDER if scenario in EXPECTS_ESCALATION or result.report_urls else ORDER[:-3]
         assert set(order) <= names, f"{scenario}: missing {set(order) - names}"
+        without_phone = any(h.name == "edge triage (final)" and "without the phone" in h.detail for h in result.hops)
         for earlier, later in BEFORE:
+            if (earlier, later) == ("phone analysis", "edge triage (final)") and without_phone:
+                continue  # the phone was late (a loaded machine): the edge finalized on its own reading
             if earlier in order and later in order:
                 assert _first(result, earlier) <= _first(result, later), f"{scenario}: {later} before {earlier}"
         assert bool(result.report_urls) == ("edge escalation" in names), scenario
