@@ -138,20 +138,34 @@ def _learners(sets: dict[str, BeatSet], options: FlOptions, config: NetConfig) -
             for i, name in enumerate(sorted(sets)[: options.clients])]
 
 
+def beat_sets(settings: Settings, records: Sequence[str], test_split: str, train_sets: dict[str, BeatSet] | None,
+              test_sets: dict[str, BeatSet] | None) -> tuple[dict[str, BeatSet], dict[str, BeatSet] | None]:
+    """The watches' records (one per watch) and the held-out split, from MIT-BIH unless given."""
+    mitdb = settings.mitdb_dir
+    if train_sets is None:
+        if mitdb is None:
+            raise FederationError("MIT-BIH not found: set CARDIOMESH_DATA_DIR to a folder holding mitdb/")
+        train_sets = load_records([mitdb / r for r in records])
+    if test_sets is None and mitdb is not None:
+        test_sets = load_split(test_split, mitdb)
+    return train_sets, test_sets
+
+
+def new_run_dir(settings: Settings, run_dir: Path | None, prefix: str) -> Path:
+    """`run_dir`, or var/runs/<prefix>-<timestamp>; created."""
+    run_dir = run_dir or Path(settings.state_dir) / "runs" / time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
 def run_federation(settings: Settings, options: FlOptions, *,
                    progress: Callable[[RoundRecord], None] | None = None,
                    test_sets: dict[str, BeatSet] | None = None,
                    train_sets: dict[str, BeatSet] | None = None) -> FlResult:
     torch.set_num_threads(1)  # batches of 32 on tiny models: thread wake-ups cost more than they give
-    mitdb = settings.mitdb_dir
-    if train_sets is None:
-        if mitdb is None:
-            raise FederationError("MIT-BIH not found: set CARDIOMESH_DATA_DIR to a folder holding mitdb/")
-        train_sets = load_records([mitdb / r for r in options.records[: options.clients]])
-    if test_sets is None and mitdb is not None:
-        test_sets = load_split(options.test_split, mitdb)
-    run_dir = options.run_dir or Path(settings.state_dir) / "runs" / time.strftime("fl-%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    train_sets, test_sets = beat_sets(settings, options.records[: options.clients], options.test_split,
+                                      train_sets, test_sets)
+    run_dir = new_run_dir(settings, options.run_dir, "fl")
     federation = f"run-{uuid.uuid4().hex[:10]}"  # its own topics: no retained round of another run leaks in
 
     torch.manual_seed(options.seed)

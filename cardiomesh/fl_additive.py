@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from cardiomesh.fl import FederationError, start_fleet
+from cardiomesh.fl import FederationError, beat_sets, new_run_dir, start_fleet
 from cloud_expert.coordinator.additive import AdditiveRunError, run_additive
 from cloud_expert.coordinator.coordinator import Coordinator, RoundConfig, RoundRecord
 from cloud_expert.coordinator.keys import load_or_create
 from shared.fl import gam
-from shared.model.data import DS1, BeatSet, load_records, load_split
+from shared.model.data import DS1, BeatSet
 from shared.model.evaluation import additive_metrics
 from shared.model.tree_features import n_features
 from shared.settings import Settings
@@ -101,19 +101,13 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
                             progress: Callable[[RoundRecord, str], None] | None = None,
                             train_sets: dict[str, BeatSet] | None = None,
                             test_sets: dict[str, BeatSet] | None = None) -> AdditiveRunResult:
-    mitdb = settings.mitdb_dir
-    if train_sets is None:
-        if mitdb is None:
-            raise FederationError("MIT-BIH not found: set CARDIOMESH_DATA_DIR to a folder holding mitdb/")
-        train_sets = load_records([mitdb / r for r in options.records[: options.clients]])
-    if test_sets is None and mitdb is not None:
-        test_sets = load_split(options.test_split, mitdb)
+    train_sets, test_sets = beat_sets(settings, options.records[: options.clients], options.test_split,
+                                      train_sets, test_sets)
     config = gam_config(options)
     columns = FEATURE_SETS[options.features]
     if columns > n_features():
         raise FederationError(f"{columns} features asked, the beat features have {n_features()}")
-    run_dir = options.run_dir or Path(settings.state_dir) / "runs" / time.strftime("fl-additive-%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(settings, options.run_dir, "fl-additive")
     federation = f"additive-{uuid.uuid4().hex[:10]}"
     learners = [(name, AdditiveLearner.from_beats(train_sets[name], columns))
                 for name in sorted(train_sets)[: options.clients]]

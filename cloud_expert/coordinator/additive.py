@@ -110,7 +110,8 @@ def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int,
                 result.gradient_releases += 1
                 # a watch that missed this release is not waited for again this epoch: one flat battery would
                 # otherwise hold every later release to its deadline
-                coordinator.participants = [p for p in coordinator.participants if p in set(record.contributors)]
+                answered = set(record.contributors)
+                coordinator.participants = [p for p in coordinator.participants if p in answered]
             else:
                 result.skipped += 1
                 log.warning("release skipped: the term keeps its shape",
