@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from shared.fl import gam
-from shared.model.data import BeatSet
 from shared.model.features import BeatFeatures
 
 WINDOW_BEATS = 256
@@ -39,7 +38,7 @@ class AdditiveStream:
     def _one(self, row: BeatFeatures) -> int:
         self._rows.append(row)
         window = list(self._rows)
-        beats = BeatSet(X_wave=np.stack([r.wave for r in window]), X_rr=np.stack([r.context for r in window]),
-                        y=np.zeros(len(window), dtype=np.int64),
-                        sample=np.array([r.beat.sample for r in window], dtype=np.int64), record="stream")
-        return int(gam.predict_beats(self.model, self.columns, beats)[-1].argmax())
+        proba = gam.predict_rows(self.model, self.columns, np.stack([r.wave for r in window]),
+                                 np.stack([r.context for r in window]),
+                                 np.array([r.beat.sample for r in window], dtype=np.int64))
+        return int(proba[-1].argmax())

@@ -167,11 +167,9 @@ class AdditiveModelClassifier(SharedModelClassifier):
 
     def _predict(self, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:
         from shared.fl import gam
-        from shared.model.data import BeatSet
 
-        beats = BeatSet(X_wave=wave, X_rr=context, y=np.zeros(len(wave), dtype=np.int64), sample=samples,
-                        record="strip")
-        return np.asarray(gam.predict_beats(self.model, self.columns, beats).argmax(axis=1), dtype=np.int64)
+        return np.asarray(gam.predict_rows(self.model, self.columns, wave, context, samples).argmax(axis=1),
+                          dtype=np.int64)
 
 
 _WARNED: set[str] = set()
