@@ -165,14 +165,15 @@ class _Verified:
     """Every release through real packed Paillier (client encrypts, edge adds blind, coordinator decrypts) AND
     the fixed point; asserts the two sums are identical; returns the decrypted one."""
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, bound: float = CLIENT_BOUND, value_bits: int = 24) -> None:
         from cloud_expert.coordinator.keys import load_or_create
         from shared.fl.trees import FixedPointSum, PackedSum
 
         with tempfile.TemporaryDirectory() as folder:
             keys = load_or_create(Path(folder))
-        self.packed = PackedSum(keys.paillier.public_key, keys.paillier.private_key, clip=CLIENT_BOUND)
-        self.fixed = FixedPointSum(CLIENT_BOUND, key_bits=keys.paillier.public_key.bits)
+        self.packed = PackedSum(keys.paillier.public_key, keys.paillier.private_key, clip=bound,
+                                value_bits=value_bits)
+        self.fixed = FixedPointSum(bound, key_bits=keys.paillier.public_key.bits, value_bits=value_bits)
         self.limit, self.verified, self.seconds = limit, 0, 0.0
 
     def __call__(self, vectors: list[np.ndarray]) -> np.ndarray:

@@ -3,19 +3,20 @@ model class that uses the wearer's own rhythm and beat as reference come to the 
 
 MIT-BIH DS1's 22 records are 22 clients. Features: `shared.model.tree_features` (label-free, per record). Bins:
 the clients' merged quantile sketches. Trees: `shared.fl.trees.FederatedBoosting` (summed gradient/hessian
-histograms; no crypto or DP in this step: the sums are exact, so the encrypted path changes only their
-quantisation). The configuration (depth, rounds) is chosen on DS1 alone — train on one fixed half of the
-records, score VEB F1 on the other, both ways — and only then trained on all of DS1 and reported on DS2,
-beside scikit-learn's central HistGradientBoosting on the same features as a reference.
+histograms, in packed Paillier's fixed point; the first releases through real Paillier, asserted equal). The
+growth policy and the number of rounds are the ones `bench/_trees_loro.py` chose on DS1 alone by pooled
+leave-one-record-out (read from bench/results/fl_trees_loro.json; run that first); the model is then trained on
+all of DS1 and read once on DS2, beside scikit-learn's central HistGradientBoosting with the same cell. The
+result is also `federated_encrypted` in bench/results/fl_accuracy.json.
 
 Then the same with sample-level DP at ε = 8, δ = 1e-5 (`--epsilon`): a compact model (the eight
 `DP_FEATURES`, data-independent bins, weighted gradient and hessian clipped, Gaussian noise on every released
 histogram and on the class counts, the RDP accountant over all of them), its size chosen on the DS1 halves the
 same way (with the noise on), then trained on DS1 with three noise seeds and reported on DS2.
 
-    .venv/bin/python bench/fl_trees.py [--depths 4,6] [--rounds 100,200,300] [--epsilon 8]
+    .venv/bin/python bench/fl_trees.py [--parts dp,federated] [--epsilon 8] [--verify 2]
 
-Writes bench/results/fl_trees.json.
+Writes bench/results/fl_trees.json and `federated_encrypted` in bench/results/fl_accuracy.json.
 """
 
 from __future__ import annotations
@@ -47,31 +48,40 @@ def _table(sets: dict[str, Any], records: list[str], *, labelled: bool) -> tuple
     return X, y
 
 
-def _fit(X: list[np.ndarray], y: list[np.ndarray], depth: int, rounds: int) -> tuple[Any, Any]:
-    from shared.fl.trees import Client, FederatedBoosting, TreeConfig, bin_features, client_sketch, merge_sketches
+def _cell_config(params: dict[str, Any], rounds: int) -> tuple[Any, int, int]:
+    """The federated trainer's configuration for one of `bench/_trees_loro.py`'s cells (scikit-learn's parameter
+    names), with its bins and sketch points: (TreeConfig, n_bins, sketch points)."""
+    from shared.fl.trees import TreeConfig
+
+    leaves = params["max_leaf_nodes"]
+    config = TreeConfig(rounds=rounds, max_depth=6, learning_rate=0.1, lam=params["l2_regularization"],
+                        min_hessian=1e-3,  # scikit-learn's min_hessian_to_split
+                        max_leaves=leaves, min_samples_leaf=params["min_samples_leaf"] if leaves else 0)
+    n_bins = params["max_bins"] + 1  # + bin 0, for missing values
+    return config, n_bins, n_bins + 1
+
+
+def _fit(X: list[np.ndarray], y: list[np.ndarray], config: Any, n_bins: int, points: int,
+         aggregate: Any = None) -> tuple[Any, Any]:
+    from shared.fl.trees import Client, FederatedBoosting, bin_features, client_sketch, merge_sketches
 
     counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0)
     weights = counts.sum() / (4 * np.maximum(counts, 1))  # balanced, from the clients' summed class counts
-    edges = merge_sketches([client_sketch(features) for features in X])
+    edges = merge_sketches([client_sketch(features, points) for features in X], n_bins)
     clients = [Client(bin_features(f, edges), labels, weights[labels]) for f, labels in zip(X, y, strict=True)]
-    booster = FederatedBoosting(TreeConfig(rounds=rounds, max_depth=depth))
+    booster = FederatedBoosting(config) if aggregate is None else FederatedBoosting(config, aggregate=aggregate)
     return booster.fit(clients, edges), booster
 
 
-def _staged(model: Any, X: np.ndarray, stages: list[int]) -> dict[int, np.ndarray]:
-    """Class predictions after each number of rounds in `stages`, from one fitted model."""
-    from shared.fl.trees import bin_features
+def client_bound(y: list[np.ndarray]) -> float:
+    """|entry| bound of one client's histogram: its beats × the largest class weight (a gradient is ≤ 1 in
+    size before weighting, a hessian ≤ ¼, a count 1). Sized for DS1's clients, like the additive model's."""
+    counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0)
+    weights = counts.sum() / (4 * np.maximum(counts, 1))
+    return float(np.ceil(max(len(labels) for labels in y) * max(float(weights.max()), 1.0) / 1000) * 1000)
 
-    bins = bin_features(X, model.edges)
-    raw = np.zeros((len(X), model.n_classes))
-    out = {}
-    for i, round_trees in enumerate(model.trees, start=1):
-        for k, tree in enumerate(round_trees):
-            raw[:, k] += model.learning_rate * tree.predict(bins)
-        if i in stages:
-            out[i] = raw.argmax(axis=1)
-    return out
 
+VALUE_BITS = 32  # fixed-point bits per histogram entry: the most packing allows; a leaf's −G/H needs them
 
 #: (rounds, depth, learning rate) tried for the DP model, 16 public bins each: few releases, each one worth it
 DP_GRID = ((5, 2, 0.5), (5, 3, 0.5), (10, 3, 0.4))
@@ -183,83 +193,127 @@ def _dp_part(ds1: dict[str, Any], ds2: dict[str, Any], epsilon: float) -> tuple[
 
 
 def main() -> None:
-    from shared.model.train import metrics
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depths", default="4,6")
-    parser.add_argument("--rounds", default="100,200,300", help="numbers of rounds scored (one fit per depth)")
     parser.add_argument("--epsilon", type=float, default=8.0, help="sample-level DP budget (δ = 1e-5)")
-    parser.add_argument("--dp-only", action="store_true", help="only the DP part (keeps the rest of the file)")
+    parser.add_argument("--parts", default="dp,federated", help="dp: the sample-DP trees; federated: the "
+                                                                "federated + encrypted trees (each keeps the other's)")
+    parser.add_argument("--verify", type=int, default=2,
+                        help="releases of the federated part also run through real Paillier (each ≈ 15 s here)")
     args = parser.parse_args()
-    depths = [int(d) for d in args.depths.split(",")]
-    stages = sorted(int(r) for r in args.rounds.split(","))
+    parts = args.parts.split(",")
     ds1, ds2 = load_mitdb_split("DS1"), load_mitdb_split("DS2")
-    dp, dp_lines = _dp_part(ds1, ds2, args.epsilon)
-    for line_ in dp_lines:
-        print(f"sample DP: {line_}", flush=True)
-    if args.dp_only:
+    if "dp" in parts:
         import json
 
         from bench._common import RESULTS
 
-        previous = json.loads((RESULTS / "fl_trees.json").read_text())
+        dp, dp_lines = _dp_part(ds1, ds2, args.epsilon)
+        for line_ in dp_lines:
+            print(f"sample DP: {line_}", flush=True)
+        path = RESULTS / "fl_trees.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
         previous["federated_trees_sample_dp"] = dp
         write_result("fl_trees", previous, [(f"sample DP ε ≤ {args.epsilon:g}", x) for x in dp_lines])
+    if "federated" not in parts:
         return
-    a, b = ds1_halves(list(ds1))
-    cv: dict[str, list[float]] = {}
-    started = time.perf_counter()
-    for depth in depths:
-        for train, test in ((a, b), (b, a)):
-            X, y = _table(ds1, train, labelled=True)
-            Xt, yt = _table(ds1, test, labelled=True)
-            model, _ = _fit(X, y, depth, stages[-1])
-            for rounds, pred in _staged(model, np.concatenate(Xt), stages).items():
-                cv.setdefault(f"depth {depth}, {rounds} rounds", []).append(veb_f1(np.concatenate(yt), pred))
-        print(f"depth {depth}: " + ", ".join(f"{k.split(', ')[1]} {np.mean(v):.3f}" for k, v in cv.items()
-                                            if k.startswith(f"depth {depth},")), flush=True)
-    chosen = max(cv, key=lambda k: float(np.mean(cv[k])))  # DS1 only: DS2 is never looked at before this
-    depth, rounds = int(chosen.split()[1].rstrip(",")), int(chosen.split()[2])
-    X, y = _table(ds1, sorted(ds1), labelled=True)
-    fit_started = time.perf_counter()
-    model, booster = _fit(X, y, depth, rounds)
-    fit_s = time.perf_counter() - fit_started
-    X2, y2 = _table(ds2, sorted(ds2), labelled=False)
-    proba = model.predict_proba(np.concatenate(X2))
-    y2_all = np.concatenate(y2)
-    missed = sum(s.missed for s in ds2.values())
-    federated = metrics(y2_all, proba.argmax(axis=1), 1 - proba[:, 0], missed=missed)
+    federated_part(ds1, ds2, args.verify)
+
+
+def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int) -> None:
+    """The federated + encrypted trees, no DP: growth and rounds as `bench/_trees_loro.py` chose on DS1, trained
+    on DS1's 22 clients through the packed-Paillier arithmetic (`FixedPointSum`, every one of the first `verify`
+    releases also through real Paillier and asserted equal), read once on DS2."""
+    import json
 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    central = HistGradientBoostingClassifier(class_weight="balanced", max_iter=rounds, max_depth=depth,
-                                             learning_rate=0.1, early_stopping=False, random_state=0)
+    from bench._common import RESULTS
+    from bench.fl_accuracy import _merge
+    from bench.fl_additive import _Verified
+    from shared.model.train import metrics
+
+    loro_path = RESULTS / "fl_trees_loro.json"
+    loro = json.loads(loro_path.read_text()) if loro_path.exists() else {}
+    chosen = loro.get("chosen")
+    if not chosen:
+        raise SystemExit("no model chosen on DS1 yet: run .venv/bin/python bench/_trees_loro.py first")
+    cell = loro["cells"][chosen]
+    previous = json.loads((RESULTS / "fl_trees.json").read_text()) if (RESULTS / "fl_trees.json").exists() else {}
+    if "interaction_cst" in cell["params"]:  # the additive class won: bench/fl_additive.py's model is the one
+        previous["chosen"] = {"cell": chosen, "rule": loro["rule"], "class": "additive (bench/fl_additive.py)"}
+        write_result("fl_trees", previous, [("chosen on DS1", f"{chosen}: the additive class; no trees trained")])
+        return
+    config, n_bins, points = _cell_config(cell["params"], cell["rounds"])
+    X, y = _table(ds1, sorted(ds1), labelled=True)
+    X2, y2 = _table(ds2, sorted(ds2), labelled=False)
+    y2_all, missed = np.concatenate(y2), sum(s.missed for s in ds2.values())
+    bound = client_bound(y)
+    verified = _Verified(verify, bound=bound, value_bits=VALUE_BITS)
+    started = time.perf_counter()
+    model, booster = _fit(X, y, config, n_bins, points, aggregate=verified)
+    fit_s = time.perf_counter() - started
+    proba = model.predict_proba(np.concatenate(X2))
+    federated = metrics(y2_all, proba.argmax(axis=1), 1 - proba[:, 0], missed=missed)
+    # a diagnostic: the same federation on exact sums — what the fixed-point rounding of the encryption costs
+    exact, _ = _fit(X, y, config, n_bins, points)
+    exact_proba = exact.predict_proba(np.concatenate(X2))
+    exact_pred = exact_proba.argmax(axis=1)
+    exact_metrics = metrics(y2_all, exact_pred, 1 - exact_proba[:, 0], missed=missed)
+    central = HistGradientBoostingClassifier(class_weight="balanced", max_iter=cell["rounds"], max_depth=6,
+                                             learning_rate=0.1, early_stopping=False, random_state=0,
+                                             **cell["params"])
     central.fit(np.concatenate(X), np.concatenate(y))
     cp = central.predict_proba(np.concatenate(X2))
     reference = metrics(y2_all, cp.argmax(axis=1), 1 - cp[:, 0], missed=missed)
-    result = {
-        "clients": len(X), "features": int(X[0].shape[1]), "cv_veb_f1_ds1": {k: [round(x, 4) for x in v]
-                                                                          for k, v in cv.items()},
-        "chosen": {"depth": depth, "rounds": rounds, "rule": "max mean VEB F1 over the two DS1 halves"},
-        "federated_trees": federated, "central_hgb_same_features": reference,
-        "summed_histograms": booster.releases, "floats_per_client": booster.floats_per_client,
-        "fit_s": round(fit_s, 1), "seconds": round(time.perf_counter() - started, 1),
-        "privacy": "federated_trees: none (exact sums); federated_trees_sample_dp: sample-level DP, no encryption "
-                   "yet",
-        "federated_trees_sample_dp": dp,
+    bytes_per_release = verified.packed.bytes_sent / max(verified.verified, 1) / len(X)
+    agree = float(np.mean(proba.argmax(axis=1) == cp.argmax(axis=1)))
+    part = {
+        **federated, "epsilon": None, "delta": None, "level": None,
+        "seeds": [0, 1, 2],
+        "noise": "none (no DP); the training draws nothing at random and the decrypted sums are exact integers, so "
+                 "every seed gives this one model",
+        "per_seed": [federated] * 3,
+        "model": f"federated histogram boosting, shared.fl.trees ({chosen})",
+        "chosen": {"cell": chosen, "rule": loro["rule"], "ds1_veb_f1": cell["veb_f1"],
+                   "by": "bench/_trees_loro.py → bench/results/fl_trees_loro.json"},
+        "encryption": f"packed Paillier 2048-bit fixed point (24-bit values, client bound {bound:g}), sums of ≥ 2 "
+                      f"clients; the first {verified.verified} releases through real Paillier (asserted equal to "
+                      f"the fixed point), the rest through the same fixed-point arithmetic",
+        "releases": booster.releases, "floats_per_client": booster.floats_per_client,
+        "ciphertext_bytes_per_client_estimated": round(bytes_per_release * booster.releases),
+        "paillier_s_verified": round(verified.seconds, 1), "fit_s": round(fit_s, 1),
+        "central_same_kind": reference, "agreement_with_central": round(agree, 4),
+        "exact_sums_diagnostic": {k: v for k, v in exact_metrics.items() if k in ("per_class", "macro_f1", "ec57")},
+        "agreement_with_exact_sums": round(float(np.mean(proba.argmax(axis=1) == exact_pred)), 4),
     }
+    _merge("fl_accuracy", "federated_encrypted", part)
+    previous.update({
+        "clients": len(X), "features": int(X[0].shape[1]),
+        "chosen": part["chosen"], "federated_trees": federated, "central_hgb_same_features": reference,
+        "summed_histograms": booster.releases, "floats_per_client": booster.floats_per_client,
+        "fit_s": round(fit_s, 1), "encryption": part["encryption"],
+        "ciphertext_bytes_per_client_estimated": part["ciphertext_bytes_per_client_estimated"],
+        "agreement_with_central": part["agreement_with_central"],
+        "privacy": "federated_trees: packed Paillier, no DP; federated_trees_sample_dp: sample-level DP",
+    })
+    previous.pop("cv_veb_f1_ds1", None)  # the fixed-halves grid: replaced by the leave-one-record-out choice
 
     def line(m: dict[str, Any]) -> str:
         v, s = m["per_class"]["V"], m["per_class"]["S"]
         return (f"VEB Se {v['se']:.3f} / +P {v['ppv']:.3f} (EC57 {m['ec57']['veb']['se']:.3f} / "
                 f"{m['ec57']['veb']['ppv']:.3f}), SVEB {s['se']:.3f} / {s['ppv']}, macro-F1 {m['macro_f1']:.3f}")
 
-    write_result("fl_trees", result, [
-        ("chosen on DS1", f"depth {depth}, {rounds} rounds (VEB F1 {np.mean(cv[chosen]):.3f})"),
-        ("federated trees, DS2", line(federated)),
-        ("central HGB, same features, DS2", line(reference)),
-        ("protocol", f"{booster.releases} summed histograms, {booster.floats_per_client:,} floats per client"),
-        *((f"sample DP ε ≤ {args.epsilon:g}", x) for x in dp_lines),
+    write_result("fl_trees", previous, [
+        ("chosen on DS1", f"{chosen} (pooled leave-one-record-out VEB F1 {cell['veb_f1']:.4f})"),
+        ("federated + encrypted trees, DS2", line(federated)),
+        ("the same federation on exact sums, DS2", line(exact_metrics)),
+        ("central HGB, same cell, DS2", line(reference)),
+        ("agreement with central", f"{agree:.4f} of DS2 beats get the same class"),
+        ("protocol", f"{booster.releases} summed histograms, {booster.floats_per_client:,} floats per client, "
+                     f"≈ {part['ciphertext_bytes_per_client_estimated']:,} B of ciphertext per client "
+                     f"(from {verified.verified} releases through Paillier, {verified.seconds:.0f} s)"),
+        ("fit", f"{fit_s:.0f} s"),
     ])
 
 

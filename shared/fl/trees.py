@@ -47,21 +47,38 @@ class TreeConfig:
     #: each round every client takes each of its beats with this probability (Poisson sampling, a fresh draw per
     #: round, kept on the device): with DP it amplifies privacy, so more rounds fit one budget
     sample_rate: float = 1.0
+    #: None: grow every node to `max_depth` (level-wise, one release per level). An int: grow best-first, the
+    #: leaf whose split gains most next, until this many leaves (scikit-learn's HistGradientBoosting); each split
+    #: then costs one release, of the smaller child's histogram only — the coordinator gets the other child's by
+    #: subtracting it from the parent's (LightGBM's histogram subtraction), so a beat is in at most depth + 1
+    #: releases per tree, as level-wise
+    max_leaves: int | None = None
+    #: a child needs this many beats (0: no such rule). Above 0 the clients release a third histogram, of beat
+    #: counts per (node, feature, bin), beside the gradient and hessian sums
+    min_samples_leaf: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_leaves is not None and self.max_leaves < 2:
+            raise ValueError("max_leaves must be at least 2 (or None for level-wise growth)")
+        if self.noise_multiplier and (self.max_leaves is not None or self.min_samples_leaf):
+            raise ValueError("sample-level DP is accounted for level-wise growth without beat counts only: "
+                             "set max_leaves=None and min_samples_leaf=0")
 
 
-def client_sketch(X: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per-feature quantiles (`SKETCH_POINTS` each, NaN-free columns only) of one client's values, and its count."""
-    q = np.linspace(0, 1, SKETCH_POINTS)
+def client_sketch(X: np.ndarray, points: int = SKETCH_POINTS) -> tuple[np.ndarray, int]:
+    """Per-feature quantiles (`points` each, NaN-free columns only) of one client's values, and its count. About
+    one point per bin wanted: finer bins need a finer sketch."""
+    q = np.linspace(0, 1, points)
     with np.errstate(all="ignore"):
-        points = np.nanquantile(X, q, axis=0).T if len(X) else np.full((X.shape[1], SKETCH_POINTS), np.nan)
-    return points.astype(np.float64), len(X)
+        quantiles = np.nanquantile(X, q, axis=0).T if len(X) else np.full((X.shape[1], points), np.nan)
+    return quantiles.astype(np.float64), len(X)
 
 
 def merge_sketches(sketches: Sequence[tuple[np.ndarray, int]], n_bins: int = N_BINS) -> np.ndarray:
     """Bin edges (features, n_bins − 2) from the clients' quantile sketches: each sketch is a client's CDF
     (piecewise linear through its quantiles); their mixture, weighted by the clients' counts, is inverted at
     the bin targets — the pooled data's quantiles, approximately, without pooling it."""
-    q = np.linspace(0, 1, SKETCH_POINTS)
+    q = np.linspace(0, 1, sketches[0][0].shape[1])
     targets = np.linspace(0, 1, n_bins)[1:-1]  # n_bins − 2 edges: bins 1 … n_bins − 1 (0: missing)
     features = sketches[0][0].shape[0]
     edges = np.empty((features, len(targets)))
@@ -156,16 +173,19 @@ class Client:
 
 
 def client_histograms(bins: np.ndarray, node: np.ndarray, grad: np.ndarray, hess: np.ndarray, n_nodes: int,
-                      n_bins: int = N_BINS) -> np.ndarray:
+                      n_bins: int = N_BINS, *, counts: bool = False) -> np.ndarray:
     """(2, n_nodes, features, n_bins): this client's gradient and hessian sums per (node, feature, bin) — the
-    only thing about its beats that leaves the device. Beats in no open node (`node` < 0) are left out."""
+    only thing about its beats that leaves the device. Beats in no open node (`node` < 0) are left out.
+    `counts`: a third channel, the number of beats per (node, feature, bin)."""
     _n, features = bins.shape
     live = node >= 0
-    index = (node[live, None] * features + np.arange(features)[None, :]) * n_bins + bins[live].astype(np.int64)
+    index = ((node[live, None] * features + np.arange(features)[None, :]) * n_bins + bins[live].astype(np.int64)
+             ).ravel()
     size = n_nodes * features * n_bins
-    g = np.bincount(index.ravel(), weights=np.repeat(grad[live], features), minlength=size)
-    h = np.bincount(index.ravel(), weights=np.repeat(hess[live], features), minlength=size)
-    return np.stack([g, h]).reshape(2, n_nodes, features, n_bins)
+    g = np.bincount(index, weights=np.repeat(grad[live], features), minlength=size)
+    h = np.bincount(index, weights=np.repeat(hess[live], features), minlength=size)
+    channels = [g, h, np.bincount(index, minlength=size).astype(np.float64)] if counts else [g, h]
+    return np.stack(channels).reshape(len(channels), n_nodes, features, n_bins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +195,22 @@ class Split:
     gain: float
 
 
-def best_splits(histograms: np.ndarray, lam: float, min_hessian: float) -> list[Split | None]:
-    """Each node's best split from the summed histograms (None: no split gains anything)."""
+def best_splits(histograms: np.ndarray, lam: float, min_hessian: float, min_count: float = 0.0
+                ) -> list[Split | None]:
+    """Each node's best split from the summed histograms (None: no split gains anything). With a third channel
+    (beat counts), a split that leaves fewer than `min_count` beats on either side is not a split."""
     g, h = histograms[0], histograms[1]
     gl, hl = np.cumsum(g, axis=2)[:, :, :-1], np.cumsum(h, axis=2)[:, :, :-1]
     gt, ht = g.sum(axis=2, keepdims=True), h.sum(axis=2, keepdims=True)
     gr, hr = gt - gl, ht - hl
-    gain = gl ** 2 / (hl + lam) + gr ** 2 / (hr + lam) - gt ** 2 / (ht + lam)
-    gain[(hl < min_hessian) | (hr < min_hessian)] = -np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):  # lam = 0 and an empty side: masked just below
+        gain = gl ** 2 / (hl + lam) + gr ** 2 / (hr + lam) - gt ** 2 / (ht + lam)
+    refused = (hl < min_hessian) | (hr < min_hessian) | ~np.isfinite(gain)
+    if min_count and len(histograms) > 2:
+        nl = np.cumsum(histograms[2], axis=2)[:, :, :-1]
+        # a summed count is exact in the clear, a dequantised one within a hair of its integer
+        refused |= (nl < min_count - 0.5) | (histograms[2].sum(axis=2, keepdims=True) - nl < min_count - 0.5)
+    gain[refused] = -np.inf
     out: list[Split | None] = []
     for node in range(g.shape[0]):
         flat = int(np.argmax(gain[node]))
@@ -297,9 +325,13 @@ class SummingTrainer:
 @dataclass(slots=True)
 class FederatedBoosting(SummingTrainer):
     config: TreeConfig = field(default_factory=TreeConfig)
+    _n_bins: int = field(default=N_BINS, init=False)
 
     def fit(self, clients: Sequence[Client], edges: np.ndarray) -> BoostedModel:
         c = self.config
+        self._n_bins = edges.shape[1] + 2  # bin 0 (missing), then one more bin than edges
+        if self._n_bins > 256:
+            raise ValueError(f"{edges.shape[1]} edges: at most 254 (bins are uint8)")
         for client in clients:
             client.start(c.n_classes)
         model = BoostedModel(edges, [], c.learning_rate, c.n_classes)
@@ -321,6 +353,8 @@ class FederatedBoosting(SummingTrainer):
         return model
 
     def _grow(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]]) -> Tree:
+        if self.config.max_leaves is not None:
+            return self._grow_best_first(clients, grads)
         c = self.config
         tree = Tree()
         root = tree.add()
@@ -329,19 +363,15 @@ class FederatedBoosting(SummingTrainer):
             client.node = np.zeros(len(client.y), dtype=np.int64)
         for depth in range(c.max_depth + 1):
             n = len(open_nodes)
-            shares = [client_histograms(cl.bins, cl.node, g, h, n) for cl, (g, h) in zip(clients, grads,
-                                                                                        strict=True)]
-            features = clients[0].bins.shape[1]
-            total = self._sums.release(shares, c.noise_multiplier * c.clip * np.sqrt(2 * features))
-            if c.noise_multiplier:
-                total[1] = np.maximum(total[1], 0.0)  # post-processing: a hessian sum is never negative
+            total = self._release(clients, grads, [cl.node for cl in clients], n)
             sums = np.asarray(total)[:, :, 0, :].sum(axis=2)  # per node: G, H (any one feature's bins add up)
-            splits = best_splits(np.asarray(total), c.lam, c.min_hessian) if depth < c.max_depth else [None] * n
+            splits = (best_splits(np.asarray(total), c.lam, c.min_hessian, c.min_samples_leaf)
+                      if depth < c.max_depth else [None] * n)
             next_open: list[int] = []
             position: dict[int, tuple[int, int]] = {}
             for i, (tree_node, split) in enumerate(zip(open_nodes, splits, strict=True)):
                 if split is None:
-                    tree.value[tree_node] = float(-sums[0, i] / (sums[1, i] + c.lam))
+                    tree.value[tree_node] = _leaf_value(sums[0, i], sums[1, i], c.lam)
                     continue
                 left, right = tree.add(), tree.add()
                 tree.feature[tree_node], tree.threshold_bin[tree_node] = split.feature, split.threshold_bin
@@ -361,6 +391,73 @@ class FederatedBoosting(SummingTrainer):
             if not open_nodes:
                 break
         return tree
+
+    def _release(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]],
+                 nodes: Sequence[np.ndarray], n_nodes: int) -> np.ndarray:
+        """One release: every client's histograms over its beats' positions `nodes` (< 0: not in it), summed
+        (and noised, with DP on)."""
+        c = self.config
+        n_bins = self._n_bins
+        shares = [client_histograms(cl.bins, node, g, h, n_nodes, n_bins, counts=c.min_samples_leaf > 0)
+                  for cl, (g, h), node in zip(clients, grads, nodes, strict=True)]
+        features = clients[0].bins.shape[1]
+        total = self._sums.release(shares, c.noise_multiplier * c.clip * np.sqrt(2 * features))
+        if c.noise_multiplier:
+            total[1] = np.maximum(total[1], 0.0)  # post-processing: a hessian sum is never negative
+        return np.asarray(total)
+
+    def _grow_best_first(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]]) -> Tree:
+        """Leaf-wise growth: split the open leaf that gains most, until `max_leaves`. Each split's release is the
+        smaller child's histogram (fewer beats to bin on the devices, the same size on the wire); the other
+        child's is the parent's minus it — exact for sums, and post-processing for noised ones."""
+        c = self.config
+        assert c.max_leaves is not None
+        tree = Tree()
+        root = tree.add()
+        for client in clients:
+            client.node = np.zeros(len(client.y), dtype=np.int64)  # here: the tree node each beat sits in
+        histogram = {root: self._release(clients, grads, [cl.node for cl in clients], 1)[:, 0]}
+        depth = {root: 0}
+
+        def candidate(node: int) -> Split | None:
+            if depth[node] >= c.max_depth:
+                return None
+            return best_splits(histogram[node][:, None], c.lam, c.min_hessian, c.min_samples_leaf)[0]
+
+        open_splits = {root: candidate(root)}
+        leaves = 1
+        while leaves < c.max_leaves:
+            ready = {node: split for node, split in open_splits.items() if split is not None}
+            if not ready:
+                break
+            node = max(ready, key=lambda n: ready[n].gain)
+            split = ready[node]
+            del open_splits[node]
+            left, right = tree.add(), tree.add()
+            tree.feature[node], tree.threshold_bin[node] = split.feature, split.threshold_bin
+            tree.left[node], tree.right[node] = left, right
+            for cl in clients:  # the split is public: each client routes its beats in that node
+                here = np.nonzero(cl.node == node)[0]
+                cl.node[here] = np.where(cl.bins[here, split.feature] <= split.threshold_bin, left, right)
+            parent = histogram.pop(node)
+            left_size = parent[-1 if c.min_samples_leaf else 1, split.feature, : split.threshold_bin + 1].sum()
+            right_size = parent[-1 if c.min_samples_leaf else 1, split.feature, split.threshold_bin + 1:].sum()
+            small, large = (left, right) if left_size <= right_size else (right, left)
+            histogram[small] = self._release(clients, grads, [np.where(cl.node == small, 0, -1) for cl in clients],
+                                             1)[:, 0]
+            histogram[large] = parent - histogram[small]
+            for child in (left, right):
+                depth[child] = depth[node] + 1
+                open_splits[child] = candidate(child)
+            leaves += 1
+        for node, hist in histogram.items():  # the leaves
+            tree.value[node] = _leaf_value(hist[0, 0].sum(), hist[1, 0].sum(), c.lam)
+        return tree
+
+
+def _leaf_value(g: float, h: float, lam: float) -> float:
+    """−G/(H + λ): the Newton step of a leaf (0 for a leaf with no hessian at all)."""
+    return float(-g / (h + lam)) if h + lam > 0 else 0.0
 
 
 def check_bound(vectors: list[np.ndarray], bound: float) -> None:

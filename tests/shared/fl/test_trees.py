@@ -122,3 +122,60 @@ def test_the_encrypted_sum_gives_the_same_trees_and_refuses_fewer_than_k_clients
         return fitted.predict_proba(_problem(7, 500)[0])
 
     assert np.allclose(model(PackedSum(keys.public_key, keys.private_key, clip=1000.0)), model(None), atol=1e-4)
+
+
+def _clients(parts: list[tuple[np.ndarray, np.ndarray]], edges: np.ndarray) -> list[Client]:
+    return [Client(bin_features(X, edges), y, np.ones(len(y))) for X, y in parts]
+
+
+def test_best_first_growth_without_a_leaf_cap_grows_the_level_wise_trees() -> None:
+    """Splits are chosen per node, so growing best-first to the same depth, with leaves to spare, must give the
+    very trees level-wise growth gives — a check of the subtraction trick and the routing."""
+    parts = [_problem(s, 500) for s in range(3)]
+    edges = merge_sketches([client_sketch(X) for X, _ in parts])
+    X_test, _ = _problem(7, 800)
+    level = FederatedBoosting(TreeConfig(rounds=4, max_depth=3)).fit(_clients(parts, edges), edges)
+    best_first = FederatedBoosting(TreeConfig(rounds=4, max_depth=3, max_leaves=64)).fit(_clients(parts, edges),
+                                                                                         edges)
+    assert np.allclose(level.raw(X_test), best_first.raw(X_test))
+
+
+def test_best_first_growth_respects_the_leaf_cap_and_the_beats_a_leaf_needs() -> None:
+    parts = [_problem(s, 700) for s in range(4)]
+    edges = merge_sketches([client_sketch(X, points=257) for X, _ in parts], n_bins=256)
+    config = TreeConfig(rounds=6, max_depth=6, max_leaves=5, min_samples_leaf=40, lam=0.0, min_hessian=1e-3)
+    booster = FederatedBoosting(config)
+    model = booster.fit(_clients(parts, edges), edges)
+    pooled = bin_features(np.concatenate([X for X, _ in parts]), edges)
+    for round_trees in model.trees:
+        for tree in round_trees:
+            leaves = [i for i, f in enumerate(tree.feature) if f < 0]
+            assert 2 <= len(leaves) <= 5
+            _values, sizes = np.unique(tree.predict(pooled), return_counts=True)
+            assert sizes.min() >= 40  # each leaf (a distinct value, almost surely) holds ≥ 40 training beats
+    # one release for the root and one per split, each of the smaller child: (1 + splits) per tree
+    assert booster.releases <= 6 * 4 * 5
+    X_test, y_test = _problem(99, 2000)
+    assert float((model.predict_proba(X_test).argmax(axis=1) == y_test).mean()) > 0.9
+
+
+def test_federated_best_first_trees_equal_the_pooled_ones() -> None:
+    parts = [_problem(s, 400) for s in range(5)]
+    edges = merge_sketches([client_sketch(X) for X, _ in parts])
+    config = TreeConfig(rounds=5, max_depth=4, max_leaves=7, min_samples_leaf=10)
+    federated = FederatedBoosting(config).fit(_clients(parts, edges), edges)
+    pooled_part = (np.concatenate([X for X, _ in parts]), np.concatenate([y for _, y in parts]))
+    central = FederatedBoosting(config).fit(_clients([pooled_part], edges), edges)
+    X_test, _ = _problem(3, 500)
+    assert np.allclose(federated.raw(X_test), central.raw(X_test))
+
+
+def test_dp_refuses_the_growth_it_does_not_account_for() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="level-wise"):
+        TreeConfig(noise_multiplier=1.0, max_leaves=31)
+    with pytest.raises(ValueError, match="level-wise"):
+        TreeConfig(noise_multiplier=1.0, min_samples_leaf=20)
+    with pytest.raises(ValueError, match="at least 2"):
+        TreeConfig(max_leaves=1)
