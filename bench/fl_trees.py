@@ -77,8 +77,8 @@ def client_bound(y: list[np.ndarray]) -> float:
     """|entry| bound of one client's histogram: its beats × the largest class weight (a gradient is ≤ 1 in
     size before weighting, a hessian ≤ ¼, a count 1). Sized for DS1's clients, like the additive model's."""
     counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0)
-    weights = counts.sum() / (4 * np.maximum(counts, 1))
-    return float(np.ceil(max(len(labels) for labels in y) * max(float(weights.max()), 1.0) / 1000) * 1000)
+    heaviest = float(np.max(counts.sum() / (4 * counts[counts > 0])))  # a class no beat has weighs nothing
+    return float(np.ceil(max(len(labels) for labels in y) * max(heaviest, 1.0) / 1000) * 1000)
 
 
 VALUE_BITS = 32  # fixed-point bits per histogram entry: the most packing allows; a leaf's −G/H needs them

@@ -7,7 +7,13 @@ blind — and the coordinator, from the *sum*, picks each node's best split (XGB
 sends the splits back; leaves get −G/(H + lam). Because sums of per-client histograms equal the histogram of
 the pooled beats, the federated model is the model a central trainer with the same bins would grow: federation
 costs no accuracy here, only rounds of messages. Bin edges come from a federated sketch (`merge_sketches`):
-each client sends per-feature quantiles of its own values with its count, never a value of a beat.
+each client sends per-feature quantiles of its own values with its count (its 0 and 1 quantiles are its most
+extreme beats' values: this path has no DP; the DP path uses data-independent `public_edges`).
+
+Two growth policies (`TreeConfig.max_leaves`): level-wise, one release per level with every open node's
+histogram; or best-first as scikit-learn's HistGradientBoosting grows (a leaf cap, a minimum of beats a leaf,
+from a third histogram of counts), one release per split holding the smaller child's histogram only — the
+coordinator takes the other child's as the parent's minus it.
 
 Pure numpy, no bus: `FederatedBoosting.fit` runs the protocol in process over `Client`s (bench/fl_trees.py);
 `client_histograms` and `best_splits` are the two halves the bus version will call.
