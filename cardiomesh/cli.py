@@ -957,8 +957,9 @@ def fl_additive(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Saved beat model: a BeatNet .pt (e.g. bench/results/model.pt) or "
-                                             "the federated additive .npz (bench/results/model_additive_dp.npz).")],
+    model: Annotated[Path, typer.Option(help="Saved beat model: a BeatNet .pt (e.g. bench/results/model.pt), "
+                                             "the federated additive .npz (bench/results/model_additive_dp.npz) or "
+                                             "the federated trees .npz (bench/results/model_trees.npz).")],
     records: Annotated[Path, typer.Option(help="Folder of WFDB records (.hea + .dat + .atr), any sampling rate.")],
     only: Annotated[str | None, typer.Option(help="Comma-separated record names, e.g. 100,101 (default: every "
                                              "record with .atr; paced ones left out in an MIT-BIH folder).")] = None,

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from shared.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
+    from shared.model.data import BeatSet
 
 N_BINS = 64  # bins per feature; bin 0 holds missing values
 SKETCH_POINTS = 65
@@ -531,3 +533,84 @@ class FixedPointSum:
                            plaintext_bits=self.key_bits - 1)
         levels = np.sum([quantize(np.clip(v, -self.clip, self.clip), spec) for v in vectors], axis=0)
         return dequantize_sum(levels, len(vectors), spec)
+
+
+MODEL_KIND = "cardiomesh-boosted-trees-beat-model"
+MODEL_VERSION = 1
+
+
+def save_model(path: str | Path, model: BoostedModel, meta: dict[str, object] | None = None) -> None:
+    """One `.npz` (no pickle): the bin edges, every tree's node arrays end to end with each tree's size, and
+    `meta` as JSON (how it was trained, its privacy). `cardiomesh evaluate --model` reads it."""
+    import json
+
+    trees = [tree for round_trees in model.trees for tree in round_trees]
+    nodes: dict[str, Any] = {name: np.concatenate([np.asarray(getattr(t, name)) for t in trees]) if trees
+                             else np.zeros(0) for name in ("feature", "threshold_bin", "left", "right", "value")}
+    np.savez(Path(path), kind=MODEL_KIND, version=MODEL_VERSION, edges=model.edges,
+             learning_rate=model.learning_rate, n_classes=model.n_classes, rounds=len(model.trees),
+             sizes=np.asarray([len(t.feature) for t in trees], dtype=np.int64), meta=json.dumps(meta or {}),
+             **nodes)
+
+
+def load_model(path: str | Path) -> tuple[BoostedModel, dict[str, object]]:
+    """(model, meta) from `save_model`'s file; `ModelFileError` with the reason for anything else — a tree
+    whose node points outside itself or at a feature the edges do not have is refused, not walked."""
+    import json
+    import zipfile
+
+    from shared.model.serialize import ModelFileError
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["kind"]) != MODEL_KIND:
+                raise ModelFileError(f"{path}: not a boosted-trees beat model ({data['kind']})")
+            if int(data["version"]) != MODEL_VERSION:
+                raise ModelFileError(f"{path}: trees model version {int(data['version'])}, this build reads "
+                                     f"{MODEL_VERSION}")
+            edges, sizes = data["edges"].astype(np.float64), data["sizes"].astype(np.int64)
+            columns = {name: data[name] for name in ("feature", "threshold_bin", "left", "right", "value")}
+            n_classes, rounds = int(data["n_classes"]), int(data["rounds"])
+            learning_rate, meta = float(data["learning_rate"]), json.loads(str(data["meta"]))
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
+        raise ModelFileError(f"{path}: not a readable trees model ({exc})") from None
+    if len(sizes) != rounds * n_classes or int(sizes.sum()) != len(columns["feature"]) or (sizes < 1).any():
+        raise ModelFileError(f"{path}: {len(sizes)} trees of {int(sizes.sum())} nodes do not make {rounds} "
+                             f"rounds of {n_classes} classes")
+    trees: list[Tree] = []
+    start = 0
+    for size in sizes:
+        part = {name: values[start:start + size] for name, values in columns.items()}
+        inner = part["feature"] >= 0
+        children = np.concatenate([part["left"][inner], part["right"][inner]])
+        if (part["feature"] >= edges.shape[0]).any() or ((children < 1) | (children >= size)).any() \
+                or not np.isfinite(part["value"]).all():
+            raise ModelFileError(f"{path}: a tree points outside itself or at a feature it has no edges for")
+        trees.append(Tree(part["feature"].astype(int).tolist(), part["threshold_bin"].astype(int).tolist(),
+                          part["left"].astype(int).tolist(), part["right"].astype(int).tolist(),
+                          part["value"].astype(float).tolist()))
+        start += size
+    model = BoostedModel(edges, [trees[r * n_classes:(r + 1) * n_classes] for r in range(rounds)], learning_rate,
+                         n_classes)
+    return model, meta
+
+
+def is_model_file(path: str | Path) -> bool:
+    """Whether an `.npz` is `save_model`'s (rather than, say, the additive model's)."""
+    import zipfile
+
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            return "kind" in data.files and str(data["kind"]) == MODEL_KIND
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable: not ours; a reader says why
+        return False
+
+
+def predict_beats(model: BoostedModel, beats: BeatSet) -> np.ndarray:
+    """Class probabilities of one wearer's beats (features relative to this wearer: one recording at a time)."""
+    from shared.model.tree_features import record_features
+
+    return model.predict_proba(record_features(beats))

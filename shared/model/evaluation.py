@@ -1,6 +1,7 @@
 """Evaluate a saved beat model on a folder of WFDB records — the logic behind `cardiomesh evaluate`.
 
-The model is a `BeatNet` file (`.pt`) or the federated additive model (`.npz`, `shared.fl.gam`).
+The model is a `BeatNet` file (`.pt`), or a federated model (`.npz`): the additive one (`shared.fl.gam`) or the
+boosted trees (`shared.fl.trees.save_model`).
 
 Records may be at any sampling rate: each is resampled to `MODEL_FS`, its beats are found by the
 watch's own `StreamingQrsDetector` and matched to the reference annotations within 150 ms (see
@@ -68,8 +69,13 @@ def evaluate_records(
 ) -> dict[str, Any]:
     """`train.metrics` of the model over every detected beat of the records (pooled): {"per_class", "macro_f1",
     "auroc", "beats", "ec57", "confusion"}."""
-    additive = Path(model_path).suffix == ".npz"  # the federated additive model (`shared.fl.gam.save`)
-    if additive:
+    additive = Path(model_path).suffix == ".npz"  # a federated model: trees (`trees.save_model`) or additive
+    from shared.fl import trees
+
+    boosted = additive and trees.is_model_file(model_path)
+    if boosted:
+        tree_model, _meta = trees.load_model(model_path)
+    elif additive:
         from shared.fl import gam
 
         gam_model, columns, _meta = gam.load(model_path)
@@ -83,7 +89,11 @@ def evaluate_records(
         sets.append(record_beats(path))
     if progress is not None:
         progress("", len(paths), len(paths))
-    if additive:
+    if boosted:
+        beats = concat(sets)
+        proba = np.concatenate([trees.predict_beats(tree_model, s) for s in sets])
+        result = metrics(beats.y, proba.argmax(axis=1), 1.0 - proba[:, 0], missed=beats.missed)
+    elif additive:
         result = additive_metrics(gam_model, columns, sets)
     else:
         beats = concat(sets)

@@ -3,6 +3,8 @@ would, the sketch's bins track the pooled quantiles, and the boosted model learn
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from shared.fl.trees import (
@@ -179,3 +181,28 @@ def test_dp_refuses_the_growth_it_does_not_account_for() -> None:
         TreeConfig(noise_multiplier=1.0, min_samples_leaf=20)
     with pytest.raises(ValueError, match="at least 2"):
         TreeConfig(max_leaves=1)
+
+
+def test_a_saved_model_predicts_as_the_trained_one_and_a_corrupt_file_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from shared.fl.trees import is_model_file, load_model, save_model
+    from shared.model.serialize import ModelFileError
+
+    parts = [_problem(s, 400) for s in range(3)]
+    edges = merge_sketches([client_sketch(X) for X, _ in parts])
+    model = FederatedBoosting(TreeConfig(rounds=3, max_depth=3, max_leaves=5)).fit(_clients(parts, edges), edges)
+    save_model(tmp_path / "m.npz", model, {"cell": "leaf-wise"})
+    loaded, meta = load_model(tmp_path / "m.npz")
+    X_test, _ = _problem(5, 300)
+    assert np.array_equal(loaded.raw(X_test), model.raw(X_test)) and meta == {"cell": "leaf-wise"}
+    assert is_model_file(tmp_path / "m.npz") and not is_model_file(tmp_path / "nothing.npz")
+    with np.load(tmp_path / "m.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["left"] = arrays["left"] + 1000  # a child outside its tree
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelFileError, match="outside itself"):
+        load_model(tmp_path / "bad.npz")
+    (tmp_path / "junk.npz").write_text("junk")
+    with pytest.raises(ModelFileError, match="not a readable trees model"):
+        load_model(tmp_path / "junk.npz")

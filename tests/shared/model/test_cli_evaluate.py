@@ -95,3 +95,19 @@ def test_evaluate_reads_the_federated_additive_model(records: Path, tmp_path: Pa
     (tmp_path / "bad.npz").write_text("junk")
     bad = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "bad.npz"), "--records", str(records)])
     assert bad.exit_code == 1 and "not a readable additive beat model" in bad.output
+
+
+def test_evaluate_reads_the_federated_trees_model(records: Path, tmp_path: Path) -> None:
+    """The federated trees' `.npz` is told from the additive one by its kind and scored record by record; a
+    forest that answers V everywhere calls every beat V."""
+    from shared.fl import trees
+    from shared.model.tree_features import n_features
+
+    edges = np.zeros((n_features(), 2))
+    stump = [trees.Tree([-1], [0], [-1], [-1], [10.0 if k == 2 else 0.0]) for k in range(4)]
+    path = tmp_path / "trees.npz"
+    trees.save_model(path, trees.BoostedModel(edges, [stump], 1.0, 4), {"privacy": "none"})
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(path), "--records", str(records), "--json"])
+    assert result.exit_code == 0, result.output
+    confusion = np.asarray(json.loads(result.stdout.strip().splitlines()[-1])["confusion"])
+    assert confusion.sum() > 0 and confusion[:, 2].sum() == confusion.sum()
