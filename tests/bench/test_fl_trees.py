@@ -35,3 +35,13 @@ def test_32_bit_fixed_point_sums_through_paillier_exactly() -> None:
     out = verified(vectors)
     assert verified.verified == 1
     assert np.max(np.abs(out - np.sum(vectors, axis=0))) < 3 * 5000.0 / 2 ** 31 * 3
+
+
+def test_the_leave_one_record_out_choice_waits_for_every_cell() -> None:
+    from bench._trees_loro import choose
+
+    scores = {f"{name}, {r} rounds": {"veb_f1": 0.5} for name in CELLS for r in (100, 200)}
+    scores["leaf-wise, 200 rounds"]["veb_f1"] = 0.9
+    assert choose(scores, [100, 200]) == "leaf-wise, 200 rounds"
+    del scores["additive, 100 rounds"]
+    assert choose(scores, [100, 200]) is None
