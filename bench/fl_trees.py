@@ -289,9 +289,9 @@ def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_
         "model": f"federated histogram boosting, shared.fl.trees ({chosen})",
         "chosen": {"cell": chosen, "rule": loro["rule"], "ds1_veb_f1": cell["veb_f1"],
                    "by": "bench/_trees_loro.py → bench/results/fl_trees_loro.json"},
-        "encryption": f"packed Paillier 2048-bit fixed point (24-bit values, client bound {bound:g}), sums of ≥ 2 "
-                      f"clients; the first {verified.verified} releases through real Paillier (asserted equal to "
-                      f"the fixed point), the rest through the same fixed-point arithmetic",
+        "encryption": f"packed Paillier 2048-bit fixed point ({VALUE_BITS}-bit values, client bound {bound:g}), "
+                      f"sums of ≥ 2 clients; the first {verified.verified} releases through real Paillier (asserted "
+                      f"equal to the fixed point), the rest through the same fixed-point arithmetic",
         "releases": booster.releases, "floats_per_client": booster.floats_per_client,
         "ciphertext_bytes_per_client_estimated": round(bytes_per_release * booster.releases),
         "paillier_s_verified": round(verified.seconds, 1), "fit_s": round(fit_s, 1),
