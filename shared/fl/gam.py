@@ -358,35 +358,22 @@ def save(path: str | Path, model: GamModel, columns: int, meta: dict[str, object
 def load(path: str | Path) -> tuple[GamModel, int, dict[str, object]]:
     """(model, columns, meta) from `save`'s file; `ModelFileError` with the reason for anything else."""
     import json
-    import zipfile
 
-    from shared.model.serialize import ModelFileError
+    from shared.model.serialize import ModelFileError, read_model_npz
     from shared.model.tree_features import n_features
 
     path = Path(path)
+    data = read_model_npz(path, FILE_KIND, FILE_VERSION, "additive beat model")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{path}: not an additive beat model (a bare array, not an .npz archive)")
-        with loaded as data:
-            if str(data["kind"]) != FILE_KIND:
-                raise ModelFileError(f"{path}: not an additive beat model ({data['kind']})")
-            if int(data["version"]) != FILE_VERSION:
-                raise ModelFileError(f"{path}: additive model version {int(data['version'])}, this build reads "
-                                     f"{FILE_VERSION}")
-            coarse, shapes = data["coarse"].astype(np.int64), data["shapes"].astype(np.float64)
-            class_weight, columns = data["class_weight"], int(data["columns"])
-            meta = json.loads(str(data["meta"]))
-            if "pairs" in data.files:
-                pairs = data["pairs"].astype(np.int64).reshape(-1, 2)
-                pair_shapes = data["pair_shapes"].astype(np.float64)
-            else:  # written before pairwise terms existed
-                pairs, pair_shapes = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 0, shapes.shape[2]))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
+        coarse, shapes = data["coarse"].astype(np.int64), data["shapes"].astype(np.float64)
+        class_weight, columns = data["class_weight"], int(data["columns"])
+        meta = json.loads(str(data["meta"]))
+        if "pairs" in data:
+            pairs = data["pairs"].astype(np.int64).reshape(-1, 2)
+            pair_shapes = data["pair_shapes"].astype(np.float64)
+        else:  # written before pairwise terms existed
+            pairs, pair_shapes = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 0, shapes.shape[2]))
+    except (KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: not a readable additive beat model ({exc})") from None
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: inconsistent additive model (meta is not an object)")

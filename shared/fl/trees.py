@@ -557,26 +557,18 @@ def load_model(path: str | Path) -> tuple[BoostedModel, dict[str, object]]:
     """(model, meta) from `save_model`'s file; `ModelFileError` with the reason for anything else — a tree
     whose node points outside itself or at a feature the edges do not have is refused, not walked."""
     import json
-    import zipfile
 
-    from shared.model.serialize import ModelFileError
+    from shared.model.serialize import ModelFileError, read_model_npz
 
     path = Path(path)
+    data = read_model_npz(path, MODEL_KIND, MODEL_VERSION, "boosted-trees beat model")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["kind"]) != MODEL_KIND:
-                raise ModelFileError(f"{path}: not a boosted-trees beat model ({data['kind']})")
-            if int(data["version"]) != MODEL_VERSION:
-                raise ModelFileError(f"{path}: trees model version {int(data['version'])}, this build reads "
-                                     f"{MODEL_VERSION}")
-            edges, sizes = data["edges"].astype(np.float64), data["sizes"].astype(np.int64)
-            columns = {name: data[name] for name in ("feature", "threshold_bin", "left", "right", "value")}
-            n_classes, rounds = int(data["n_classes"]), int(data["rounds"])
-            learning_rate, meta = float(data["learning_rate"]), json.loads(str(data["meta"]))
-    except ModelFileError:
-        raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
-        raise ModelFileError(f"{path}: not a readable trees model ({exc})") from None
+        edges, sizes = data["edges"].astype(np.float64), data["sizes"].astype(np.int64)
+        columns = {name: data[name] for name in ("feature", "threshold_bin", "left", "right", "value")}
+        n_classes, rounds = int(data["n_classes"]), int(data["rounds"])
+        learning_rate, meta = float(data["learning_rate"]), json.loads(str(data["meta"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: not a readable boosted-trees beat model ({exc})") from None
     if len(sizes) != rounds * n_classes or int(sizes.sum()) != len(columns["feature"]) or (sizes < 1).any():
         raise ModelFileError(f"{path}: {len(sizes)} trees of {int(sizes.sum())} nodes do not make {rounds} "
                              f"rounds of {n_classes} classes")

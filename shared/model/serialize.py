@@ -83,3 +83,31 @@ def load_model(path: Path | str) -> tuple[BeatNet, dict[str, Any]]:
         raise ModelFileError(f"{path}: weights do not fit the saved architecture ({exc})") from None
     model.eval()
     return model, meta
+
+
+def read_model_npz(path: Path | str, kind: str, version: int, noun: str) -> dict[str, np.ndarray]:
+    """Every array of a federated model's `.npz` (no pickle), once its `kind` and `version` are checked;
+    `ModelFileError` with the reason for anything else. `noun` names the model in messages ("additive beat
+    model")."""
+    import zipfile
+
+    path = Path(path)
+    article = "an" if noun[:1] in "aeiou" else "a"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{path}: not {article} {noun} (a bare array, not an .npz archive)")
+        with loaded as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path}: not a readable {noun} ({exc})") from None
+    if "kind" not in arrays or str(arrays["kind"]) != kind:
+        raise ModelFileError(f"{path}: not {article} {noun} ({arrays.get('kind', 'no kind')})")
+    if "version" not in arrays or int(arrays["version"]) != version:
+        found = int(arrays["version"]) if "version" in arrays else "unknown"
+        raise ModelFileError(f"{path}: {noun} version {found}, this build reads {version}")
+    return arrays

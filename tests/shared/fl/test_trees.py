@@ -204,5 +204,5 @@ def test_a_saved_model_predicts_as_the_trained_one_and_a_corrupt_file_is_refused
     with pytest.raises(ModelFileError, match="outside itself"):
         load_model(tmp_path / "bad.npz")
     (tmp_path / "junk.npz").write_text("junk")
-    with pytest.raises(ModelFileError, match="not a readable trees model"):
+    with pytest.raises(ModelFileError, match="not a readable boosted-trees beat model"):
         load_model(tmp_path / "junk.npz")
