@@ -2,8 +2,9 @@
 
 **Shared model** (`shared/model`, BeatNet N/S/V/F, the same file the watch's learned detector uses):
 by default `bench/results/model.pt`, or the file named by `CARDIOMESH_PHONE_MODEL` (set it to `off`,
-`none` or an empty string to disable it) — a `.npz` there is the federated sample-DP additive model
-(`bench/results/model_additive_dp.npz`), read on the strip's own beats. It is loaded once per process
+`none` or an empty string to disable it) — a `.npz` there is a federated model, read on the strip's own beats:
+the sample-DP additive model (`bench/results/model_additive_dp.npz`) or the encrypted, no-DP boosted trees
+(`bench/results/model_trees.npz`); the file says which. It is loaded once per process
 and file version; a missing or unreadable file is logged once and the analysis falls back to the rule.
 The model classifies the beats of the streaming detector it was trained on, featurised by the same
 `BeatFeaturizer` from the strip at 250 Hz; each of the analysis's beats takes the class of the detector
@@ -172,6 +173,20 @@ class AdditiveModelClassifier(SharedModelClassifier):
                           dtype=np.int64)
 
 
+class TreesModelClassifier(SharedModelClassifier):
+    """The federated boosted trees (`shared.fl.trees`, a `.npz`) in BeatNet's place; like the additive model's,
+    their features are relative to the strip's own beats."""
+
+    def __init__(self, model: Any, path: str, meta: dict[str, Any]) -> None:
+        super().__init__(model, path, meta)
+        self.__name__ = f"trees model {Path(path).name}"
+
+    def _predict(self, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        from shared.fl import trees
+
+        return np.asarray(trees.predict_rows(self.model, wave, context, samples).argmax(axis=1), dtype=np.int64)
+
+
 _WARNED: set[str] = set()
 
 
@@ -184,9 +199,13 @@ def _load(path: str, mtime: float) -> SharedModelClassifier | None:
         log.warning("phone ectopy: cannot load the shared model (%s); using the wide-beat rule", exc)
         return None
     try:
-        if path.endswith(".npz"):  # the federated additive model
-            from shared.fl import gam
+        if path.endswith(".npz"):  # a federated model: the boosted trees or the additive model
+            from shared.fl import gam, trees
 
+            if trees.is_model_file(path):
+                forest, meta = trees.load_model(path)
+                log.info("phone ectopy: federated trees model %s (%s)", path, meta.get("privacy"))
+                return TreesModelClassifier(forest, path, meta)
             additive, columns, meta = gam.load(path)
             log.info("phone ectopy: additive beat model %s (ε %s)", path, meta.get("epsilon"))
             return AdditiveModelClassifier(additive, columns, path, meta)

@@ -403,5 +403,4 @@ def predict_rows(model: GamModel, columns: int, wave: np.ndarray, context: np.nd
     `wave` (n, channels, length), `context` (n, N_CONTEXT), `samples` their R peaks; relative to these beats."""
     from shared.model.data import BeatSet
 
-    beats = BeatSet(X_wave=wave, X_rr=context, y=np.zeros(len(wave), dtype=np.int64), sample=samples, record="window")
-    return predict_beats(model, columns, beats)
+    return predict_beats(model, columns, BeatSet.window(wave, context, samples))

@@ -89,6 +89,12 @@ class BeatSet:
     def __len__(self) -> int:
         return len(self.y)
 
+    @classmethod
+    def window(cls, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> BeatSet:
+        """Featurised beats that are not a recording (a phone's strip, a watch's recent beats), unlabelled, as
+        a set the record-relative models read as one wearer's."""
+        return cls(X_wave=wave, X_rr=context, y=np.zeros(len(wave), dtype=np.int64), sample=samples, record="window")
+
     def labelled(self) -> BeatSet:
         """Only the beats with an N/S/V/F label (what training and the 4-class metrics use)."""
         keep = (self.y >= 0) & (self.y < Q_LABEL)
