@@ -82,8 +82,9 @@ class Settings(BaseSettings):
         None, ge=0, le=65535, description="Serve GET /metrics (Prometheus) on this port; unset: metrics files only")
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds (compose: 0.0.0.0)")
     watch_model: str | None = Field(
-        None, description="The beat model a learned watch runs: a BeatNet .pt, or the federated additive .npz "
-        "(bench/results/model_additive_dp.npz); unset: bench/results/model.pt with its small variant")
+        None, description="The beat model a learned watch runs: a BeatNet .pt, the federated additive .npz "
+        "(bench/results/model_additive_dp.npz) or the federated trees .npz (bench/results/model_trees.npz); unset: "
+        "bench/results/model.pt with its small variant")
     watch_inference_budget_ms: float = Field(
         100.0, gt=0, description="Beat-model inference a learned watch may spend per second of ECG; over it for 3 s, "
         "it switches to the model's small variant (and back when the full one fits again)")

@@ -40,8 +40,8 @@ from shared.model.features import BeatFeatures, BeatFeaturizer
 from shared.model.net import BeatNet, n_parameters
 from shared.model.serialize import ModelFileError, load_model
 from shared.settings import Settings
-from watch_agent.additive_stream import AdditiveStream
 from watch_agent.detector import BaselineConfig, BaselineDetector, DetectorEvent, register_detector
+from watch_agent.relative_stream import RelativeStream
 from watch_agent.variants import Variant, VariantPolicy, VariantSwitch
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,9 @@ class LearnedDetector(BaselineDetector):
         super().__init__(fs, config)
         self._featurizer = BeatFeaturizer(self.fs)
         self.model: BeatNet | None = model
-        #: the federated additive model instead of BeatNet (`model_path` ending in .npz): no small variant
-        self.additive: AdditiveStream | None = None
+        #: a federated record-relative model instead of BeatNet (`model_path` ending in .npz: the additive model or
+        #: the boosted trees); no small variant
+        self.additive: RelativeStream | None = None
         if model is None and model_path is None:
             settings = settings or Settings()
             model_path = settings.watch_model  # None: the default model, with its small variant
@@ -110,9 +111,9 @@ class LearnedDetector(BaselineDetector):
             if path.suffix == ".npz":
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: no such model file")
-                self.additive = AdditiveStream(path)
-                self.name = "learned-additive-v1"  # alerts say which model raised them
-                log.info("learned detector: additive beat model %s", path)
+                self.additive = RelativeStream(path)
+                self.name = f"learned-{self.additive.kind}-v1"  # alerts say which model raised them
+                log.info("learned detector: %s beat model %s", self.additive.kind, path)
             elif path.is_file():
                 self.model, _ = _load(path)
             elif model_path is not None:
