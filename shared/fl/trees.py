@@ -266,14 +266,46 @@ class BoostedModel:
     trees: list[list[Tree]]  # per round, one per class
     learning_rate: float
     n_classes: int
+    _flat: tuple[int, dict[str, np.ndarray]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
+        """Summed scaled leaf values per class. Every tree is walked at once — one numpy step per level, not per
+        tree — so a watch reading one beat through 800 trees pays for ~7 steps, not 5,000."""
+        flat = self._flattened()
         bins = bin_features(X, self.edges)
-        out = np.zeros((len(X), self.n_classes))
-        for round_trees in self.trees:
-            for k, tree in enumerate(round_trees):
-                out[:, k] += self.learning_rate * tree.predict(bins)
-        return out
+        rows = np.arange(len(X))[:, None]
+        node = np.broadcast_to(flat["root"], (len(X), len(flat["root"]))).copy()
+        for _ in range(64):
+            feature = flat["feature"][node]
+            inner = feature >= 0
+            if not inner.any():
+                break
+            go_left = bins[rows, np.where(inner, feature, 0)] <= flat["threshold"][node]
+            node = np.where(inner, np.where(go_left, flat["left"][node], flat["right"][node]), node)
+        values = flat["value"][node]
+        return np.stack([self.learning_rate * values[:, flat["cls"] == k].sum(axis=1)
+                         for k in range(self.n_classes)], axis=1) if len(X) else np.zeros((0, self.n_classes))
+
+    def _flattened(self) -> dict[str, np.ndarray]:
+        """Every tree's nodes end to end, children as global indices; rebuilt when rounds were added."""
+        if self._flat is not None and self._flat[0] == len(self.trees):
+            return self._flat[1]
+        trees = [(k, tree) for round_trees in self.trees for k, tree in enumerate(round_trees)]
+        sizes = np.array([len(tree.feature) for _, tree in trees], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+        def joined(name: str, shift: bool) -> np.ndarray:
+            parts = [np.asarray(getattr(tree, name), dtype=np.float64 if name == "value" else np.int64)
+                     for _, tree in trees]
+            if shift:
+                parts = [np.where(part >= 0, part + offset, part) for part, offset in zip(parts, offsets, strict=True)]
+            return np.concatenate(parts) if parts else np.zeros(0)
+
+        flat = {"root": offsets, "cls": np.array([k for k, _ in trees], dtype=np.int64),
+                "feature": joined("feature", False), "threshold": joined("threshold_bin", False),
+                "left": joined("left", True), "right": joined("right", True), "value": joined("value", False)}
+        self._flat = (len(self.trees), flat)
+        return flat
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return softmax(self.raw(X))

@@ -206,3 +206,20 @@ def test_a_saved_model_predicts_as_the_trained_one_and_a_corrupt_file_is_refused
     (tmp_path / "junk.npz").write_text("junk")
     with pytest.raises(ModelFileError, match="not a readable boosted-trees beat model"):
         load_model(tmp_path / "junk.npz")
+
+
+def test_walking_every_tree_at_once_sums_what_each_tree_says() -> None:
+    parts = [_problem(s, 300) for s in range(3)]
+    edges = merge_sketches([client_sketch(X) for X, _ in parts])
+    model = FederatedBoosting(TreeConfig(rounds=4, max_depth=4, max_leaves=6)).fit(_clients(parts, edges), edges)
+    X_test, _ = _problem(8, 200)
+    bins = bin_features(X_test, edges)
+    one_by_one = np.zeros((len(X_test), 4))
+    for round_trees in model.trees:
+        for k, tree in enumerate(round_trees):
+            one_by_one[:, k] += model.learning_rate * tree.predict(bins)
+    assert np.allclose(model.raw(X_test), one_by_one)
+    assert model.raw(X_test[:0]).shape == (0, 4)
+    model.trees.append(model.trees[0])  # a round added after a prediction: the flattened walk is rebuilt
+    assert np.allclose(model.raw(X_test), one_by_one + model.learning_rate * np.stack(
+        [tree.predict(bins) for tree in model.trees[0]], axis=1))
