@@ -7,7 +7,7 @@
 #                 (fl_accuracy, its seed spread included, took 55 min here as parallel processes: see its --parts;
 #                 fl_scale, one round of 1,000 watches, about 15 min, most of it the watches' offline precompute;
 #                 fl_additive about 20 min, fl_trees about 22 min, fl_population 17 min;
-#                 bench/_trees_loro.py, the DS1 choice fl_trees reads, is a 25-min study run apart)
+#                 bench/_trees_loro.py, the DS1 choice fl_trees reads, is a 28-min study run apart)
 #   make lint     ruff check + mypy
 
 SHELL       := /bin/bash

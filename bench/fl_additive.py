@@ -177,6 +177,7 @@ class _Verified:
                                 value_bits=value_bits)
         self.fixed = FixedPointSum(bound, key_bits=keys.paillier.public_key.bits, value_bits=value_bits)
         self.limit, self.verified, self.seconds = limit, 0, 0.0
+        self.floats = 0  # values per client in the verified releases
 
     def __call__(self, vectors: list[np.ndarray]) -> np.ndarray:
         fixed = self.fixed(vectors)
@@ -187,6 +188,7 @@ class _Verified:
         self.seconds += time.perf_counter() - started
         assert np.array_equal(decrypted, fixed), "the decrypted sum must equal the fixed-point sum"
         self.verified += 1
+        self.floats += len(vectors[0])
         return decrypted
 
 

@@ -32,7 +32,7 @@ class RelativeStream:
         #: class probabilities of feature rows (`tree_features.record_features`' columns)
         self._proba: Callable[[np.ndarray], np.ndarray]
         if trees.is_model_file(self.path):
-            forest, self.meta = trees.load_model(self.path)
+            forest, self.meta = trees.load_model(self.path, beat_model=True)
             self.kind = "trees"
             self._proba = forest.predict_proba
         else:

@@ -203,7 +203,7 @@ def _load(path: str, mtime: float) -> SharedModelClassifier | None:
             from shared.fl import gam, trees
 
             if trees.is_model_file(path):
-                forest, meta = trees.load_model(path)
+                forest, meta = trees.load_model(path, beat_model=True)
                 log.info("phone ectopy: federated trees model %s (%s)", path, meta.get("privacy"))
                 return TreesModelClassifier(forest, path, meta)
             additive, columns, meta = gam.load(path)

@@ -68,6 +68,8 @@ class TreeConfig:
     def __post_init__(self) -> None:
         if self.max_leaves is not None and self.max_leaves < 2:
             raise ValueError("max_leaves must be at least 2 (or None for level-wise growth)")
+        if self.min_samples_leaf and self.sample_rate < 1:
+            raise ValueError("min_samples_leaf counts every beat, drawn or not: use it with sample_rate 1")
         if self.noise_multiplier and (self.max_leaves is not None or self.min_samples_leaf):
             raise ValueError("sample-level DP is accounted for level-wise growth without beat counts only: "
                              "set max_leaves=None and min_samples_leaf=0")
@@ -266,33 +268,42 @@ class BoostedModel:
     trees: list[list[Tree]]  # per round, one per class
     learning_rate: float
     n_classes: int
-    _flat: tuple[int, dict[str, np.ndarray]] | None = field(default=None, init=False, repr=False, compare=False)
+    _flat: tuple[tuple[tuple[int, int], ...], dict[str, np.ndarray]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """Summed scaled leaf values per class. Every tree is walked at once — one numpy step per level, not per
-        tree — so a watch reading one beat through 800 trees pays for ~7 steps, not 5,000."""
+        tree — so a watch reading one beat through 800 trees pays for ~7 steps, not 5,000; rows go in chunks so
+        that a whole database's beats × 800 trees stay small in memory."""
+        out = np.zeros((len(X), self.n_classes))
         flat = self._flattened()
-        bins = bin_features(X, self.edges)
-        rows = np.arange(len(X))[:, None]
-        node = np.broadcast_to(flat["root"], (len(X), len(flat["root"]))).copy()
-        for _ in range(64):
-            feature = flat["feature"][node]
-            inner = feature >= 0
-            if not inner.any():
-                break
-            go_left = bins[rows, np.where(inner, feature, 0)] <= flat["threshold"][node]
-            node = np.where(inner, np.where(go_left, flat["left"][node], flat["right"][node]), node)
-        values = flat["value"][node]
-        return np.stack([self.learning_rate * values[:, flat["cls"] == k].sum(axis=1)
-                         for k in range(self.n_classes)], axis=1) if len(X) else np.zeros((0, self.n_classes))
+        if not len(X) or not len(flat["root"]):
+            return out
+        for start in range(0, len(X), 4096):
+            bins = bin_features(X[start:start + 4096], self.edges)
+            rows = np.arange(len(bins))[:, None]
+            node = np.broadcast_to(flat["root"], (len(bins), len(flat["root"]))).copy()
+            for _ in range(64):  # a checked or trained tree's children come after their parent: walks end
+                feature = flat["feature"][node]
+                inner = feature >= 0
+                if not inner.any():
+                    break
+                go_left = bins[rows, np.where(inner, feature, 0)] <= flat["threshold"][node]
+                node = np.where(inner, np.where(go_left, flat["left"][node], flat["right"][node]), node)
+            values = flat["value"][node]
+            for k in range(self.n_classes):
+                out[start:start + len(bins), k] = self.learning_rate * values[:, flat["cls"] == k].sum(axis=1)
+        return out
 
     def _flattened(self) -> dict[str, np.ndarray]:
-        """Every tree's nodes end to end, children as global indices; rebuilt when rounds were added."""
-        if self._flat is not None and self._flat[0] == len(self.trees):
-            return self._flat[1]
+        """Every tree's nodes end to end, children as global indices; rebuilt whenever the trees differ from the
+        ones it was built from (a round added or replaced, a tree grown in place)."""
         trees = [(k, tree) for round_trees in self.trees for k, tree in enumerate(round_trees)]
+        key = tuple((id(tree), len(tree.feature)) for _, tree in trees)
+        if self._flat is not None and self._flat[0] == key:
+            return self._flat[1]
         sizes = np.array([len(tree.feature) for _, tree in trees], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        offsets = np.cumsum(sizes) - sizes
 
         def joined(name: str, shift: bool) -> np.ndarray:
             parts = [np.asarray(getattr(tree, name), dtype=np.float64 if name == "value" else np.int64)
@@ -304,7 +315,7 @@ class BoostedModel:
         flat = {"root": offsets, "cls": np.array([k for k, _ in trees], dtype=np.int64),
                 "feature": joined("feature", False), "threshold": joined("threshold_bin", False),
                 "left": joined("left", True), "right": joined("right", True), "value": joined("value", False)}
-        self._flat = (len(self.trees), flat)
+        self._flat = (key, flat)
         return flat
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -585,9 +596,11 @@ def save_model(path: str | Path, model: BoostedModel, meta: dict[str, object] | 
              **nodes)
 
 
-def load_model(path: str | Path) -> tuple[BoostedModel, dict[str, object]]:
-    """(model, meta) from `save_model`'s file; `ModelFileError` with the reason for anything else — a tree
-    whose node points outside itself or at a feature the edges do not have is refused, not walked."""
+def load_model(path: str | Path, *, beat_model: bool = False) -> tuple[BoostedModel, dict[str, object]]:
+    """(model, meta) from `save_model`'s file; `ModelFileError` with the reason for anything else. Every node is
+    checked before any is walked: a child must come after its parent inside its own tree (so every walk ends at
+    a leaf), a split must name a feature and a bin the edges have. `beat_model`: also require the 4 beat classes
+    over `tree_features`' columns (what the product's readers feed it)."""
     import json
 
     from shared.model.serialize import ModelFileError, read_model_npz
@@ -595,41 +608,58 @@ def load_model(path: str | Path) -> tuple[BoostedModel, dict[str, object]]:
     path = Path(path)
     data = read_model_npz(path, MODEL_KIND, MODEL_VERSION, "boosted-trees beat model")
     try:
-        edges, sizes = data["edges"].astype(np.float64), data["sizes"].astype(np.int64)
-        columns = {name: data[name] for name in ("feature", "threshold_bin", "left", "right", "value")}
+        edges, sizes = data["edges"].astype(np.float64), data["sizes"].astype(np.int64).ravel()
+        columns = {name: data[name].astype(np.float64 if name == "value" else np.int64).ravel()
+                   for name in ("feature", "threshold_bin", "left", "right", "value")}
         n_classes, rounds = int(data["n_classes"]), int(data["rounds"])
         learning_rate, meta = float(data["learning_rate"]), json.loads(str(data["meta"]))
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: not a readable boosted-trees beat model ({exc})") from None
-    if len(sizes) != rounds * n_classes or int(sizes.sum()) != len(columns["feature"]) or (sizes < 1).any():
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: inconsistent trees model (meta is not an object)")
+    if edges.ndim != 2 or not 1 <= edges.shape[1] <= 254 or not np.isfinite(learning_rate):
+        raise ModelFileError(f"{path}: inconsistent trees model (edges {edges.shape})")
+    if rounds < 1 or n_classes < 2 or len(sizes) != rounds * n_classes or (sizes < 1).any() \
+            or any(len(values) != int(sizes.sum()) for values in columns.values()):
         raise ModelFileError(f"{path}: {len(sizes)} trees of {int(sizes.sum())} nodes do not make {rounds} "
                              f"rounds of {n_classes} classes")
+    if beat_model:
+        from shared.model.tree_features import n_features
+
+        if n_classes != 4 or edges.shape[0] != n_features():
+            raise ModelFileError(f"{path}: a model of {n_classes} classes over {edges.shape[0]} features, not the "
+                                 f"4 beat classes over the {n_features()} beat features")
     trees: list[Tree] = []
     start = 0
     for size in sizes:
         part = {name: values[start:start + size] for name, values in columns.items()}
+        index = np.arange(size)
         inner = part["feature"] >= 0
-        children = np.concatenate([part["left"][inner], part["right"][inner]])
-        if (part["feature"] >= edges.shape[0]).any() or ((children < 1) | (children >= size)).any() \
-                or not np.isfinite(part["value"]).all():
-            raise ModelFileError(f"{path}: a tree points outside itself or at a feature it has no edges for")
-        trees.append(Tree(part["feature"].astype(int).tolist(), part["threshold_bin"].astype(int).tolist(),
-                          part["left"].astype(int).tolist(), part["right"].astype(int).tolist(),
-                          part["value"].astype(float).tolist()))
-        start += size
+        children_ok = ((part["left"][inner] > index[inner]) & (part["left"][inner] < size)
+                       & (part["right"][inner] > index[inner]) & (part["right"][inner] < size)).all()
+        splits_ok = ((part["feature"][inner] < edges.shape[0]) & (part["threshold_bin"][inner] >= 0)
+                     & (part["threshold_bin"][inner] <= edges.shape[1] + 1)).all()
+        if not (children_ok and splits_ok and np.isfinite(part["value"]).all()):
+            raise ModelFileError(f"{path}: a tree points outside itself, back at a node before it, or at a "
+                                 "feature or bin its edges do not have")
+        trees.append(Tree(part["feature"].tolist(), part["threshold_bin"].tolist(), part["left"].tolist(),
+                          part["right"].tolist(), part["value"].tolist()))
+        start += int(size)
     model = BoostedModel(edges, [trees[r * n_classes:(r + 1) * n_classes] for r in range(rounds)], learning_rate,
                          n_classes)
     return model, meta
 
 
 def is_model_file(path: str | Path) -> bool:
-    """Whether an `.npz` is `save_model`'s (rather than, say, the additive model's)."""
-    import zipfile
-
+    """Whether an `.npz` is `save_model`'s (rather than, say, the additive model's). Never raises: a file it
+    cannot read is not ours, and the reader that claims it says why."""
     try:
-        with np.load(Path(path), allow_pickle=False) as data:
+        loaded = np.load(Path(path), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return False
+        with loaded as data:
             return "kind" in data.files and str(data["kind"]) == MODEL_KIND
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable: not ours; a reader says why
+    except Exception:  # any unreadable file (EOFError, BadZipFile, OSError, …) is simply not ours
         return False
 
 

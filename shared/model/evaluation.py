@@ -69,12 +69,13 @@ def evaluate_records(
 ) -> dict[str, Any]:
     """`train.metrics` of the model over every detected beat of the records (pooled): {"per_class", "macro_f1",
     "auroc", "beats", "ec57", "confusion"}."""
-    additive = Path(model_path).suffix == ".npz"  # a federated model: trees (`trees.save_model`) or additive
+    federated = Path(model_path).suffix == ".npz"  # a federated model: trees (`trees.save_model`) or additive
     from shared.fl import trees
 
-    boosted = additive and trees.is_model_file(model_path)
+    boosted = federated and trees.is_model_file(model_path)
+    additive = federated and not boosted
     if boosted:
-        tree_model, _meta = trees.load_model(model_path)
+        tree_model, _meta = trees.load_model(model_path, beat_model=True)
     elif additive:
         from shared.fl import gam
 

@@ -103,11 +103,14 @@ def read_model_npz(path: Path | str, kind: str, version: int, noun: str) -> dict
         raise ModelFileError(f"{path}: no such file") from None
     except ModelFileError:
         raise
-    except (ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelFileError(f"{path}: not a readable {noun} ({exc})") from None
     if "kind" not in arrays or str(arrays["kind"]) != kind:
         raise ModelFileError(f"{path}: not {article} {noun} ({arrays.get('kind', 'no kind')})")
-    if "version" not in arrays or int(arrays["version"]) != version:
-        found = int(arrays["version"]) if "version" in arrays else "unknown"
+    try:
+        found = int(arrays["version"])
+    except (KeyError, ValueError, TypeError):
+        raise ModelFileError(f"{path}: not a readable {noun} (no version number)") from None
+    if found != version:
         raise ModelFileError(f"{path}: {noun} version {found}, this build reads {version}")
     return arrays

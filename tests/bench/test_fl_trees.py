@@ -45,3 +45,12 @@ def test_the_leave_one_record_out_choice_waits_for_every_cell() -> None:
     assert choose(scores, [100, 200]) == "leaf-wise, 200 rounds"
     del scores["additive, 100 rounds"]
     assert choose(scores, [100, 200]) is None
+
+
+def test_the_choice_ignores_cells_left_from_other_grids() -> None:
+    from bench._trees_loro import choose
+
+    scores = {f"{name}, {r} rounds": {"veb_f1": 0.5} for name in CELLS for r in (100, 200)}
+    scores["level-wise, 400 rounds"] = {"veb_f1": 0.99}  # an older run's longer grid, still in the file
+    scores["additive, 200 rounds"]["veb_f1"] = 0.7
+    assert choose(scores, [100, 200]) == "additive, 200 rounds"

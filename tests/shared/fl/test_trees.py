@@ -223,3 +223,60 @@ def test_walking_every_tree_at_once_sums_what_each_tree_says() -> None:
     model.trees.append(model.trees[0])  # a round added after a prediction: the flattened walk is rebuilt
     assert np.allclose(model.raw(X_test), one_by_one + model.learning_rate * np.stack(
         [tree.predict(bins) for tree in model.trees[0]], axis=1))
+
+
+def test_a_crafted_model_file_is_refused_before_any_walk(tmp_path: Path) -> None:
+    """Each way a file can lie about its trees gives `ModelFileError` with a reason — never an IndexError, a
+    walk that does not end, or a model the product's readers cannot feed."""
+    import pytest
+
+    from shared.fl.trees import is_model_file, load_model, save_model
+    from shared.model.serialize import ModelFileError
+
+    parts = [_problem(s, 300) for s in range(2)]
+    edges = merge_sketches([client_sketch(X) for X, _ in parts])
+    model = FederatedBoosting(TreeConfig(rounds=2, max_depth=2)).fit(_clients(parts, edges), edges)
+    save_model(tmp_path / "m.npz", model)
+    with np.load(tmp_path / "m.npz") as data:
+        good = {k: data[k] for k in data.files}
+
+    def refused(match: str, **changes: object) -> None:
+        np.savez(tmp_path / "bad.npz", **{**good, **changes})
+        with pytest.raises(ModelFileError, match=match):
+            load_model(tmp_path / "bad.npz")
+
+    refused("do not make", left=good["left"][:-1])  # a column shorter than the trees
+    loop = good["left"].copy()
+    loop[0] = 0  # the root's left child is the root itself
+    refused("back at a node before it", left=loop)
+    refused("inconsistent trees model", edges=np.float64(1.0))
+    refused("meta is not an object", meta="[1, 2]")
+    refused("no version number", version="one")
+    refused("do not make", rounds=-1, n_classes=-4)
+    with pytest.raises(ModelFileError, match="4 beat classes"):
+        load_model(tmp_path / "m.npz", beat_model=True)  # 5 features, not the beat features
+    np.save(tmp_path / "bare.npy", np.zeros(3))
+    (tmp_path / "bare.npy").rename(tmp_path / "bare.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for name in ("bare.npz", "empty.npz"):
+        assert not is_model_file(tmp_path / name)
+        with pytest.raises(ModelFileError):
+            load_model(tmp_path / name)
+
+
+def test_many_rows_in_chunks_and_an_empty_forest() -> None:
+    from shared.fl.trees import BoostedModel
+
+    parts = [_problem(s, 300) for s in range(2)]
+    edges = merge_sketches([client_sketch(X) for X, _ in parts])
+    model = FederatedBoosting(TreeConfig(rounds=2, max_depth=2)).fit(_clients(parts, edges), edges)
+    X_many, _ = _problem(4, 9000)  # more than one chunk
+    assert np.allclose(model.raw(X_many)[-100:], model.raw(X_many[-100:]))
+    assert np.array_equal(BoostedModel(edges, [], 0.1, 4).raw(X_many[:3]), np.zeros((3, 4)))
+
+
+def test_beats_a_leaf_needs_are_not_counted_under_sampling() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="sample_rate 1"):
+        TreeConfig(min_samples_leaf=20, sample_rate=0.5)
