@@ -156,6 +156,11 @@ def test_a_clinicians_shift_in_the_browser(
             assert "online" in page.inner_text("table") and "offline" in page.inner_text("table")
             _shot(page, "patient")
 
+            # the strip page reads the episode once, as a clinician's open page would: open it when the edge's
+            # full disclosure is stored (under a loaded CI run it once arrived after the page had loaded)
+            strip_api = f"{base}/api/episodes/{alert_id}/strip"
+            assert wait_until(lambda: page.request.get(strip_api, headers={"accept": "application/json"}).json()
+                              .get("after_complete") is not None, 30), "the edge's disclosure never reached the cloud"
             page.goto(f"{base}/episodes/{alert_id}/strip")
             page.wait_for_selector("#about:has-text('streamed after it')", timeout=20_000)
             page.fill("#zoom", "6")
