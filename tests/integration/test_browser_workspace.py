@@ -152,8 +152,10 @@ def test_a_clinicians_shift_in_the_browser(
 
             page.click(f"a:has-text('{patient}')")
             page.wait_for_selector(f"h1:has-text('{patient}')")
-            assert wait_until(lambda: _has_trend(page), 20), "the edge's summary never reached the patient view"
-            assert "online" in page.inner_text("table") and "offline" in page.inner_text("table")
+            # the trend may first draw from the alert alone: the summary is in when its device states are shown
+            assert wait_until(lambda: _has_trend(page) and "offline" in page.inner_text("table"), 30), \
+                "the edge's summary never reached the patient view"
+            assert "online" in page.inner_text("table")
             _shot(page, "patient")
 
             # the strip page reads the episode once, as a clinician's open page would: open it when the edge's
