@@ -152,7 +152,8 @@ def test_a_clinicians_shift_in_the_browser(
 
             page.click(f"a:has-text('{patient}')")
             page.wait_for_selector(f"h1:has-text('{patient}')")
-            # the trend may first draw from the alert alone: the summary is in when its device states are shown
+            # wait for the summary's device states too: a loaded CI run once showed the trend with the device
+            # table still built from the alert alone (watch 'unknown', no phone) — cause not found yet
             assert wait_until(lambda: _has_trend(page) and "offline" in page.inner_text("table"), 30), \
                 "the edge's summary never reached the patient view"
             assert "online" in page.inner_text("table")
