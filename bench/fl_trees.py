@@ -62,12 +62,17 @@ def _cell_config(params: dict[str, Any], rounds: int) -> tuple[Any, int, int]:
     return config, n_bins, n_bins + 1
 
 
+def _balanced_weights(y: list[np.ndarray]) -> np.ndarray:
+    """Balanced class weights from the clients' summed class counts (each a count they may share)."""
+    counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0)
+    return np.asarray(counts.sum() / (4 * np.maximum(counts, 1)))
+
+
 def _fit(X: list[np.ndarray], y: list[np.ndarray], config: Any, n_bins: int, points: int,
          aggregate: Any = None) -> tuple[Any, Any]:
     from shared.fl.trees import Client, FederatedBoosting, bin_features, client_sketch, merge_sketches
 
-    counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0)
-    weights = counts.sum() / (4 * np.maximum(counts, 1))  # balanced, from the clients' summed class counts
+    weights = _balanced_weights(y)
     edges = merge_sketches([client_sketch(features, points) for features in X], n_bins)
     clients = [Client(bin_features(f, edges), labels, weights[labels]) for f, labels in zip(X, y, strict=True)]
     booster = FederatedBoosting(config) if aggregate is None else FederatedBoosting(config, aggregate=aggregate)
@@ -77,8 +82,8 @@ def _fit(X: list[np.ndarray], y: list[np.ndarray], config: Any, n_bins: int, poi
 def client_bound(y: list[np.ndarray]) -> float:
     """|entry| bound of one client's histogram: its beats × the largest class weight (a gradient is ≤ 1 in
     size before weighting, a hessian ≤ ¼, a count 1). Sized for DS1's clients, like the additive model's."""
-    counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0)
-    heaviest = float(np.max(counts.sum() / (4 * counts[counts > 0])))  # a class no beat has weighs nothing
+    present = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0) > 0
+    heaviest = float(np.max(_balanced_weights(y)[present]))  # a class no beat has weighs nothing
     return float(np.ceil(max(len(labels) for labels in y) * max(heaviest, 1.0) / 1000) * 1000)
 
 

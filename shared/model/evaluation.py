@@ -91,9 +91,7 @@ def evaluate_records(
     if progress is not None:
         progress("", len(paths), len(paths))
     if boosted:
-        beats = concat(sets)
-        proba = np.concatenate([trees.predict_beats(tree_model, s) for s in sets])
-        result = metrics(beats.y, proba.argmax(axis=1), 1.0 - proba[:, 0], missed=beats.missed)
+        result = per_recording_metrics(lambda s: trees.predict_beats(tree_model, s), sets)
     elif additive:
         result = additive_metrics(gam_model, columns, sets)
     else:
@@ -110,8 +108,14 @@ def additive_metrics(model: GamModel, columns: int, sets: Sequence[BeatSet]) -> 
     they are computed recording by recording, never over a pooled set of people."""
     from shared.fl import gam
 
+    return per_recording_metrics(lambda s: gam.predict_beats(model, columns, s), sets)
+
+
+def per_recording_metrics(proba_of: Callable[[BeatSet], np.ndarray], sets: Sequence[BeatSet]) -> dict[str, Any]:
+    """`evaluate_records`' figures for a record-relative model: class probabilities recording by recording, the
+    metrics over all of them pooled."""
     beats = concat(list(sets))
-    proba = np.concatenate([gam.predict_beats(model, columns, s) for s in sets])
+    proba = np.concatenate([proba_of(s) for s in sets])
     return metrics(beats.y, proba.argmax(axis=1), 1.0 - proba[:, 0], missed=beats.missed)
 
 
