@@ -129,12 +129,15 @@ class MqttTransport:
         online: Will | None = None,
         keepalive_s: int = 30,
         counters: Counters | None = None,
+        drain_s: float = 5.0,
     ) -> None:
         self.client_id = client_id
         #: the component's counters once a `Router` attaches them (`outbox.write_failed`, …)
         self.counters = counters or Counters()
         self._counters_attached = False
         self._host, self._port, self._keepalive = host, port, keepalive_s
+        #: how long an orderly `stop` waits for the broker to acknowledge what was published
+        self._drain_s = drain_s
         self._outbox = outbox
         #: where a `Router` on this transport keeps messages whose handler failed (durable with the outbox)
         self.dead_letters = dead_letters
@@ -154,8 +157,16 @@ class MqttTransport:
         self._pending_subacks: set[int] = set()
         self._subscribed = threading.Event()
         self._ack_lock = threading.Lock()
-        self._mid_to_row: dict[int, int] = {}
+        #: every QoS ≥ 1 publish the broker has not acknowledged yet → its outbox row (None without an outbox):
+        #: `stop` waits for these, since a socket closed with PUBACKs still coming back is answered by a reset
+        #: that discards whatever the broker had not yet read (the last publishes, under load)
+        self._awaiting_ack: dict[int, int | None] = {}
+        #: acknowledgements that came back before `publish` returned (paho calls back from its own thread)
         self._early_acks: set[int] = set()
+        #: QoS 0 publishes paho has not reported written yet: their `on_publish` is not an acknowledgement, and
+        #: kept in `_early_acks` it would acknowledge a later QoS 1 message once message ids wrap at 65,535
+        self._unreported_qos0: set[int] = set()
+        self._all_acked = threading.Condition(self._ack_lock)
         #: Rows a previous run left unacknowledged, read before this run can add any of its own: only these
         #: are replayed, once (emptied when the replay starts). Reading the outbox later raced with publish()
         #: (row written, mid not yet tracked), and the fresh row went out twice.
@@ -219,12 +230,17 @@ class MqttTransport:
 
     def stop(self) -> None:
         if self._connected.is_set():
-            # Let in-flight QoS 1 publishes finish so an orderly stop loses nothing from memory.
-            deadline = time.monotonic() + 2.0
             if self._will is not None:  # an orderly stop says goodbye itself: the broker sends the will only on loss
-                self._client.publish(self._will.topic, self._will.payload, qos=1, retain=True)
-            while (self._mid_to_row or self._client.want_write()) and time.monotonic() < deadline:
-                time.sleep(0.01)
+                self._send(self._will.topic, self._will.payload, 1, True, None)
+            # Let in-flight QoS 1 publishes be acknowledged, so an orderly stop loses nothing from memory.
+            if not self.wait_acknowledged(self._drain_s):
+                with self._ack_lock:
+                    unacked = list(self._awaiting_ack.values())
+                kept = sum(row is not None for row in unacked)
+                self.counters.inc("publish.unacked_at_stop", len(unacked))
+                log.warning("stopping with %d publishes unacknowledged after %.0f s: %d kept in the outbox for the "
+                            "next start, %d lost", len(unacked), self._drain_s, kept, len(unacked) - kept,
+                            extra={"client_id": self.client_id})
         self._client.disconnect()
         self._client.loop_stop()
         self._inbox.put(None)
@@ -238,6 +254,22 @@ class MqttTransport:
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
+
+    def wait_acknowledged(self, timeout_s: float) -> bool:
+        """True once the broker has acknowledged every QoS ≥ 1 message published so far (and paho has
+        written everything it holds); False if some are still unacknowledged after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._all_acked:
+            while self._awaiting_ack:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._all_acked.wait(min(left, 0.05))
+        while self._client.want_write():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def wait_subscribed(self, timeout_s: float) -> bool:
         """True once the broker acknowledged every subscription: publishing before that can miss messages."""
@@ -264,13 +296,16 @@ class MqttTransport:
             log.warning("publish refused by client", extra={"topic": topic, "rc": int(info.rc)})
             return
         with self._ack_lock:
-            if row_id is None:
+            if info.mid in self._early_acks:  # written (QoS 0) or acknowledged (QoS ≥ 1) before publish returned
                 self._early_acks.discard(info.mid)
-            elif info.mid in self._early_acks:
-                self._early_acks.discard(info.mid)
-                self._remove_row(row_id)
+                if row_id is not None:
+                    self._remove_row(row_id)
+            elif qos == 0:
+                self._unreported_qos0.add(info.mid)
             else:
-                self._mid_to_row[info.mid] = row_id
+                # a QoS 0 message sent while disconnected is dropped unreported; its id, reused, is this one's now
+                self._unreported_qos0.discard(info.mid)
+                self._awaiting_ack[info.mid] = row_id
 
     def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
         with self._subs_lock:
@@ -340,7 +375,7 @@ class MqttTransport:
         """Send rows a previous run left unacknowledged (this run's own are tracked by paho)."""
         assert self._outbox is not None
         with self._ack_lock:
-            tracked = set(self._mid_to_row.values())
+            tracked = {row for row in self._awaiting_ack.values() if row is not None}
         stale = [r for r in self._outbox.pending() if r.row_id in leftover and r.row_id not in tracked]
         if stale:
             log.info("replaying outbox", extra={"client_id": self.client_id, "rows": len(stale)})
@@ -359,11 +394,17 @@ class MqttTransport:
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object,
                     properties: object) -> None:
         with self._ack_lock:
-            row_id = self._mid_to_row.pop(mid, None)
-            if row_id is None:
+            if mid in self._unreported_qos0:
+                self._unreported_qos0.discard(mid)
+                return
+            if mid not in self._awaiting_ack:
                 self._early_acks.add(mid)
                 return
-            self._remove_row(row_id)
+            row_id = self._awaiting_ack.pop(mid)
+            if row_id is not None:
+                self._remove_row(row_id)
+            if not self._awaiting_ack:
+                self._all_acked.notify_all()
 
     def _remove_row(self, row_id: int) -> None:
         if self._outbox is not None:

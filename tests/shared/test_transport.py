@@ -180,6 +180,136 @@ def test_mqtt_roundtrip_on_embedded_broker(unique: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_an_orderly_stop_returns_once_the_broker_acknowledged_every_publish(mosquitto: tuple[str, int],
+                                                                             unique: str) -> None:
+    """Without an outbox too: the stop used to wait only until paho had written the bytes, then closed the
+    socket; the PUBACKs coming back met a reset that discarded what the broker had not read yet (an alert
+    lost under load in the broker-crash test)."""
+    host, port = mosquitto
+    received: list[bytes] = []
+    event = threading.Event()
+    sub = MqttTransport(client_id=f"sub-ack-{unique}", host=host, port=port, clean_session=True)
+    sub.subscribe(f"cm/v1/t{unique}/#", _collect(received, event))
+    sub.start(wait_s=5)
+    assert sub.wait_subscribed(10)
+    pub = MqttTransport(client_id=f"pub-ack-{unique}", host=host, port=port, clean_session=True, drain_s=30)
+    pub.start(wait_s=5)
+    payloads = [bytes([i]) * 40_000 for i in range(100)]
+    try:
+        for payload in payloads:
+            pub.publish(f"cm/v1/t{unique}/x", payload, qos=1)
+        pub.stop()
+        assert pub.counters.snapshot().get("publish.unacked_at_stop", 0) == 0
+        deadline = time.monotonic() + 20
+        while len(received) < len(payloads) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(received) == payloads
+    finally:
+        sub.stop()
+
+
+class _SlowBroker:
+    """A TCP peer speaking just enough MQTT 3.1.1 to accept a connection and acknowledge QoS 1 publishes
+    `ack_after_s` late (never, with None): Mosquitto acknowledges too fast for a stop that leaves early to show."""
+
+    def __init__(self, ack_after_s: float | None) -> None:
+        import socket
+
+        self.ack_after_s = ack_after_s
+        self.acked_at: list[float] = []
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(1)
+        self.port = int(self._server.getsockname()[1])
+        self._done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        self._done.set()
+
+    def _serve(self) -> None:
+        conn, _ = self._server.accept()
+        conn.settimeout(0.02)
+        buffer, due = b"", []  # (when, packet id) of acknowledgements owed
+        connected = False
+        while not self._done.is_set():
+            try:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+            except TimeoutError:
+                pass
+            except OSError:
+                break
+            while (packet := self._next_packet(buffer)) is not None:
+                first, body, buffer = packet
+                if not connected:
+                    conn.sendall(bytes([0x20, 0x02, 0x00, 0x00]))  # CONNACK: accepted
+                    connected = True
+                elif first >> 4 == 3 and (first >> 1) & 3 == 1 and self.ack_after_s is not None:
+                    topic_len = int.from_bytes(body[:2], "big")
+                    due.append((time.monotonic() + self.ack_after_s, body[2 + topic_len:4 + topic_len]))
+                elif first >> 4 == 12:
+                    conn.sendall(bytes([0xD0, 0x00]))  # PINGRESP
+            while due and due[0][0] <= time.monotonic():
+                _, mid = due.pop(0)
+                conn.sendall(bytes([0x40, 0x02]) + mid)  # PUBACK
+                self.acked_at.append(time.monotonic())
+        conn.close()
+        self._server.close()
+
+    @staticmethod
+    def _next_packet(buffer: bytes) -> tuple[int, bytes, bytes] | None:
+        length, shift, i = 0, 0, 1
+        while True:
+            if i >= len(buffer):
+                return None
+            length |= (buffer[i] & 0x7F) << shift
+            shift, i = shift + 7, i + 1
+            if not buffer[i - 1] & 0x80:
+                break
+        if len(buffer) < i + length:
+            return None
+        return buffer[0], buffer[i:i + length], buffer[i + length:]
+
+
+def test_an_orderly_stop_waits_for_late_acknowledgements() -> None:
+    broker = _SlowBroker(ack_after_s=0.4)
+    dev = MqttTransport(client_id="dev-slow", port=broker.port, clean_session=True, drain_s=10)
+    dev.start(wait_s=5)
+    try:
+        for i in range(5):
+            dev.publish("cm/v1/s/x", bytes([i]) * 1000, qos=1)
+        dev.stop()
+        stopped = time.monotonic()
+    finally:
+        broker.close()
+    assert len(broker.acked_at) == 5 and max(broker.acked_at) <= stopped
+    assert dev.counters.snapshot().get("publish.unacked_at_stop", 0) == 0
+
+
+def test_a_stop_counts_and_keeps_what_the_broker_never_acknowledged(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    broker = _SlowBroker(ack_after_s=None)
+    box = Outbox(tmp_path / "dev.db")
+    dev = MqttTransport(client_id="dev-silent", port=broker.port, outbox=box, drain_s=0.3)
+    dev.start(wait_s=5)
+    try:
+        for i in range(3):
+            dev.publish("cm/v1/s/x", bytes([i]), qos=1)
+        dev.publish("cm/v1/s/telemetry", b"qos0", qos=0)  # written, never acknowledged: not waited for
+        assert not dev.wait_acknowledged(0.2)
+        with caplog.at_level("WARNING", logger="shared.transport.mqtt"):
+            dev.stop()
+    finally:
+        broker.close()
+    assert dev.counters.snapshot()["publish.unacked_at_stop"] == 3
+    assert len(Outbox(tmp_path / "dev.db")) == 3, "unacknowledged rows stay for the next start"
+    assert "3 publishes unacknowledged" in caplog.text and "3 kept in the outbox" in caplog.text
+
+
+@pytest.mark.integration
 def test_offline_publishes_survive_a_restart(mosquitto: tuple[str, int], unique: str, tmp_path: Path) -> None:
     """A device that published while the broker was unreachable, then died, sends on its next start."""
     host, port = mosquitto
