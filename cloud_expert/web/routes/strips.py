@@ -1,6 +1,7 @@
-"""`/episodes/{alert_id}/strip` (the strip viewer: ECG paper, zoom, gain and speed, calipers, beat marks) and
+"""`/episodes/{alert_id}/strip` (the strip viewer: ECG paper, zoom, gain and speed, calipers, beat marks),
 `/api/episodes/{alert_id}/strip` (its data: samples in mV, the beats the report reads, the event, and the full
-disclosure: what the watch streamed after the alert, as its edge joined it)."""
+disclosure: what the watch streamed after the alert, as its edge joined it) and
+`/api/episodes/{alert_id}/disclosure` (whether that disclosure is in yet: an open page asks, then reloads)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Integer, func, select
 
 from cloud_expert.accounts import audit
-from cloud_expert.db import Episode
+from cloud_expert.db import Episode, StripSegment
 from cloud_expert.reports.beats import detect_r_peaks
 from cloud_expert.reports.render import read_alert_strip
 from cloud_expert.scope import scoped
@@ -81,6 +82,23 @@ def strip_data(request: Request, session: SessionDep, viewer: Reader, alert_id: 
                        ventricular=list(beats.ventricular) or [False] * len(beats.r_peaks_s),
                        beats_method=beats.method, after=after,
                        after_complete=None if not segments else all(seg.complete for seg in segments))
+
+
+class DisclosureStatus(BaseModel):
+    segments: int = Field(description="Segments streamed after the alert and stored (0 until the stream has ended)")
+    complete: bool | None = Field(description="None: nothing stored (yet); False: the stream has gaps")
+
+
+@router.get("/api/episodes/{alert_id}/disclosure", response_model=DisclosureStatus,
+            responses={404: {"description": "No such episode"}})
+def disclosure_status(session: SessionDep, viewer: Reader, alert_id: AlertId) -> DisclosureStatus:
+    """Whether the full disclosure has arrived: counts only, no ECG, so an open strip page can ask every few
+    seconds without filling the audit log (it reloads the strip, audited, once this says it is in)."""
+    episode = episode_in_scope(session, viewer, alert_id)
+    count, complete = session.execute(
+        select(func.count(), func.min(StripSegment.complete.cast(Integer)))
+        .where(StripSegment.alert_id == episode.id)).one()
+    return DisclosureStatus(segments=count, complete=None if not count else bool(complete))
 
 
 @router.get("/episodes/{alert_id}/strip", response_class=HTMLResponse, include_in_schema=False)

@@ -82,6 +82,8 @@ def test_the_strip_viewer_shows_the_after_part_seamless_with_the_alert_strip(ano
     _signed_in(anonymous, f"dr-sv{unique}")
     before = anonymous.get(f"/api/episodes/{escalation.payload.alert_id}/strip").json()
     assert before["after"] == [] and before["after_complete"] is None
+    status_url = f"/api/episodes/{escalation.payload.alert_id}/disclosure"  # what an open strip page asks
+    assert anonymous.get(status_url).json() == {"segments": 0, "complete": None}
     beats = np.tile(np.r_[np.zeros(150), np.hanning(20) * 1.2, np.zeros(80)], 12)  # 12 spikes at 1 Hz (250 Hz)
     with _sessions(anonymous)() as session:
         store_disclosure(session, site, DisclosureMessage(
@@ -89,6 +91,7 @@ def test_the_strip_viewer_shows_the_after_part_seamless_with_the_alert_strip(ano
                 alert_id=escalation.payload.alert_id, device_id="watch-1", expected_s=30.0, complete=True,
                 segments=[EcgStrip.from_mv(beats, fs=strip.fs, t0_s=end)])), utcnow())
         session.commit()
+    assert anonymous.get(status_url).json() == {"segments": 1, "complete": True}
     data = anonymous.get(f"/api/episodes/{escalation.payload.alert_id}/strip").json()
     [after] = data["after"]
     assert data["after_complete"] is True and after["offset_s"] == round(strip.duration_s, 4)
@@ -104,7 +107,8 @@ def test_a_user_assigned_patients_sees_only_them(anonymous: TestClient, unique: 
     rows = anonymous.get(f"/api/queue?site={site}").json()["rows"]
     assert [r["patient_id"] for r in rows] == [f"pt-mine{unique}"]
     assert anonymous.get(f"/api/patients/pt-mine{unique}").status_code == 200
-    for url in (f"/api/patients/pt-other{unique}", f"/api/episodes/{other.payload.alert_id}/strip"):
+    for url in (f"/api/patients/pt-other{unique}", f"/api/episodes/{other.payload.alert_id}/strip",
+                f"/api/episodes/{other.payload.alert_id}/disclosure"):
         assert anonymous.get(url).status_code == 404, url
     assert anonymous.get(f"/api/episodes/{mine.payload.alert_id}/strip").status_code == 200
 
