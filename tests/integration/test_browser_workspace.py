@@ -152,8 +152,9 @@ def test_a_clinicians_shift_in_the_browser(
 
             page.click(f"a:has-text('{patient}')")
             page.wait_for_selector(f"h1:has-text('{patient}')")
-            # wait for the summary's device states too: a loaded CI run once showed the trend with the device
-            # table still built from the alert alone (watch 'unknown', no phone) — cause not found yet
+            # the summary's trend and device states come in one commit and the page reads them in one snapshot
+            # (`read_one_snapshot`: a loaded CI run once showed the trend beside a device table built from the
+            # alert alone, the commit landing between the page's two reads)
             assert wait_until(lambda: _has_trend(page) and "offline" in page.inner_text("table"), 30), \
                 "the edge's summary never reached the patient view"
             assert "online" in page.inner_text("table")
