@@ -84,6 +84,52 @@ def test_sample_level_dp_is_accounted_over_every_release_and_the_bins_leak_nothi
     assert edges.shape == (3, 14) and np.all(np.diff(edges, axis=1) > 0) and np.allclose(edges[0], edges[2])
 
 
+def test_the_private_sketch_is_one_more_accounted_release_of_sensitivity_root_features() -> None:
+    from shared.fl.accounting import GaussianRounds, privacy_spent
+    from shared.fl.trees import dp_epsilon, grid_counts, noise_multiplier_for, releases_of, sketch_grid
+
+    config = TreeConfig(rounds=5, max_depth=2, private_edges=True)
+    assert releases_of(config) == 5 * 4 * 3 + 2  # the class counts and the sketch
+    z = noise_multiplier_for(8.0, config)
+    plain = privacy_spent(GaussianRounds(z), releases_of(config), target_delta=1e-5)[0]
+    assert abs(plain - dp_epsilon(config, z)) < 0.05 and 7.9 < dp_epsilon(config, z) <= 8.0
+    assert z > noise_multiplier_for(8.0, TreeConfig(rounds=5, max_depth=2))  # the sketch is paid for
+    X, _ = _problem(0, 500)
+    grid = sketch_grid()
+    counts = grid_counts(X, grid)
+    assert counts.shape == (5, len(grid) + 1)
+    assert np.array_equal(counts.sum(axis=1), np.isfinite(X).sum(axis=0))  # missing values counted nowhere
+    one_more = grid_counts(np.vstack([X, X[:1]]), grid) - counts  # one beat: one count in each feature
+    assert np.array_equal(np.abs(one_more).sum(axis=1), [1, 1, 1, 1, 1]) and np.sqrt((one_more ** 2).sum()) == \
+        np.sqrt(5)
+
+
+def test_private_edges_track_the_pooled_quantiles_and_the_noise_leaves_them_unbiased() -> None:
+    from shared.fl.trees import edges_from_counts, grid_counts, sketch_grid
+
+    parts = [_problem(s, 4000)[0] for s in range(6)]
+    pooled = np.concatenate(parts)
+    targets = np.linspace(0, 1, 16)[1:-1]
+
+    def worst_rank_error(edges: np.ndarray) -> float:
+        ranks = np.array([[np.mean(pooled[:, f][np.isfinite(pooled[:, f])] < e) for e in edges[f]]
+                          for f in range(pooled.shape[1])])
+        return float(np.max(np.abs(ranks - targets)))
+
+    grid = sketch_grid(512)
+    clear = FederatedBoosting(TreeConfig()).private_edges(parts, 16, grid=grid)
+    assert clear.shape == (5, 14) and worst_rank_error(clear) < 0.01  # the grid's resolution only
+    noised = [worst_rank_error(FederatedBoosting(TreeConfig(noise_multiplier=5.0, noise_seed=seed))
+                               .private_edges(parts, 16, grid=grid)) for seed in range(4)]
+    assert np.mean(noised) < 0.025
+    # clipping each noisy cell at 0 instead adds mass wherever the data is thin: the edges drift
+    rng = np.random.default_rng(0)
+    counts = np.sum([grid_counts(X, grid) for X in parts], axis=0)
+    clipped = [worst_rank_error(edges_from_counts(np.maximum(counts + rng.normal(0, 5 * np.sqrt(5), counts.shape),
+                                                             0), grid, 16)) for _ in range(4)]
+    assert np.mean(clipped) > 1.5 * np.mean(noised)
+
+
 def test_noised_histograms_still_learn_when_the_signal_is_strong() -> None:
     from shared.fl.trees import public_edges
 
