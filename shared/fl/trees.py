@@ -117,10 +117,11 @@ def public_edges(features: int, n_bins: int = N_BINS, span: float = 4.0) -> np.n
     return np.repeat((np.sign(t) * np.expm1(np.abs(t)))[None, :], features, axis=0)
 
 
-#: cells of the private sketch's grid (`public_edges`' spacing: ratios near 1 resolved to ≈ 1.6 %). Finer cells
-#: resolve more, but each adds its noise to the running sum the edges are read from: on DS1 (leave-one-record-out,
-#: ε = 8, the DP trees' chosen size) 512 cells gave VEB F1 0.852, 1,024 0.889, 2,048 0.877
-SKETCH_GRID_CELLS = 1024
+#: cells of the private sketch's grid (`public_edges`' spacing: ratios near 1 resolved to ≈ 3 %). Finer cells
+#: resolve more, but each adds its noise to the running sum the edges are read from. Chosen on DS1
+#: (`bench/_tree_bins.py --study dp-cells`: leave-one-record-out, ε = 8, the DP trees' size, mean of 5 runs with
+#: fresh noise): 512 cells VEB F1 0.884, 1,024 0.879, 2,048 0.868 — the fixed grid 0.849
+SKETCH_GRID_CELLS = 512
 
 
 def sketch_grid(cells: int = SKETCH_GRID_CELLS) -> np.ndarray:
