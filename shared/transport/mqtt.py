@@ -98,6 +98,17 @@ class BrokerUnavailable(ConnectionError):
     """Nothing answered at the broker address in time."""
 
 
+#: how long an early acknowledgement, or a QoS 0 id paho has not reported yet, is believed (seconds): a real one
+#: is milliseconds old, while an id reused after the 65,535 ids wrap is 65,535 publishes old
+STALE_ACK_S = 30.0
+
+
+def _take_fresh(table: dict[int, float], mid: int, now: float) -> bool:
+    """Remove `mid` from `table`; True if it was there and not older than `STALE_ACK_S`."""
+    at = table.pop(mid, None)
+    return at is not None and now - at < STALE_ACK_S
+
+
 @dataclass(frozen=True, slots=True)
 class MqttSecurity:
     """How a client proves who it is (`cardiomesh provision` writes these files): a client certificate over
@@ -161,11 +172,12 @@ class MqttTransport:
         #: `stop` waits for these, since a socket closed with PUBACKs still coming back is answered by a reset
         #: that discards whatever the broker had not yet read (the last publishes, under load)
         self._awaiting_ack: dict[int, int | None] = {}
-        #: acknowledgements that came back before `publish` returned (paho calls back from its own thread)
-        self._early_acks: set[int] = set()
-        #: QoS 0 publishes paho has not reported written yet: their `on_publish` is not an acknowledgement, and
-        #: kept in `_early_acks` it would acknowledge a later QoS 1 message once message ids wrap at 65,535
-        self._unreported_qos0: set[int] = set()
+        #: acknowledgements that came back before `publish` returned (paho calls back from its own thread) → when
+        self._early_acks: dict[int, float] = {}
+        #: QoS 0 publishes paho has not reported written yet → when: their `on_publish` is not an acknowledgement,
+        #: and kept in `_early_acks` it would acknowledge a later QoS 1 message once message ids wrap at 65,535.
+        #: Entries of either older than `STALE_ACK_S` are ignored: a reused id is 65,535 publishes old
+        self._unreported_qos0: dict[int, float] = {}
         self._all_acked = threading.Condition(self._ack_lock)
         #: Rows a previous run left unacknowledged, read before this run can add any of its own: only these
         #: are replayed, once (emptied when the replay starts). Reading the outbox later raced with publish()
@@ -295,16 +307,17 @@ class MqttTransport:
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("publish refused by client", extra={"topic": topic, "rc": int(info.rc)})
             return
+        now = time.monotonic()
         with self._ack_lock:
-            if info.mid in self._early_acks:  # written (QoS 0) or acknowledged (QoS ≥ 1) before publish returned
-                self._early_acks.discard(info.mid)
+            if _take_fresh(self._early_acks, info.mid, now):  # written (QoS 0) or acknowledged before it returned
                 if row_id is not None:
                     self._remove_row(row_id)
             elif qos == 0:
-                self._unreported_qos0.add(info.mid)
+                if info.rc == mqtt.MQTT_ERR_SUCCESS:  # one sent while disconnected is dropped, never reported
+                    self._unreported_qos0[info.mid] = now
             else:
-                # a QoS 0 message sent while disconnected is dropped unreported; its id, reused, is this one's now
-                self._unreported_qos0.discard(info.mid)
+                # a QoS 0 message paho dropped unreported (on a reconnect) left its id: reused, it is this one's now
+                self._unreported_qos0.pop(info.mid, None)
                 self._awaiting_ack[info.mid] = row_id
 
     def subscribe(self, pattern: str, handler: Handler, *, qos: int = 1) -> None:
@@ -363,8 +376,8 @@ class MqttTransport:
             self._subscribed.set()
         for pattern, qos in patterns.items():
             self._track_subscribe(client, pattern, qos)
-        if self._online is not None:
-            client.publish(self._online.topic, self._online.payload, qos=1, retain=True)
+        if self._online is not None:  # tracked like any publish: its acknowledgement must not linger unclaimed
+            self._send(self._online.topic, self._online.payload, 1, True, None)
         self._connected.set()
         log.debug("connected", extra={"client_id": self.client_id})
         if self._outbox is not None and self._leftover_rows:
@@ -393,12 +406,12 @@ class MqttTransport:
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object,
                     properties: object) -> None:
+        now = time.monotonic()
         with self._ack_lock:
-            if mid in self._unreported_qos0:
-                self._unreported_qos0.discard(mid)
+            if _take_fresh(self._unreported_qos0, mid, now):
                 return
             if mid not in self._awaiting_ack:
-                self._early_acks.add(mid)
+                self._early_acks[mid] = now
                 return
             row_id = self._awaiting_ack.pop(mid)
             if row_id is not None:

@@ -222,10 +222,12 @@ class _SlowBroker:
         self._server.listen(1)
         self.port = int(self._server.getsockname()[1])
         self._done = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         self._done.set()
+        self._thread.join(timeout=5)
 
     def _serve(self) -> None:
         conn, _ = self._server.accept()
@@ -254,8 +256,8 @@ class _SlowBroker:
                     conn.sendall(bytes([0xD0, 0x00]))  # PINGRESP
             while due and due[0][0] <= time.monotonic():
                 _, mid = due.pop(0)
+                self.acked_at.append(time.monotonic())  # before sending: the client may be done before we are
                 conn.sendall(bytes([0x40, 0x02]) + mid)  # PUBACK
-                self.acked_at.append(time.monotonic())
         conn.close()
         self._server.close()
 
@@ -285,8 +287,43 @@ def test_an_orderly_stop_waits_for_late_acknowledgements() -> None:
         stopped = time.monotonic()
     finally:
         broker.close()
-    assert len(broker.acked_at) == 5 and max(broker.acked_at) <= stopped
+    assert len(broker.acked_at) == 5 and max(broker.acked_at) <= stopped  # every PUBACK was sent before it returned
     assert dev.counters.snapshot().get("publish.unacked_at_stop", 0) == 0
+
+
+def test_an_old_early_acknowledgement_never_acknowledges_a_publish_that_reuses_its_id(tmp_path: Path) -> None:
+    """Message ids wrap at 65,535: an acknowledgement left unclaimed long ago (or a QoS 0 id paho dropped unreported
+    on a reconnect) must not let a new QoS 1 publish with the same id lose its outbox row unacknowledged."""
+    box = Outbox(tmp_path / "dev.db")
+    dev = MqttTransport(client_id="dev-wrap", port=_free_port(), outbox=box)  # never connected: paho queues
+    long_ago = time.monotonic() - 3600
+    dev._early_acks[1] = long_ago
+    dev._unreported_qos0[2] = long_ago
+    dev.publish("cm/v1/s/x", b"a", qos=1)  # id 1
+    dev.publish("cm/v1/s/x", b"b", qos=1)  # id 2
+    assert set(dev._awaiting_ack) == {1, 2} and len(box) == 2 and not dev._early_acks
+    dev._on_publish(dev._client, None, 2, None, None)  # its real acknowledgement is not taken for a QoS 0 report
+    assert set(dev._awaiting_ack) == {1} and len(box) == 1
+    dev.publish("cm/v1/s/t", b"q", qos=0)  # sent while disconnected: paho drops it, so it is not remembered
+    assert not dev._unreported_qos0
+    dev.stop()
+
+
+@pytest.mark.integration
+def test_the_online_message_leaves_no_acknowledgement_unclaimed(mosquitto: tuple[str, int], unique: str) -> None:
+    host, port = mosquitto
+    online = Will(f"cm/v1/t{unique}/presence/dev", b"online")
+    dev = MqttTransport(client_id=f"dev-on-{unique}", host=host, port=port, clean_session=True, online=online)
+    dev.start(wait_s=5)
+    try:
+        assert dev.wait_acknowledged(5)
+        assert not dev._early_acks and not dev._awaiting_ack
+    finally:
+        dev.stop()
+        cleaner = MqttTransport(client_id=f"clean-on-{unique}", host=host, port=port, clean_session=True)
+        cleaner.start(wait_s=5)
+        cleaner.publish(online.topic, b"", qos=1, retain=True)
+        cleaner.stop()
 
 
 def test_a_stop_counts_and_keeps_what_the_broker_never_acknowledged(tmp_path: Path,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from cloud_expert.accounts import Viewer, audit
 from cloud_expert.db import Episode, Report
-from cloud_expert.db.snapshot import read_one_snapshot
+from cloud_expert.db.snapshot import one_snapshot
 from cloud_expert.scope import scoped
 from cloud_expert.telemetry import TrendPoint, devices_of, hr_trend
 from cloud_expert.web.charts import hr_trend_svg
@@ -89,7 +89,12 @@ class PatientPublic(BaseModel):
 
 def patient_story(session: SessionDep, viewer: Viewer, patient_id: str, trend_range: TrendRange = "24h",
                   now: datetime | None = None) -> PatientPublic:
-    read_one_snapshot(session)  # the devices and the trend one edge summary brought, seen together or not at all
+    with one_snapshot(session):  # the devices and the trend one edge summary brought, seen together or not at all
+        return _read_story(session, viewer, patient_id, trend_range, now)
+
+
+def _read_story(session: SessionDep, viewer: Viewer, patient_id: str, trend_range: TrendRange,
+                now: datetime | None) -> PatientPublic:
     rows = session.execute(scoped(select(Episode, Report).outerjoin(Report, Report.episode_id == Episode.id)
                                   .where(Episode.patient_id == patient_id).order_by(Episode.received_at),
                                   viewer.scope)).all()

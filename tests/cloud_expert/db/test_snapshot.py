@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_expert.db import DeviceRow, HrMinuteRow
-from cloud_expert.db.snapshot import read_one_snapshot
+from cloud_expert.db.snapshot import one_snapshot
 from cloud_expert.telemetry import store_summary
 from shared.messages import utcnow
 from shared.messages.edge import DeviceState, HrMinute, SummaryMessage, SummaryPayload
@@ -31,18 +31,32 @@ def _counts(session: Session, patient: str) -> tuple[int, int]:
 def test_a_commit_between_two_reads_is_seen_by_neither(sessions: sessionmaker[Session], unique: str) -> None:
     patient = f"pt-snap{unique}"
     with sessions() as page, sessions() as ingest:
-        read_one_snapshot(page)
-        assert _counts(page, patient) == (0, 0)  # the first read fixes the snapshot
-        store_summary(ingest, "site-s", _summary(patient), utcnow())
-        ingest.commit()
-        assert _counts(page, patient) == (0, 0)  # without the snapshot: devices 0, then the minute (0, 1)
+        with one_snapshot(page):
+            assert _counts(page, patient) == (0, 0)  # the first read fixes the snapshot
+            store_summary(ingest, "site-s", _summary(patient), utcnow())
+            ingest.commit()
+            assert _counts(page, patient) == (0, 0)  # without the snapshot: devices 0, then the minute (0, 1)
+        with one_snapshot(page):
+            assert _counts(page, patient) == (1, 1)
+
+
+def test_the_page_can_write_after_its_snapshot_though_others_wrote_during_it(sessions: sessionmaker[Session],
+                                                                              unique: str) -> None:
+    """On SQLite a snapshot that another connection has written past cannot become a write: the audit row goes
+    in after the snapshot has ended."""
+    patient = f"pt-snapw{unique}"
+    with sessions() as page, sessions() as ingest:
+        with one_snapshot(page):
+            assert _counts(page, patient) == (0, 0)
+            store_summary(ingest, "site-s", _summary(patient), utcnow())
+            ingest.commit()
+        store_summary(page, "site-s", _summary(f"{patient}-2"), utcnow())  # a write of the page's own
         page.commit()
-        read_one_snapshot(page)
-        assert _counts(page, patient) == (1, 1)
+        assert _counts(page, f"{patient}-2") == (1, 1)
 
 
 def test_it_ends_a_transaction_already_open(sessions: sessionmaker[Session], unique: str) -> None:
     with sessions() as page:
         page.execute(select(1))
-        read_one_snapshot(page)  # no error: the open transaction is committed first
-        assert _counts(page, f"pt-none{unique}") == (0, 0)
+        with one_snapshot(page):  # no error: the open transaction is committed first
+            assert _counts(page, f"pt-none{unique}") == (0, 0)
