@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench._common import load_mitdb_split, veb_f1
+from bench._common import load_mitdb_split
 
 
 def fidelity(X: list[np.ndarray], n_bins: int = 256) -> None:
@@ -64,22 +64,19 @@ def _edges(kind: str, booster: Any, features: list[np.ndarray]) -> np.ndarray:
 
 
 def _dp_score(X: list[np.ndarray], y: list[np.ndarray], config: Any, kind: str) -> float:
-    """Pooled leave-one-record-out VEB F1 of one DP configuration (fresh noise in every fold)."""
-    from bench.fl_trees import DP_WEIGHT_CAP
+    """Pooled leave-one-record-out VEB F1 of one DP configuration (fresh noise in every fold; exact class counts
+    for the weights)."""
+    from bench.fl_trees import dp_class_weights, pooled_loro_veb_f1
     from shared.fl.trees import Client, FederatedBoosting, bin_features
 
-    predictions = []
-    for held in range(len(X)):
-        features = [f for i, f in enumerate(X) if i != held]
-        labels = [lab for i, lab in enumerate(y) if i != held]
+    def fit(features: list[np.ndarray], labels: list[np.ndarray]) -> Any:
         booster = FederatedBoosting(config)
         edges = _edges(kind, booster, features)
-        counts = np.sum([np.bincount(lab, minlength=4) for lab in labels], axis=0)
-        weights = np.minimum(np.sqrt(counts.sum() / (4 * np.maximum(counts, 1.0))), DP_WEIGHT_CAP)
-        model = booster.fit([Client(bin_features(f, edges), lab, weights[lab])
-                             for f, lab in zip(features, labels, strict=True)], edges)
-        predictions.append(model.predict_proba(X[held]).argmax(axis=1))
-    return veb_f1(np.concatenate(y), np.concatenate(predictions))
+        weights = dp_class_weights(np.sum([np.bincount(lab, minlength=4) for lab in labels], axis=0))
+        return booster.fit([Client(bin_features(f, edges), lab, weights[lab])
+                            for f, lab in zip(features, labels, strict=True)], edges)
+
+    return pooled_loro_veb_f1(X, y, fit)
 
 
 def dp_cells(X: list[np.ndarray], y: list[np.ndarray], epsilon: float = 8.0, repeats: int = 1) -> None:

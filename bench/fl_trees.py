@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,22 @@ DP_BINS = 16
 DP_WEIGHT_CAP = 2.0  # sqrt-balanced class weights, capped: the clip (and so the noise) scales with them
 
 
+def dp_class_weights(counts: np.ndarray) -> np.ndarray:
+    """The DP trees' class weights from (noised or exact) class counts: sqrt-balanced, capped at DP_WEIGHT_CAP."""
+    return np.asarray(np.minimum(np.sqrt(counts.sum() / (4 * np.maximum(counts, 1.0))), DP_WEIGHT_CAP))
+
+
+def pooled_loro_veb_f1(X: list[np.ndarray], y: list[np.ndarray],
+                       fit: Callable[[list[np.ndarray], list[np.ndarray]], Any]) -> float:
+    """Each client held out once, `fit` on the others (a model with `predict_proba`); VEB F1 of the held-out
+    predictions pooled (ADR 0019's leave-one-record-out)."""
+    predictions = []
+    for held in range(len(X)):
+        model = fit([f for i, f in enumerate(X) if i != held], [lab for i, lab in enumerate(y) if i != held])
+        predictions.append(model.predict_proba(X[held]).argmax(axis=1))
+    return veb_f1(np.concatenate(y), np.concatenate(predictions))
+
+
 def _fit_dp(X: list[np.ndarray], y: list[np.ndarray], rounds: int, depth: int, lr: float, epsilon: float,
             seed: int, sample_rate: float = 1.0, aggregate: Any = None) -> tuple[Any, float, float]:
     """A sample-level DP model; (model, noise multiplier, ε spent at δ = 1e-5)."""
@@ -116,7 +133,7 @@ def _fit_dp(X: list[np.ndarray], y: list[np.ndarray], rounds: int, depth: int, l
     sigma = z * DP_WEIGHT_CAP * np.sqrt(2 * features)  # ≥ z × the counts' sensitivity (1): a safe bound
     counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0) + (rng.normal(0, sigma, 4)
                                                                                   if z else 0.0)
-    weights = np.minimum(np.sqrt(counts.sum() / (4 * np.maximum(counts, 1.0))), DP_WEIGHT_CAP)
+    weights = dp_class_weights(counts)
     booster = FederatedBoosting(config) if aggregate is None else FederatedBoosting(config, aggregate=aggregate)
     # the bins from a private sketch of the beats (one more release, accounted): the data-independent grid the
     # DP trees had used put RR ratios from 0.31 to 1.23 in one bin (DS1 leave-one-record-out, ε = 8, 5 rounds of
@@ -139,23 +156,18 @@ def _dp_part(ds1: dict[str, Any], ds2: dict[str, Any], epsilon: float) -> tuple[
 
     # the size, chosen on DS1 by pooled leave-one-record-out (as bench/_trees_loro.py chooses the no-DP model),
     # the noise on in every one of the 21-record fits
-    records = sorted(ds1)
-    tables = dict(zip(records, zip(*table(ds1, records, True), strict=True), strict=True))
+    X, y = table(ds1, sorted(ds1), True)
     cv: dict[str, list[float]] = {}
     for rounds, depth, lr in DP_GRID:
-        preds = []
-        for held in records:
-            X = [tables[r][0] for r in records if r != held]
-            y = [tables[r][1] for r in records if r != held]
-            model, _, _ = _fit_dp(X, y, rounds, depth, lr, epsilon, seed=0)
-            preds.append(model.predict_proba(tables[held][0]).argmax(axis=1))
-        truth = np.concatenate([tables[r][1] for r in records])
-        cv[f"{rounds} rounds, depth {depth}, lr {lr}"] = [veb_f1(truth, np.concatenate(preds))]
+        def fit(features: list[np.ndarray], labels: list[np.ndarray], r: int = rounds, d: int = depth,
+                rate: float = lr) -> Any:
+            return _fit_dp(features, labels, r, d, rate, epsilon, seed=0)[0]
+
+        cv[f"{rounds} rounds, depth {depth}, lr {lr}"] = [pooled_loro_veb_f1(X, y, fit)]
         print(f"sample DP, DS1 leave-one-record-out: {rounds} rounds, depth {depth}, lr {lr}: VEB F1 "
               f"{cv[f'{rounds} rounds, depth {depth}, lr {lr}'][0]:.3f}", flush=True)
     chosen = max(cv, key=lambda k: float(np.mean(cv[k])))
     rounds, depth, lr = next(g for g in DP_GRID if f"{g[0]} rounds, depth {g[1]}, lr {g[2]}" == chosen)
-    X, y = table(ds1, sorted(ds1), True)
     X2, y2 = table(ds2, sorted(ds2), False)
     y2_all, missed = np.concatenate(y2), sum(s.missed for s in ds2.values())
     per_seed = []

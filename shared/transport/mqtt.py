@@ -272,11 +272,8 @@ class MqttTransport:
         written everything it holds); False if some are still unacknowledged after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         with self._all_acked:
-            while self._awaiting_ack:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._all_acked.wait(min(left, 0.05))
+            if not self._all_acked.wait_for(lambda: not self._awaiting_ack, timeout_s):
+                return False
         while self._client.want_write():
             if time.monotonic() >= deadline:
                 return False

@@ -54,3 +54,28 @@ def test_the_choice_ignores_cells_left_from_other_grids() -> None:
     scores["level-wise, 400 rounds"] = {"veb_f1": 0.99}  # an older run's longer grid, still in the file
     scores["additive, 200 rounds"]["veb_f1"] = 0.7
     assert choose(scores, [100, 200]) == "additive, 200 rounds"
+
+
+def test_pooled_leave_one_out_fits_without_the_held_out_client_and_scores_the_pooled_predictions() -> None:
+    import numpy as np
+
+    from bench.fl_trees import pooled_loro_veb_f1
+
+    X = [np.full((3, 1), float(i)) for i in range(3)]
+    y = [np.array([2, 2, 0]), np.array([2, 0, 0]), np.array([0, 0, 0])]
+    seen: list[list[float]] = []
+
+    class Always:
+        def __init__(self, cls: int) -> None:
+            self.cls = cls
+
+        def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+            return np.eye(4)[np.full(len(rows), self.cls)]
+
+    def fit(features: list[np.ndarray], labels: list[np.ndarray]) -> Always:
+        seen.append(sorted(float(f[0, 0]) for f in features))
+        return Always(2)
+
+    # every beat called V: 3 of 9 are V → Se 1, +P 1/3, F1 0.5
+    assert pooled_loro_veb_f1(X, y, fit) == 0.5
+    assert seen == [[1.0, 2.0], [0.0, 2.0], [0.0, 1.0]]
