@@ -287,6 +287,11 @@ class Coordinator:
         self.records.append(record)
         return record
 
+    def advance(self, target: np.ndarray) -> None:
+        """Publish a model the coordinator derived itself, between rounds (the trees' next split), as the next
+        signed version."""
+        self._advance_to(target)
+
     def _advance(self, mean: np.ndarray) -> None:
         self._advance_to(apply_update(self.vector, mean, server_lr=self.config.server_lr))
 
@@ -335,16 +340,17 @@ class Coordinator:
             self.vector, aggregate_mean(total, clients), server_lr=self.config.server_lr))
 
     def run_release(self, round_id: int, release: Release,
-                    step: Callable[[np.ndarray, int], np.ndarray]) -> RoundRecord:
+                    step: Callable[[np.ndarray, int], np.ndarray | None]) -> RoundRecord:
         """One release round: every selected client sends its noised vector for `release`, the edges sum them
-        blind, and `step(decrypted sum, clients)` gives the next model, published and signed like any. Below k
+        blind, and `step(decrypted sum, clients)` gives the next model, published and signed like any (None: the
+        sum is the caller's to use, and the model stays — the trees decide after the release, `advance`). Below k
         reporters nothing is decrypted and the model stays (the caller sees `too_few`)."""
         if self.config.mode != "sync":
             raise ValueError("release rounds are synchronous: every sum belongs to exactly one model version")
         return self._run(round_id, release, step)
 
     def _run(self, round_id: int, release: Release | None,
-             step: Callable[[np.ndarray, int], np.ndarray]) -> RoundRecord:
+             step: Callable[[np.ndarray, int], np.ndarray | None]) -> RoundRecord:
         started = time.perf_counter()
         spec = self._announce(round_id, release)
         expected = len(self.participants)
@@ -378,7 +384,9 @@ class Coordinator:
                 for body, _, _ in aggregates.values():
                     total = body if total is None else codec.add_sums(total, body)
                 assert total is not None
-                self._advance_to(step(codec.decode_sum(total, clients), clients))
+                following = step(codec.decode_sum(total, clients), clients)
+                if following is not None:
+                    self._advance_to(following)
             except CodecError as exc:
                 record.status = "failed"
                 log.error("aggregate could not be decoded", extra={"round": round_id, "why": str(exc)})

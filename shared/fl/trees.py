@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -296,18 +297,30 @@ class Tree:
         self.value.append(0.0)
         return len(self.feature) - 1
 
-    def predict(self, bins: np.ndarray) -> np.ndarray:
-        node = np.zeros(len(bins), dtype=np.int64)
+    def split(self, node: int, split: Split) -> tuple[int, int]:
+        """Give leaf `node` its split; its two new children (leaves)."""
+        left, right = self.add(), self.add()
+        self.feature[node], self.threshold_bin[node] = split.feature, split.threshold_bin
+        self.left[node], self.right[node] = left, right
+        return left, right
+
+    def descend(self, bins: np.ndarray, node: np.ndarray | None = None) -> np.ndarray:
+        """Each beat's leaf of the tree as grown so far, walking on from `node` (default: the root) — a client
+        that kept its beats' nodes from its last release only walks the splits published since."""
+        node = np.zeros(len(bins), dtype=np.int64) if node is None else node.copy()
         feature, threshold = np.asarray(self.feature), np.asarray(self.threshold_bin)
         left, right = np.asarray(self.left), np.asarray(self.right)
-        for _ in range(64):
+        for _ in range(len(self.feature)):  # children come after their parent: a walk ends within that many
             inner = feature[node] >= 0
             if not inner.any():
                 break
             idx = np.nonzero(inner)[0]
             go_left = bins[idx, feature[node[idx]]] <= threshold[node[idx]]
             node[idx] = np.where(go_left, left[node[idx]], right[node[idx]])
-        return np.asarray(self.value)[node]
+        return node
+
+    def predict(self, bins: np.ndarray) -> np.ndarray:
+        return np.asarray(self.value)[self.descend(bins)]
 
 
 @dataclass(slots=True)
@@ -455,114 +468,114 @@ class FederatedBoosting(SummingTrainer):
             if c.noise_multiplier:  # each beat's contribution bounded before anything of it is released
                 grads = [[(np.clip(g, -c.clip, c.clip), np.clip(h, 0, c.clip)) for g, h in per_class]
                          for per_class in grads]
-            round_trees = [self._grow(clients, [g[k] for g in grads]) for k in range(c.n_classes)]
+            round_trees = []
+            for k in range(c.n_classes):
+                for client in clients:
+                    client.node = np.zeros(len(client.y), dtype=np.int64)
+                round_trees.append(grow_tree(c, partial(self._release, clients, [g[k] for g in grads])))
             for client in clients:  # every client applies the published trees to its own beats
                 for k, tree in enumerate(round_trees):
                     client.raw[:, k] += c.learning_rate * tree.predict(client.bins)
             model.trees.append(round_trees)
         return model
 
-    def _grow(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]]) -> Tree:
-        if self.config.max_leaves is not None:
-            return self._grow_best_first(clients, grads)
+    def _release(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]], tree: Tree,
+                 nodes: Sequence[int]) -> np.ndarray:
+        """One release: every client's histograms of its beats in `nodes` of `tree` as grown so far, summed (and
+        noised, with DP on). Each client moves its beats down the splits published since its last release."""
         c = self.config
-        tree = Tree()
-        root = tree.add()
-        open_nodes = [root]
-        for client in clients:
-            client.node = np.zeros(len(client.y), dtype=np.int64)
-        for depth in range(c.max_depth + 1):
-            n = len(open_nodes)
-            total = self._release(clients, grads, [cl.node for cl in clients], n)
-            sums = np.asarray(total)[:, :, 0, :].sum(axis=2)  # per node: G, H (any one feature's bins add up)
-            splits = (best_splits(np.asarray(total), c.lam, c.min_hessian, c.min_samples_leaf)
-                      if depth < c.max_depth else [None] * n)
-            next_open: list[int] = []
-            position: dict[int, tuple[int, int]] = {}
-            for i, (tree_node, split) in enumerate(zip(open_nodes, splits, strict=True)):
-                if split is None:
-                    tree.value[tree_node] = _leaf_value(sums[0, i], sums[1, i], c.lam)
-                    continue
-                left, right = tree.add(), tree.add()
-                tree.feature[tree_node], tree.threshold_bin[tree_node] = split.feature, split.threshold_bin
-                tree.left[tree_node], tree.right[tree_node] = left, right
-                position[i] = (len(next_open), len(next_open) + 1)
-                next_open += [left, right]
-            for cl in clients:  # clients route their beats to the children (the splits are public)
-                new = np.full(len(cl.y), -1, dtype=np.int64)
-                for i, (a, b) in position.items():
-                    here = cl.node == i
-                    split = splits[i]
-                    assert split is not None
-                    go_left = cl.bins[here, split.feature] <= split.threshold_bin
-                    new[np.nonzero(here)[0]] = np.where(go_left, a, b)
-                cl.node = new
-            open_nodes = next_open
-            if not open_nodes:
-                break
-        return tree
-
-    def _release(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]],
-                 nodes: Sequence[np.ndarray], n_nodes: int) -> np.ndarray:
-        """One release: every client's histograms over its beats' positions `nodes` (< 0: not in it), summed
-        (and noised, with DP on)."""
-        c = self.config
-        n_bins = self._n_bins
-        shares = [client_histograms(cl.bins, node, g, h, n_nodes, n_bins, counts=c.min_samples_leaf > 0)
-                  for cl, (g, h), node in zip(clients, grads, nodes, strict=True)]
+        shares = []
+        for cl, (g, h) in zip(clients, grads, strict=True):
+            cl.node = tree.descend(cl.bins, cl.node)
+            shares.append(client_histograms(cl.bins, position_in(cl.node, nodes), g, h, len(nodes), self._n_bins,
+                                            counts=c.min_samples_leaf > 0))
         features = clients[0].bins.shape[1]
-        total = self._sums.release(shares, c.noise_multiplier * c.clip * np.sqrt(2 * features))
-        if c.noise_multiplier:
-            total[1] = np.maximum(total[1], 0.0)  # post-processing: a hessian sum is never negative
-        return np.asarray(total)
+        return noised_floor(self._sums.release(shares, c.noise_multiplier * c.clip * np.sqrt(2 * features)), c)
 
-    def _grow_best_first(self, clients: Sequence[Client], grads: Sequence[tuple[np.ndarray, np.ndarray]]) -> Tree:
-        """Leaf-wise growth: split the open leaf that gains most, until `max_leaves`. Each split's release is the
-        smaller child's histogram (fewer beats to bin on the devices, the same size on the wire); the other
-        child's is the parent's minus it — exact for sums, and post-processing for noised ones."""
-        c = self.config
-        assert c.max_leaves is not None
-        tree = Tree()
-        root = tree.add()
-        for client in clients:
-            client.node = np.zeros(len(client.y), dtype=np.int64)  # here: the tree node each beat sits in
-        histogram = {root: self._release(clients, grads, [cl.node for cl in clients], 1)[:, 0]}
-        depth = {root: 0}
 
-        def candidate(node: int) -> Split | None:
-            if depth[node] >= c.max_depth:
-                return None
-            return best_splits(histogram[node][:, None], c.lam, c.min_hessian, c.min_samples_leaf)[0]
+#: the coordinator's one question to the clients while it grows a tree: the summed (and noised) histograms,
+#: (channels, len(nodes), features, n_bins), of the beats that sit in each of `nodes` of the tree as grown so far
+NodeRelease = Callable[[Tree, Sequence[int]], np.ndarray]
 
-        open_splits = {root: candidate(root)}
-        leaves = 1
-        while leaves < c.max_leaves:
-            ready = {node: split for node, split in open_splits.items() if split is not None}
-            if not ready:
-                break
-            node = max(ready, key=lambda n: ready[n].gain)
-            split = ready[node]
-            del open_splits[node]
-            left, right = tree.add(), tree.add()
-            tree.feature[node], tree.threshold_bin[node] = split.feature, split.threshold_bin
-            tree.left[node], tree.right[node] = left, right
-            for cl in clients:  # the split is public: each client routes its beats in that node
-                here = np.nonzero(cl.node == node)[0]
-                cl.node[here] = np.where(cl.bins[here, split.feature] <= split.threshold_bin, left, right)
-            parent = histogram.pop(node)
-            left_size = parent[-1 if c.min_samples_leaf else 1, split.feature, : split.threshold_bin + 1].sum()
-            right_size = parent[-1 if c.min_samples_leaf else 1, split.feature, split.threshold_bin + 1:].sum()
-            small, large = (left, right) if left_size <= right_size else (right, left)
-            histogram[small] = self._release(clients, grads, [np.where(cl.node == small, 0, -1) for cl in clients],
-                                             1)[:, 0]
-            histogram[large] = parent - histogram[small]
-            for child in (left, right):
-                depth[child] = depth[node] + 1
-                open_splits[child] = candidate(child)
-            leaves += 1
-        for node, hist in histogram.items():  # the leaves
-            tree.value[node] = _leaf_value(hist[0, 0].sum(), hist[1, 0].sum(), c.lam)
-        return tree
+
+def position_in(node: np.ndarray, nodes: Sequence[int]) -> np.ndarray:
+    """Each beat's index in `nodes` (−1: its node is not asked for) — the `node` argument of `client_histograms`."""
+    lookup = np.full(int(max(node.max(initial=0), max(nodes, default=0))) + 1, -1, dtype=np.int64)
+    lookup[np.asarray(nodes, dtype=np.int64)] = np.arange(len(nodes))
+    return lookup[node]
+
+
+def noised_floor(total: np.ndarray, config: TreeConfig) -> np.ndarray:
+    """Post-processing of a noised release: a hessian sum is never negative."""
+    total = np.asarray(total)
+    if config.noise_multiplier:
+        total[1] = np.maximum(total[1], 0.0)
+    return total
+
+
+def grow_tree(config: TreeConfig, release: NodeRelease) -> Tree:
+    """One tree, grown by the coordinator from released sums alone — in process (`FederatedBoosting`) or over the
+    bus (`cloud_expert.coordinator.trees`), the same decisions from the same sums."""
+    if config.max_leaves is not None:
+        return _grow_best_first(config, release)
+    c = config
+    tree = Tree()
+    open_nodes = [tree.add()]
+    for depth in range(c.max_depth + 1):
+        total = release(tree, open_nodes)
+        sums = total[:, :, 0, :].sum(axis=2)  # per node: G, H (any one feature's bins add up)
+        splits = (best_splits(total, c.lam, c.min_hessian, c.min_samples_leaf)
+                  if depth < c.max_depth else [None] * len(open_nodes))
+        next_open: list[int] = []
+        for i, (tree_node, split) in enumerate(zip(open_nodes, splits, strict=True)):
+            if split is None:
+                tree.value[tree_node] = _leaf_value(sums[0, i], sums[1, i], c.lam)
+                continue
+            next_open += tree.split(tree_node, split)
+        open_nodes = next_open
+        if not open_nodes:
+            break
+    return tree
+
+
+def _grow_best_first(c: TreeConfig, release: NodeRelease) -> Tree:
+    """Leaf-wise growth: split the open leaf that gains most, until `max_leaves`. Each split's release is the
+    smaller child's histogram (fewer beats to bin on the devices, the same size on the wire); the other child's
+    is the parent's minus it — exact for sums, and post-processing for noised ones."""
+    assert c.max_leaves is not None
+    tree = Tree()
+    root = tree.add()
+    histogram = {root: release(tree, [root])[:, 0]}
+    depth = {root: 0}
+
+    def candidate(node: int) -> Split | None:
+        if depth[node] >= c.max_depth:
+            return None
+        return best_splits(histogram[node][:, None], c.lam, c.min_hessian, c.min_samples_leaf)[0]
+
+    open_splits = {root: candidate(root)}
+    leaves = 1
+    while leaves < c.max_leaves:
+        ready = {node: split for node, split in open_splits.items() if split is not None}
+        if not ready:
+            break
+        node = max(ready, key=lambda n: ready[n].gain)
+        split = ready[node]
+        del open_splits[node]
+        left, right = tree.split(node, split)  # public: each client routes its beats in that node
+        parent = histogram.pop(node)
+        left_size = parent[-1 if c.min_samples_leaf else 1, split.feature, : split.threshold_bin + 1].sum()
+        right_size = parent[-1 if c.min_samples_leaf else 1, split.feature, split.threshold_bin + 1:].sum()
+        small, large = (left, right) if left_size <= right_size else (right, left)
+        histogram[small] = release(tree, [small])[:, 0]
+        histogram[large] = parent - histogram[small]
+        for child in (left, right):
+            depth[child] = depth[node] + 1
+            open_splits[child] = candidate(child)
+        leaves += 1
+    for node, hist in histogram.items():  # the leaves
+        tree.value[node] = _leaf_value(hist[0, 0].sum(), hist[1, 0].sum(), c.lam)
+    return tree
 
 
 def _leaf_value(g: float, h: float, lam: float) -> float:

@@ -41,11 +41,36 @@ class SelectionPolicy(_Payload):
 
 
 class ReleaseRequest(_Payload):
-    """What a release round asks each selected client to sum (the federated additive model, `shared.fl.gam`):
-    the count table of its examples on the public grid, or its clipped gradient sums over one term's bins."""
+    """What a release round asks each selected client to sum. The federated additive model (`shared.fl.gam`): the
+    count table of its examples on the public grid, or its clipped gradient sums over one term's bins. The
+    federated trees (`shared.fl.trees`, ADR 0020): its class counts, its beat counts over a public grid of
+    `cells` cells, or its gradient and hessian sums per (node, feature, bin) for the beats in `nodes` of class
+    `klass`'s tree of the round being grown (with beat counts too, when `counts`)."""
 
-    kind: Literal["gam_counts", "gam_gradients"]
+    kind: Literal["gam_counts", "gam_gradients", "tree_classes", "tree_sketch", "tree_histogram"]
     term: int = Field(0, ge=0, le=100_000, description="gam_gradients: the feature whose bins are summed")
+    klass: int = Field(0, ge=0, le=255, description="tree_histogram: whose tree of the current round")
+    nodes: list[int] = Field(default_factory=list, max_length=256,
+                             description="tree_histogram: the tree's open nodes whose beats are summed")
+    cells: int = Field(0, ge=0, le=65_536, description="tree_sketch: cells of the public grid (`sketch_grid`)")
+    counts: bool = Field(False, description="tree_histogram: beat counts as a third channel")
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fields at their defaults are left out: an additive release reads as it did before trees existed."""
+        out: dict[str, Any] = handler(self)
+        for name in ("term", "klass", "nodes", "cells", "counts"):
+            if out.get(name) == type(self).model_fields[name].get_default(call_default_factory=True):
+                out.pop(name, None)
+        return out
+
+    @model_validator(mode="after")
+    def _tree_fields_only_for_trees(self) -> ReleaseRequest:
+        if self.kind == "tree_histogram" and (not self.nodes or any(n < 0 or n > 100_000 for n in self.nodes)):
+            raise ValueError("a tree_histogram release names 1 to 256 nodes, each 0 … 100000")
+        if self.kind == "tree_sketch" and self.cells < 2:
+            raise ValueError("a tree_sketch release names its grid's cells (at least 2)")
+        return self
 
 
 class RoundPayload(_Payload):

@@ -1,0 +1,126 @@
+"""The federated trees' public training state as one float32 vector — what the coordinator signs and publishes
+after every decision, and what each watch computes its next release against (ADR 0020).
+
+Layout: a header, the class weights, the bin edges, then a fixed number of tree slots (rounds × classes, each
+`max_nodes` nodes of feature, threshold bin, left, right, value) and each slot's node count. The vector's length
+never changes during a training, so every version is a lossless delta of the one before (`model_delta_bits=0`):
+only the nodes a decision wrote travel. Node indices and bins are small integers, exact in float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.fl.trees import BoostedModel, Tree, TreeConfig
+
+KIND = 7_170_001.0  # first value of every state vector: a vector of another model is refused, not misread
+_HEADER = 9  # kind, features, n_bins, n_classes, rounds, max_nodes, rounds_done, learning_rate, ready
+_NODE = 5  # feature, threshold_bin, left, right, value
+
+
+class TreeStateError(ValueError):
+    """A vector that is not a trees training state (another model's, truncated, or inconsistent)."""
+
+
+def max_nodes(config: TreeConfig) -> int:
+    """Nodes one tree of `config` can have: every level full, or two per split under a leaf cap."""
+    full = 2 ** (config.max_depth + 1) - 1
+    return min(full, 2 * config.max_leaves - 1) if config.max_leaves is not None else full
+
+
+@dataclass
+class TreeState:
+    """`ready`: class weights and edges are set (the count and sketch releases are done); `rounds_done`: the rounds
+    whose trees every watch adds to its beats' scores — the round being grown is the next one."""
+
+    features: int
+    n_bins: int  # with bin 0, for missing values
+    n_classes: int
+    rounds: int
+    max_nodes: int
+    learning_rate: float
+    class_weight: np.ndarray  # (n_classes,)
+    edges: np.ndarray  # (features, n_bins − 2)
+    trees: list[list[Tree]]  # rounds × n_classes slots (empty trees not yet grown)
+    rounds_done: int = 0
+    ready: bool = False
+
+    @classmethod
+    def empty(cls, config: TreeConfig, features: int, n_bins: int) -> TreeState:
+        if not 3 <= n_bins <= 256:
+            raise ValueError(f"n_bins {n_bins}: between 3 and 256 (bin 0 is for missing values)")
+        return cls(features, n_bins, config.n_classes, config.rounds, max_nodes(config), config.learning_rate,
+                   np.ones(config.n_classes), np.zeros((features, n_bins - 2)),
+                   [[Tree() for _ in range(config.n_classes)] for _ in range(config.rounds)])
+
+    def vector(self) -> np.ndarray:
+        header = [KIND, self.features, self.n_bins, self.n_classes, self.rounds, self.max_nodes, self.rounds_done,
+                  self.learning_rate, float(self.ready)]
+        nodes = np.zeros((self.rounds, self.n_classes, self.max_nodes, _NODE))
+        sizes = np.zeros((self.rounds, self.n_classes))
+        for r, round_trees in enumerate(self.trees):
+            for k, tree in enumerate(round_trees):
+                n = len(tree.feature)
+                if n > self.max_nodes:
+                    raise ValueError(f"a tree of {n} nodes in slots of {self.max_nodes}")
+                sizes[r, k] = n
+                if n:
+                    nodes[r, k, :n] = np.column_stack([tree.feature, tree.threshold_bin, tree.left, tree.right,
+                                                       tree.value])
+        parts = [np.asarray(header, dtype=np.float64), self.class_weight, self.edges.ravel(), sizes.ravel(),
+                 nodes.ravel()]
+        return np.concatenate(parts).astype(np.float32)
+
+    @classmethod
+    def parse(cls, vector: np.ndarray) -> TreeState:
+        v = np.asarray(vector, dtype=np.float64).ravel()
+        if len(v) < _HEADER or v[0] != KIND or not np.isfinite(v).all():
+            raise TreeStateError("not a federated trees state")
+        features, n_bins, n_classes, rounds, slots, done = (int(x) for x in v[1:7])
+        expected = _HEADER + n_classes + features * (n_bins - 2) + rounds * n_classes * (1 + slots * _NODE)
+        if min(features, n_classes, rounds, slots) < 1 or not 3 <= n_bins <= 256 or len(v) != expected \
+                or not 0 <= done <= rounds:
+            raise TreeStateError(f"an inconsistent trees state ({len(v)} values)")
+        at = _HEADER
+        weight = v[at:at + n_classes]
+        at += n_classes
+        edges = v[at:at + features * (n_bins - 2)].reshape(features, n_bins - 2)
+        at += features * (n_bins - 2)
+        sizes = v[at:at + rounds * n_classes].reshape(rounds, n_classes).astype(np.int64)
+        at += rounds * n_classes
+        nodes = v[at:].reshape(rounds, n_classes, slots, _NODE)
+        trees = [[_tree(nodes[r, k, : sizes[r, k]], features, n_bins) for k in range(n_classes)]
+                 for r in range(rounds)]
+        if (sizes > slots).any() or (sizes < 0).any():
+            raise TreeStateError("a tree slot claims more nodes than it has")
+        return cls(features, n_bins, n_classes, rounds, slots, float(v[7]), weight, edges, trees, done,
+                   bool(v[8]))
+
+    def raw(self, bins: np.ndarray, *, start: int = 0, base: np.ndarray | None = None) -> np.ndarray:
+        """The scores of binned beats after the finished rounds — from `base`, the scores after `start` rounds."""
+        out = np.zeros((len(bins), self.n_classes)) if base is None else base.copy()
+        for round_trees in self.trees[start:self.rounds_done]:
+            for k, tree in enumerate(round_trees):
+                out[:, k] += self.learning_rate * tree.predict(bins)
+        return out
+
+    def model(self) -> BoostedModel:
+        """The finished rounds as the product's model (`shared.fl.trees.save_model` writes it)."""
+        return BoostedModel(self.edges.copy(), [list(t) for t in self.trees[: self.rounds_done]], self.learning_rate,
+                            self.n_classes)
+
+
+def _tree(rows: np.ndarray, features: int, n_bins: int) -> Tree:
+    feature = rows[:, 0].astype(np.int64)
+    left, right = rows[:, 2].astype(np.int64), rows[:, 3].astype(np.int64)
+    index = np.arange(len(rows))
+    inner = feature >= 0
+    if ((left[inner] <= index[inner]) | (left[inner] >= len(rows)) | (right[inner] <= index[inner])
+            | (right[inner] >= len(rows)) | (feature[inner] >= features) | (rows[inner, 1] < 0)
+            | (rows[inner, 1] >= n_bins)).any():
+        raise TreeStateError("a tree points outside itself, back at a node before it, or at a feature or bin "
+                             "the state does not have")
+    return Tree(feature.tolist(), rows[:, 1].astype(np.int64).tolist(), left.tolist(), right.tolist(),
+                rows[:, 4].tolist())

@@ -1,0 +1,206 @@
+"""The federated trees as release rounds of the real protocol (in-memory bus, real packed Paillier): the trees the
+bus grows are the trees `FederatedBoosting.fit` grows in process from the same sums, the watches end up holding
+exactly what the coordinator keeps, DP noise rides on every release and is accounted, and a release below k stops
+the run instead of growing a tree from nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundConfig
+from cloud_expert.coordinator.keys import CoordinatorKeys
+from cloud_expert.coordinator.trees import TreesRunError, run_trees
+from edge_hub.aggregation import EdgeAggregator
+from shared.fl.tree_state import TreeState, TreeStateError
+from shared.fl.trees import (
+    Client,
+    FederatedBoosting,
+    TreeConfig,
+    bin_features,
+    dp_epsilon,
+    edges_from_counts,
+    grid_counts,
+    sketch_grid,
+)
+from shared.fl_codec import codec_for_round
+from shared.messages import DpConfig, ReleaseRequest, RoundPayload
+from shared.settings import Settings
+from shared.transport import InMemoryBus
+from watch_agent.trainer import FlClient
+from watch_agent.tree_learner import TreeLearner
+
+FEATURES = 4
+BOUND = 4000.0
+CELLS = 64
+N_BINS = 10
+
+
+def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class 1 when feature 0 is high, class 2 when feature 1 is low, class 3 rare."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, FEATURES))
+    y = np.zeros(n, dtype=np.int64)
+    y[X[:, 0] > 0.8] = 1
+    y[X[:, 1] < -1.0] = 2
+    y[(X[:, 2] > 1.8) & (y == 0)] = 3
+    X[rng.random(n) < 0.03, 3] = np.nan  # missing values: bin 0, no grid cell
+    return X, y
+
+
+def _balanced(counts: np.ndarray) -> np.ndarray:
+    return np.asarray(counts.sum() / (len(counts) * np.maximum(counts, 1.0)))
+
+
+def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: TreeConfig, *,
+           encrypt: bool = True, min_clients: int | None = None, timeout_s: float = 20.0
+           ) -> tuple[Coordinator, list[FlClient]]:
+    bus = InMemoryBus()
+    participants = [f"s1/watch-{i}" for i in range(len(parts))]
+    round_config = RoundConfig(encrypt=encrypt, min_clients=min_clients or len(parts), quant_bits=24,
+                               round_timeout_s=timeout_s, grace_s=0.5, max_clients=16, model_delta_bits=0)
+    coordinator = Coordinator(Settings(site="cloud"), bus.transport("coordinator"), keys=keys,
+                              initial=TreeState.empty(config, FEATURES, N_BINS).vector(), config=round_config,
+                              participants=participants, federation="trees-test")
+    coordinator.start()
+    EdgeAggregator(Settings(site="s1"), bus.transport("edge"), edge_id="edge-1", federation="trees-test",
+                   codec_factory=codec_for_round).start()
+    clients = []
+    for i, (X, y) in enumerate(parts):
+        client = FlClient(Settings(site="s1"), bus.transport(f"watch-{i}"), device_id=f"watch-{i}",
+                          learner=TreeLearner(X, y), verify_key=keys.verify_key, seed=None, federation="trees-test")
+        client.start()
+        clients.append(client)
+    coordinator.publish_model()
+    return coordinator, clients
+
+
+@pytest.mark.parametrize("config", [TreeConfig(rounds=3, max_depth=2),
+                                    TreeConfig(rounds=2, max_depth=4, max_leaves=5, min_samples_leaf=15, lam=0.0,
+                                               min_hessian=1e-3)], ids=["level-wise", "best-first"])
+def test_the_bus_grows_the_trees_the_in_process_fit_grows(coordinator_keys: CoordinatorKeys,
+                                                          config: TreeConfig) -> None:
+    parts = [_problem(s, 300 + 150 * s) for s in range(3)]
+    coordinator, clients = _fleet(coordinator_keys, parts, config)
+    labels: list[str] = []
+    result = run_trees(coordinator, config, bound=BOUND, cells=CELLS, class_weights=_balanced, sketch_timeout_s=20.0,
+                       progress=lambda _r, label: labels.append(label))
+    assert labels[:2] == ["class counts", "sketch"]
+    assert all(r.clients == 3 and r.status == "ok" for r in result.records)
+    # in process, from the same sums: exact class counts, the same grid's edges, the same growth function
+    counts = np.sum([np.bincount(y, minlength=4) for _, y in parts], axis=0).astype(float)
+    weights = _balanced(counts)
+    edges = edges_from_counts(np.sum([grid_counts(X, sketch_grid(CELLS)) for X, _ in parts], axis=0),
+                              sketch_grid(CELLS), N_BINS)
+    np.testing.assert_allclose(result.state.edges, edges.astype(np.float32))
+    np.testing.assert_allclose(result.state.class_weight, weights, rtol=1e-5)
+    booster = FederatedBoosting(config)
+    local = booster.fit([Client(bin_features(X, edges), y, weights[y]) for X, y in parts], edges)
+    assert len(labels) == 2 + booster.releases  # one release for every sum the in-process fit took
+    bus_model = result.state.model()
+    for bus_round, local_round in zip(bus_model.trees, local.trees, strict=True):
+        for bus_tree, local_tree in zip(bus_round, local_round, strict=True):
+            assert (bus_tree.feature, bus_tree.threshold_bin) == (local_tree.feature, local_tree.threshold_bin)
+            # apart only by the fixed point (24 bits over ±4,000) and float32
+            np.testing.assert_allclose(bus_tree.value, local_tree.value, atol=2e-3)
+    held_out_X, held_out_y = _problem(99, 2000)
+    assert np.mean(bus_model.predict_proba(held_out_X).argmax(1) == held_out_y) > 0.85  # it learned
+    # every watch holds exactly the coordinator's state: each release was computed against it
+    assert all(c.version == coordinator.version for c in clients)
+    assert all(c.global_vector is not None and np.array_equal(c.global_vector, coordinator.vector) for c in clients)
+    assert TreeState.parse(coordinator.vector).rounds_done == config.rounds
+
+
+def test_with_dp_every_release_carries_its_noise_and_the_bill_is_the_in_process_one(
+        coordinator_keys: CoordinatorKeys) -> None:
+    parts = [_problem(s, 1500) for s in range(3)]
+    config = TreeConfig(rounds=2, max_depth=2, clip=2.0, min_hessian=5.0, noise_multiplier=3.0,
+                        private_edges=True)
+    coordinator, _clients = _fleet(coordinator_keys, parts, config, encrypt=False)
+    specs: list[RoundPayload] = []
+    real = coordinator.build_spec
+
+    def recorded(round_id: int, release: Release | None = None) -> RoundPayload:
+        specs.append(real(round_id, release))
+        return specs[-1]
+
+    coordinator.build_spec = recorded  # type: ignore[method-assign]
+    class_sigma = 3.0 * 2.0 * np.sqrt(2 * FEATURES)
+    result = run_trees(coordinator, config, bound=BOUND, cells=CELLS, class_weights=_balanced, sketch_timeout_s=20.0,
+                       class_sigma=class_sigma)
+    histograms = [s for s in specs if s.release is not None and s.release.kind == "tree_histogram"]
+    assert specs[0].dp.noise_scale == pytest.approx(class_sigma)
+    assert specs[1].dp.noise_scale == pytest.approx(3.0 * np.sqrt(FEATURES))  # the sketch: sensitivity √features
+    assert all(s.dp.noise_scale == pytest.approx(3.0 * 2.0 * np.sqrt(2 * FEATURES)) for s in histograms)
+    assert all(s.clip_norm == 2.0 and s.dp.planned_clients == 3 for s in histograms)
+    # the accountant's count: every level of every class's tree, each round (+ class counts and the sketch)
+    assert len(histograms) == config.rounds * config.n_classes * (config.max_depth + 1)
+    assert 0 < dp_epsilon(config, 3.0) < 50
+    held_out_X, held_out_y = _problem(99, 2000)
+    assert np.mean(result.state.model().predict_proba(held_out_X).argmax(1) == held_out_y) > 0.7
+
+
+def test_a_release_below_k_stops_the_run_with_the_finished_rounds_kept(coordinator_keys: CoordinatorKeys) -> None:
+    parts = [_problem(s, 400) for s in range(3)]
+    config = TreeConfig(rounds=3, max_depth=1)
+    coordinator, clients = _fleet(coordinator_keys, parts, config, encrypt=False, timeout_s=1.0)
+    seen: list[str] = []
+
+    def flat_battery(_record: object, label: str) -> None:
+        seen.append(label)
+        if label.startswith("round 2"):
+            clients[2].paused = True
+
+    with pytest.raises(TreesRunError, match="too_few"):
+        run_trees(coordinator, config, bound=BOUND, cells=CELLS, class_weights=_balanced, sketch_timeout_s=20.0,
+                  progress=flat_battery)
+    state = TreeState.parse(coordinator.vector)
+    assert state.rounds_done == 1 and len(state.model().trees) == 1  # round 1 finished, nothing after it
+
+
+def test_a_watch_refuses_a_release_about_nodes_that_are_not_open_leaves(coordinator_keys: CoordinatorKeys) -> None:
+    config = TreeConfig(rounds=1, max_depth=2)
+    X, y = _problem(0, 200)
+    state = TreeState.empty(config, FEATURES, N_BINS)
+    learner = TreeLearner(X, y)
+    coordinator = Coordinator(Settings(site="cloud"), InMemoryBus().transport("c"), keys=coordinator_keys,
+                              initial=state.vector(), config=RoundConfig(encrypt=False), participants=["s1/w"])
+
+    def spec(request: ReleaseRequest) -> RoundPayload:
+        return coordinator.build_spec(0, Release(request, params=1, clip=1.0, bound=10.0, dp=DpConfig()))
+
+    with pytest.raises(ValueError, match="no tree 0 to grow"):  # no weights and edges yet
+        learner.release(spec(ReleaseRequest(kind="tree_histogram", nodes=[0])), state.vector())
+    state.ready = True
+    state.trees[0][0].add()
+    with pytest.raises(ValueError, match="not all leaves"):
+        learner.release(spec(ReleaseRequest(kind="tree_histogram", nodes=[3])), state.vector())
+    with pytest.raises(ValueError, match="cannot answer a gam_counts"):
+        learner.release(spec(ReleaseRequest(kind="gam_counts")), state.vector())
+    counts, _ = learner.release(spec(ReleaseRequest(kind="tree_classes")), state.vector())
+    assert counts.tolist() == np.bincount(y, minlength=4).tolist()
+
+
+def test_the_state_vector_round_trips_and_anything_else_is_refused() -> None:
+    config = TreeConfig(rounds=2, max_depth=2)
+    state = TreeState.empty(config, FEATURES, N_BINS)
+    state.edges = np.tile(np.linspace(-1, 1, N_BINS - 2), (FEATURES, 1))
+    tree = state.trees[0][1]
+    tree.add()
+    from shared.fl.trees import Split
+
+    left, right = tree.split(0, Split(feature=2, threshold_bin=4, gain=1.0))
+    tree.value[left], tree.value[right] = -0.5, 0.25
+    state.rounds_done, state.ready = 1, True
+    again = TreeState.parse(state.vector())
+    assert again.trees[0][1].feature == [2, -1, -1] and again.trees[0][1].value == [0.0, -0.5, 0.25]
+    assert again.rounds_done == 1 and again.ready and np.allclose(again.edges, state.edges)
+    with pytest.raises(TreeStateError):
+        TreeState.parse(np.zeros(40, dtype=np.float32))
+    bad = state.vector()
+    nodes_at = len(bad) - 2 * 4 * 7 * 5  # rounds × classes × 7 node slots × 5 values, at the end
+    bad[nodes_at + (0 * 4 + 1) * 7 * 5 + 2] = 0  # tree (0, 1): its root's left child is the root
+    with pytest.raises(TreeStateError, match="points"):
+        TreeState.parse(bad)
+    with pytest.raises(ValueError, match="names 1 to 256 nodes"):
+        ReleaseRequest(kind="tree_histogram")
