@@ -65,8 +65,9 @@ def _cell_config(params: dict[str, Any], rounds: int) -> tuple[Any, int, int]:
 
 def _balanced_weights(y: list[np.ndarray]) -> np.ndarray:
     """Balanced class weights from the clients' summed class counts (each a count they may share)."""
-    counts = np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0)
-    return np.asarray(counts.sum() / (4 * np.maximum(counts, 1)))
+    from shared.fl.trees import class_weights
+
+    return class_weights(np.sum([np.bincount(labels, minlength=4) for labels in y], axis=0))
 
 
 def _fit(X: list[np.ndarray], y: list[np.ndarray], config: Any, n_bins: int, points: int,
@@ -98,7 +99,9 @@ DP_WEIGHT_CAP = 2.0  # sqrt-balanced class weights, capped: the clip (and so the
 
 def dp_class_weights(counts: np.ndarray) -> np.ndarray:
     """The DP trees' class weights from (noised or exact) class counts: sqrt-balanced, capped at DP_WEIGHT_CAP."""
-    return np.asarray(np.minimum(np.sqrt(counts.sum() / (4 * np.maximum(counts, 1.0))), DP_WEIGHT_CAP))
+    from shared.fl.trees import class_weights
+
+    return class_weights(counts, power=0.5, cap=DP_WEIGHT_CAP)
 
 
 def pooled_loro_veb_f1(X: list[np.ndarray], y: list[np.ndarray],

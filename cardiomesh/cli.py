@@ -955,6 +955,69 @@ def fl_additive(
                            "bytes_per_client": result.bytes_per_client}, indent=2))
 
 
+@fl_app.command("trees")
+def fl_trees(
+    preset: Annotated[str, typer.Option(help="dp: the sample-level-DP trees (8 features, 16 bins, 5 rounds of depth "
+                                        "2; ≈ 60 small releases); leafwise: the no-DP model (63 features, 255 bins, "
+                                        "31 leaves; with --rounds, a few rounds to measure its releases).")] = "dp",
+    clients: Annotated[int, typer.Option(min=2, max=22, help="Watches, one per MIT-BIH DS1 patient.")] = 22,
+    rounds: Annotated[int | None, typer.Option(min=1, max=1000, help="Boosting rounds (default: the preset's: 5 "
+                                               "or 200).")] = None,
+    epsilon: Annotated[float, typer.Option(min=0.01, help="Sample-level ε of each wearer's beats over the whole "
+                                           "training (δ = --delta); --no-dp for none.")] = 8.0,
+    dp: Annotated[bool, typer.Option(help="Gaussian noise on every release, calibrated to --epsilon (the dp "
+                                     "preset only).")] = True,
+    delta: Annotated[float, typer.Option(help="δ of the (ε, δ) guarantee.")] = 1e-5,
+    encrypt: Annotated[bool, typer.Option(help="Packed Paillier on every release (the edges sum blind).")] = True,
+    edges: Annotated[int, typer.Option(min=1, max=22, help="Edge hubs (sites) the watches are spread over.")] = 1,
+    min_clients: Annotated[int | None, typer.Option(help="k: a release fewer watches answer is not decrypted, "
+                                                    "and ends the run (default: every watch).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Where model.npz and releases.json go "
+                                                 "(default var/runs/<timestamp>).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Train the federated beat trees over the broker (embedded if none answers): each DS1 watch sends only noised,
+    encrypted sums — its class counts, its beat counts over a public grid, then, split by split, the gradient sums
+    of its beats in the open nodes — edges add them blind, the coordinator decrypts sums of ≥ k watches, grows
+    the trees and publishes each split signed. Scores the result on DS2; `cardiomesh evaluate --model
+    <run>/model.npz` reads it again."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cardiomesh.fl import FederationError
+    from cardiomesh.fl_trees import PRESETS, TreeOptions, run_tree_federation
+    from cloud_expert.coordinator.coordinator import RoundRecord
+    from shared.model.evaluation import format_table
+
+    if preset not in PRESETS:
+        raise _fail(f"--preset is one of {', '.join(PRESETS)}, not {preset!r}")
+    if dp and preset != "dp":
+        raise _fail(f"the {preset} trees have no DP accounting (leaf-wise growth): add --no-dp")
+    settings = _setup(verbose)
+    options = TreeOptions(preset=preset, clients=clients, rounds=rounds, epsilon=epsilon if dp else None,
+                          delta=delta, encrypt=encrypt, edges=edges, min_clients=min_clients, run_dir=run_dir)
+    total_rounds = rounds or PRESETS[preset].config.rounds
+    with Progress(TextColumn("[bold]round {task.completed}/{task.total}"), BarColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task("starting", total=total_rounds)
+
+        def _progress(record: RoundRecord, label: str) -> None:
+            done = int(label.split(",")[0].split()[1]) - 1 if label.startswith("round") else 0
+            bar.update(task, completed=done, description=f"{label}: {record.status}, {record.clients} watches, "
+                                                         f"{record.seconds:.2f} s")
+
+        try:
+            result = run_tree_federation(settings, options, progress=_progress)
+        except FederationError as exc:
+            raise _fail(str(exc)) from None
+        bar.update(task, completed=result.rounds)
+    if result.final_metrics:
+        typer.echo(format_table(result.final_metrics))
+    typer.echo(json.dumps({"run_dir": str(result.run_dir), "model": str(result.model_path),
+                           "releases": result.releases, "rounds": result.rounds, "epsilon": result.epsilon,
+                           "delta": result.delta, "seconds": result.seconds,
+                           "bytes_per_client": result.bytes_per_client}, indent=2))
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Option(help="Saved beat model: a BeatNet .pt (e.g. bench/results/model.pt), "

@@ -34,7 +34,7 @@ class RelativeStream:
         if trees.is_model_file(self.path):
             forest, self.meta = trees.load_model(self.path, beat_model=True)
             self.kind = "trees"
-            self._proba = forest.predict_proba
+            self._proba = forest.predict_features
         else:
             additive, columns, meta = gam.load(self.path)
             self.meta = dict(meta)

@@ -160,6 +160,13 @@ def edges_from_counts(counts: np.ndarray, grid: np.ndarray, n_bins: int) -> np.n
     return edges
 
 
+def class_weights(counts: np.ndarray, *, power: float = 1.0, cap: float = np.inf) -> np.ndarray:
+    """Class weights from the summed (or noised) class counts: balanced (total / (classes × count)) to `power`
+    (½: square-root balanced), capped at `cap` — under DP the clip, and so the noise, scales with the largest."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.asarray(np.minimum((counts.sum() / (len(counts) * np.maximum(counts, 1.0))) ** power, cap))
+
+
 def releases_of(config: TreeConfig) -> int:
     """Histogram releases a training makes at most: one per level of each class's tree each round, plus the
     class counts (released once, noised the same way, so that the weights leak nothing either), and the private
@@ -329,6 +336,8 @@ class BoostedModel:
     trees: list[list[Tree]]  # per round, one per class
     learning_rate: float
     n_classes: int
+    #: which of `tree_features`' columns the trees read, in order (None: all of them) — the DP trees read eight
+    columns: tuple[int, ...] | None = None
     _flat: tuple[tuple[tuple[int, int], ...], dict[str, np.ndarray]] | None = field(
         default=None, init=False, repr=False, compare=False)
 
@@ -380,7 +389,12 @@ class BoostedModel:
         return flat
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of rows of the trees' own features (`columns` already taken)."""
         return softmax(self.raw(X))
+
+    def predict_features(self, rows: np.ndarray) -> np.ndarray:
+        """Class probabilities of rows of all of `tree_features`' columns: the trees take theirs."""
+        return self.predict_proba(rows if self.columns is None else rows[:, list(self.columns)])
 
 
 def plain_sum(vectors: list[np.ndarray]) -> np.ndarray:
@@ -665,7 +679,7 @@ def save_model(path: str | Path, model: BoostedModel, meta: dict[str, object] | 
     np.savez(Path(path), kind=MODEL_KIND, version=MODEL_VERSION, edges=model.edges,
              learning_rate=model.learning_rate, n_classes=model.n_classes, rounds=len(model.trees),
              sizes=np.asarray([len(t.feature) for t in trees], dtype=np.int64), meta=json.dumps(meta or {}),
-             **nodes)
+             columns=np.asarray(model.columns if model.columns is not None else [], dtype=np.int64), **nodes)
 
 
 def load_model(path: str | Path, *, beat_model: bool = False) -> tuple[BoostedModel, dict[str, object]]:
@@ -681,10 +695,12 @@ def load_model(path: str | Path, *, beat_model: bool = False) -> tuple[BoostedMo
     data = read_model_npz(path, MODEL_KIND, MODEL_VERSION, "boosted-trees beat model")
     try:
         edges, sizes = data["edges"].astype(np.float64), data["sizes"].astype(np.int64).ravel()
-        columns = {name: data[name].astype(np.float64 if name == "value" else np.int64).ravel()
-                   for name in ("feature", "threshold_bin", "left", "right", "value")}
+        nodes = {name: data[name].astype(np.float64 if name == "value" else np.int64).ravel()
+                 for name in ("feature", "threshold_bin", "left", "right", "value")}
         n_classes, rounds = int(data["n_classes"]), int(data["rounds"])
         learning_rate, meta = float(data["learning_rate"]), json.loads(str(data["meta"]))
+        # files from before columns were saved read every column
+        columns = tuple(int(c) for c in data["columns"].ravel()) if "columns" in data else ()
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: not a readable boosted-trees beat model ({exc})") from None
     if not isinstance(meta, dict):
@@ -692,19 +708,21 @@ def load_model(path: str | Path, *, beat_model: bool = False) -> tuple[BoostedMo
     if edges.ndim != 2 or not 1 <= edges.shape[1] <= 254 or not np.isfinite(learning_rate):
         raise ModelFileError(f"{path}: inconsistent trees model (edges {edges.shape})")
     if rounds < 1 or n_classes < 2 or len(sizes) != rounds * n_classes or (sizes < 1).any() \
-            or any(len(values) != int(sizes.sum()) for values in columns.values()):
+            or any(len(values) != int(sizes.sum()) for values in nodes.values()):
         raise ModelFileError(f"{path}: {len(sizes)} trees of {int(sizes.sum())} nodes do not make {rounds} "
                              f"rounds of {n_classes} classes")
+    if columns and (len(columns) != edges.shape[0] or len(set(columns)) != len(columns) or min(columns) < 0):
+        raise ModelFileError(f"{path}: {len(columns)} column indices for {edges.shape[0]} features")
     if beat_model:
         from shared.model.tree_features import n_features
 
-        if n_classes != 4 or edges.shape[0] != n_features():
+        if n_classes != 4 or (max(columns) >= n_features() if columns else edges.shape[0] != n_features()):
             raise ModelFileError(f"{path}: a model of {n_classes} classes over {edges.shape[0]} features, not the "
-                                 f"4 beat classes over the {n_features()} beat features")
+                                 f"4 beat classes over the {n_features()} beat features (or some of them)")
     trees: list[Tree] = []
     start = 0
     for size in sizes:
-        part = {name: values[start:start + size] for name, values in columns.items()}
+        part = {name: values[start:start + size] for name, values in nodes.items()}
         index = np.arange(size)
         inner = part["feature"] >= 0
         children_ok = ((part["left"][inner] > index[inner]) & (part["left"][inner] < size)
@@ -718,7 +736,7 @@ def load_model(path: str | Path, *, beat_model: bool = False) -> tuple[BoostedMo
                           part["right"].tolist(), part["value"].tolist()))
         start += int(size)
     model = BoostedModel(edges, [trees[r * n_classes:(r + 1) * n_classes] for r in range(rounds)], learning_rate,
-                         n_classes)
+                         n_classes, columns or None)
     return model, meta
 
 
@@ -739,7 +757,7 @@ def predict_beats(model: BoostedModel, beats: BeatSet) -> np.ndarray:
     """Class probabilities of one wearer's beats (features relative to this wearer: one recording at a time)."""
     from shared.model.tree_features import record_features
 
-    return model.predict_proba(record_features(beats))
+    return model.predict_features(record_features(beats))
 
 
 def predict_rows(model: BoostedModel, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:

@@ -1,0 +1,196 @@
+"""`cardiomesh fl trees`: the federated gradient-boosted beat trees (`shared.fl.trees`, ADR 0020) trained over the
+real broker — one watch per MIT-BIH DS1 patient answers release rounds (its class counts, its beat counts over a
+public grid, then the gradient and hessian sums of its beats in the nodes each split leaves open, each plus its
+share of the Gaussian noise, packed and Paillier-encrypted), the edge hubs sum them blind, and the coordinator
+decrypts only sums of ≥ k watches, grows the trees from them and publishes every split signed.
+
+Two configurations (`PRESETS`), both chosen on DS1 alone by `bench/fl_trees.py` and `bench/_trees_loro.py`:
+`dp`, the compact sample-level-DP trees (8 features, 16 bins, 5 rounds of depth 2 at ε = 8) whose whole training
+is ~60 small releases; and `leafwise`, the no-DP model (63 features, 255 bins, 31 leaves, 200 rounds), whose
+≈ 24,000 releases of 48,000 values each are far more than a watch can encrypt (docs/fl.md): over the bus it is for
+a few rounds, to measure one release.
+
+Writes `<run>/model.npz` (read by `cardiomesh evaluate`), `<run>/releases.json` and, with DS2 at hand, its
+inter-patient figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiomesh.fl import FederationError, beat_sets, new_run_dir, start_fleet
+from cloud_expert.coordinator.coordinator import Coordinator, RoundConfig, RoundRecord
+from cloud_expert.coordinator.keys import load_or_create
+from cloud_expert.coordinator.trees import TreesRunError, run_trees
+from shared.fl import trees
+from shared.fl.tree_state import TreeState
+from shared.model.data import DS1, BeatSet
+from shared.model.evaluation import per_recording_metrics
+from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES
+from shared.settings import Settings
+from shared.transport import MqttTransport
+from watch_agent.tree_learner import TreeLearner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TreePreset:
+    """A tree configuration and the rules around it: which features, how many bins, the class weights."""
+
+    config: trees.TreeConfig
+    features: tuple[str, ...]
+    n_bins: int  # bins per feature, bin 0 (missing values) included
+    weight_power: float  # class weights balanced to this power (½: square-root balanced)
+    weight_cap: float
+    cells: int  # the public grid the beat counts are summed over (the bins are its quantiles)
+    quant_bits: int  # fixed-point bits of each packed value
+
+
+PRESETS: dict[str, TreePreset] = {
+    # bench/fl_trees.py's DP trees: the size its DS1 leave-one-record-out chose (fl_trees.json), the bins from the
+    # private sketch's 512 cells (bench/_tree_bins.py), sqrt class weights capped at 2 (the clip)
+    "dp": TreePreset(trees.TreeConfig(rounds=5, max_depth=2, learning_rate=0.5, clip=2.0, min_hessian=5.0,
+                                      private_edges=True), DP_FEATURES, 16, 0.5, 2.0, trees.SKETCH_GRID_CELLS, 24),
+    # bench/_trees_loro.py's choice (leaf-wise, 200 rounds) as bench/fl_trees.py trains it in process; its bins
+    # come from summed grid counts here (the bus sums, it does not merge per-client sketches), on a finer grid
+    "leafwise": TreePreset(trees.TreeConfig(rounds=200, max_depth=6, learning_rate=0.1, lam=0.0, min_hessian=1e-3,
+                                            max_leaves=31, min_samples_leaf=20), tuple(FEATURE_NAMES), 256, 1.0,
+                           math.inf, 4096, 32),
+}
+
+
+@dataclass(frozen=True)
+class TreeOptions:
+    preset: str = "dp"
+    clients: int = len(DS1)
+    rounds: int | None = None  # the preset's unless given (fewer: a quicker look)
+    epsilon: float | None = 8.0  # sample-level (ε, δ) of each wearer's beats over the whole training; None: no DP
+    delta: float = 1e-5
+    encrypt: bool = True
+    edges: int = 1
+    client_bound: float = 8000.0  # public |value| bound of one watch's release: its beats × the clip, and noise
+    #: k; default every watch: a tree cannot be grown from part of its histograms and finished later
+    min_clients: int | None = None
+    round_timeout_s: float = 120.0
+    run_dir: Path | None = None
+    records: tuple[str, ...] = DS1
+    test_split: str = "DS2"
+
+
+@dataclass
+class TreeRunResult:
+    run_dir: Path
+    model_path: Path
+    releases: int
+    rounds: int
+    epsilon: float | None
+    delta: float | None
+    noise_multiplier: float
+    seconds: float
+    bytes_per_client: int  # every release's ciphertexts (or plain floats) one watch sent, mean over watches
+    final_metrics: dict[str, Any] | None
+    offline_precompute_s: float = 0.0  # the watches' offline phase before the sketch, summed over watches
+    release_s: dict[str, float] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"], d["model_path"] = str(self.run_dir), str(self.model_path)
+        return d
+
+
+def tree_config(options: TreeOptions) -> tuple[TreePreset, trees.TreeConfig, float]:
+    """The preset, its configuration for these options (noise calibrated to the budget), and the class counts'
+    noise σ."""
+    preset = PRESETS.get(options.preset)
+    if preset is None:
+        raise FederationError(f"preset: one of {', '.join(PRESETS)} (got {options.preset!r})")
+    config = replace(preset.config, rounds=options.rounds or preset.config.rounds)
+    if options.epsilon is None or math.isinf(options.epsilon):
+        return preset, replace(config, private_edges=False), 0.0
+    if config.max_leaves is not None:
+        raise FederationError(f"the {options.preset} trees have no DP accounting (leaf-wise growth): use --no-dp")
+    z = trees.noise_multiplier_for(options.epsilon, config, delta=options.delta)
+    # the class counts' σ: z × the largest weighted part of a beat, ≥ z × their sensitivity (1) — as in process
+    return preset, replace(config, noise_multiplier=z), z * config.clip * math.sqrt(2 * len(preset.features))
+
+
+def run_tree_federation(settings: Settings, options: TreeOptions, *,
+                        progress: Callable[[RoundRecord, str], None] | None = None,
+                        train_sets: dict[str, BeatSet] | None = None,
+                        test_sets: dict[str, BeatSet] | None = None) -> TreeRunResult:
+    train_sets, test_sets = beat_sets(settings, options.records[: options.clients], options.test_split,
+                                      train_sets, test_sets)
+    preset, config, class_sigma = tree_config(options)
+    columns = [FEATURE_NAMES.index(name) for name in preset.features]
+    run_dir = new_run_dir(settings, options.run_dir, "fl-trees")
+    federation = f"trees-{uuid.uuid4().hex[:10]}"
+    learners = [(name, TreeLearner.from_beats(train_sets[name], columns))
+                for name in sorted(train_sets)[: options.clients]]
+    n = len(learners)
+    if n < 2:
+        raise FederationError(f"a federation needs at least 2 watches, got {n}")
+    keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
+    round_config = RoundConfig(encrypt=options.encrypt, quant_bits=preset.quant_bits, max_clients=max(64, n),
+                               min_clients=options.min_clients or n, round_timeout_s=options.round_timeout_s,
+                               grace_s=2.0, model_delta_bits=0)  # lossless: the watches hold the coordinator's bytes
+    initial = TreeState.empty(config, len(columns), preset.n_bins).vector()
+
+    def coordinator_on(transport: MqttTransport, participants: list[str]) -> Coordinator:
+        return Coordinator(settings, transport, keys=keys, initial=initial, config=round_config,
+                           participants=participants, federation=federation)
+
+    started = time.perf_counter()
+    fleet = start_fleet(settings, federation, learners, edges=options.edges, keys=keys, coordinator=coordinator_on,
+                        client_options=lambda _i: {"seed": None})  # noise shares from OS entropy
+    try:
+        try:
+            result = run_trees(fleet.coordinator, config, bound=options.client_bound, cells=preset.cells,
+                               class_weights=lambda counts: trees.class_weights(counts, power=preset.weight_power,
+                                                                                cap=preset.weight_cap),
+                               class_sigma=class_sigma, delta=options.delta, progress=progress,
+                               prepare=lambda spec: sum(c.prepare(spec) for c in fleet.clients))
+        except TreesRunError as exc:
+            raise FederationError(str(exc)) from None
+        fleet.wait_installed(fleet.coordinator.version, timeout_s=10)
+        fleet.coordinator.retire()
+        sent = [sum(s.bytes for s in c.sent) for c in fleet.clients]
+    finally:
+        fleet.stop()
+    seconds = time.perf_counter() - started
+    model = replace(result.state.model(), columns=tuple(columns))
+    epsilon = trees.dp_epsilon(config, config.noise_multiplier, delta=options.delta) if config.noise_multiplier \
+        else None
+    meta = {"clients": n, "preset": options.preset, "rounds": config.rounds, "features": list(preset.features),
+            "bins": preset.n_bins, "epsilon": epsilon, "delta": options.delta if epsilon is not None else None,
+            "level": "sample" if epsilon is not None else None, "noise_multiplier": config.noise_multiplier,
+            "encrypt": options.encrypt, "over": "mqtt", "releases": len(result.records)}
+    model_path = run_dir / "model.npz"
+    trees.save_model(model_path, model, meta)
+    final = None
+    if test_sets:
+        final = per_recording_metrics(lambda s: trees.predict_beats(model, s), list(test_sets.values()))
+    histogram_s = sorted(r.seconds for r in result.records[2:])
+    out = TreeRunResult(
+        run_dir=run_dir, model_path=model_path, releases=len(result.records), rounds=result.state.rounds_done,
+        epsilon=epsilon, delta=options.delta if epsilon is not None else None,
+        noise_multiplier=round(config.noise_multiplier, 4), seconds=round(seconds, 1),
+        bytes_per_client=int(np.mean(sent)), final_metrics=final,
+        offline_precompute_s=float(result.records[1].extra.get("offline_precompute_s", 0.0)),
+        release_s={"class_counts": result.records[0].seconds, "sketch": result.records[1].seconds,
+                   "histogram_median": histogram_s[len(histogram_s) // 2] if histogram_s else 0.0,
+                   "histogram_max": histogram_s[-1] if histogram_s else 0.0},
+        records=[r.as_dict() for r in result.records])
+    (run_dir / "releases.json").write_text(json.dumps(out.as_dict(), indent=2, default=str) + "\n")
+    return out
