@@ -159,3 +159,9 @@ def veb_f1(y: Any, pred: Any) -> float:
     tp = float(np.sum(true_v & called_v))
     se, ppv = tp / max(true_v.sum(), 1), tp / max(called_v.sum(), 1)
     return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
+
+
+def class_pct(m: dict[str, Any] | None, cls: str, key: str) -> str:
+    """One class's Se or +P of an `evaluate`-shaped result as "92.1 %" ("n/a" when absent)."""
+    value = (m or {}).get("per_class", {}).get(cls, {}).get(key)
+    return "n/a" if value is None else f"{100 * value:.1f} %"

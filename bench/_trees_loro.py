@@ -59,6 +59,14 @@ def ds1_table() -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     return records, X, y
 
 
+def pooled_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """VEB F1, Se, +P and false V calls of pooled held-out predictions."""
+    tp = int(np.sum((truth == 2) & (pred == 2)))
+    return {"veb_f1": round(veb_f1(truth, pred), 4), "veb_se": round(tp / int(np.sum(truth == 2)), 4),
+            "veb_ppv": round(tp / max(int(np.sum(pred == 2)), 1), 4),
+            "false_v": int(np.sum((truth != 2) & (pred == 2)))}
+
+
 def choose(scores: dict[str, dict[str, Any]], stages: list[int]) -> str | None:
     """The cell with the highest pooled VEB F1 — once every cell has been scored at every number of rounds
     (a choice among some cells would be a different rule)."""
@@ -96,12 +104,8 @@ def main() -> None:
                   file=sys.stderr, flush=True)
         truth = np.concatenate(y)
         for rounds, preds in pooled.items():
-            pred = np.concatenate(preds)
-            tp = int(np.sum((truth == 2) & (pred == 2)))
             scores[f"{name}, {rounds} rounds"] = {
-                "veb_f1": round(veb_f1(truth, pred), 4), "veb_se": round(tp / int(np.sum(truth == 2)), 4),
-                "veb_ppv": round(tp / max(int(np.sum(pred == 2)), 1), 4),
-                "false_v": int(np.sum((truth != 2) & (pred == 2))), "params": params, "rounds": rounds,
+                **pooled_scores(truth, np.concatenate(preds)), "params": params, "rounds": rounds,
                 "seconds": round(time.perf_counter() - started, 1)}
     chosen = choose(scores, stages)
     table = [(cell, f"VEB F1 {s['veb_f1']:.4f}, Se {s['veb_se']:.4f}, +P {s['veb_ppv']:.4f}, "

@@ -25,12 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, write_result
-
-
-def _pct(m: dict[str, Any] | None, cls: str, key: str) -> str:
-    value = (m or {}).get("per_class", {}).get(cls, {}).get(key)
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+from bench._common import RESULTS, class_pct, write_result
 
 
 def main() -> None:
@@ -94,8 +89,9 @@ def main() -> None:
          f"{release_s[0]:.1f} s / {out['release_s']['gradient_median']:.2f} s"),
         ("offline phase before the counts (all watches)", f"{result.offline_precompute_s:.0f} s"),
         ("bytes sent per watch", f"{result.bytes_per_client:,}"),
-        ("DS2 VEB Se / +P (bus)", f"{_pct(final, 'V', 'se')} / {_pct(final, 'V', 'ppv')}"),
-        ("DS2 VEB Se / +P (in process, 3 seeds)", f"{_pct(in_process, 'V', 'se')} / {_pct(in_process, 'V', 'ppv')}"),
+        ("DS2 VEB Se / +P (bus)", f"{class_pct(final, 'V', 'se')} / {class_pct(final, 'V', 'ppv')}"),
+        ("DS2 VEB Se / +P (in process, 3 seeds)",
+         f"{class_pct(in_process, 'V', 'se')} / {class_pct(in_process, 'V', 'ppv')}"),
         ("DS2 macro-F1 bus / in process", f"{final.get('macro_f1', float('nan')):.3f} / {in_process['macro_f1']:.3f}"),
     ]
     write_result("fl_additive_bus", out, table)

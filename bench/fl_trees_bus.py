@@ -25,12 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, write_result
-
-
-def _pct(m: dict[str, Any] | None, cls: str, key: str) -> str:
-    value = (m or {}).get("per_class", {}).get(cls, {}).get(key)
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+from bench._common import RESULTS, class_pct, write_result
 
 
 def main() -> None:
@@ -72,7 +67,7 @@ def main() -> None:
         shutil.copyfile(result.model_path, model_path)
     final = result.final_metrics or {}
     seeds = dp_row["per_seed"]
-    in_process = {"veb_se": [m["per_class"]["V"]["se"] for m in seeds],
+    in_process: dict[str, Any] = {"veb_se": [m["per_class"]["V"]["se"] for m in seeds],
                   "veb_ppv": [m["per_class"]["V"]["ppv"] for m in seeds],
                   "macro_f1": [m["macro_f1"] for m in seeds], "measured_by": "bench/fl_trees.py --parts dp"}
     out = {
@@ -100,7 +95,7 @@ def main() -> None:
          f"{result.release_s['histogram_median']:.2f} ({result.release_s['histogram_max']:.2f}) s"),
         ("offline phase before the sketch (all watches)", f"{result.offline_precompute_s:.0f} s"),
         ("bytes sent per watch", f"{result.bytes_per_client:,}"),
-        ("DS2 VEB Se / +P (bus)", f"{_pct(final, 'V', 'se')} / {_pct(final, 'V', 'ppv')}"),
+        ("DS2 VEB Se / +P (bus)", f"{class_pct(final, 'V', 'se')} / {class_pct(final, 'V', 'ppv')}"),
         ("DS2 VEB Se (in process, 3 noise draws)", span(in_process["veb_se"])),
         ("DS2 VEB +P (in process, 3 noise draws)", span(in_process["veb_ppv"])),
         ("DS2 macro-F1 bus / in process", f"{final.get('macro_f1', float('nan')):.3f} / "

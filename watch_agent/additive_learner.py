@@ -11,17 +11,20 @@ import numpy as np
 
 from shared.fl.gam import GamClient, fine_bins, parse_state
 from shared.messages import RoundPayload
+from watch_agent.release_learner import ReleaseOnlyLearner
 
 if TYPE_CHECKING:
     from shared.model.data import BeatSet
 
 
-class AdditiveLearner:
+class AdditiveLearner(ReleaseOnlyLearner):
     """`X`: this wearer's feature table (computed on its own recording alone), `y` its beats' labels 0 … 3."""
+
+    what = "the additive model"
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
         self.client = GamClient(fine_bins(np.asarray(X, dtype=np.float64)), np.asarray(y, dtype=np.int64))
-        self._vector: np.ndarray | None = None
+        super().__init__()
 
     @classmethod
     def from_beats(cls, beats: BeatSet, columns: int) -> AdditiveLearner:
@@ -36,17 +39,6 @@ class AdditiveLearner:
     @property
     def examples(self) -> int:
         return len(self.client.y)
-
-    def load_vector(self, vector: np.ndarray) -> None:
-        self._vector = np.asarray(vector, dtype=np.float32).copy()
-
-    def vector(self) -> np.ndarray:
-        if self._vector is None:
-            raise RuntimeError("no global model loaded")
-        return self._vector
-
-    def train(self, spec: RoundPayload, global_vector: np.ndarray) -> int:
-        raise TypeError("the additive model is not trained locally: it answers release rounds")
 
     def release(self, spec: RoundPayload, global_vector: np.ndarray) -> tuple[np.ndarray, int]:
         request = spec.release

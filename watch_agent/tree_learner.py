@@ -13,20 +13,23 @@ import numpy as np
 from shared.fl.tree_state import TreeState
 from shared.fl.trees import Client, bin_features, client_histograms, grid_counts, position_in, sketch_grid
 from shared.messages import RoundPayload
+from watch_agent.release_learner import ReleaseOnlyLearner
 
 if TYPE_CHECKING:
     from shared.model.data import BeatSet
 
 
-class TreeLearner:
+class TreeLearner(ReleaseOnlyLearner):
     """`X`: this wearer's feature table (computed on its own recording alone), `y` its beats' labels 0 … 3."""
+
+    what = "the federated trees model"
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
         self.X = np.asarray(X, dtype=np.float64)
         self.y = np.asarray(y, dtype=np.int64)
         if self.X.ndim != 2 or len(self.X) != len(self.y):
             raise ValueError(f"features {self.X.shape} and labels {self.y.shape} do not match")
-        self._vector: np.ndarray | None = None
+        super().__init__()
         # what one release leaves for the next: the binned beats (per edges), their scores after the finished
         # rounds (per round count), and each beat's node in the tree being grown (per round and class)
         self._bins: tuple[bytes, np.ndarray] | None = None
@@ -48,17 +51,6 @@ class TreeLearner:
     @property
     def examples(self) -> int:
         return len(self.y)
-
-    def load_vector(self, vector: np.ndarray) -> None:
-        self._vector = np.asarray(vector, dtype=np.float32).copy()
-
-    def vector(self) -> np.ndarray:
-        if self._vector is None:
-            raise RuntimeError("no global model loaded")
-        return self._vector
-
-    def train(self, spec: RoundPayload, global_vector: np.ndarray) -> int:
-        raise TypeError("the federated trees are not trained locally: they answer release rounds")
 
     def release(self, spec: RoundPayload, global_vector: np.ndarray) -> tuple[np.ndarray, int]:
         request = spec.release

@@ -204,3 +204,14 @@ def test_the_state_vector_round_trips_and_anything_else_is_refused() -> None:
         TreeState.parse(bad)
     with pytest.raises(ValueError, match="names 1 to 256 nodes"):
         ReleaseRequest(kind="tree_histogram")
+
+
+def test_neither_release_only_learner_trains_locally() -> None:
+    from watch_agent.additive_learner import AdditiveLearner
+
+    X, y = _problem(0, 50)
+    for learner in (TreeLearner(X, y), AdditiveLearner(np.nan_to_num(X), y)):
+        with pytest.raises(RuntimeError, match="no global model"):
+            learner.vector()
+        with pytest.raises(TypeError, match="is not trained locally"):
+            learner.train(None, np.zeros(1))  # type: ignore[arg-type]
