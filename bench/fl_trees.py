@@ -26,7 +26,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -229,8 +229,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epsilon", type=float, default=8.0, help="sample-level DP budget (δ = 1e-5)")
-    parser.add_argument("--parts", default="dp,federated", help="dp: the sample-DP trees; federated: the "
-                                                                "federated + encrypted trees (each keeps the other's)")
+    parser.add_argument("--parts", default="dp,federated,compact",
+                        help="dp: the sample-DP trees; federated: the federated + encrypted trees; compact: the "
+                             "cheaper cell bench/_tree_cost.py chose (each keeps the others' results)")
     parser.add_argument("--verify", type=int, default=2,
                         help="releases of the federated part also run through real Paillier (each ≈ 15 s here)")
     parser.add_argument("--exact", action="store_true",
@@ -250,38 +251,44 @@ def main() -> None:
         previous = json.loads(path.read_text()) if path.exists() else {}
         previous["federated_trees_sample_dp"] = dp
         write_result("fl_trees", previous, [(f"sample DP ε ≤ {args.epsilon:g}", x) for x in dp_lines])
-    if "federated" not in parts:
-        return
-    federated_part(ds1, ds2, args.verify, args.exact)
+    if "federated" in parts:
+        federated_part(ds1, ds2, args.verify, args.exact)
+    if "compact" in parts:
+        compact_part(ds1, ds2, args.verify)
 
 
-def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_twin: bool = False) -> None:
-    """The federated + encrypted trees, no DP: growth and rounds as `bench/_trees_loro.py` chose on DS1, trained
-    on DS1's 22 clients through the packed-Paillier arithmetic (`FixedPointSum`, every one of the first `verify`
-    releases also through real Paillier and asserted equal), read once on DS2."""
-    import json
+@dataclass
+class _CellRun:
+    """One no-DP cell trained federated (packed-Paillier fixed point) on DS1 and read once on DS2, beside central
+    scikit-learn on the same cell."""
 
+    X: list[np.ndarray]
+    model: Any
+    booster: Any
+    verified: Any
+    bound: float
+    fit_s: float
+    federated: dict[str, Any]
+    reference: dict[str, Any]
+    agree: float
+    bytes_per_value: float
+    exact_metrics: dict[str, Any] | None = None
+    agree_exact: float | None = None
+
+
+def _train_cell(ds1: dict[str, Any], ds2: dict[str, Any], params: dict[str, Any], rounds: int,
+                columns: int | None, verify: int, exact_twin: bool) -> _CellRun:
+    """`columns`: the first this many of `tree_features`' columns (None: all)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from bench._common import RESULTS
-    from bench.fl_accuracy import _merge
     from bench.fl_additive import _Verified
     from shared.model.train import metrics
 
-    loro_path = RESULTS / "fl_trees_loro.json"
-    loro = json.loads(loro_path.read_text()) if loro_path.exists() else {}
-    chosen = loro.get("chosen")
-    if not chosen:
-        raise SystemExit("no model chosen on DS1 yet: run .venv/bin/python bench/_trees_loro.py first")
-    cell = loro["cells"][chosen]
-    previous = json.loads((RESULTS / "fl_trees.json").read_text()) if (RESULTS / "fl_trees.json").exists() else {}
-    if "interaction_cst" in cell["params"]:  # the additive class won: bench/fl_additive.py's model is the one
-        previous["chosen"] = {"cell": chosen, "rule": loro["rule"], "class": "additive (bench/fl_additive.py)"}
-        write_result("fl_trees", previous, [("chosen on DS1", f"{chosen}: the additive class; no trees trained")])
-        return
-    config, n_bins, points = _cell_config(cell["params"], cell["rounds"])
+    config, n_bins, points = _cell_config(params, rounds)
     X, y = _table(ds1, sorted(ds1), labelled=True)
     X2, y2 = _table(ds2, sorted(ds2), labelled=False)
+    if columns is not None:
+        X, X2 = [x[:, :columns] for x in X], [x[:, :columns] for x in X2]
     y2_all, missed = np.concatenate(y2), sum(s.missed for s in ds2.values())
     bound = client_bound(y)
     verified = _Verified(verify, bound=bound, value_bits=VALUE_BITS)
@@ -296,15 +303,44 @@ def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_
         exact_proba = exact.predict_proba(np.concatenate(X2))
         exact_pred = exact_proba.argmax(axis=1)
         exact_metrics = metrics(y2_all, exact_pred, 1 - exact_proba[:, 0], missed=missed)
-    central = HistGradientBoostingClassifier(class_weight="balanced", max_iter=cell["rounds"], max_depth=6,
-                                             learning_rate=0.1, early_stopping=False, random_state=0,
-                                             **cell["params"])
+    central = HistGradientBoostingClassifier(class_weight="balanced", max_iter=rounds, max_depth=6,
+                                             learning_rate=0.1, early_stopping=False, random_state=0, **params)
     central.fit(np.concatenate(X), np.concatenate(y))
     cp = central.predict_proba(np.concatenate(X2))
     reference = metrics(y2_all, cp.argmax(axis=1), 1 - cp[:, 0], missed=missed)
     # ciphertext per value from the releases that went through Paillier, times every value a client sent
     bytes_per_value = verified.packed.bytes_sent / max(verified.floats, 1) / len(X)
     agree = float(np.mean(proba.argmax(axis=1) == cp.argmax(axis=1)))
+    agree_exact = None if exact_pred is None else float(np.mean(proba.argmax(axis=1) == exact_pred))
+    return _CellRun(X, model, booster, verified, bound, fit_s, federated, reference, agree, bytes_per_value,
+                    exact_metrics, agree_exact)
+
+
+def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_twin: bool = False) -> None:
+    """The federated + encrypted trees, no DP: growth and rounds as `bench/_trees_loro.py` chose on DS1, trained
+    on DS1's 22 clients through the packed-Paillier arithmetic (`FixedPointSum`, every one of the first `verify`
+    releases also through real Paillier and asserted equal), read once on DS2."""
+    import json
+
+    from bench._common import RESULTS
+    from bench.fl_accuracy import _merge
+
+    loro_path = RESULTS / "fl_trees_loro.json"
+    loro = json.loads(loro_path.read_text()) if loro_path.exists() else {}
+    chosen = loro.get("chosen")
+    if not chosen:
+        raise SystemExit("no model chosen on DS1 yet: run .venv/bin/python bench/_trees_loro.py first")
+    cell = loro["cells"][chosen]
+    previous = json.loads((RESULTS / "fl_trees.json").read_text()) if (RESULTS / "fl_trees.json").exists() else {}
+    if "interaction_cst" in cell["params"]:  # the additive class won: bench/fl_additive.py's model is the one
+        previous["chosen"] = {"cell": chosen, "rule": loro["rule"], "class": "additive (bench/fl_additive.py)"}
+        write_result("fl_trees", previous, [("chosen on DS1", f"{chosen}: the additive class; no trees trained")])
+        return
+    run = _train_cell(ds1, ds2, cell["params"], cell["rounds"], None, verify, exact_twin)
+    federated, reference, model, booster = run.federated, run.reference, run.model, run.booster
+    verified, fit_s, exact_metrics, agree, bound = run.verified, run.fit_s, run.exact_metrics, run.agree, run.bound
+    X = run.X
+    bytes_per_value = run.bytes_per_value
     part = {
         **federated, "epsilon": None, "delta": None, "level": None,
         "seeds": [0, 1, 2],
@@ -325,7 +361,7 @@ def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_
     if exact_metrics is not None:
         part["exact_sums_diagnostic"] = {k: v for k, v in exact_metrics.items()
                                          if k in ("per_class", "macro_f1", "ec57")}
-        part["agreement_with_exact_sums"] = round(float(np.mean(proba.argmax(axis=1) == exact_pred)), 4)
+        part["agreement_with_exact_sums"] = round(run.agree_exact or 0.0, 4)
     _merge("fl_accuracy", "federated_encrypted", part)
     from shared.fl.trees import save_model
 
@@ -359,6 +395,55 @@ def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_
                      f"≈ {part['ciphertext_bytes_per_client_estimated']:,} B of ciphertext per client "
                      f"(from {verified.verified} releases through Paillier, {verified.seconds:.0f} s)"),
         ("fit", f"{fit_s:.0f} s"),
+    ])
+
+
+def compact_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int) -> None:
+    """The cheaper no-DP cell `bench/_tree_cost.py` chose on DS1 (fewer bins or features, within 0.005 VEB F1 of the
+    chosen cell), trained as `federated_part` trains that one and read once on DS2 — beside it, not instead of
+    it: `federated_encrypted` stays the accuracy rule's choice."""
+    import json
+    from dataclasses import replace as replace_model
+
+    from bench._common import RESULTS
+    from shared.fl.trees import save_model
+    from shared.model.tree_features import n_features
+
+    cost_path = RESULTS / "fl_trees_cost.json"
+    cost = json.loads(cost_path.read_text()) if cost_path.exists() else {}
+    chosen = cost.get("chosen")
+    if not chosen or chosen == "none":  # nothing to train: said, not failed (make bench runs every part)
+        print(f"compact: no cheaper cell chosen on DS1 ({chosen!r}; bench/_tree_cost.py decides)", flush=True)
+        return
+    cell = cost["cells"][chosen]
+    columns = cell["features"] if cell["features"] < n_features() else None  # fewer: the first ones
+    run = _train_cell(ds1, ds2, cell["params"], cell["rounds"], columns, verify, False)
+    model = run.model if columns is None else replace_model(run.model, columns=tuple(range(columns)))
+    save_model(RESULTS / "model_trees_compact.npz", model, {
+        "train": "MIT-BIH DS1, 22 clients, federated histogram boosting in packed Paillier's fixed point",
+        "cell": chosen, "rule": cost["rule"], "privacy": "encrypted sums, no DP", "features": "tree_features"})
+    per_client = run.booster.floats_per_client
+    part = {
+        "cell": chosen, "rule": cost["rule"], "ds1_veb_f1": cell["veb_f1"],
+        "by": "bench/_tree_cost.py → bench/results/fl_trees_cost.json", "federated": run.federated,
+        "central_same_kind": run.reference, "agreement_with_central": round(run.agree, 4),
+        "releases": run.booster.releases, "floats_per_client": per_client,
+        "ciphertext_bytes_per_client_estimated": round(run.bytes_per_value * per_client),
+        "fit_s": round(run.fit_s, 1), "model": "bench/results/model_trees_compact.npz",
+    }
+    path = RESULTS / "fl_trees.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous["compact"] = part
+    v, c = run.federated["per_class"]["V"], run.reference["per_class"]["V"]
+    write_result("fl_trees", previous, [
+        ("compact cell (DS1)", f"{chosen} (pooled leave-one-record-out VEB F1 {cell['veb_f1']:.4f})"),
+        ("compact federated + encrypted, DS2", f"VEB Se {v['se']:.3f} / +P {v['ppv']:.3f} (EC57 "
+                                               f"{run.federated['ec57']['veb']['se']:.3f} / "
+                                               f"{run.federated['ec57']['veb']['ppv']:.3f}), macro-F1 "
+                                               f"{run.federated['macro_f1']:.3f}"),
+        ("compact central HGB, DS2", f"VEB Se {c['se']:.3f} / +P {c['ppv']:.3f}"),
+        ("compact protocol", f"{run.booster.releases} summed histograms, {per_client:,} values per client, ≈ "
+                             f"{part['ciphertext_bytes_per_client_estimated']:,} B of ciphertext per client"),
     ])
 
 
