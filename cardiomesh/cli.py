@@ -959,10 +959,11 @@ def fl_additive(
 def fl_trees(
     preset: Annotated[str, typer.Option(help="dp: the sample-level-DP trees (8 features, 16 bins, 5 rounds of depth "
                                         "2; ≈ 60 small releases); leafwise: the no-DP model (63 features, 255 bins, "
-                                        "31 leaves; with --rounds, a few rounds to measure its releases).")] = "dp",
+                                        "≤ 31 leaves, 200 rounds); compact: the same with 63 bins and 100 rounds. "
+                                        "Without DP, use --rounds for a few rounds: each release is large.")] = "dp",
     clients: Annotated[int, typer.Option(min=2, max=22, help="Watches, one per MIT-BIH DS1 patient.")] = 22,
-    rounds: Annotated[int | None, typer.Option(min=1, max=1000, help="Boosting rounds (default: the preset's: 5 "
-                                               "or 200).")] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, max=1000, help="Boosting rounds (default: the preset's: 5, "
+                                               "200 or 100).")] = None,
     epsilon: Annotated[float, typer.Option(min=0.01, help="Sample-level ε of each wearer's beats over the whole "
                                            "training (δ = --delta); --no-dp for none.")] = 8.0,
     dp: Annotated[bool, typer.Option(help="Gaussian noise on every release, calibrated to --epsilon (the dp "

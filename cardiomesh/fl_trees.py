@@ -4,11 +4,12 @@ public grid, then the gradient and hessian sums of its beats in the nodes each s
 share of the Gaussian noise, packed and Paillier-encrypted), the edge hubs sum them blind, and the coordinator
 decrypts only sums of ≥ k watches, grows the trees from them and publishes every split signed.
 
-Two configurations (`PRESETS`), both chosen on DS1 alone by `bench/fl_trees.py` and `bench/_trees_loro.py`:
-`dp`, the compact sample-level-DP trees (8 features, 16 bins, 5 rounds of depth 2 at ε = 8) whose whole training
-is ~60 small releases; and `leafwise`, the no-DP model (63 features, 255 bins, 31 leaves, 200 rounds), whose
-≈ 24,000 releases of 48,000 values each are far more than a watch can encrypt (docs/fl.md): over the bus it is for
-a few rounds, to measure one release.
+Three configurations (`PRESETS`), each chosen on DS1 alone (`bench/fl_trees.py`, `bench/_trees_loro.py`,
+`bench/_tree_cost.py`): `dp`, the sample-level-DP trees (8 features, 16 bins, 5 rounds of depth 2 at ε = 8),
+whose whole training is ~60 small releases; `leafwise`, the no-DP model (63 features, 255 bins, ≤ 31 leaves, 200
+rounds), whose ≈ 24,000 releases of 48,000 values each are far more than a watch can encrypt (docs/fl.md); and
+`compact`, the same growth with 63 bins and 100 rounds, ≈ 7 × fewer values. Without DP they are for a few rounds
+over the bus, to measure a release.
 
 Writes `<run>/model.npz` (read by `cardiomesh evaluate`), `<run>/releases.json` and, with DS2 at hand, its
 inter-patient figures.
@@ -36,7 +37,7 @@ from shared.fl import trees
 from shared.fl.tree_state import TreeState
 from shared.model.data import DS1, BeatSet
 from shared.model.evaluation import per_recording_metrics
-from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES
+from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES, n_features
 from shared.settings import Settings
 from shared.transport import MqttTransport
 from watch_agent.tree_learner import TreeLearner
@@ -49,7 +50,7 @@ class TreePreset:
     """A tree configuration and the rules around it: which features, how many bins, the class weights."""
 
     config: trees.TreeConfig
-    features: tuple[str, ...]
+    features: tuple[str, ...] | None  # named `tree_features` columns; None: all of them (63, the beat window's too)
     n_bins: int  # bins per feature, bin 0 (missing values) included
     weight_power: float  # class weights balanced to this power (½: square-root balanced)
     weight_cap: float
@@ -57,6 +58,8 @@ class TreePreset:
     quant_bits: int  # fixed-point bits of each packed value
 
 
+_LEAF_WISE = trees.TreeConfig(rounds=200, max_depth=6, learning_rate=0.1, lam=0.0, min_hessian=1e-3, max_leaves=31,
+                              min_samples_leaf=20)
 PRESETS: dict[str, TreePreset] = {
     # bench/fl_trees.py's DP trees: the size its DS1 leave-one-record-out chose (fl_trees.json), the bins from the
     # private sketch's 512 cells (bench/_tree_bins.py), sqrt class weights capped at 2 (the clip)
@@ -64,9 +67,10 @@ PRESETS: dict[str, TreePreset] = {
                                       private_edges=True), DP_FEATURES, 16, 0.5, 2.0, trees.SKETCH_GRID_CELLS, 24),
     # bench/_trees_loro.py's choice (leaf-wise, 200 rounds) as bench/fl_trees.py trains it in process; its bins
     # come from summed grid counts here (the bus sums, it does not merge per-client sketches), on a finer grid
-    "leafwise": TreePreset(trees.TreeConfig(rounds=200, max_depth=6, learning_rate=0.1, lam=0.0, min_hessian=1e-3,
-                                            max_leaves=31, min_samples_leaf=20), tuple(FEATURE_NAMES), 256, 1.0,
-                           math.inf, 4096, 32),
+    "leafwise": TreePreset(_LEAF_WISE, None, 256, 1.0, math.inf, 4096, 32),
+    # bench/_tree_cost.py's choice on DS1: the same growth with 63 bins and 100 rounds (VEB F1 0.8916 against
+    # 0.8955; 7 × fewer values a watch)
+    "compact": TreePreset(replace(_LEAF_WISE, rounds=100), None, 64, 1.0, math.inf, 2048, 32),
 }
 
 
@@ -110,6 +114,13 @@ class TreeRunResult:
         return d
 
 
+def columns_of(preset: TreePreset) -> list[int]:
+    """Which of `tree_features`' columns the preset's trees read."""
+    if preset.features is None:
+        return list(range(n_features()))
+    return [FEATURE_NAMES.index(name) for name in preset.features]
+
+
 def tree_config(options: TreeOptions) -> tuple[TreePreset, trees.TreeConfig, float]:
     """The preset, its configuration for these options (noise calibrated to the budget), and the class counts'
     noise σ."""
@@ -123,7 +134,7 @@ def tree_config(options: TreeOptions) -> tuple[TreePreset, trees.TreeConfig, flo
         raise FederationError(f"the {options.preset} trees have no DP accounting (leaf-wise growth): use --no-dp")
     z = trees.noise_multiplier_for(options.epsilon, config, delta=options.delta)
     # the class counts' σ: z × the largest weighted part of a beat, ≥ z × their sensitivity (1) — as in process
-    return preset, replace(config, noise_multiplier=z), z * config.clip * math.sqrt(2 * len(preset.features))
+    return preset, replace(config, noise_multiplier=z), z * config.clip * math.sqrt(2 * len(columns_of(preset)))
 
 
 def run_tree_federation(settings: Settings, options: TreeOptions, *,
@@ -133,7 +144,7 @@ def run_tree_federation(settings: Settings, options: TreeOptions, *,
     train_sets, test_sets = beat_sets(settings, options.records[: options.clients], options.test_split,
                                       train_sets, test_sets)
     preset, config, class_sigma = tree_config(options)
-    columns = [FEATURE_NAMES.index(name) for name in preset.features]
+    columns = columns_of(preset)
     run_dir = new_run_dir(settings, options.run_dir, "fl-trees")
     federation = f"trees-{uuid.uuid4().hex[:10]}"
     learners = [(name, TreeLearner.from_beats(train_sets[name], columns))
@@ -172,7 +183,9 @@ def run_tree_federation(settings: Settings, options: TreeOptions, *,
     model = replace(result.state.model(), columns=tuple(columns))
     epsilon = trees.dp_epsilon(config, config.noise_multiplier, delta=options.delta) if config.noise_multiplier \
         else None
-    meta = {"clients": n, "preset": options.preset, "rounds": config.rounds, "features": list(preset.features),
+    named = len(FEATURE_NAMES)  # then the beat window's samples
+    meta = {"clients": n, "preset": options.preset, "rounds": config.rounds,
+            "features": [FEATURE_NAMES[c] if c < named else f"window_{c - named}" for c in columns],
             "bins": preset.n_bins, "epsilon": epsilon, "delta": options.delta if epsilon is not None else None,
             "level": "sample" if epsilon is not None else None, "noise_multiplier": config.noise_multiplier,
             "encrypt": options.encrypt, "over": "mqtt", "releases": len(result.records)}

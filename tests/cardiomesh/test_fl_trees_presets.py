@@ -1,0 +1,31 @@
+"""`cardiomesh fl trees`' presets: the columns each reads, the budget's calibration, and the refusal of DP where
+it has no accounting."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cardiomesh.fl import FederationError
+from cardiomesh.fl_trees import PRESETS, TreeOptions, columns_of, tree_config
+from shared.fl.trees import dp_epsilon
+from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES, n_features
+
+
+def test_each_preset_reads_its_columns() -> None:
+    assert columns_of(PRESETS["dp"]) == [FEATURE_NAMES.index(n) for n in DP_FEATURES]
+    assert columns_of(PRESETS["leafwise"]) == columns_of(PRESETS["compact"]) == list(range(n_features()))
+    assert PRESETS["compact"].config.rounds == 100 and PRESETS["compact"].n_bins == 64
+
+
+def test_the_dp_preset_is_calibrated_to_the_budget_and_the_others_refuse_dp() -> None:
+    _preset, config, class_sigma = tree_config(TreeOptions(preset="dp", epsilon=8.0))
+    assert dp_epsilon(config, config.noise_multiplier) == pytest.approx(8.0, abs=0.05) and config.private_edges
+    assert class_sigma == pytest.approx(config.noise_multiplier * 2.0 * math.sqrt(2 * len(DP_FEATURES)))
+    _preset, plain, sigma = tree_config(TreeOptions(preset="compact", epsilon=None, rounds=3))
+    assert plain.noise_multiplier == 0 and sigma == 0 and plain.rounds == 3 and not plain.private_edges
+    with pytest.raises(FederationError, match="no DP accounting"):
+        tree_config(TreeOptions(preset="leafwise", epsilon=8.0))
+    with pytest.raises(FederationError, match="preset: one of"):
+        tree_config(TreeOptions(preset="nope"))
