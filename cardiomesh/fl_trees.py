@@ -56,6 +56,10 @@ class TreePreset:
     weight_cap: float
     cells: int  # the public grid the beat counts are summed over (the bins are its quantiles)
     quant_bits: int  # fixed-point bits of each packed value
+    #: public |value| bound of one watch's release (the packing range): its beats × a beat's largest weighted part,
+    #: with room for its noise share. DS1's largest record has ≈ 3,400 labelled beats; the DP trees' parts are
+    #: clipped to 2, the no-DP ones weigh up to ≈ 31 (balanced, class F). Values beyond are clipped and counted.
+    bound: float
 
 
 _LEAF_WISE = trees.TreeConfig(rounds=200, max_depth=6, learning_rate=0.1, lam=0.0, min_hessian=1e-3, max_leaves=31,
@@ -64,13 +68,14 @@ PRESETS: dict[str, TreePreset] = {
     # bench/fl_trees.py's DP trees: the size its DS1 leave-one-record-out chose (fl_trees.json), the bins from the
     # private sketch's 512 cells (bench/_tree_bins.py), sqrt class weights capped at 2 (the clip)
     "dp": TreePreset(trees.TreeConfig(rounds=5, max_depth=2, learning_rate=0.5, clip=2.0, min_hessian=5.0,
-                                      private_edges=True), DP_FEATURES, 16, 0.5, 2.0, trees.SKETCH_GRID_CELLS, 24),
+                                      private_edges=True), DP_FEATURES, 16, 0.5, 2.0, trees.SKETCH_GRID_CELLS, 24,
+                     8000.0),
     # bench/_trees_loro.py's choice (leaf-wise, 200 rounds) as bench/fl_trees.py trains it in process; its bins
     # come from summed grid counts here (the bus sums, it does not merge per-client sketches), on a finer grid
-    "leafwise": TreePreset(_LEAF_WISE, None, 256, 1.0, math.inf, 4096, 32),
+    "leafwise": TreePreset(_LEAF_WISE, None, 256, 1.0, math.inf, 4096, 32, 120_000.0),
     # bench/_tree_cost.py's choice on DS1: the same growth with 63 bins and 100 rounds (VEB F1 0.8916 against
     # 0.8955; 7 × fewer values a watch)
-    "compact": TreePreset(replace(_LEAF_WISE, rounds=100), None, 64, 1.0, math.inf, 2048, 32),
+    "compact": TreePreset(replace(_LEAF_WISE, rounds=100), None, 64, 1.0, math.inf, 2048, 32, 120_000.0),
 }
 
 
@@ -83,7 +88,7 @@ class TreeOptions:
     delta: float = 1e-5
     encrypt: bool = True
     edges: int = 1
-    client_bound: float = 8000.0  # public |value| bound of one watch's release: its beats × the clip, and noise
+    client_bound: float | None = None  # the preset's bound unless given (`TreePreset.bound`)
     #: k; default every watch: a tree cannot be grown from part of its histograms and finished later
     min_clients: int | None = None
     round_timeout_s: float = 120.0
@@ -105,6 +110,8 @@ class TreeRunResult:
     bytes_per_client: int  # every release's ciphertexts (or plain floats) one watch sent, mean over watches
     final_metrics: dict[str, Any] | None
     offline_precompute_s: float = 0.0  # the watches' offline phase before the sketch, summed over watches
+    #: releases a watch had to clip to the packing range (`TreePreset.bound`), summed: 0 unless the bound is short
+    release_clipped: int = 0
     release_s: dict[str, float] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -167,7 +174,8 @@ def run_tree_federation(settings: Settings, options: TreeOptions, *,
                         client_options=lambda _i: {"seed": None})  # noise shares from OS entropy
     try:
         try:
-            result = run_trees(fleet.coordinator, config, bound=options.client_bound, cells=preset.cells,
+            result = run_trees(fleet.coordinator, config, bound=options.client_bound or preset.bound,
+                               cells=preset.cells,
                                class_weights=lambda counts: trees.class_weights(counts, power=preset.weight_power,
                                                                                 cap=preset.weight_cap),
                                class_sigma=class_sigma, delta=options.delta, progress=progress,
@@ -175,9 +183,11 @@ def run_tree_federation(settings: Settings, options: TreeOptions, *,
         except TreesRunError as exc:
             raise FederationError(str(exc)) from None
         fleet.wait_installed(fleet.coordinator.version, timeout_s=10)
-        fleet.coordinator.retire()
         sent = [sum(s.bytes for s in c.sent) for c in fleet.clients]
+        clipped = sum(c.counters.get("fl.release_clipped") for c in fleet.clients)
     finally:
+        if hasattr(fleet, "coordinator"):
+            fleet.coordinator.retire()  # a failed run leaves no retained round or state behind either
         fleet.stop()
     seconds = time.perf_counter() - started
     model = replace(result.state.model(), columns=tuple(columns))
@@ -201,6 +211,7 @@ def run_tree_federation(settings: Settings, options: TreeOptions, *,
         noise_multiplier=round(config.noise_multiplier, 4), seconds=round(seconds, 1),
         bytes_per_client=int(np.mean(sent)), final_metrics=final,
         offline_precompute_s=float(result.records[1].extra.get("offline_precompute_s", 0.0)),
+        release_clipped=int(clipped),
         release_s={"class_counts": result.records[0].seconds, "sketch": result.records[1].seconds,
                    "histogram_median": histogram_s[len(histogram_s) // 2] if histogram_s else 0.0,
                    "histogram_max": histogram_s[-1] if histogram_s else 0.0},

@@ -32,9 +32,11 @@ class TreeLearner(ReleaseOnlyLearner):
         super().__init__()
         # what one release leaves for the next: the binned beats (per edges), their scores after the finished
         # rounds (per round count), and each beat's node in the tree being grown (per round and class)
+        # — each keyed by the training (`TreeState.training`) too, so a learner that meets a second training
+        # never reuses the first one's
         self._bins: tuple[bytes, np.ndarray] | None = None
-        self._raw: tuple[bytes, int, np.ndarray] | None = None
-        self._node: tuple[bytes, int, int, np.ndarray] | None = None
+        self._raw: tuple[tuple[int, bytes], int, np.ndarray] | None = None
+        self._node: tuple[tuple[int, bytes], int, int, np.ndarray] | None = None
 
     @classmethod
     def from_beats(cls, beats: BeatSet, columns: list[int] | None = None) -> TreeLearner:
@@ -59,6 +61,8 @@ class TreeLearner(ReleaseOnlyLearner):
         state = TreeState.parse(global_vector)
         if state.features != self.X.shape[1]:
             raise ValueError(f"the trees read {state.features} features, this watch computes {self.X.shape[1]}")
+        if len(self.y) and int(self.y.max()) >= state.n_classes:
+            raise ValueError(f"labels up to {int(self.y.max())} for a model of {state.n_classes} classes")
         if request.kind == "tree_classes":  # one beat adds 1 to one count
             return np.bincount(self.y, minlength=state.n_classes)[: state.n_classes].astype(np.float64), self.examples
         if request.kind == "tree_sketch":  # one beat adds 1 to one cell of each feature
@@ -77,15 +81,16 @@ class TreeLearner(ReleaseOnlyLearner):
         if self._bins is None or self._bins[0] != edges_key:
             self._bins, self._raw, self._node = (edges_key, bin_features(self.X, state.edges)), None, None
         bins = self._bins[1]
-        if self._raw is None or self._raw[0] != edges_key or self._raw[1] > state.rounds_done:
-            self._raw = (edges_key, 0, np.zeros((len(self.y), state.n_classes)))
+        key = (state.training, edges_key)
+        if self._raw is None or self._raw[0] != key or self._raw[1] > state.rounds_done:
+            self._raw = (key, 0, np.zeros((len(self.y), state.n_classes)))
         if self._raw[1] < state.rounds_done:  # add the rounds finished since the last release
-            self._raw = (edges_key, state.rounds_done, state.raw(bins, start=self._raw[1], base=self._raw[2]))
+            self._raw = (key, state.rounds_done, state.raw(bins, start=self._raw[1], base=self._raw[2]))
         client = Client(bins, self.y, state.class_weight[self.y])
         client.raw = self._raw[2]
         g, h = client.gradients(klass)
         g, h = np.clip(g, -clip, clip), np.clip(h, 0.0, clip)  # one beat's part of every sum, bounded
-        where = (edges_key, state.rounds_done, klass)
+        where = (key, state.rounds_done, klass)
         start = self._node[3] if self._node is not None and self._node[:3] == where else None
         node = tree.descend(bins, start)
         self._node = (*where, node)

@@ -9,7 +9,7 @@ blind, and the coordinator decrypts only sums of ≥ k. A finished round is publ
 watch scores its beats with exactly the trees the coordinator keeps (lossless deltas).
 
 A tree cannot be grown without its histograms: a release fewer than k watches answer ends the run
-(`TreesRunError`), and the rounds finished until then are the model.
+(`TreesRunError`); the coordinator still holds the finished rounds, but no model is released.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundRecord
+from shared.fl.model_delta import LOSSLESS
 from shared.fl.tree_state import TreeState
 from shared.fl.trees import Tree, TreeConfig, edges_from_counts, grow_tree, noised_floor, sketch_grid
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload
@@ -35,8 +36,25 @@ class TreesRunError(RuntimeError):
 
 @dataclass
 class TreesResult:
-    state: TreeState
+    state: TreeState  # as the watches hold it: parsed from the last published vector (float32)
     records: list[RoundRecord] = field(default_factory=list)
+
+
+def check_plan(config: TreeConfig, state: TreeState, *, class_sigma: float, model_delta_bits: int) -> None:
+    """Refuse, before the first release, a training that could not finish or would not keep its promise: a noise
+    the accountant does not charge as it is released, a lossy model delta (node indices and bins must arrive exact),
+    or a release larger than a round may announce."""
+    z = config.noise_multiplier
+    if z and (class_sigma < z or not config.private_edges):
+        raise ValueError("with DP the class counts need σ ≥ the noise multiplier and the sketch must be accounted "
+                         "(private_edges=True): `dp_epsilon` charges both as Gaussian releases")
+    if model_delta_bits != LOSSLESS:
+        raise ValueError("the trees' state needs lossless model deltas (model_delta_bits=0)")
+    widest = 1 if config.max_leaves is not None else 2 ** config.max_depth  # open nodes in one release
+    channels = 3 if config.min_samples_leaf else 2
+    if widest > 256 or state.max_nodes > 100_000 or channels * widest * state.features * state.n_bins > 10_000_000:
+        raise ValueError(f"releases of up to {widest} nodes × {state.features} features × {state.n_bins} bins "
+                         "exceed what a round may announce (256 nodes, 10 M values)")
 
 
 def _dp(sigma: float, k: int, delta: float) -> DpConfig:
@@ -57,6 +75,7 @@ def run_trees(coordinator: Coordinator, config: TreeConfig, *, bound: float, cel
     if c.sample_rate < 1:
         raise ValueError("beat sampling is not carried over the bus: a watch's draw would have to be announced")
     state = TreeState.parse(coordinator.vector)
+    check_plan(c, state, class_sigma=class_sigma, model_delta_bits=coordinator.config.model_delta_bits)
     features, n_bins, k = state.features, state.n_bins, coordinator.config.min_clients
     z = c.noise_multiplier
     result = TreesResult(state)
@@ -85,12 +104,13 @@ def run_trees(coordinator: Coordinator, config: TreeConfig, *, bound: float, cel
     # counts are integers: rounding takes off the fixed point's rounding (and, with noise, is post-processing)
     counts = np.round(release(ReleaseRequest(kind="tree_classes"), state.n_classes, 1.0, class_sigma,
                               "class counts"))
-    state.class_weight = np.asarray(class_weights(counts), dtype=np.float64)
+    # float32 from here on, as the watches hold them: the clip below and the saved model use their very values
+    state.class_weight = np.asarray(class_weights(counts), dtype=np.float32).astype(np.float64)
     coordinator.advance(state.vector())
     grid = sketch_grid(cells)
     sketch = np.round(release(ReleaseRequest(kind="tree_sketch", cells=cells), features * cells, 1.0,
                      z * math.sqrt(features), "sketch", sketch_timeout_s))
-    state.edges = edges_from_counts(sketch.reshape(features, cells), grid, n_bins)
+    state.edges = edges_from_counts(sketch.reshape(features, cells), grid, n_bins).astype(np.float32).astype(float)
     state.ready = True
     coordinator.advance(state.vector())
     # a beat's weighted gradient is at most its class weight, its hessian a quarter of it: without DP this clip
@@ -114,4 +134,5 @@ def run_trees(coordinator: Coordinator, config: TreeConfig, *, bound: float, cel
             state.trees[r][klass] = grow_tree(c, node_release)
         state.rounds_done = r + 1
         coordinator.advance(state.vector())
+    result.state = TreeState.parse(coordinator.vector)  # leaf values as published: float32
     return result

@@ -16,7 +16,7 @@ import numpy as np
 from shared.fl.trees import BoostedModel, Tree, TreeConfig
 
 KIND = 7_170_001.0  # first value of every state vector: a vector of another model is refused, not misread
-_HEADER = 9  # kind, features, n_bins, n_classes, rounds, max_nodes, rounds_done, learning_rate, ready
+_HEADER = 10  # kind, features, n_bins, n_classes, rounds, max_nodes, rounds_done, learning_rate, ready, training
 _NODE = 5  # feature, threshold_bin, left, right, value
 
 
@@ -46,6 +46,8 @@ class TreeState:
     trees: list[list[Tree]]  # rounds × n_classes slots (empty trees not yet grown)
     rounds_done: int = 0
     ready: bool = False
+    #: which training this is (a random integer, exact in float32): what a watch caches is only reused within one
+    training: int = 0
 
     @classmethod
     def empty(cls, config: TreeConfig, features: int, n_bins: int) -> TreeState:
@@ -53,11 +55,12 @@ class TreeState:
             raise ValueError(f"n_bins {n_bins}: between 3 and 256 (bin 0 is for missing values)")
         return cls(features, n_bins, config.n_classes, config.rounds, max_nodes(config), config.learning_rate,
                    np.ones(config.n_classes), np.zeros((features, n_bins - 2)),
-                   [[Tree() for _ in range(config.n_classes)] for _ in range(config.rounds)])
+                   [[Tree() for _ in range(config.n_classes)] for _ in range(config.rounds)],
+                   training=int(np.random.default_rng().integers(1, 2 ** 24)))
 
     def vector(self) -> np.ndarray:
         header = [KIND, self.features, self.n_bins, self.n_classes, self.rounds, self.max_nodes, self.rounds_done,
-                  self.learning_rate, float(self.ready)]
+                  self.learning_rate, float(self.ready), float(self.training)]
         nodes = np.zeros((self.rounds, self.n_classes, self.max_nodes, _NODE))
         sizes = np.zeros((self.rounds, self.n_classes))
         for r, round_trees in enumerate(self.trees):
@@ -76,7 +79,7 @@ class TreeState:
     @classmethod
     def parse(cls, vector: np.ndarray) -> TreeState:
         v = np.asarray(vector, dtype=np.float64).ravel()
-        if len(v) < _HEADER or v[0] != KIND or not np.isfinite(v).all():
+        if len(v) < _HEADER or v[0] != KIND or not np.isfinite(v[:_HEADER]).all():
             raise TreeStateError("not a federated trees state")
         features, n_bins, n_classes, rounds, slots, done = (int(x) for x in v[1:7])
         expected = _HEADER + n_classes + features * (n_bins - 2) + rounds * n_classes * (1 + slots * _NODE)
@@ -88,15 +91,20 @@ class TreeState:
         at += n_classes
         edges = v[at:at + features * (n_bins - 2)].reshape(features, n_bins - 2)
         at += features * (n_bins - 2)
+        # a feature no beat has gets edges at +inf (`edges_from_counts`): all of its beats share one bin
+        if not (np.isfinite(v[:_HEADER + n_classes]).all() and np.isfinite(v[at:]).all()) or np.isnan(edges).any():
+            raise TreeStateError("a trees state with non-finite values outside its bin edges")
         sizes = v[at:at + rounds * n_classes].reshape(rounds, n_classes).astype(np.int64)
         at += rounds * n_classes
         nodes = v[at:].reshape(rounds, n_classes, slots, _NODE)
-        trees = [[_tree(nodes[r, k, : sizes[r, k]], features, n_bins) for k in range(n_classes)]
-                 for r in range(rounds)]
         if (sizes > slots).any() or (sizes < 0).any():
             raise TreeStateError("a tree slot claims more nodes than it has")
+        trees = [[_tree(nodes[r, k, : sizes[r, k]], features, n_bins) for k in range(n_classes)]
+                 for r in range(rounds)]
+        if (sizes[:done] < 1).any():
+            raise TreeStateError("a finished round with a tree of no nodes")
         return cls(features, n_bins, n_classes, rounds, slots, float(v[7]), weight, edges, trees, done,
-                   bool(v[8]))
+                   bool(v[8]), int(v[9]))
 
     def raw(self, bins: np.ndarray, *, start: int = 0, base: np.ndarray | None = None) -> np.ndarray:
         """The scores of binned beats after the finished rounds — from `base`, the scores after `start` rounds."""

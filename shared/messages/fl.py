@@ -65,9 +65,10 @@ class ReleaseRequest(_Payload):
         return out
 
     @model_validator(mode="after")
-    def _tree_fields_only_for_trees(self) -> ReleaseRequest:
-        if self.kind == "tree_histogram" and (not self.nodes or any(n < 0 or n > 100_000 for n in self.nodes)):
-            raise ValueError("a tree_histogram release names 1 to 256 nodes, each 0 … 100000")
+    def _what_each_tree_release_needs(self) -> ReleaseRequest:
+        if self.kind == "tree_histogram" and (not self.nodes or any(n < 0 or n > 100_000 for n in self.nodes)
+                                              or len(set(self.nodes)) != len(self.nodes)):
+            raise ValueError("a tree_histogram release names 1 to 256 distinct nodes, each 0 … 100000")
         if self.kind == "tree_sketch" and self.cells < 2:
             raise ValueError("a tree_sketch release names its grid's cells (at least 2)")
         return self

@@ -101,8 +101,9 @@ def test_with_dp_each_release_carries_its_noise_and_the_bill_counts_what_was_dec
     totals: list[np.ndarray] = []
     run_release = coordinator.run_release
 
-    def capturing(round_id: int, release: Release, step: Callable[[np.ndarray, int], np.ndarray]) -> RoundRecord:
-        def seen(total: np.ndarray, n: int) -> np.ndarray:
+    def capturing(round_id: int, release: Release,
+                  step: Callable[[np.ndarray, int], np.ndarray | None]) -> RoundRecord:
+        def seen(total: np.ndarray, n: int) -> np.ndarray | None:
             totals.append(total.copy())
             return step(total, n)
 

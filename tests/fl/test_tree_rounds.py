@@ -191,6 +191,8 @@ def test_the_state_vector_round_trips_and_anything_else_is_refused() -> None:
 
     left, right = tree.split(0, Split(feature=2, threshold_bin=4, gain=1.0))
     tree.value[left], tree.value[right] = -0.5, 0.25
+    for k in (0, 2, 3):  # a finished round has all its trees: here single leaves
+        state.trees[0][k].add()
     state.rounds_done, state.ready = 1, True
     again = TreeState.parse(state.vector())
     assert again.trees[0][1].feature == [2, -1, -1] and again.trees[0][1].value == [0.0, -0.5, 0.25]
@@ -202,7 +204,7 @@ def test_the_state_vector_round_trips_and_anything_else_is_refused() -> None:
     bad[nodes_at + (0 * 4 + 1) * 7 * 5 + 2] = 0  # tree (0, 1): its root's left child is the root
     with pytest.raises(TreeStateError, match="points"):
         TreeState.parse(bad)
-    with pytest.raises(ValueError, match="names 1 to 256 nodes"):
+    with pytest.raises(ValueError, match="names 1 to 256 distinct nodes"):
         ReleaseRequest(kind="tree_histogram")
 
 
@@ -215,3 +217,69 @@ def test_neither_release_only_learner_trains_locally() -> None:
             learner.vector()
         with pytest.raises(TypeError, match="is not trained locally"):
             learner.train(None, np.zeros(1))  # type: ignore[arg-type]
+
+
+def test_a_feature_no_beat_has_keeps_infinite_edges_and_the_state_still_parses() -> None:
+    state = TreeState.empty(TreeConfig(rounds=1, max_depth=1), FEATURES, N_BINS)
+    state.edges[2] = np.inf  # `edges_from_counts` of an all-missing feature
+    assert np.isinf(TreeState.parse(state.vector()).edges[2]).all()
+    bad = state.vector()
+    bad[-1] = np.nan  # anywhere else a non-finite value is refused
+    with pytest.raises(TreeStateError, match="non-finite"):
+        TreeState.parse(bad)
+    state.rounds_done = 1  # a finished round must have its trees
+    with pytest.raises(TreeStateError, match="no nodes"):
+        TreeState.parse(state.vector())
+
+
+def test_a_plan_the_protocol_cannot_keep_is_refused_before_any_release() -> None:
+    from cloud_expert.coordinator.trees import check_plan
+
+    state = TreeState.empty(TreeConfig(rounds=1, max_depth=2), FEATURES, N_BINS)
+    dp = TreeConfig(rounds=1, max_depth=2, noise_multiplier=2.0, private_edges=True)
+    with pytest.raises(ValueError, match="class counts need"):
+        check_plan(dp, state, class_sigma=0.0, model_delta_bits=0)
+    with pytest.raises(ValueError, match="class counts need"):
+        check_plan(TreeConfig(rounds=1, max_depth=2, noise_multiplier=2.0), state, class_sigma=2.0,
+                   model_delta_bits=0)
+    with pytest.raises(ValueError, match="lossless"):
+        check_plan(TreeConfig(rounds=1, max_depth=2), state, class_sigma=0.0, model_delta_bits=8)
+    deep = TreeConfig(rounds=1, max_depth=9)
+    with pytest.raises(ValueError, match="exceed"):
+        check_plan(deep, TreeState.empty(deep, FEATURES, N_BINS), class_sigma=0.0, model_delta_bits=0)
+    check_plan(dp, state, class_sigma=2.0, model_delta_bits=0)  # a plan it can keep
+
+
+def test_a_watch_never_reuses_one_trainings_scores_in_another(coordinator_keys: CoordinatorKeys) -> None:
+    from shared.fl.trees import Split
+
+    X, y = _problem(1, 300)
+    config = TreeConfig(rounds=2, max_depth=1)
+
+    def state_with(value: float, training: int) -> TreeState:
+        state = TreeState.empty(config, FEATURES, N_BINS)
+        state.edges = np.tile(np.linspace(-2, 2, N_BINS - 2), (FEATURES, 1))
+        state.ready, state.rounds_done, state.training = True, 1, training
+        for k in range(4):
+            tree = state.trees[0][k]
+            tree.add()
+            left, right = tree.split(0, Split(feature=0, threshold_bin=5, gain=1.0))
+            tree.value[left], tree.value[right] = value * k, -value
+        state.trees[1][0].add()
+        return state
+
+    coordinator = Coordinator(Settings(site="cloud"), InMemoryBus().transport("c"), keys=coordinator_keys,
+                              initial=state_with(0.5, 1).vector(), config=RoundConfig(encrypt=False),
+                              participants=["s1/w"])
+    spec = coordinator.build_spec(0, Release(ReleaseRequest(kind="tree_histogram", nodes=[0]), params=1, clip=9.0,
+                                             bound=10.0, dp=DpConfig()))
+    reused = TreeLearner(X, y)
+    reused.release(spec, state_with(0.5, 1).vector())
+    second, _ = reused.release(spec, state_with(2.0, 2).vector())  # same edges, another training's trees
+    fresh, _ = TreeLearner(X, y).release(spec, state_with(2.0, 2).vector())
+    np.testing.assert_allclose(second, fresh)
+    with pytest.raises(ValueError, match="labels up to 3 for a model of 2 classes"):
+        two = TreeState.empty(TreeConfig(rounds=1, max_depth=1, n_classes=2), FEATURES, N_BINS)
+        reused.release(spec, two.vector())
+    with pytest.raises(ValueError, match="distinct nodes"):
+        ReleaseRequest(kind="tree_histogram", nodes=[1, 1])
