@@ -77,7 +77,7 @@ def main() -> None:
         "releases": result.releases, "rounds": result.rounds, "epsilon": result.epsilon, "delta": result.delta,
         "level": "sample", "noise_multiplier": result.noise_multiplier, "seconds": result.seconds,
         "offline_precompute_s": result.offline_precompute_s, "release_s": result.release_s,
-        "bytes_per_watch": result.bytes_per_client,
+        "bytes_per_watch": result.bytes_per_client, "release_clipped": result.release_clipped,
         "release_seconds": {r["extra"].get("release", str(r["round"])): r["seconds"] for r in result.records},
         "ds2": final, "in_process_same_configuration": in_process,
         "model": str(model_path.relative_to(RESULTS.parent.parent)),
