@@ -100,6 +100,29 @@ class FlResult:
         return d
 
 
+@dataclass(kw_only=True)
+class ReleaseRunResult:
+    """What a training by release rounds over the broker reports (`fl additive`, `fl trees`)."""
+
+    run_dir: Path
+    model_path: Path
+    releases: int
+    epsilon: float | None
+    delta: float | None
+    noise_multiplier: float
+    seconds: float
+    bytes_per_client: int  # every release's ciphertexts (or plain floats) one watch sent, mean over watches
+    final_metrics: dict[str, Any] | None
+    #: the watches' offline phase before the first large release (its encryption randomness), summed over watches
+    offline_precompute_s: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"], d["model_path"] = str(self.run_dir), str(self.model_path)
+        return d
+
+
 def calibrate_dp(options: FlOptions, k: int) -> tuple[DpConfig, Callable[[int], float | None], float]:
     """Noise for the aggregate so that all rounds together spend `dp_epsilon` at `dp_delta`.
 

@@ -15,13 +15,13 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cardiomesh.fl import FederationError, beat_sets, new_run_dir, start_fleet
+from cardiomesh.fl import FederationError, ReleaseRunResult, beat_sets, new_run_dir, start_fleet
 from cloud_expert.coordinator.additive import AdditiveRunError, run_additive
 from cloud_expert.coordinator.coordinator import Coordinator, RoundConfig, RoundRecord
 from cloud_expert.coordinator.keys import load_or_create
@@ -63,27 +63,10 @@ class AdditiveOptions:
     test_split: str = "DS2"
 
 
-@dataclass
-class AdditiveRunResult:
-    run_dir: Path
-    model_path: Path
-    releases: int
-    skipped: int
-    epsilon: float | None
-    delta: float | None
-    noise_multiplier: float
-    seconds: float
-    bytes_per_client: int  # every release's ciphertexts (or plain floats) one watch sent, mean over watches
-    final_metrics: dict[str, Any] | None
+@dataclass(kw_only=True)
+class AdditiveRunResult(ReleaseRunResult):
+    skipped: int  # releases below k: their terms kept their shapes
     without_offset_metrics: dict[str, Any] | None = None
-    #: the watches' offline phase before the count release (its encryption randomness), summed over watches
-    offline_precompute_s: float = 0.0
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["run_dir"], d["model_path"] = str(self.run_dir), str(self.model_path)
-        return d
 
 
 def gam_config(options: AdditiveOptions) -> gam.GamConfig:

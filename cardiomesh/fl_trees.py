@@ -23,13 +23,12 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cardiomesh.fl import FederationError, beat_sets, new_run_dir, start_fleet
+from cardiomesh.fl import FederationError, ReleaseRunResult, beat_sets, new_run_dir, start_fleet
 from cloud_expert.coordinator.coordinator import Coordinator, RoundConfig, RoundRecord
 from cloud_expert.coordinator.keys import load_or_create
 from cloud_expert.coordinator.trees import TreesRunError, run_trees
@@ -97,28 +96,12 @@ class TreeOptions:
     test_split: str = "DS2"
 
 
-@dataclass
-class TreeRunResult:
-    run_dir: Path
-    model_path: Path
-    releases: int
+@dataclass(kw_only=True)
+class TreeRunResult(ReleaseRunResult):
     rounds: int
-    epsilon: float | None
-    delta: float | None
-    noise_multiplier: float
-    seconds: float
-    bytes_per_client: int  # every release's ciphertexts (or plain floats) one watch sent, mean over watches
-    final_metrics: dict[str, Any] | None
-    offline_precompute_s: float = 0.0  # the watches' offline phase before the sketch, summed over watches
     #: releases a watch had to clip to the packing range (`TreePreset.bound`), summed: 0 unless the bound is short
     release_clipped: int = 0
     release_s: dict[str, float] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["run_dir"], d["model_path"] = str(self.run_dir), str(self.model_path)
-        return d
 
 
 def columns_of(preset: TreePreset) -> list[int]:
