@@ -29,3 +29,14 @@ def test_the_dp_preset_is_calibrated_to_the_budget_and_the_others_refuse_dp() ->
         tree_config(TreeOptions(preset="leafwise", epsilon=8.0))
     with pytest.raises(FederationError, match="preset: one of"):
         tree_config(TreeOptions(preset="nope"))
+
+
+@pytest.mark.parametrize("command", ["run", "additive", "trees"])
+def test_k_below_two_is_refused_before_anything_starts(command: str) -> None:
+    """k = 1 would decrypt one watch's own sum: every `fl` command refuses it at the command line."""
+    from typer.testing import CliRunner
+
+    from cardiomesh.cli import app
+
+    result = CliRunner().invoke(app, ["fl", command, "--min-clients", "1"])
+    assert result.exit_code == 2 and "--min-clients" in result.output
