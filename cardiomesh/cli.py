@@ -910,9 +910,9 @@ def fl_additive(
                                             "ε = 8 model). Post-processing: no privacy cost.")] = 0.0,
     encrypt: Annotated[bool, typer.Option(help="Packed Paillier on every release (the edges sum blind).")] = True,
     edges: Annotated[int, typer.Option(min=1, max=22, help="Edge hubs (sites) the watches are spread over.")] = 1,
-    min_clients: Annotated[int | None, typer.Option(min=2, max=22, help="k: a release fewer watches answer is not decrypted; "
-                                                    "noise shares are sized for k (default 75 % of the "
-                                                    "watches; all of them gives exactly the charged noise).")]
+    min_clients: Annotated[int | None, typer.Option(
+        min=2, max=22, help="k: a release fewer watches answer is not decrypted; noise shares are sized for k "
+                            "(default 75 % of the watches; all of them gives exactly the charged noise).")]
     = None,
     run_dir: Annotated[Path | None, typer.Option(help="Where model.npz and releases.json go "
                                                  "(default var/runs/<timestamp>).")] = None,
@@ -971,8 +971,9 @@ def fl_trees(
     delta: Annotated[float, typer.Option(help="δ of the (ε, δ) guarantee.")] = 1e-5,
     encrypt: Annotated[bool, typer.Option(help="Packed Paillier on every release (the edges sum blind).")] = True,
     edges: Annotated[int, typer.Option(min=1, max=22, help="Edge hubs (sites) the watches are spread over.")] = 1,
-    min_clients: Annotated[int | None, typer.Option(min=2, max=22, help="k: a release fewer watches answer is not decrypted, "
-                                                    "and ends the run (default: every watch).")] = None,
+    min_clients: Annotated[int | None, typer.Option(
+        min=2, max=22, help="k: a release fewer watches answer is not decrypted, and ends the run (default: every "
+                            "watch).")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Where model.npz and releases.json go "
                                                  "(default var/runs/<timestamp>).")] = None,
     verbose: Verbose = False,
