@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.fl.trees import BoostedModel, Tree, TreeConfig
+from shared.fl.trees import BoostedModel, Tree, TreeConfig, checked_tree
 
 KIND = 7_170_001.0  # first value of every state vector: a vector of another model is refused, not misread
 _HEADER = 10  # kind, features, n_bins, n_classes, rounds, max_nodes, rounds_done, learning_rate, ready, training
@@ -121,14 +121,9 @@ class TreeState:
 
 
 def _tree(rows: np.ndarray, features: int, n_bins: int) -> Tree:
-    feature = rows[:, 0].astype(np.int64)
-    left, right = rows[:, 2].astype(np.int64), rows[:, 3].astype(np.int64)
-    index = np.arange(len(rows))
-    inner = feature >= 0
-    if ((left[inner] <= index[inner]) | (left[inner] >= len(rows)) | (right[inner] <= index[inner])
-            | (right[inner] >= len(rows)) | (feature[inner] >= features) | (rows[inner, 1] < 0)
-            | (rows[inner, 1] >= n_bins)).any():
+    tree = checked_tree(rows[:, 0].astype(np.int64), rows[:, 1], rows[:, 2].astype(np.int64),
+                        rows[:, 3].astype(np.int64), rows[:, 4], features=features, n_bins=n_bins)
+    if tree is None:
         raise TreeStateError("a tree points outside itself, back at a node before it, or at a feature or bin "
                              "the state does not have")
-    return Tree(feature.tolist(), rows[:, 1].astype(np.int64).tolist(), left.tolist(), right.tolist(),
-                rows[:, 4].tolist())
+    return tree

@@ -723,21 +723,34 @@ def load_model(path: str | Path, *, beat_model: bool = False) -> tuple[BoostedMo
     start = 0
     for size in sizes:
         part = {name: values[start:start + size] for name, values in nodes.items()}
-        index = np.arange(size)
-        inner = part["feature"] >= 0
-        children_ok = ((part["left"][inner] > index[inner]) & (part["left"][inner] < size)
-                       & (part["right"][inner] > index[inner]) & (part["right"][inner] < size)).all()
-        splits_ok = ((part["feature"][inner] < edges.shape[0]) & (part["threshold_bin"][inner] >= 0)
-                     & (part["threshold_bin"][inner] <= edges.shape[1] + 1)).all()
-        if not (children_ok and splits_ok and np.isfinite(part["value"]).all()):
+        tree = checked_tree(part["feature"], part["threshold_bin"], part["left"], part["right"], part["value"],
+                            features=edges.shape[0], n_bins=edges.shape[1] + 2)
+        if tree is None:
             raise ModelFileError(f"{path}: a tree points outside itself, back at a node before it, or at a "
                                  "feature or bin its edges do not have")
-        trees.append(Tree(part["feature"].tolist(), part["threshold_bin"].tolist(), part["left"].tolist(),
-                          part["right"].tolist(), part["value"].tolist()))
+        trees.append(tree)
         start += int(size)
     model = BoostedModel(edges, [trees[r * n_classes:(r + 1) * n_classes] for r in range(rounds)], learning_rate,
                          n_classes, columns or None)
     return model, meta
+
+
+def checked_tree(feature: np.ndarray, threshold: np.ndarray, left: np.ndarray, right: np.ndarray,
+                 value: np.ndarray, *, features: int, n_bins: int) -> Tree | None:
+    """The tree these node arrays make, or None when one of its splits points outside the tree, back at a node
+    before it (every walk must end at a leaf), or at a feature or bin the model does not have, or a value is not
+    finite — what a model file and a published training state are both checked for before any walk."""
+    feature, threshold = np.asarray(feature), np.asarray(threshold)
+    left, right = np.asarray(left), np.asarray(right)
+    index = np.arange(len(feature))
+    inner = feature >= 0
+    children_ok = ((left[inner] > index[inner]) & (left[inner] < len(feature))
+                   & (right[inner] > index[inner]) & (right[inner] < len(feature))).all()
+    splits_ok = ((feature[inner] < features) & (threshold[inner] >= 0) & (threshold[inner] < n_bins)).all()
+    if not (children_ok and splits_ok and np.isfinite(value).all()):
+        return None
+    return Tree(feature.astype(np.int64).tolist(), threshold.astype(np.int64).tolist(),
+                left.astype(np.int64).tolist(), right.astype(np.int64).tolist(), np.asarray(value).tolist())
 
 
 def is_model_file(path: str | Path) -> bool:
