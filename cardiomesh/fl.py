@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from shared.embedded_broker import ensure_broker
 from shared.fl.accounting import GaussianRounds, LaplaceRounds, privacy_spent
 from shared.fl.noise import gaussian_share_std, laplace_scale, quantization_bound
 from shared.fl_codec import codec_for_round
-from shared.messages import DpConfig
+from shared.messages import DpConfig, RoundPayload
 from shared.model.data import DS1, BeatSet, load_records, load_split
 from shared.model.net import BeatNet, NetConfig
 from shared.model.serialize import load_vector, parameters_vector, save_model
@@ -40,6 +40,7 @@ from watch_agent.learner import BeatNetLearner
 from watch_agent.trainer import FlClient, Learner
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FederationError(RuntimeError):
@@ -366,6 +367,51 @@ def start_fleet(settings: Settings, federation: str, learners: Sequence[tuple[st
     except BaseException:
         fleet.stop()
         raise
+
+
+@dataclass
+class ReleaseFleetRun(Generic[T]):
+    """What `run_release_fleet` returns: the training's own result and what the fleet measured."""
+
+    result: T
+    seconds: float  # from starting the fleet until everything stopped again
+    bytes_per_client: int  # every release's ciphertexts (or plain floats) one watch sent, mean over watches
+    release_clipped: int  # releases the watches had to clip to the announced packing range, summed
+
+
+def run_release_fleet(settings: Settings, prefix: str, learners: Sequence[tuple[str, Learner]], *,
+                      initial: np.ndarray, round_config: RoundConfig, edges: int,
+                      train: Callable[[Coordinator, Callable[[RoundPayload], float]], T],
+                      run_errors: tuple[type[Exception], ...]) -> ReleaseFleetRun[T]:
+    """A training by release rounds over the broker (`fl additive`, `fl trees`): one watch per learner spread over
+    `edges` edge hubs, a coordinator starting from `initial`, then `train(coordinator, prepare)` — `prepare(spec)`
+    runs every watch's offline phase for a release and returns the seconds it took. A `run_errors` error becomes a
+    `FederationError`; whatever happens, the federation's retained messages are cleared and everything stops."""
+    if len(learners) < 2:
+        raise FederationError(f"a federation needs at least 2 watches, got {len(learners)}")
+    federation = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
+
+    def coordinator_on(transport: MqttTransport, participants: list[str]) -> Coordinator:
+        return Coordinator(settings, transport, keys=keys, initial=initial, config=round_config,
+                           participants=participants, federation=federation)
+
+    started = time.perf_counter()
+    fleet = start_fleet(settings, federation, learners, edges=edges, keys=keys, coordinator=coordinator_on,
+                        client_options=lambda _i: {"seed": None})  # noise shares from OS entropy
+    try:
+        try:
+            result = train(fleet.coordinator, lambda spec: sum(c.prepare(spec) for c in fleet.clients))
+        except run_errors as exc:
+            raise FederationError(str(exc)) from None
+        fleet.wait_installed(fleet.coordinator.version, timeout_s=10)
+        sent = [sum(s.bytes for s in c.sent) for c in fleet.clients]
+        clipped = sum(c.counters.get("fl.release_clipped") for c in fleet.clients)
+    finally:
+        if hasattr(fleet, "coordinator"):
+            fleet.coordinator.retire()  # a failed run leaves no retained round or model behind either
+        fleet.stop()
+    return ReleaseFleetRun(result, time.perf_counter() - started, int(np.mean(sent)), int(clipped))
 
 
 def model_downloads(clients: list[FlClient]) -> dict[str, int]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from cardiomesh.fl import FederationError, ReleaseRunResult, beat_sets, new_run_dir, start_fleet
+from cardiomesh.fl import FederationError, ReleaseRunResult, beat_sets, new_run_dir, run_release_fleet
 from cloud_expert.coordinator.additive import AdditiveRunError, run_additive
-from cloud_expert.coordinator.coordinator import Coordinator, RoundConfig, RoundRecord
-from cloud_expert.coordinator.keys import load_or_create
+from cloud_expert.coordinator.coordinator import RoundConfig, RoundRecord
 from shared.fl import gam
 from shared.model.data import DS1, BeatSet
 from shared.model.evaluation import additive_metrics
 from shared.model.tree_features import n_features
 from shared.settings import Settings
-from shared.transport import MqttTransport
 from watch_agent.additive_learner import AdditiveLearner
 
 log = logging.getLogger(__name__)
@@ -91,38 +87,19 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
     if columns > n_features():
         raise FederationError(f"{columns} features asked, the beat features have {n_features()}")
     run_dir = new_run_dir(settings, options.run_dir, "fl-additive")
-    federation = f"additive-{uuid.uuid4().hex[:10]}"
     learners = [(name, AdditiveLearner.from_beats(train_sets[name], columns))
                 for name in sorted(train_sets)[: options.clients]]
     n = len(learners)
-    if n < 2:
-        raise FederationError(f"a federation needs at least 2 watches, got {n}")
-    keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
     round_config = RoundConfig(encrypt=options.encrypt, quant_bits=24, max_clients=max(64, n),
                                min_clients=options.min_clients or max(2, math.ceil(0.75 * n)),
                                round_timeout_s=options.round_timeout_s, grace_s=2.0,
                                model_delta_bits=0)  # lossless: the watches hold the coordinator's very bytes
-
-    def coordinator_on(transport: MqttTransport, participants: list[str]) -> Coordinator:
-        return Coordinator(settings, transport, keys=keys, initial=gam.empty_state(columns, config),
-                           config=round_config, participants=participants, federation=federation)
-
-    started = time.perf_counter()
-    fleet = start_fleet(settings, federation, learners, edges=options.edges, keys=keys, coordinator=coordinator_on,
-                        client_options=lambda _i: {"seed": None})  # noise shares from OS entropy
-    try:
-        try:
-            result = run_additive(fleet.coordinator, config, columns, bound=options.client_bound,
-                                  delta=options.delta, progress=progress,
-                                  prepare=lambda spec: sum(c.prepare(spec) for c in fleet.clients))
-        except AdditiveRunError as exc:
-            raise FederationError(str(exc)) from None
-        fleet.wait_installed(fleet.coordinator.version, timeout_s=10)
-        fleet.coordinator.retire()
-        sent = [sum(s.bytes for s in c.sent) for c in fleet.clients]
-    finally:
-        fleet.stop()
-    seconds = time.perf_counter() - started
+    fleet_run = run_release_fleet(
+        settings, "additive", learners, initial=gam.empty_state(columns, config), round_config=round_config,
+        edges=options.edges, run_errors=(AdditiveRunError,),
+        train=lambda coordinator, prepare: run_additive(coordinator, config, columns, bound=options.client_bound,
+                                                        delta=options.delta, progress=progress, prepare=prepare))
+    result = fleet_run.result
     released = gam.with_class_bias(result.model, np.array([0.0, 0.0, options.v_offset, 0.0]))
     epsilon = result.epsilon(config, options.delta)
     meta = {"clients": n, "features": options.features, "epochs": options.epochs, "bins": options.bins,
@@ -141,7 +118,7 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
         run_dir=run_dir, model_path=model_path, releases=len(result.records) - result.skipped, skipped=result.skipped,
         epsilon=epsilon, delta=options.delta if epsilon is not None else None,
         noise_multiplier=round(config.noise_multiplier, 4),
-        seconds=round(seconds, 1), bytes_per_client=int(np.mean(sent)), final_metrics=final,
+        seconds=round(fleet_run.seconds, 1), bytes_per_client=fleet_run.bytes_per_client, final_metrics=final,
         without_offset_metrics=without, records=[r.as_dict() for r in result.records],
         offline_precompute_s=float(result.records[0].extra.get("offline_precompute_s", 0.0)))
     (run_dir / "releases.json").write_text(json.dumps(out.as_dict(), indent=2, default=str) + "\n")

@@ -20,25 +20,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
-from cardiomesh.fl import FederationError, ReleaseRunResult, beat_sets, new_run_dir, start_fleet
+from cardiomesh.fl import FederationError, ReleaseRunResult, beat_sets, new_run_dir, run_release_fleet
 from cloud_expert.coordinator.coordinator import Coordinator, RoundConfig, RoundRecord
-from cloud_expert.coordinator.keys import load_or_create
-from cloud_expert.coordinator.trees import TreesRunError, run_trees
+from cloud_expert.coordinator.trees import TreesResult, TreesRunError, run_trees
 from shared.fl import trees
 from shared.fl.tree_state import TreeState
+from shared.messages import RoundPayload
 from shared.model.data import DS1, BeatSet
 from shared.model.evaluation import per_recording_metrics
 from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES, n_features
 from shared.settings import Settings
-from shared.transport import MqttTransport
 from watch_agent.tree_learner import TreeLearner
 
 log = logging.getLogger(__name__)
@@ -136,43 +131,24 @@ def run_tree_federation(settings: Settings, options: TreeOptions, *,
     preset, config, class_sigma = tree_config(options)
     columns = columns_of(preset)
     run_dir = new_run_dir(settings, options.run_dir, "fl-trees")
-    federation = f"trees-{uuid.uuid4().hex[:10]}"
     learners = [(name, TreeLearner.from_beats(train_sets[name], columns))
                 for name in sorted(train_sets)[: options.clients]]
     n = len(learners)
-    if n < 2:
-        raise FederationError(f"a federation needs at least 2 watches, got {n}")
-    keys = load_or_create(Path(settings.state_dir) / "keys" / "coordinator")
     round_config = RoundConfig(encrypt=options.encrypt, quant_bits=preset.quant_bits, max_clients=max(64, n),
                                min_clients=options.min_clients or n, round_timeout_s=options.round_timeout_s,
                                grace_s=2.0, model_delta_bits=0)  # lossless: the watches hold the coordinator's bytes
-    initial = TreeState.empty(config, len(columns), preset.n_bins).vector()
 
-    def coordinator_on(transport: MqttTransport, participants: list[str]) -> Coordinator:
-        return Coordinator(settings, transport, keys=keys, initial=initial, config=round_config,
-                           participants=participants, federation=federation)
+    def train(coordinator: Coordinator, prepare: Callable[[RoundPayload], float]) -> TreesResult:
+        return run_trees(coordinator, config, bound=options.client_bound or preset.bound, cells=preset.cells,
+                         class_weights=lambda counts: trees.class_weights(counts, power=preset.weight_power,
+                                                                          cap=preset.weight_cap),
+                         class_sigma=class_sigma, delta=options.delta, progress=progress, prepare=prepare)
 
-    started = time.perf_counter()
-    fleet = start_fleet(settings, federation, learners, edges=options.edges, keys=keys, coordinator=coordinator_on,
-                        client_options=lambda _i: {"seed": None})  # noise shares from OS entropy
-    try:
-        try:
-            result = run_trees(fleet.coordinator, config, bound=options.client_bound or preset.bound,
-                               cells=preset.cells,
-                               class_weights=lambda counts: trees.class_weights(counts, power=preset.weight_power,
-                                                                                cap=preset.weight_cap),
-                               class_sigma=class_sigma, delta=options.delta, progress=progress,
-                               prepare=lambda spec: sum(c.prepare(spec) for c in fleet.clients))
-        except TreesRunError as exc:
-            raise FederationError(str(exc)) from None
-        fleet.wait_installed(fleet.coordinator.version, timeout_s=10)
-        sent = [sum(s.bytes for s in c.sent) for c in fleet.clients]
-        clipped = sum(c.counters.get("fl.release_clipped") for c in fleet.clients)
-    finally:
-        if hasattr(fleet, "coordinator"):
-            fleet.coordinator.retire()  # a failed run leaves no retained round or state behind either
-        fleet.stop()
-    seconds = time.perf_counter() - started
+    fleet_run = run_release_fleet(settings, "trees", learners,
+                                  initial=TreeState.empty(config, len(columns), preset.n_bins).vector(),
+                                  round_config=round_config, edges=options.edges, train=train,
+                                  run_errors=(TreesRunError,))
+    result = fleet_run.result
     model = replace(result.state.model(), columns=tuple(columns))
     epsilon = trees.dp_epsilon(config, config.noise_multiplier, delta=options.delta) if config.noise_multiplier \
         else None
@@ -191,10 +167,10 @@ def run_tree_federation(settings: Settings, options: TreeOptions, *,
     out = TreeRunResult(
         run_dir=run_dir, model_path=model_path, releases=len(result.records), rounds=result.state.rounds_done,
         epsilon=epsilon, delta=options.delta if epsilon is not None else None,
-        noise_multiplier=round(config.noise_multiplier, 4), seconds=round(seconds, 1),
-        bytes_per_client=int(np.mean(sent)), final_metrics=final,
+        noise_multiplier=round(config.noise_multiplier, 4), seconds=round(fleet_run.seconds, 1),
+        bytes_per_client=fleet_run.bytes_per_client, final_metrics=final,
         offline_precompute_s=float(result.records[1].extra.get("offline_precompute_s", 0.0)),
-        release_clipped=int(clipped),
+        release_clipped=fleet_run.release_clipped,
         release_s={"class_counts": result.records[0].seconds, "sketch": result.records[1].seconds,
                    "histogram_median": histogram_s[len(histogram_s) // 2] if histogram_s else 0.0,
                    "histogram_max": histogram_s[-1] if histogram_s else 0.0},
