@@ -275,6 +275,11 @@ class _CellRun:
     exact_metrics: dict[str, Any] | None = None
     agree_exact: float | None = None
 
+    @property
+    def ciphertext_bytes_per_client(self) -> int:
+        """Ciphertext per value of the releases that went through Paillier, times every value a client sent."""
+        return round(self.bytes_per_value * self.booster.floats_per_client)
+
 
 def _train_cell(ds1: dict[str, Any], ds2: dict[str, Any], params: dict[str, Any], rounds: int,
                 columns: int | None, verify: int, exact_twin: bool) -> _CellRun:
@@ -337,10 +342,7 @@ def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_
         write_result("fl_trees", previous, [("chosen on DS1", f"{chosen}: the additive class; no trees trained")])
         return
     run = _train_cell(ds1, ds2, cell["params"], cell["rounds"], None, verify, exact_twin)
-    federated, reference, model, booster = run.federated, run.reference, run.model, run.booster
-    verified, fit_s, exact_metrics, agree, bound = run.verified, run.fit_s, run.exact_metrics, run.agree, run.bound
-    X = run.X
-    bytes_per_value = run.bytes_per_value
+    federated, reference, booster, verified, fit_s = run.federated, run.reference, run.booster, run.verified, run.fit_s
     part = {
         **federated, "epsilon": None, "delta": None, "level": None,
         "seeds": [0, 1, 2],
@@ -350,26 +352,26 @@ def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_
         "model": f"federated histogram boosting, shared.fl.trees ({chosen})",
         "chosen": {"cell": chosen, "rule": loro["rule"], "ds1_veb_f1": cell["veb_f1"],
                    "by": "bench/_trees_loro.py → bench/results/fl_trees_loro.json"},
-        "encryption": f"packed Paillier 2048-bit fixed point ({VALUE_BITS}-bit values, client bound {bound:g}), "
+        "encryption": f"packed Paillier 2048-bit fixed point ({VALUE_BITS}-bit values, client bound {run.bound:g}), "
                       f"sums of ≥ 2 clients; the first {verified.verified} releases through real Paillier (asserted "
                       f"equal to the fixed point), the rest through the same fixed-point arithmetic",
         "releases": booster.releases, "floats_per_client": booster.floats_per_client,
-        "ciphertext_bytes_per_client_estimated": round(bytes_per_value * booster.floats_per_client),
+        "ciphertext_bytes_per_client_estimated": run.ciphertext_bytes_per_client,
         "paillier_s_verified": round(verified.seconds, 1), "fit_s": round(fit_s, 1),
-        "central_same_kind": reference, "agreement_with_central": round(agree, 4),
+        "central_same_kind": reference, "agreement_with_central": round(run.agree, 4),
     }
-    if exact_metrics is not None:
-        part["exact_sums_diagnostic"] = {k: v for k, v in exact_metrics.items()
+    if run.exact_metrics is not None:
+        part["exact_sums_diagnostic"] = {k: v for k, v in run.exact_metrics.items()
                                          if k in ("per_class", "macro_f1", "ec57")}
         part["agreement_with_exact_sums"] = round(run.agree_exact or 0.0, 4)
     _merge("fl_accuracy", "federated_encrypted", part)
     from shared.fl.trees import save_model
 
-    save_model(RESULTS / "model_trees.npz", model, {
+    save_model(RESULTS / "model_trees.npz", run.model, {
         "train": "MIT-BIH DS1, 22 clients, federated histogram boosting in packed Paillier's fixed point",
         "cell": chosen, "rule": loro["rule"], "privacy": "encrypted sums, no DP", "features": "tree_features"})
     previous.update({
-        "clients": len(X), "features": int(X[0].shape[1]),
+        "clients": len(run.X), "features": int(run.X[0].shape[1]),
         "chosen": part["chosen"], "federated_trees": federated, "central_hgb_same_features": reference,
         "summed_histograms": booster.releases, "floats_per_client": booster.floats_per_client,
         "fit_s": round(fit_s, 1), "encryption": part["encryption"],
@@ -388,9 +390,9 @@ def federated_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int, exact_
     write_result("fl_trees", previous, [
         ("chosen on DS1", f"{chosen} (pooled leave-one-record-out VEB F1 {cell['veb_f1']:.4f})"),
         ("federated + encrypted trees, DS2", line(federated)),
-        *((("the same federation on exact sums, DS2", line(exact_metrics)),) if exact_metrics else ()),
+        *((("the same federation on exact sums, DS2", line(run.exact_metrics)),) if run.exact_metrics else ()),
         ("central HGB, same cell, DS2", line(reference)),
-        ("agreement with central", f"{agree:.4f} of DS2 beats get the same class"),
+        ("agreement with central", f"{run.agree:.4f} of DS2 beats get the same class"),
         ("protocol", f"{booster.releases} summed histograms, {booster.floats_per_client:,} floats per client, "
                      f"≈ {part['ciphertext_bytes_per_client_estimated']:,} B of ciphertext per client "
                      f"(from {verified.verified} releases through Paillier, {verified.seconds:.0f} s)"),
@@ -428,7 +430,7 @@ def compact_part(ds1: dict[str, Any], ds2: dict[str, Any], verify: int) -> None:
         "by": "bench/_tree_cost.py → bench/results/fl_trees_cost.json", "federated": run.federated,
         "central_same_kind": run.reference, "agreement_with_central": round(run.agree, 4),
         "releases": run.booster.releases, "floats_per_client": per_client,
-        "ciphertext_bytes_per_client_estimated": round(run.bytes_per_value * per_client),
+        "ciphertext_bytes_per_client_estimated": run.ciphertext_bytes_per_client,
         "fit_s": round(run.fit_s, 1), "model": "bench/results/model_trees_compact.npz",
     }
     path = RESULTS / "fl_trees.json"
