@@ -99,8 +99,8 @@ class LearnedDetector(BaselineDetector):
         super().__init__(fs, config)
         self._featurizer = BeatFeaturizer(self.fs)
         self.model: BeatNet | None = model
-        #: a federated record-relative model instead of BeatNet (`model_path` ending in .npz: the additive model or
-        #: the boosted trees); no small variant
+        #: a federated record-relative model instead of BeatNet (`model_path` ending in .npz: the additive model,
+        #: the boosted trees or the DP forest); no small variant
         self.additive: RelativeStream | None = None
         if model is None and model_path is None:
             settings = settings or Settings()

@@ -1,5 +1,6 @@
-"""A federated record-relative beat model on the watch's stream of beats: the additive model (`shared.fl.gam`)
-or the boosted trees (`shared.fl.trees`), each a `.npz` that says which it is.
+"""A federated record-relative beat model on the watch's stream of beats: the additive model (`shared.fl.gam`),
+the boosted trees (`shared.fl.trees`) or the DP forest (`shared.fl.forest`), each a `.npz` that says which it is
+(`shared.fl.relative_models`).
 
 Their features are relative to the wearer's own recording — the median RR, the median beat, the median width —
 which a stream does not have in full. The watch keeps its last `WINDOW_BEATS` featurised beats (about four
@@ -12,14 +13,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from shared.fl import gam, trees
+from shared.fl.relative_models import Kind, load_relative
 from shared.model.data import BeatSet
 from shared.model.features import BeatFeatures
-from shared.model.tree_features import as_distances, record_features
+from shared.model.tree_features import record_features
 
 WINDOW_BEATS = 256
 MIN_REFERENCE = 30
@@ -27,19 +27,12 @@ MIN_REFERENCE = 30
 
 class RelativeStream:
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.kind: Literal["additive", "trees"]
+        model = load_relative(path)
+        self.path = model.path
+        self.kind: Kind = model.kind
+        self.meta = model.meta
         #: class probabilities of feature rows (`tree_features.record_features`' columns)
-        self._proba: Callable[[np.ndarray], np.ndarray]
-        if trees.is_model_file(self.path):
-            forest, self.meta = trees.load_model(self.path, beat_model=True)
-            self.kind = "trees"
-            self._proba = forest.predict_features
-        else:
-            additive, columns, meta = gam.load(self.path)
-            self.meta = dict(meta)
-            self.kind = "additive"
-            self._proba = lambda rows: additive.predict_proba(as_distances(rows)[:, :columns])
+        self._proba: Callable[[np.ndarray], np.ndarray] = model.proba_of_rows
         self._rows: deque[BeatFeatures] = deque(maxlen=WINDOW_BEATS)
 
     @property

@@ -31,11 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.ecg.qrs import Beat
+
+if TYPE_CHECKING:
+    from shared.fl.relative_models import RelativeModel
 
 log = logging.getLogger(__name__)
 
@@ -156,35 +159,19 @@ class SharedModelClassifier:
         return EctopyFlags(ventricular=per_beat == V_CLASS, ectopic=per_beat != 0)
 
 
-class AdditiveModelClassifier(SharedModelClassifier):
-    """The federated additive model (`shared.fl.gam`, a `.npz`) in BeatNet's place. Its features are relative to
-    the wearer's own beats (median beat, median RR), so on the phone they are relative to the strip's: a strip of
-    a few dozen beats gives a rougher reference than the recordings it was trained on (docs/fl.md)."""
+class RelativeModelClassifier(SharedModelClassifier):
+    """A federated record-relative beat model (`shared.fl.relative_models`: the trees, the additive model or the
+    DP forest, a `.npz`) in BeatNet's place. Its features are relative to the wearer's own beats (median beat,
+    median RR), so on the phone they are relative to the strip's: a strip of a few dozen beats gives a rougher
+    reference than the recordings it was trained on (docs/fl.md)."""
 
-    def __init__(self, model: Any, columns: int, path: str, meta: dict[str, Any]) -> None:
-        super().__init__(model, path, meta)
-        self.columns = columns
-        self.__name__ = f"additive model {Path(path).name}"
-
-    def _predict(self, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        from shared.fl import gam
-
-        return np.asarray(gam.predict_rows(self.model, self.columns, wave, context, samples).argmax(axis=1),
-                          dtype=np.int64)
-
-
-class TreesModelClassifier(SharedModelClassifier):
-    """The federated boosted trees (`shared.fl.trees`, a `.npz`) in BeatNet's place; like the additive model's,
-    their features are relative to the strip's own beats."""
-
-    def __init__(self, model: Any, path: str, meta: dict[str, Any]) -> None:
-        super().__init__(model, path, meta)
-        self.__name__ = f"trees model {Path(path).name}"
+    def __init__(self, model: RelativeModel) -> None:
+        super().__init__(model, str(model.path), model.meta)
+        self.kind = model.kind
+        self.__name__ = f"{model.kind} model {model.path.name}"
 
     def _predict(self, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        from shared.fl import trees
-
-        return np.asarray(trees.predict_rows(self.model, wave, context, samples).argmax(axis=1), dtype=np.int64)
+        return np.asarray(self.model.predict_rows(wave, context, samples).argmax(axis=1), dtype=np.int64)
 
 
 _WARNED: set[str] = set()
@@ -199,16 +186,13 @@ def _load(path: str, mtime: float) -> SharedModelClassifier | None:
         log.warning("phone ectopy: cannot load the shared model (%s); using the wide-beat rule", exc)
         return None
     try:
-        if path.endswith(".npz"):  # a federated model: the boosted trees or the additive model
-            from shared.fl import gam, trees
+        if path.endswith(".npz"):  # a federated record-relative model: the trees, the additive model or the forest
+            from shared.fl.relative_models import load_relative
 
-            if trees.is_model_file(path):
-                forest, meta = trees.load_model(path, beat_model=True)
-                log.info("phone ectopy: federated trees model %s (%s)", path, meta.get("privacy"))
-                return TreesModelClassifier(forest, path, meta)
-            additive, columns, meta = gam.load(path)
-            log.info("phone ectopy: additive beat model %s (ε %s)", path, meta.get("epsilon"))
-            return AdditiveModelClassifier(additive, columns, path, meta)
+            relative = load_relative(path)
+            privacy = relative.meta.get("privacy", f"ε {relative.meta.get('epsilon')}")
+            log.info("phone ectopy: %s beat model %s (%s)", relative.noun, path, privacy)
+            return RelativeModelClassifier(relative)
         model, meta = load_model(path)
     except ModelFileError as exc:
         log.warning("phone ectopy: %s; using the wide-beat rule", exc)

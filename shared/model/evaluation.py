@@ -1,7 +1,7 @@
 """Evaluate a saved beat model on a folder of WFDB records — the logic behind `cardiomesh evaluate`.
 
-The model is a `BeatNet` file (`.pt`), or a federated model (`.npz`): the additive one (`shared.fl.gam`) or the
-boosted trees (`shared.fl.trees.save_model`).
+The model is a `BeatNet` file (`.pt`), or a federated record-relative model (`.npz`): the additive one
+(`shared.fl.gam`), the boosted trees (`shared.fl.trees.save_model`) or the DP forest (`shared.fl.forest`).
 
 Records may be at any sampling rate: each is resampled to `MODEL_FS`, its beats are found by the
 watch's own `StreamingQrsDetector` and matched to the reference annotations within 150 ms (see
@@ -69,17 +69,11 @@ def evaluate_records(
 ) -> dict[str, Any]:
     """`train.metrics` of the model over every detected beat of the records (pooled): {"per_class", "macro_f1",
     "auroc", "beats", "ec57", "confusion"}."""
-    federated = Path(model_path).suffix == ".npz"  # a federated model: trees (`trees.save_model`) or additive
-    from shared.fl import trees
+    federated = Path(model_path).suffix == ".npz"  # a federated record-relative model: trees, additive or forest
+    if federated:
+        from shared.fl.relative_models import load_relative
 
-    boosted = federated and trees.is_model_file(model_path)
-    additive = federated and not boosted
-    if boosted:
-        tree_model, _meta = trees.load_model(model_path, beat_model=True)
-    elif additive:
-        from shared.fl import gam
-
-        gam_model, columns, _meta = gam.load(model_path)
+        relative = load_relative(model_path)
     else:
         model, _meta = load_model(model_path)
     paths = find_records(records_dir, only)
@@ -90,10 +84,8 @@ def evaluate_records(
         sets.append(record_beats(path))
     if progress is not None:
         progress("", len(paths), len(paths))
-    if boosted:
-        result = per_recording_metrics(lambda s: trees.predict_beats(tree_model, s), sets)
-    elif additive:
-        result = additive_metrics(gam_model, columns, sets)
+    if federated:
+        result = per_recording_metrics(relative.predict_beats, sets)
     else:
         beats = concat(sets)
         pred, score = predict(model, beats)
