@@ -54,6 +54,17 @@ def fine_bins(X: np.ndarray) -> np.ndarray:
     return out
 
 
+def fine_counts(fine: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(features, FINE_BINS, classes) counts of one wearer's fine-binned beats: the first release of the additive
+    model and of the forest (a beat adds 1 to one cell per feature)."""
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must be 0 … {n_classes - 1}: got {y.min()} … {y.max()}")
+    _n, features = fine.shape
+    index = (np.arange(features)[None, :] * FINE_BINS + fine.astype(np.int64)) * n_classes + y[:, None]
+    return np.bincount(index.ravel(), minlength=features * FINE_BINS * n_classes).reshape(
+        features, FINE_BINS, n_classes).astype(np.float64)
+
+
 @dataclass(frozen=True, slots=True)
 class GamConfig:
     epochs: int = 10
@@ -94,12 +105,7 @@ class GamClient:
 
     def counts(self, n_classes: int) -> np.ndarray:
         """(features, FINE_BINS, classes) counts of this wearer's beats."""
-        if len(self.y) and (self.y.min() < 0 or self.y.max() >= n_classes):
-            raise ValueError(f"labels must be 0 … {n_classes - 1}: got {self.y.min()} … {self.y.max()}")
-        _n, features = self.fine.shape
-        index = (np.arange(features)[None, :] * FINE_BINS + self.fine.astype(np.int64)) * n_classes + self.y[:, None]
-        return np.bincount(index.ravel(), minlength=features * FINE_BINS * n_classes).reshape(
-            features, FINE_BINS, n_classes).astype(np.float64)
+        return fine_counts(self.fine, self.y, n_classes)
 
     def start(self, coarse: np.ndarray, class_weight: np.ndarray, n_classes: int) -> None:
         self.bins = np.take_along_axis(coarse.T, self.fine.astype(np.int64), axis=0)
