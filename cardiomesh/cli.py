@@ -955,6 +955,68 @@ def fl_additive(
                            "bytes_per_client": result.bytes_per_client}, indent=2))
 
 
+@fl_app.command("forest")
+def fl_forest(
+    clients: Annotated[int, typer.Option(min=2, max=22, help="Watches, one per MIT-BIH DS1 patient.")] = 22,
+    trees: Annotated[int, typer.Option(min=1, max=2000, help="Trees; their structure is public, drawn from "
+                                       "--seed before any data is seen.")] = 150,
+    depth: Annotated[int, typer.Option(min=1, max=12, help="Depth of every tree (2^depth leaves).")] = 8,
+    bins: Annotated[int, typer.Option(min=2, max=255, help="Bins per feature, cut at the quantiles of the "
+                                      "noised, class-weighted counts.")] = 16,
+    epsilon: Annotated[float, typer.Option(min=0.01, help="Sample-level ε of each wearer's beats over the whole "
+                                           "training (δ = --delta); --no-dp for none.")] = 8.0,
+    dp: Annotated[bool, typer.Option(help="Gaussian noise on both releases, calibrated to --epsilon.")] = True,
+    delta: Annotated[float, typer.Option(help="δ of the (ε, δ) guarantee.")] = 1e-5,
+    v_offset: Annotated[float, typer.Option(help="Added to the V logit of the released model: the operating "
+                                            "point, chosen on DS1 by bench/_dp_forest.py (−0.25). "
+                                            "Post-processing: no privacy cost.")] = -0.25,
+    encrypt: Annotated[bool, typer.Option(help="Packed Paillier on both releases (the edges sum blind).")] = True,
+    edges: Annotated[int, typer.Option(min=1, max=22, help="Edge hubs (sites) the watches are spread over.")] = 1,
+    min_clients: Annotated[int | None, typer.Option(
+        min=2, max=22, help="k: a release fewer watches answer is not decrypted, and ends the run (default: every "
+                            "watch).")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Draws the public structure (never the noise: that is always "
+                                      "from OS entropy).")] = 0,
+    run_dir: Annotated[Path | None, typer.Option(help="Where model.npz and releases.json go "
+                                                 "(default var/runs/<timestamp>).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Train the DP forest over the broker (embedded if none answers): each DS1 watch sends only two noised,
+    encrypted sums — its beat counts on the public grid, then its beats' counts per tree, leaf and class of the
+    published random structure — edges add them blind, the coordinator decrypts sums of ≥ k watches and publishes
+    the bins, then the leaves, signed. Scores the result on DS2; `cardiomesh evaluate --model <run>/model.npz`
+    reads it again."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cardiomesh.fl import FederationError
+    from cardiomesh.fl_forest import ForestOptions, run_forest_federation
+    from cloud_expert.coordinator.coordinator import RoundRecord
+    from shared.model.evaluation import format_table
+
+    settings = _setup(verbose)
+    options = ForestOptions(clients=clients, trees=trees, depth=depth, bins=bins, epsilon=epsilon if dp else None,
+                            delta=delta, v_offset=v_offset, encrypt=encrypt, edges=edges, min_clients=min_clients,
+                            seed=seed, run_dir=run_dir)
+    with Progress(TextColumn("[bold]release {task.completed}/{task.total}"), BarColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task("counts", total=2)
+
+        def _progress(record: RoundRecord, label: str) -> None:
+            bar.update(task, advance=1, description=f"{label}: {record.status}, {record.clients} watches, "
+                                                    f"{record.seconds:.2f} s")
+
+        try:
+            result = run_forest_federation(settings, options, progress=_progress)
+        except FederationError as exc:
+            raise _fail(str(exc)) from None
+    if result.final_metrics:
+        typer.echo(format_table(result.final_metrics))
+    typer.echo(json.dumps({"run_dir": str(result.run_dir), "model": str(result.model_path),
+                           "releases": result.releases, "epsilon": result.epsilon, "delta": result.delta,
+                           "seconds": result.seconds, "bytes_per_client": result.bytes_per_client,
+                           "release_clipped": result.release_clipped}, indent=2))
+
+
 @fl_app.command("trees")
 def fl_trees(
     preset: Annotated[str, typer.Option(help="dp: the sample-level-DP trees (8 features, 16 bins, 5 rounds of depth "
@@ -1023,8 +1085,9 @@ def fl_trees(
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Option(help="Saved beat model: a BeatNet .pt (e.g. bench/results/model.pt), "
-                                             "the federated additive .npz (bench/results/model_additive_dp.npz) or "
-                                             "the federated trees .npz (bench/results/model_trees.npz).")],
+                                             "the federated additive .npz (bench/results/model_additive_dp.npz), "
+                                             "the federated trees .npz (bench/results/model_trees.npz) or the DP "
+                                             "forest .npz (bench/results/model_forest_dp.npz).")],
     records: Annotated[Path, typer.Option(help="Folder of WFDB records (.hea + .dat + .atr), any sampling rate.")],
     only: Annotated[str | None, typer.Option(help="Comma-separated record names, e.g. 100,101 (default: every "
                                              "record with .atr; paced ones left out in an MIT-BIH folder).")] = None,

@@ -103,7 +103,7 @@ class FlResult:
 
 @dataclass(kw_only=True)
 class ReleaseRunResult:
-    """What a training by release rounds over the broker reports (`fl additive`, `fl trees`)."""
+    """What a training by release rounds over the broker reports (`fl additive`, `fl trees`, `fl forest`)."""
 
     run_dir: Path
     model_path: Path
@@ -116,6 +116,8 @@ class ReleaseRunResult:
     final_metrics: dict[str, Any] | None
     #: the watches' offline phase before the first large release (its encryption randomness), summed over watches
     offline_precompute_s: float = 0.0
+    #: releases a watch had to clip to the announced packing range, summed: 0 unless the bound is short
+    release_clipped: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -383,10 +385,11 @@ def run_release_fleet(settings: Settings, prefix: str, learners: Sequence[tuple[
                       initial: np.ndarray, round_config: RoundConfig, edges: int,
                       train: Callable[[Coordinator, Callable[[RoundPayload], float]], T],
                       run_errors: tuple[type[Exception], ...]) -> ReleaseFleetRun[T]:
-    """A training by release rounds over the broker (`fl additive`, `fl trees`): one watch per learner spread over
-    `edges` edge hubs, a coordinator starting from `initial`, then `train(coordinator, prepare)` — `prepare(spec)`
-    runs every watch's offline phase for a release and returns the seconds it took. A `run_errors` error becomes a
-    `FederationError`; whatever happens, the federation's retained messages are cleared and everything stops."""
+    """A training by release rounds over the broker (`fl additive`, `fl trees`, `fl forest`): one watch per learner
+    spread over `edges` edge hubs, a coordinator starting from `initial`, then `train(coordinator, prepare)` —
+    `prepare(spec)` runs every watch's offline phase for a release and returns the seconds it took. A `run_errors`
+    error becomes a `FederationError`; whatever happens, the federation's retained messages are cleared and
+    everything stops."""
     if len(learners) < 2:
         raise FederationError(f"a federation needs at least 2 watches, got {len(learners)}")
     federation = f"{prefix}-{uuid.uuid4().hex[:10]}"

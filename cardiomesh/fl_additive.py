@@ -120,6 +120,7 @@ def run_additive_federation(settings: Settings, options: AdditiveOptions, *,
         noise_multiplier=round(config.noise_multiplier, 4),
         seconds=round(fleet_run.seconds, 1), bytes_per_client=fleet_run.bytes_per_client, final_metrics=final,
         without_offset_metrics=without, records=[r.as_dict() for r in result.records],
+        release_clipped=fleet_run.release_clipped,
         offline_precompute_s=float(result.records[0].extra.get("offline_precompute_s", 0.0)))
     (run_dir / "releases.json").write_text(json.dumps(out.as_dict(), indent=2, default=str) + "\n")
     return out

@@ -94,8 +94,6 @@ class TreeOptions:
 @dataclass(kw_only=True)
 class TreeRunResult(ReleaseRunResult):
     rounds: int
-    #: releases a watch had to clip to the packing range (`TreePreset.bound`), summed: 0 unless the bound is short
-    release_clipped: int = 0
     release_s: dict[str, float] = field(default_factory=dict)
 
 

@@ -285,3 +285,77 @@ def predict_beats(model: ForestModel, columns: np.ndarray, beats: BeatSet) -> np
     from shared.model.tree_features import record_features
 
     return predict_features(model, columns, record_features(beats))
+
+
+#: the public state over the bus, one float32 vector (the signed global model): a header, then the structure (drawn
+#: before any data: it travels from the first version on), the class weights and fine → coarse maps (after the count
+#: release), the leaf distributions (after the leaf release). Small integers are exact in float32, and the length is
+#: fixed by the header, so every version is a lossless delta of the last.
+STATE_TAG = 11.0
+HEADER = 8  # tag, features, trees, depth, bins, classes, stage, spare
+LIMITS = {"features": 1_000, "trees": 2_000, "depth": 12, "bins": 255}  # what a published state may claim
+
+
+@dataclass(slots=True)
+class ForestState:
+    """The training as the coordinator publishes it and every watch holds it. `stage`: 0 the structure only,
+    1 the bins and class weights too, 2 the leaves too (a model)."""
+
+    config: ForestConfig  # trees, depth, n_bins, n_classes (the noise is the round's, not the state's)
+    features: int
+    feature: np.ndarray  # (trees, 2^depth − 1)
+    cut: np.ndarray
+    class_weight: np.ndarray  # (classes,)
+    coarse: np.ndarray  # (features, FINE_BINS)
+    leaf_proba: np.ndarray  # (trees, leaves, classes)
+    stage: int = 0
+
+    @classmethod
+    def empty(cls, config: ForestConfig, features: int) -> ForestState:
+        """Stage 0: the public structure from `config.seed`, nothing learned."""
+        feature, cut = structure(config, features)
+        return cls(config, features, feature, cut, np.zeros(config.n_classes),
+                   np.zeros((features, FINE_BINS), np.int64), np.zeros((config.trees, config.leaves,
+                                                                         config.n_classes)))
+
+    def vector(self) -> np.ndarray:
+        c = self.config
+        header = [STATE_TAG, self.features, c.trees, c.depth, c.n_bins, c.n_classes, self.stage, 0.0]
+        return np.concatenate([np.asarray(header, dtype=np.float64), self.feature.ravel(), self.cut.ravel(),
+                               self.class_weight, self.coarse.ravel(), self.leaf_proba.ravel()]).astype(np.float32)
+
+    @classmethod
+    def parse(cls, vector: np.ndarray) -> ForestState:
+        """The state in a published vector; `ValueError` with the reason for anything that is not one."""
+        v = np.asarray(vector, dtype=np.float64).ravel()
+        if len(v) < HEADER or v[0] != STATE_TAG:
+            raise ValueError("not a forest state (tag)")
+        head = v[1:HEADER]
+        if not np.all(np.isfinite(head)) or np.any(head != np.round(head)):
+            raise ValueError("forest state header is not integers")
+        features, trees, depth, n_bins, classes, stage, _spare = (int(x) for x in head)
+        limits = {"features": features, "trees": trees, "depth": depth, "bins": n_bins}
+        if any(not 1 <= value <= LIMITS[name] for name, value in limits.items()) or n_bins < 2 or classes != 4 \
+                or stage not in (0, 1, 2):
+            raise ValueError(f"forest state header out of range ({limits}, classes {classes}, stage {stage})")
+        config = ForestConfig(trees=trees, depth=depth, n_bins=n_bins, n_classes=classes)
+        internal, leaves = 2 ** depth - 1, 2 ** depth
+        sizes = (trees * internal, trees * internal, classes, features * FINE_BINS, trees * leaves * classes)
+        if len(v) != HEADER + sum(sizes):
+            raise ValueError(f"forest state of {len(v)} values, its header says {HEADER + sum(sizes)}")
+        parts = np.split(v[HEADER:], np.cumsum(sizes)[:-1])
+        if not np.all(np.isfinite(v[HEADER:])):
+            raise ValueError("forest state with non-finite values")
+        feature, cut, coarse = (parts[i].astype(np.int64) for i in (0, 1, 3))
+        if (feature.min() < 0 or feature.max() >= features or cut.min() < 1 or cut.max() > n_bins
+                or coarse.min() < 0 or coarse.max() >= n_bins):
+            raise ValueError("forest state with a node or bin out of range")
+        return cls(config, features, feature.reshape(trees, internal), cut.reshape(trees, internal), parts[2],
+                   coarse.reshape(features, FINE_BINS), parts[4].reshape(trees, leaves, classes), stage)
+
+    def model(self) -> ForestModel:
+        """The published model (stage 2 only)."""
+        if self.stage != 2:
+            raise ValueError(f"the forest is not trained yet (stage {self.stage})")
+        return ForestModel(self.coarse, self.feature, self.cut, self.leaf_proba.astype(np.float32),
+                           self.class_weight, np.zeros(self.config.n_classes), self.config.n_bins)

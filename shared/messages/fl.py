@@ -45,9 +45,12 @@ class ReleaseRequest(_Payload):
     count table of its examples on the public grid, or its clipped gradient sums over one term's bins. The
     federated trees (`shared.fl.trees`, ADR 0020): its class counts, its beat counts over a public grid of
     `cells` cells, or its gradient and hessian sums per (node, feature, bin) for the beats in `nodes` of class
-    `klass`'s tree of the round being grown (with beat counts too, when `counts`)."""
+    `klass`'s tree of the round being grown (with beat counts too, when `counts`). The DP forest
+    (`shared.fl.forest`): the count table of its beats on the public grid, or its beat counts per (tree, leaf,
+    class) of the published structure."""
 
-    kind: Literal["gam_counts", "gam_gradients", "tree_classes", "tree_sketch", "tree_histogram"]
+    kind: Literal["gam_counts", "gam_gradients", "tree_classes", "tree_sketch", "tree_histogram", "forest_counts",
+                  "forest_leaves"]
     term: int = Field(0, ge=0, le=100_000, description="gam_gradients: the feature whose bins are summed")
     klass: int = Field(0, ge=0, le=255, description="tree_histogram: whose tree of the current round")
     nodes: list[int] = Field(default_factory=list, max_length=256,

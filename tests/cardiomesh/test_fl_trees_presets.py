@@ -4,6 +4,7 @@ it has no accounting."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_the_dp_preset_is_calibrated_to_the_budget_and_the_others_refuse_dp() ->
         tree_config(TreeOptions(preset="nope"))
 
 
-@pytest.mark.parametrize("command", ["run", "additive", "trees"])
+@pytest.mark.parametrize("command", ["run", "additive", "trees", "forest"])
 def test_k_below_two_is_refused_before_anything_starts(command: str) -> None:
     """k = 1 would decrypt one watch's own sum: every `fl` command refuses it at the command line."""
     from typer.testing import CliRunner
@@ -40,3 +41,18 @@ def test_k_below_two_is_refused_before_anything_starts(command: str) -> None:
 
     result = CliRunner().invoke(app, ["fl", command, "--min-clients", "1"])
     assert result.exit_code == 2 and "--min-clients" in result.output
+
+
+def test_the_forest_command_defaults_to_the_cell_chosen_on_ds1() -> None:
+    """`fl forest`'s defaults are `bench/_dp_forest.py --protocol loro`'s choice, calibrated to ε = 8."""
+    import json
+
+    from cardiomesh.fl_forest import ForestOptions, forest_config
+    from shared.fl.forest import accounted_epsilon
+
+    study = Path(__file__).resolve().parents[2] / "bench" / "results" / "fl_dp_forest_loro.json"
+    chosen = json.loads(study.read_text())
+    options = ForestOptions()
+    assert chosen["chosen"] == f"dp, {options.bins} bins, {options.trees} trees, depth {options.depth}"
+    assert chosen["cells"][chosen["chosen"]]["offset"] == options.v_offset
+    assert accounted_epsilon(forest_config(options)) == pytest.approx(8.0, abs=0.05)
