@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -165,3 +168,35 @@ def class_pct(m: dict[str, Any] | None, cls: str, key: str) -> str:
     """One class's Se or +P of an `evaluate`-shaped result as "92.1 %" ("n/a" when absent)."""
     value = (m or {}).get("per_class", {}).get(cls, {}).get(key)
     return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+class PaillierChecked:
+    """A federated trainer's aggregate that sends each release (the first `limit`, or all) through real packed
+    Paillier — client encrypts, edge adds blind, coordinator decrypts — AND the fixed point, asserts the two sums
+    are identical, and returns the decrypted one; `bound` is a client's |entry| bound."""
+
+    def __init__(self, limit: int | None, bound: float, value_bits: int = 24) -> None:
+        from cloud_expert.coordinator.keys import load_or_create
+        from shared.fl.trees import FixedPointSum, PackedSum
+
+        with tempfile.TemporaryDirectory() as folder:
+            keys = load_or_create(Path(folder))
+        self.packed = PackedSum(keys.paillier.public_key, keys.paillier.private_key, clip=bound,
+                                value_bits=value_bits)
+        self.fixed = FixedPointSum(bound, key_bits=keys.paillier.public_key.bits, value_bits=value_bits)
+        self.limit, self.verified, self.seconds = limit, 0, 0.0
+        self.floats = 0  # values per client in the verified releases
+
+    def __call__(self, vectors: list[np.ndarray]) -> np.ndarray:
+        import numpy as np
+
+        fixed = self.fixed(vectors)
+        if self.limit is not None and self.verified >= self.limit:
+            return fixed
+        started = time.perf_counter()
+        decrypted = self.packed(vectors)
+        self.seconds += time.perf_counter() - started
+        assert np.array_equal(decrypted, fixed), "the decrypted sum must equal the fixed-point sum"
+        self.verified += 1
+        self.floats += len(vectors[0])
+        return decrypted

@@ -26,21 +26,17 @@ V = 2
 
 
 def predictor(path: Path) -> Callable[[Any], np.ndarray]:
-    """Class probabilities of one recording's beats, for a federated trees or additive model file."""
-    from shared.fl import gam, trees
+    """Class probabilities of one recording's beats, for any record-relative model file (trees, additive, forest)."""
+    from shared.fl.relative_models import load_relative
 
-    if trees.is_model_file(path):
-        tree_model, _ = trees.load_model(path, beat_model=True)
-        return lambda beats: trees.predict_beats(tree_model, beats)
-    additive, columns, _ = gam.load(path)
-    return lambda beats: gam.predict_beats(additive, columns, beats)
+    return load_relative(path).predict_beats
 
 
 def main() -> None:
     from shared.model.tree_features import FEATURE_NAMES, record_features
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", type=Path, help="saved .npz beat models (trees or additive)")
+    parser.add_argument("models", nargs="+", type=Path, help="saved .npz beat models (trees, additive or forest)")
     args = parser.parse_args()
     ds1, ds2 = load_mitdb_split("DS1"), load_mitdb_split("DS2")
     ds1_rows = {label: np.concatenate([record_features(s)[s.y == label] for s in ds1.values()]) for label in (0, V)}

@@ -25,7 +25,8 @@ model of the same kind (the same additive model fitted on DS1 pooled, no DP) for
     .venv/bin/python bench/fl_additive.py [--epsilon 8] [--verify all|N]
 
 Writes bench/results/fl_additive.json, the keys `federated_encrypted` (or `federated_encrypted_additive`) and
-`federated_encrypted_sample_dp` of bench/results/fl_accuracy.json, and the sample-DP model at
+`federated_encrypted_sample_dp` (or `federated_encrypted_sample_dp_additive`, where `bench/_dp_forest.py
+--protocol loro` chose the DP forest for that key) of bench/results/fl_accuracy.json, and the sample-DP model at
 bench/results/model_additive_dp.npz.
 """
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench._common import RESULTS, ds1_halves, load_mitdb_split, veb_f1, write_result
+from bench._common import RESULTS, PaillierChecked, ds1_halves, load_mitdb_split, veb_f1, write_result
 
 #: the grid searched on DS1 (both with and without DP): feature set × epochs × coarse bins × pairwise terms
 FEATURE_SETS = {"named": 22, "all": 63}  # the 22 named features, or those plus the 41 beat-window samples
@@ -163,35 +163,6 @@ def _scored(model: Any, ds2: dict[str, Any], columns: int, missed: Any) -> dict[
     return metrics(y, proba.argmax(axis=1), 1 - proba[:, 0], missed=missed)
 
 
-class _Verified:
-    """Every release through real packed Paillier (client encrypts, edge adds blind, coordinator decrypts) AND
-    the fixed point; asserts the two sums are identical; returns the decrypted one."""
-
-    def __init__(self, limit: int | None, bound: float = CLIENT_BOUND, value_bits: int = 24) -> None:
-        from cloud_expert.coordinator.keys import load_or_create
-        from shared.fl.trees import FixedPointSum, PackedSum
-
-        with tempfile.TemporaryDirectory() as folder:
-            keys = load_or_create(Path(folder))
-        self.packed = PackedSum(keys.paillier.public_key, keys.paillier.private_key, clip=bound,
-                                value_bits=value_bits)
-        self.fixed = FixedPointSum(bound, key_bits=keys.paillier.public_key.bits, value_bits=value_bits)
-        self.limit, self.verified, self.seconds = limit, 0, 0.0
-        self.floats = 0  # values per client in the verified releases
-
-    def __call__(self, vectors: list[np.ndarray]) -> np.ndarray:
-        fixed = self.fixed(vectors)
-        if self.limit is not None and self.verified >= self.limit:
-            return fixed
-        started = time.perf_counter()
-        decrypted = self.packed(vectors)
-        self.seconds += time.perf_counter() - started
-        assert np.array_equal(decrypted, fixed), "the decrypted sum must equal the fixed-point sum"
-        self.verified += 1
-        self.floats += len(vectors[0])
-        return decrypted
-
-
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The mean of the runs in `evaluate --json`'s shape (per-class Se/+P, macro-F1, EC57), Nones kept out."""
     def mean(values: list[Any]) -> float | None:
@@ -283,6 +254,8 @@ def main() -> None:
     loro_path = RESULTS / "fl_trees_loro.json"
     loro = json.loads(loro_path.read_text()) if loro_path.exists() else {}
     class_winner = "additive" if str(loro.get("chosen") or "additive").startswith("additive") else "trees"
+    forest_path = RESULTS / "fl_dp_forest_loro.json"  # bench/_dp_forest.py's DS1 choice of the DP model class
+    forest_chosen = forest_path.exists() and not json.loads(forest_path.read_text())["chosen"].startswith("none")
 
     result: dict[str, Any] = {"clients": len(ds1), "learning_rate": LEARNING_RATE, "delta": DELTA}
     table: list[tuple[str, str]] = []
@@ -301,7 +274,7 @@ def main() -> None:
             config = _config(features, epochs, bins, epsilon, seed, pairs)
             aggregate = None
             if seed == 0 and np.isfinite(epsilon):
-                aggregate = _Verified(None if args.verify == "all" else int(args.verify))
+                aggregate = PaillierChecked(None if args.verify == "all" else int(args.verify), CLIENT_BOUND)
             fitted = _fit(train, config, aggregate)
             unbiased.append(_scored(fitted, ds2, columns, missed))  # a diagnostic: the argmax before the offset
             model = with_class_bias(fitted, bias)
@@ -356,6 +329,8 @@ def main() -> None:
             part["chosen"]["class_winner"] = class_winner
         result[name] = part
         key = "federated_encrypted_additive" if name == "federated_encrypted" and class_winner == "trees" else name
+        if name == "federated_encrypted_sample_dp" and forest_chosen:
+            key = "federated_encrypted_sample_dp_additive"
         _merge("fl_accuracy", key, {k: v for k, v in part.items() if k != "cv_veb_f1_ds1"})
         label = "no DP" if not np.isfinite(epsilon) else f"sample DP ε {spent:.2f}"
         table += [(f"{label}: chosen on DS1", f"{features} ({columns}), {epochs} epochs, {bins} bins, pairs "

@@ -156,17 +156,17 @@ def test_a_missing_additive_model_is_a_clear_error(tmp_path: Path) -> None:
         LearnedDetector(MODEL_FS, model_path=tmp_path / "absent.npz")
 
 
-TREES = DEFAULT_MODEL.with_name("model_trees.npz")
-
-
-@pytest.mark.skipif(not TREES.is_file(), reason=f"no trees model at {TREES}")
-def test_the_watch_can_run_the_federated_trees(mitdb: Path) -> None:
-    """The trees' .npz names itself: the watch reads each beat against its recent beats, as with the additive
-    model; 119's bigeminy PVCs are counted whatever the chunking."""
+@pytest.mark.parametrize(("name", "kind"), [("model_trees.npz", "trees"), ("model_forest_dp.npz", "forest")])
+def test_the_watch_can_run_the_federated_trees_or_forest(mitdb: Path, name: str, kind: str) -> None:
+    """The trees' and the forest's .npz name themselves: the watch reads each beat against its recent beats, as
+    with the additive model; 119's bigeminy PVCs are counted whatever the chunking."""
+    path = DEFAULT_MODEL.with_name(name)
+    if not path.is_file():
+        pytest.skip(f"no model at {path}")
     counts = []
     for chunk_s in (0.04, 2.0):
-        det = LearnedDetector(MODEL_FS, model_path=TREES)
-        assert det.name == "learned-trees-v1" and det.model is None
+        det = LearnedDetector(MODEL_FS, model_path=path)
+        assert det.name == f"learned-{kind}-v1" and det.model is None
         _run(det, _record(mitdb, "119", 0.0, 60.0), chunk_s)
         counts.append(det.ectopy)
     assert counts[0] == counts[1] and counts[0]["V"] >= 15

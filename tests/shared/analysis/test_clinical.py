@@ -299,16 +299,17 @@ def test_resampled_record_reads_the_same(mitdb: Path) -> None:
         assert analyze_strip(r.samples_mv, r.fs).rhythm == "af"
 
 
-TREES_MODEL = ectopy.DEFAULT_MODEL.parent / "model_trees.npz"
-
-
-@pytest.mark.skipif(not TREES_MODEL.is_file(), reason="no trees model at bench/results/model_trees.npz")
-def test_the_federated_trees_can_be_the_phones_ectopy_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ectopy.MODEL_ENV, str(TREES_MODEL))
+@pytest.mark.parametrize(("name", "kind"), [("model_trees.npz", "trees"), ("model_forest_dp.npz", "forest")])
+def test_the_federated_trees_or_forest_can_be_the_phones_ectopy_model(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                                      kind: str) -> None:
+    path = ectopy.DEFAULT_MODEL.parent / name
+    if not path.is_file():
+        pytest.skip(f"no model at {path}")
+    monkeypatch.setenv(ectopy.MODEL_ENV, str(path))
     classifier = ectopy.shared_model_classifier()
-    assert isinstance(classifier, ectopy.RelativeModelClassifier) and classifier.kind == "trees"
+    assert isinstance(classifier, ectopy.RelativeModelClassifier) and classifier.kind == kind
     ecg = nk.ecg_simulate(duration=15, sampling_rate=250, heart_rate=70, random_state=9)
     result = analyze_strip(ecg, 250)
-    assert result.ectopy_method == "trees model model_trees.npz"
+    assert result.ectopy_method == f"{kind} model {name}"
     assert len(result.ectopic) == result.n_beats
     assert (result.ectopic_burden or 0) <= 0.2  # a clean synthetic sinus strip: (nearly) nothing ectopic
