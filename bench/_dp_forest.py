@@ -71,78 +71,39 @@ def _tables(split: dict[str, Any], columns: list[int]) -> dict[str, tuple[np.nda
 
 
 def multipliers(epsilon: float) -> tuple[float, float]:
-    """(count, leaf) noise multipliers whose two Gaussian releases spend (ε, δ) together (RDP)."""
-    import dp_accounting
-    from dp_accounting.rdp import RdpAccountant
-
-    from shared.fl.accounting import smallest_multiplier
-
-    def spent(z: float) -> float:
-        accountant = RdpAccountant()
-        accountant.compose(dp_accounting.GaussianDpEvent(COUNT_SHARE * z))
-        accountant.compose(dp_accounting.GaussianDpEvent(z))
-        return float(accountant.get_epsilon(DELTA))
+    """(count, leaf) noise multipliers whose two Gaussian releases spend (ε, δ) together (`forest.calibrate`)."""
+    from shared.fl import forest
 
     if not np.isfinite(epsilon):
         return 0.0, 0.0
-    z = smallest_multiplier(spent, epsilon, low=0.01, high=1e3, steps=60)
-    return COUNT_SHARE * z, z
-
-
-def random_tree(rng: np.random.Generator, features: int, bins: int, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """A complete tree's (feature, cut) per internal node: a beat goes right when its coarse bin ≥ the cut; a node
-    whose path left no feature with two bins sends everyone left (cut = `bins`)."""
-    internal = 2 ** depth - 1
-    feature = np.zeros(internal, np.int64)
-    cut = np.full(internal, bins, np.int64)
-    low = np.zeros((internal, features), np.int64)
-    high = np.full((internal, features), bins, np.int64)
-    for node in range(internal):
-        open_features = np.flatnonzero(high[node] - low[node] > 1)
-        if len(open_features):
-            f = int(rng.choice(open_features))
-            feature[node], cut[node] = f, rng.integers(low[node, f] + 1, high[node, f])
-        for child, right in ((2 * node + 1, False), (2 * node + 2, True)):
-            if child < internal:
-                low[child], high[child] = low[node], high[node]
-                if cut[node] < bins:
-                    (low if right else high)[child, feature[node]] = cut[node]
-    return feature, cut
-
-
-def leaf_of(bins: np.ndarray, feature: np.ndarray, cut: np.ndarray, depth: int) -> np.ndarray:
-    node = np.zeros(len(bins), np.int64)
-    for _ in range(depth):
-        node = 2 * node + 1 + (bins[np.arange(len(bins)), feature[node]] >= cut[node])
-    return node - (2 ** depth - 1)
+    config = forest.calibrate(forest.ForestConfig(), epsilon, delta=DELTA, count_share=COUNT_SHARE)
+    return config.count_noise_multiplier, config.noise_multiplier
 
 
 def forest_logits(train: tuple[np.ndarray, np.ndarray], test: np.ndarray, *, quantiles: int, trees: int,
                   depth: int, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-    """Fit on `train` (fine bins, labels) as the federation would — every release the sum over wearers plus one
-    Gaussian — and return log class probabilities of `test`'s beats."""
-    from shared.fl.gam import FINE_BINS, coarse_map
+    """`shared.fl.forest`'s training on `train` (fine bins, labels) as the federation would run it — each release
+    the sum over wearers plus one Gaussian, here drawn from `rng` with the structure — and the log class
+    probabilities of `test`'s beats."""
+    from shared.fl import forest
+    from shared.fl.gam import FINE_BINS, fine_counts
 
     fine, y = train
     features = fine.shape[1]
+    config = forest.ForestConfig(trees=trees, depth=depth, n_bins=quantiles, weight_power=WEIGHT_POWER)
     z_count, z_leaf = multipliers(epsilon)
-    index = (np.arange(features)[None, :] * FINE_BINS + fine) * CLASSES + y[:, None]
-    counts = np.bincount(index.ravel(), minlength=features * FINE_BINS * CLASSES).astype(np.float64)
-    counts = counts.reshape(features, FINE_BINS, CLASSES) + rng.normal(0, z_count * np.sqrt(features),
-                                                                      (features, FINE_BINS, CLASSES))
-    class_n = counts.sum(axis=1).mean(axis=0)
-    class_weight = (class_n.sum() / (CLASSES * np.maximum(class_n, 1.0))) ** WEIGHT_POWER
-    coarse = coarse_map(counts @ class_weight, quantiles)  # edges from the class-weighted counts: V gets resolution
-    bins = np.take_along_axis(coarse.T, fine.astype(np.int64), axis=0)
-    bins_test = np.take_along_axis(coarse.T, test.astype(np.int64), axis=0)
-    leaves = 2 ** depth
+    counts = fine_counts(fine, y, CLASSES) + rng.normal(0, z_count * np.sqrt(features),
+                                                        (features, FINE_BINS, CLASSES))
+    public = forest.public_from_counts(counts, config)  # class-weighted quantile bins: V gets resolution
+    bins, bins_test = forest.to_coarse(public.coarse, fine), forest.to_coarse(public.coarse, test)
     votes = np.zeros((len(test), CLASSES))
     for _ in range(trees):
-        feature, cut = random_tree(rng, features, quantiles, depth)
-        leaf = np.bincount(leaf_of(bins, feature, cut, depth) * CLASSES + y, minlength=leaves * CLASSES)
-        noised = leaf.reshape(leaves, CLASSES) + rng.normal(0, z_leaf * np.sqrt(trees), (leaves, CLASSES))
-        weighted = np.maximum(noised, 0.0) * class_weight + 0.5
-        votes += (weighted / weighted.sum(axis=1, keepdims=True))[leaf_of(bins_test, feature, cut, depth)]
+        feature, cut = forest.random_tree(rng, features, quantiles, depth)
+        leaf = np.bincount(forest.leaf_of(bins, feature, cut, depth) * CLASSES + y, minlength=config.leaves * CLASSES)
+        noised = leaf.reshape(config.leaves, CLASSES) + rng.normal(0, z_leaf * np.sqrt(trees), (config.leaves,
+                                                                                                  CLASSES))
+        weighted = np.maximum(noised, 0.0) * public.class_weight + forest.LEAF_PRIOR
+        votes += (weighted / weighted.sum(axis=1, keepdims=True))[forest.leaf_of(bins_test, feature, cut, depth)]
     return np.asarray(np.log(votes / trees))
 
 

@@ -49,12 +49,12 @@ def _cell(name: str) -> dict[str, Any]:
 
 def _clients(split: dict[str, Any], columns: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     from shared.fl.gam import fine_bins
-    from shared.model.tree_features import as_distances, record_features
+    from shared.model.tree_features import labelled_rows
 
     out = []
     for _record, beats in sorted(split.items()):
-        keep = (beats.y >= 0) & (beats.y < 4)
-        out.append((fine_bins(as_distances(record_features(beats))[keep][:, columns]), beats.y[keep].astype(np.int64)))
+        rows, y = labelled_rows(beats, columns, distances=True)
+        out.append((fine_bins(rows), y.astype(np.int64)))
     return out
 
 
@@ -65,15 +65,9 @@ def _scored(model: Any, columns: np.ndarray, sets: list[Any]) -> dict[str, Any]:
     return per_recording_metrics(lambda s: forest.predict_beats(model, columns, s), sets)
 
 
-def _line(m: dict[str, Any]) -> str:
-    v, s = m["per_class"]["V"], m["per_class"]["S"]
-    return (f"VEB Se {v['se']:.3f} / +P {v['ppv']:.3f}, SVEB Se {s['se']} / +P {s['ppv']}, "
-            f"macro-F1 {m['macro_f1']:.3f}")
-
-
 def main() -> None:
     from bench.fl_accuracy import _merge
-    from bench.fl_additive import _summary
+    from bench.fl_additive import _line, _summary
     from shared.fl import forest
     from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES
 

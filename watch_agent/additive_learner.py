@@ -30,11 +30,9 @@ class AdditiveLearner(ReleaseOnlyLearner):
     def from_beats(cls, beats: BeatSet, columns: int) -> AdditiveLearner:
         """The labelled beats of one recording, as the additive model reads them (`tree_features`, first
         `columns` columns); beats without a class label are left out."""
-        from shared.model.tree_features import as_distances, record_features
+        from shared.model.tree_features import labelled_rows
 
-        table, y = as_distances(record_features(beats))[:, :columns], np.asarray(beats.y)
-        keep = (y >= 0) & (y < 4)
-        return cls(table[keep], y[keep])
+        return cls(*labelled_rows(beats, range(columns), distances=True))
 
     @property
     def examples(self) -> int:

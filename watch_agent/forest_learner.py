@@ -33,11 +33,9 @@ class ForestLearner(ReleaseOnlyLearner):
     def from_beats(cls, beats: BeatSet, columns: list[int]) -> ForestLearner:
         """The labelled beats of one recording, as the forest reads them (`tree_features` `columns`); beats
         without a class label are left out."""
-        from shared.model.tree_features import as_distances, record_features
+        from shared.model.tree_features import labelled_rows
 
-        table, y = as_distances(record_features(beats))[:, columns], np.asarray(beats.y)
-        keep = (y >= 0) & (y < 4)
-        return cls(table[keep], y[keep])
+        return cls(*labelled_rows(beats, columns, distances=True))
 
     @property
     def examples(self) -> int:

@@ -42,13 +42,9 @@ class TreeLearner(ReleaseOnlyLearner):
     def from_beats(cls, beats: BeatSet, columns: list[int] | None = None) -> TreeLearner:
         """The labelled beats of one recording, as the trees read them (`tree_features`, the given columns or
         all); beats without a class label are left out."""
-        from shared.model.tree_features import record_features
+        from shared.model.tree_features import labelled_rows
 
-        table, y = record_features(beats), np.asarray(beats.y)
-        if columns is not None:
-            table = table[:, columns]
-        keep = (y >= 0) & (y < 4)
-        return cls(table[keep], y[keep])
+        return cls(*labelled_rows(beats, columns))
 
     @property
     def examples(self) -> int:

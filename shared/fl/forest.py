@@ -226,15 +226,10 @@ def save(path: str | Path, model: ForestModel, columns: Sequence[int], meta: dic
 
 
 def is_model_file(path: str | Path) -> bool:
-    """Whether an `.npz` is `save`'s. Never raises: a file it cannot read is not ours."""
-    try:
-        loaded = np.load(Path(path), allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            return False
-        with loaded as data:
-            return "kind" in data.files and str(data["kind"]) == FILE_KIND
-    except Exception:  # any unreadable file (EOFError, BadZipFile, OSError, …) is simply not ours
-        return False
+    """Whether an `.npz` is `save`'s. Never raises."""
+    from shared.model.serialize import is_npz_of_kind
+
+    return is_npz_of_kind(path, FILE_KIND)
 
 
 def load(path: str | Path) -> tuple[ForestModel, np.ndarray, dict[str, object]]:

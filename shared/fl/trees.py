@@ -754,16 +754,10 @@ def checked_tree(feature: np.ndarray, threshold: np.ndarray, left: np.ndarray, r
 
 
 def is_model_file(path: str | Path) -> bool:
-    """Whether an `.npz` is `save_model`'s (rather than, say, the additive model's). Never raises: a file it
-    cannot read is not ours, and the reader that claims it says why."""
-    try:
-        loaded = np.load(Path(path), allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            return False
-        with loaded as data:
-            return "kind" in data.files and str(data["kind"]) == MODEL_KIND
-    except Exception:  # any unreadable file (EOFError, BadZipFile, OSError, …) is simply not ours
-        return False
+    """Whether an `.npz` is `save_model`'s (rather than, say, the additive model's). Never raises."""
+    from shared.model.serialize import is_npz_of_kind
+
+    return is_npz_of_kind(path, MODEL_KIND)
 
 
 def predict_beats(model: BoostedModel, beats: BeatSet) -> np.ndarray:

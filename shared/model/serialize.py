@@ -85,6 +85,19 @@ def load_model(path: Path | str) -> tuple[BeatNet, dict[str, Any]]:
     return model, meta
 
 
+def is_npz_of_kind(path: Path | str, kind: str) -> bool:
+    """Whether `path` is an `.npz` whose `kind` is `kind` (which federated model file it is). Never raises: a
+    file it cannot read is not that kind, and the reader that claims it says why."""
+    try:
+        loaded = np.load(Path(path), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return False
+        with loaded as data:
+            return "kind" in data.files and str(data["kind"]) == kind
+    except Exception:  # any unreadable file (EOFError, BadZipFile, OSError, …) is simply not this kind
+        return False
+
+
 def read_model_npz(path: Path | str, kind: str, version: int, noun: str) -> dict[str, np.ndarray]:
     """Every array of a federated model's `.npz` (no pickle), once its `kind` and `version` are checked;
     `ModelFileError` with the reason for anything else. `noun` names the model in messages ("additive beat

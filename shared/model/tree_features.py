@@ -17,6 +17,8 @@ recording of the wearer: label-free, computed per wearer, so a watch computes th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from shared.ecg.signal import MODEL_FS
@@ -103,6 +105,19 @@ def as_distances(table: np.ndarray) -> np.ndarray:
     out = np.array(table, dtype=np.float64)
     out[:, list(CORRELATION_COLUMNS)] = 1.0 - out[:, list(CORRELATION_COLUMNS)]
     return out
+
+
+def labelled_rows(beats: BeatSet, columns: Sequence[int] | None = None, *, distances: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """One wearer's feature rows (`columns`, or all; correlations as 1 − c with `distances`) and labels 0 … 3, as
+    a federated learner holds them: beats without a class label are left out."""
+    table, y = record_features(beats), np.asarray(beats.y)
+    if distances:
+        table = as_distances(table)
+    if columns is not None:
+        table = table[:, list(columns)]
+    keep = (y >= 0) & (y < 4)
+    return table[keep], y[keep]
 
 
 def n_features() -> int:

@@ -20,6 +20,7 @@ from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload, UpdateMessage, decode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
+from tests.fl_problems import additive_problem
 from watch_agent.additive_learner import AdditiveLearner
 from watch_agent.trainer import FlClient
 
@@ -28,14 +29,7 @@ BOUND = 4000.0
 
 
 def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class 1 when feature 0 is high, class 2 when feature 1 is low, class 3 rare: additive log-odds."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, FEATURES))
-    y = np.zeros(n, dtype=np.int64)
-    y[X[:, 0] > 0.8] = 1
-    y[X[:, 1] < -1.0] = 2
-    y[(X[:, 2] > 1.8) & (y == 0)] = 3
-    return X, y
+    return additive_problem(seed, n, missing=False)
 
 
 def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: GamConfig, *,

@@ -5,6 +5,8 @@ run without a model."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -19,24 +21,13 @@ from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload
 from shared.settings import Settings
 from shared.transport import InMemoryBus
+from tests.fl_problems import xor_problem as _xor
 from watch_agent.forest_learner import ForestLearner
 from watch_agent.trainer import FlClient
 
 FEATURES = 4
 BOUND = 4000.0
 CONFIG = ForestConfig(trees=40, depth=6, n_bins=10, seed=7)
-
-
-def _xor(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class 2 where exactly one of features 0 and 1 is high, class 1 where feature 2 is high, 3 rare."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, FEATURES))
-    y = np.zeros(n, dtype=np.int64)
-    y[(X[:, 0] > 0) ^ (X[:, 1] > 0)] = 2
-    y[(X[:, 2] > 1.2) & (y == 0)] = 1
-    y[(X[:, 2] < -2.0) & (y == 0)] = 3
-    X[rng.random(n) < 0.03, 3] = np.nan
-    return X, y
 
 
 def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: ForestConfig, *,
@@ -123,13 +114,9 @@ def test_a_release_below_k_ends_the_run_without_a_model(coordinator_keys: Coordi
 def test_a_plan_it_cannot_keep_is_refused_before_any_release(coordinator_keys: CoordinatorKeys) -> None:
     coordinator, _ = _fleet(coordinator_keys, [_xor(0, 50), _xor(1, 50)], CONFIG, encrypt=False)
     with pytest.raises(ValueError, match="both releases are noised"):
-        run_forest(coordinator, ForestConfig(**{**_fields(CONFIG), "noise_multiplier": 1.0}), bound=BOUND)
+        run_forest(coordinator, replace(CONFIG, noise_multiplier=1.0), bound=BOUND)
     with pytest.raises(ValueError, match="not this configuration"):
-        run_forest(coordinator, ForestConfig(**{**_fields(CONFIG), "trees": 3}), bound=BOUND)
-
-
-def _fields(config: ForestConfig) -> dict[str, object]:
-    return {name: getattr(config, name) for name in ForestConfig.__dataclass_fields__}
+        run_forest(coordinator, replace(CONFIG, trees=3), bound=BOUND)
 
 
 def test_a_watch_answers_only_what_the_published_state_allows(coordinator_keys: CoordinatorKeys) -> None:

@@ -27,6 +27,7 @@ from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload
 from shared.settings import Settings
 from shared.transport import InMemoryBus
+from tests.fl_problems import additive_problem as _problem
 from watch_agent.trainer import FlClient
 from watch_agent.tree_learner import TreeLearner
 
@@ -34,18 +35,6 @@ FEATURES = 4
 BOUND = 4000.0
 CELLS = 64
 N_BINS = 10
-
-
-def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class 1 when feature 0 is high, class 2 when feature 1 is low, class 3 rare."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, FEATURES))
-    y = np.zeros(n, dtype=np.int64)
-    y[X[:, 0] > 0.8] = 1
-    y[X[:, 1] < -1.0] = 2
-    y[(X[:, 2] > 1.8) & (y == 0)] = 3
-    X[rng.random(n) < 0.03, 3] = np.nan  # missing values: bin 0, no grid cell
-    return X, y
 
 
 def _balanced(counts: np.ndarray) -> np.ndarray:

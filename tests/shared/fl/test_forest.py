@@ -25,19 +25,7 @@ from shared.fl.forest import (
 from shared.fl.gam import fine_bins
 from shared.fl.trees import FixedPointSum
 from shared.model.serialize import ModelFileError
-
-
-def _xor(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class 2 where exactly one of features 0 and 1 is high (an XOR: no sum of per-feature shapes gets it),
-    class 1 where feature 2 is high, 3 rare; feature 3 is noise with missing values."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 4))
-    y = np.zeros(n, dtype=np.int64)
-    y[(X[:, 0] > 0) ^ (X[:, 1] > 0)] = 2
-    y[(X[:, 2] > 1.2) & (y == 0)] = 1
-    y[(X[:, 2] < -2.0) & (y == 0)] = 3
-    X[rng.random(n) < 0.03, 3] = np.nan
-    return X, y
+from tests.fl_problems import xor_problem as _xor
 
 
 def _clients(parts: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -14,18 +14,7 @@ from shared.fl import gam
 from shared.fl.gam import FINE_BINS, FederatedGam, GamClient, GamConfig, accounted_epsilon, calibrate, fine_bins
 from shared.fl.trees import FixedPointSum
 from shared.model.serialize import ModelFileError
-
-
-def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class 1 when feature 0 is high, class 2 when feature 1 is low, class 3 rare: additive log-odds."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 4))
-    y = np.zeros(n, dtype=np.int64)
-    y[X[:, 0] > 0.8] = 1
-    y[X[:, 1] < -1.0] = 2
-    y[(X[:, 2] > 1.8) & (y == 0)] = 3
-    X[rng.random(n) < 0.03, 3] = np.nan  # missing values have their own bin
-    return X, y
+from tests.fl_problems import additive_problem as _problem
 
 
 def _clients(parts: list[tuple[np.ndarray, np.ndarray]]) -> list[GamClient]:
