@@ -25,7 +25,7 @@ Two protocols, both fixed before their grid was scored:
     .venv/bin/python bench/_dp_forest.py [--epsilon 8] [--protocol halves|loro]
 
 Writes bench/results/fl_dp_forest.json, or fl_dp_forest_loro.json (`_no_dp` added with `--epsilon inf`: the same
-forests without noise). DS2 is never read here. About 4 min (halves) or 40 min (loro) here.
+forests without noise). DS2 is never read here. About 4 min (halves) or 19 min (loro) here.
 """
 
 from __future__ import annotations

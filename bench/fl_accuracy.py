@@ -140,16 +140,17 @@ PARTS = ("centralized", "local_only", "federated_plain", "federated_encrypted_dp
          "personalization_encrypted_dp", "dp_curve", "seed_spread")
 
 
-def _merge(name: str, part: str, value: Any) -> dict[str, Any]:
+def _merge(name: str, part: str, value: Any, *, measured_at: str | None = None) -> dict[str, Any]:
     """Read-merge-write one part of the results file under a lock, so parts may run in parallel processes.
-    A callable `value` is given the file's current content and returns the part (computed under the lock)."""
+    A callable `value` is given the file's current content and returns the part (computed under the lock).
+    `measured_at`: when the part was measured, where that is not now (a part moved from another key)."""
     path = RESULTS / f"{name}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         out = json.loads(path.read_text()) if path.exists() else {}
         out[part] = value(out) if callable(value) else value
-        out.setdefault("measured", {})[part] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out.setdefault("measured", {})[part] = measured_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         path.write_text(json.dumps(out, indent=2) + "\n")
     return out
 

@@ -968,8 +968,8 @@ def fl_forest(
     dp: Annotated[bool, typer.Option(help="Gaussian noise on both releases, calibrated to --epsilon.")] = True,
     delta: Annotated[float, typer.Option(help="δ of the (ε, δ) guarantee.")] = 1e-5,
     v_offset: Annotated[float, typer.Option(help="Added to the V logit of the released model: the operating "
-                                            "point, chosen on DS1 by bench/_dp_forest.py (−0.25). "
-                                            "Post-processing: no privacy cost.")] = -0.25,
+                                            "point, chosen on DS1 by bench/_dp_forest.py (−0.25) — on the "
+                                            "training wearers' beats, a choice ε does not charge.")] = -0.25,
     encrypt: Annotated[bool, typer.Option(help="Packed Paillier on both releases (the edges sum blind).")] = True,
     edges: Annotated[int, typer.Option(min=1, max=22, help="Edge hubs (sites) the watches are spread over.")] = 1,
     min_clients: Annotated[int | None, typer.Option(

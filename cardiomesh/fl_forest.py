@@ -40,11 +40,13 @@ class ForestOptions:
     bins: int = 16
     epsilon: float | None = 8.0  # sample-level (ε, δ) of each wearer's beats over the whole training; None: no DP
     delta: float = 1e-5
-    v_offset: float = -0.25  # the operating point: added to the V logit of the released model (no privacy cost)
+    #: the operating point, added to the V logit of the released model: chosen on DS1 (the training wearers), a use
+    #: of their data the budget does not charge (docs/privacy.md)
+    v_offset: float = -0.25
     encrypt: bool = True
     edges: int = 1
     #: public |value| bound of one watch's release (the packing range): its beats (DS1's largest record has
-    #: ≈ 3,400 labelled ones) with room for its noise share. Values beyond are clipped and counted.
+    #: 3,360 labelled ones, record 215) with room for its noise share. Values beyond are clipped and counted.
     client_bound: float = 8000.0
     #: k; default every watch: without either sum there is no model. Each noise share is sized for k
     min_clients: int | None = None
@@ -66,20 +68,21 @@ def run_forest_federation(settings: Settings, options: ForestOptions, *,
                           progress: Callable[[RoundRecord, str], None] | None = None,
                           train_sets: dict[str, BeatSet] | None = None,
                           test_sets: dict[str, BeatSet] | None = None) -> ReleaseRunResult:
-    train_sets, test_sets = beat_sets(settings, options.records[: options.clients], options.test_split,
-                                      train_sets, test_sets)
     config = forest_config(options)
     columns = [FEATURE_NAMES.index(name) for name in DP_FEATURES]
+    values = max(config.trees * config.leaves, len(columns) * forest.FINE_BINS) * config.n_classes
+    if values > forest.MAX_RELEASE:
+        raise FederationError(f"a release of {values:,} values is more than a round may announce "
+                              f"({forest.MAX_RELEASE:,}): fewer trees or less depth")
+    train_sets, test_sets = beat_sets(settings, options.records[: options.clients], options.test_split,
+                                      train_sets, test_sets)
     run_dir = new_run_dir(settings, options.run_dir, "fl-forest")
     learners = [(name, ForestLearner.from_beats(train_sets[name], columns))
                 for name in sorted(train_sets)[: options.clients]]
     n = len(learners)
-    values = max(config.trees * config.leaves, len(columns) * forest.FINE_BINS) * config.n_classes
     round_config = RoundConfig(encrypt=options.encrypt, quant_bits=24, max_clients=max(64, n),
                                min_clients=options.min_clients or n, round_timeout_s=options.timeout_s,
                                grace_s=2.0, model_delta_bits=0)  # lossless: the watches hold the coordinator's bytes
-    if values > 10_000_000:
-        raise FederationError(f"a release of {values:,} values is more than a round may announce (10 M)")
     fleet_run = run_release_fleet(
         settings, "forest", learners, initial=forest.ForestState.empty(config, len(columns)).vector(),
         round_config=round_config, edges=options.edges, run_errors=(ForestRunError,),

@@ -48,9 +48,14 @@ class ForestLearner(ReleaseOnlyLearner):
         state = ForestState.parse(global_vector)
         if state.features != self.fine.shape[1]:
             raise ValueError(f"the forest reads {state.features} features, this watch computes {self.fine.shape[1]}")
+        # each release is asked once per training: answering again would let the two noised sums be averaged,
+        # the noise halved, and the budget spent twice
         if request.kind == "forest_counts":
+            if state.stage != 0:
+                raise ValueError("the forest's counts were released already (its bins are published)")
             return fine_counts(self.fine, self.y, state.config.n_classes).ravel(), self.examples
-        if state.stage < 1:
-            raise ValueError("the forest's bins are not published yet: no leaf counts to give")
+        if state.stage != 1:
+            raise ValueError("the forest's bins are not published yet: no leaf counts to give" if state.stage == 0
+                             else "the forest's leaves were released already")
         bins = to_coarse(state.coarse, self.fine)
         return leaf_counts(bins, self.y, state.feature, state.cut, state.config).ravel(), self.examples

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -38,6 +38,7 @@ class ForestResult:
 
 
 def _dp(sigma: float, k: int, delta: float) -> DpConfig:
+    """The round's noise: each of ≥ k watches adds its share, so the decrypted sum carries at least σ."""
     return DpConfig(mechanism="gaussian", noise_scale=sigma, planned_clients=k, delta=delta) if sigma else DpConfig()
 
 
@@ -82,7 +83,9 @@ def run_forest(coordinator: Coordinator, config: forest.ForestConfig, *, bound: 
     # a beat adds 1 to one cell per feature
     counts = release(0, "forest_counts", features * FINE_BINS * classes, math.sqrt(features),
                      config.count_noise_multiplier, "counts")
-    public = forest.public_from_counts(counts.reshape(features, FINE_BINS, classes), c)
+    # the state carries the structure's size; how the counts become weights is the configuration's
+    public = forest.public_from_counts(counts.reshape(features, FINE_BINS, classes),
+                                       replace(c, weight_power=config.weight_power))
     # float32, as the watches hold them: the leaves below are weighted with these very values
     state.class_weight = public.class_weight.astype(np.float32).astype(np.float64)
     state.coarse, state.stage = public.coarse, 1

@@ -12,8 +12,10 @@ twice at the same place, so no branch is empty by construction). The data enter 
    √trees — whose noised sum becomes each leaf's class distribution.
 
 A prediction averages the trees' leaf distributions, so the √trees of the sensitivity is won back by the
-averaging: per beat the forest costs what one tree would. Against the additive model (660 releases) and the
-boosted trees (dozens), two releases leave most of ε = 8 for the signal (`bench/_dp_forest.py`, docs/fl.md).
+averaging: per beat the forest costs what one tree would. Against the additive model (661 releases) and the
+boosted trees (dozens), the whole bill is two Gaussians. How it is split is `calibrate`'s `count_share` (0.3:
+the count release's multiplier is 0.3 × the leaves'), fixed from a pilot, not searched: at ε = 8 that spends
+most of the RDP budget on the counts, and leaves the leaf counts a noise of ≈ 27 beats each (docs/fl.md).
 
 Jagannathan, Pillaipakkamnatt & Wright, "A practical differentially private random decision tree classifier",
 ICDM Workshops 2009; Fletcher & Islam, "Decision tree classification with differential privacy: a survey", 2019.
@@ -39,6 +41,9 @@ FILE_VERSION = 1
 #: added to every leaf's class-weighted count before it is normalised: an empty (or noised-empty) leaf votes
 #: evenly instead of not at all
 LEAF_PRIOR = 0.5
+PREDICT_CHUNK = 2048  # beats walked through all trees at once (≈ 10 MB of leaf votes at 150 trees)
+#: the largest release a round may announce (`RoundPayload.params`): a forest's leaves must fit in one
+MAX_RELEASE = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +157,32 @@ class ForestModel:
         return int(np.log2(self.leaf_proba.shape[1]))
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        """(n, classes) log of the trees' averaged leaf distributions plus `bias`; `X` (n, features) values."""
+        """(n, classes) log of the trees' averaged leaf distributions plus `bias`; `X` (n, features) values. All
+        trees walk at once, a chunk of beats at a time: one beat on the watch is one pass, not 150."""
         bins = to_coarse(self.coarse, fine_bins(X))
-        votes = np.zeros((len(X), self.leaf_proba.shape[2]))
-        for t in range(len(self.feature)):
-            votes += self.leaf_proba[t][leaf_of(bins, self.feature[t], self.cut[t], self.depth)]
-        return np.asarray(np.log(votes / len(self.feature)) + self.bias)
+        trees = np.arange(len(self.feature))[:, None]
+        out = np.zeros((len(X), self.leaf_proba.shape[2]))
+        for start in range(0, len(X), PREDICT_CHUNK):
+            chunk = bins[start:start + PREDICT_CHUNK]
+            rows = np.arange(len(chunk))[None, :]
+            node = np.zeros((len(self.feature), len(chunk)), np.int64)
+            for _ in range(self.depth):
+                node = 2 * node + 1 + (chunk[rows, self.feature[trees, node]] >= self.cut[trees, node])
+            leaves = self.leaf_proba[trees, node - (self.leaf_proba.shape[1] - 1)]  # (trees, chunk, classes)
+            out[start:start + PREDICT_CHUNK] = leaves.mean(axis=0, dtype=np.float64)
+        return np.asarray(np.log(out) + self.bias)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, classes) class probabilities (the softmax of `raw`: the averaged votes, moved by `bias`)."""
         from shared.fl.trees import softmax
 
         return softmax(self.raw(X))
 
 
 def with_class_bias(model: ForestModel, bias: np.ndarray) -> ForestModel:
-    """`model` with `bias` added to its logits (an operating point chosen on training data: post-processing)."""
+    """`model` with `bias` added to its logits: the operating point. Adding it costs no privacy; *choosing* it on
+    the wearers' own beats (as `bench/_dp_forest.py` does on DS1) is a use of the data the budget does not charge
+    (docs/privacy.md)."""
     return replace(model, bias=model.bias + np.asarray(bias, dtype=np.float64))
 
 
@@ -208,8 +224,11 @@ def calibrate(config: ForestConfig, epsilon: float, *, delta: float = 1e-5, coun
     def at(z: float) -> ForestConfig:
         return replace(config, noise_multiplier=z, count_noise_multiplier=count_share * z)
 
-    return at(smallest_multiplier(lambda z: accounted_epsilon(at(z), delta=delta), epsilon, low=0.01, high=1e3,
-                                  steps=60))
+    config = at(smallest_multiplier(lambda z: accounted_epsilon(at(z), delta=delta), epsilon, low=0.01, high=1e3,
+                                    steps=60))
+    if accounted_epsilon(config, delta=delta) > epsilon * 1.001:
+        raise ValueError(f"ε = {epsilon} cannot be reached with noise multipliers up to 1000")
+    return config
 
 
 def save(path: str | Path, model: ForestModel, columns: Sequence[int], meta: dict[str, object] | None = None
@@ -261,7 +280,8 @@ def load(path: str | Path) -> tuple[ForestModel, np.ndarray, dict[str, object]]:
                   and model.feature.min() >= 0 and model.feature.max() < len(columns)
                   and model.cut.min() >= 1 and model.cut.max() <= n_bins
                   and model.class_weight.shape == model.bias.shape == (classes,)
-                  and bool(np.isfinite(model.leaf_proba).all() and np.isfinite(model.bias).all()))
+                  and bool(np.isfinite(model.leaf_proba).all() and np.isfinite(model.bias).all())
+                  and _distributions(model.leaf_proba))
     if not consistent:
         raise ModelFileError(f"{path}: inconsistent forest beat model (leaves {model.leaf_proba.shape}, "
                              f"nodes {model.feature.shape}, columns {columns.shape})")
@@ -314,6 +334,7 @@ class ForestState:
                                                                          config.n_classes)))
 
     def vector(self) -> np.ndarray:
+        """The float32 vector the coordinator signs and publishes (`parse` reads it back)."""
         c = self.config
         header = [STATE_TAG, self.features, c.trees, c.depth, c.n_bins, c.n_classes, self.stage, 0.0]
         return np.concatenate([np.asarray(header, dtype=np.float64), self.feature.ravel(), self.cut.ravel(),
@@ -321,32 +342,41 @@ class ForestState:
 
     @classmethod
     def parse(cls, vector: np.ndarray) -> ForestState:
-        """The state in a published vector; `ValueError` with the reason for anything that is not one."""
-        v = np.asarray(vector, dtype=np.float64).ravel()
-        if len(v) < HEADER or v[0] != STATE_TAG:
+        """The state in a published vector; `ValueError` with the reason for anything that is not one. The
+        header is read and the length checked first, so a hostile header costs a watch nothing."""
+        raw = np.asarray(vector).ravel()
+        if len(raw) < HEADER or float(raw[0]) != STATE_TAG:
             raise ValueError("not a forest state (tag)")
-        head = v[1:HEADER]
-        if not np.all(np.isfinite(head)) or np.any(head != np.round(head)):
+        head = raw[1:HEADER].astype(np.float64)
+        if not _integral(head):
             raise ValueError("forest state header is not integers")
         features, trees, depth, n_bins, classes, stage, _spare = (int(x) for x in head)
         limits = {"features": features, "trees": trees, "depth": depth, "bins": n_bins}
         if any(not 1 <= value <= LIMITS[name] for name, value in limits.items()) or n_bins < 2 or classes != 4 \
-                or stage not in (0, 1, 2):
+                or stage not in (0, 1, 2) or trees * 2 ** depth * classes > MAX_RELEASE:
             raise ValueError(f"forest state header out of range ({limits}, classes {classes}, stage {stage})")
         config = ForestConfig(trees=trees, depth=depth, n_bins=n_bins, n_classes=classes)
         internal, leaves = 2 ** depth - 1, 2 ** depth
         sizes = (trees * internal, trees * internal, classes, features * FINE_BINS, trees * leaves * classes)
-        if len(v) != HEADER + sum(sizes):
-            raise ValueError(f"forest state of {len(v)} values, its header says {HEADER + sum(sizes)}")
-        parts = np.split(v[HEADER:], np.cumsum(sizes)[:-1])
+        if len(raw) != HEADER + sum(sizes):
+            raise ValueError(f"forest state of {len(raw)} values, its header says {HEADER + sum(sizes)}")
+        v = raw.astype(np.float64)
         if not np.all(np.isfinite(v[HEADER:])):
             raise ValueError("forest state with non-finite values")
+        parts = np.split(v[HEADER:], np.cumsum(sizes)[:-1])
+        if not all(_integral(parts[i]) for i in (0, 1, 3)):
+            raise ValueError("forest state with a node or bin that is not an integer")
         feature, cut, coarse = (parts[i].astype(np.int64) for i in (0, 1, 3))
         if (feature.min() < 0 or feature.max() >= features or cut.min() < 1 or cut.max() > n_bins
                 or coarse.min() < 0 or coarse.max() >= n_bins):
             raise ValueError("forest state with a node or bin out of range")
-        return cls(config, features, feature.reshape(trees, internal), cut.reshape(trees, internal), parts[2],
-                   coarse.reshape(features, FINE_BINS), parts[4].reshape(trees, leaves, classes), stage)
+        class_weight, leaf_proba = parts[2], parts[4].reshape(trees, leaves, classes)
+        if stage >= 1 and not np.all(class_weight > 0):
+            raise ValueError("forest state with a class weight that is not positive")
+        if not (_distributions(leaf_proba) if stage == 2 else not np.any(leaf_proba)):
+            raise ValueError("forest state whose leaves are not class distributions (or not yet empty)")
+        return cls(config, features, feature.reshape(trees, internal), cut.reshape(trees, internal), class_weight,
+                   coarse.reshape(features, FINE_BINS), leaf_proba, stage)
 
     def model(self) -> ForestModel:
         """The published model (stage 2 only)."""
@@ -354,3 +384,13 @@ class ForestState:
             raise ValueError(f"the forest is not trained yet (stage {self.stage})")
         return ForestModel(self.coarse, self.feature, self.cut, self.leaf_proba.astype(np.float32),
                            self.class_weight, np.zeros(self.config.n_classes), self.config.n_bins)
+
+
+def _integral(values: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def _distributions(leaf_proba: np.ndarray) -> bool:
+    """Every leaf a class distribution (non-negative, summing to 1 within float32): anything else would make
+    `raw` take the log of a negative vote, and every beat read as class 0."""
+    return bool(np.all(leaf_proba >= 0) and np.allclose(leaf_proba.sum(axis=-1), 1.0, atol=1e-4))

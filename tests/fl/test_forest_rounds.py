@@ -73,6 +73,17 @@ def test_the_bus_trains_the_forest_the_in_process_fit_trains(coordinator_keys: C
     assert all(c.global_vector is not None and np.array_equal(c.global_vector, coordinator.vector) for c in clients)
 
 
+def test_the_class_weighting_is_the_configurations_over_the_bus_too(coordinator_keys: CoordinatorKeys) -> None:
+    """The state carries the structure's size, not how counts become weights: that must come from the config."""
+    parts = [_xor(s, 500) for s in range(2)]
+    config = replace(CONFIG, trees=6, depth=4, weight_power=1.0)
+    coordinator, _clients = _fleet(coordinator_keys, parts, config, encrypt=False)
+    result = run_forest(coordinator, config, bound=BOUND, timeout_s=20.0)
+    local = FederatedForest(config).fit([(fine_bins(X), y) for X, y in parts])
+    np.testing.assert_allclose(result.state.class_weight, local.class_weight, rtol=1e-6)
+    np.testing.assert_allclose(result.model.leaf_proba, local.leaf_proba, atol=1e-4)
+
+
 def test_with_dp_both_releases_carry_the_charged_noise(coordinator_keys: CoordinatorKeys) -> None:
     parts = [_xor(s, 1500) for s in range(3)]
     config = forest.calibrate(CONFIG, 8.0)
@@ -135,6 +146,15 @@ def test_a_watch_answers_only_what_the_published_state_allows(coordinator_keys: 
         learner.release(spec(ReleaseRequest(kind="gam_counts")), state.vector())
     counts, _ = learner.release(spec(ReleaseRequest(kind="forest_counts")), state.vector())
     assert counts.sum() == len(y) * FEATURES  # one count per feature per beat
+    # each release once per training: a second answer would let two noised sums be averaged
+    state.stage, state.class_weight = 1, np.ones(4)
+    with pytest.raises(ValueError, match="counts were released already"):
+        learner.release(spec(ReleaseRequest(kind="forest_counts")), state.vector())
+    leaves, _ = learner.release(spec(ReleaseRequest(kind="forest_leaves")), state.vector())
+    assert leaves.sum() == len(y) * CONFIG.trees  # one count per tree per beat
+    state.stage, state.leaf_proba[:] = 2, 0.25
+    with pytest.raises(ValueError, match="leaves were released already"):
+        learner.release(spec(ReleaseRequest(kind="forest_leaves")), state.vector())
     with pytest.raises(ValueError, match="reads 4 features"):
         ForestLearner(X[:, :3], y).release(spec(ReleaseRequest(kind="forest_counts")), state.vector())
 
@@ -152,7 +172,11 @@ def test_the_state_vector_round_trips_and_anything_else_is_refused() -> None:
     vector = state.vector()
     for broken, why in ((vector[:-1], "header says"), (np.r_[3.0, vector[1:]], "tag"),
                         (_with(vector, 3, 40.0), "out of range"), (_with(vector, 20, 99.0), "out of range"),
-                        (_with(vector, len(vector) - 1, np.nan), "non-finite")):
+                        (_with(vector, len(vector) - 1, np.nan), "non-finite"),
+                        (_with(vector, 20, 0.5), "not an integer"), (_with(vector, 6, 3.0), "out of range"),
+                        (_with(vector, 5, 3.0), "out of range"),
+                        (_with(vector, len(vector) - 1, -0.25), "distributions"),
+                        (_with(_with(vector, 2, 2000.0), 3, 12.0), "out of range")):
         with pytest.raises(ValueError, match=why):
             ForestState.parse(broken)
 

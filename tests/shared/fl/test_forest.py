@@ -23,7 +23,7 @@ from shared.fl.forest import (
     structure,
 )
 from shared.fl.gam import fine_bins
-from shared.fl.trees import FixedPointSum
+from shared.fl.trees import FixedPointSum, NoisedSums
 from shared.model.serialize import ModelFileError
 from tests.fl_problems import xor_problem as _xor
 
@@ -117,6 +117,36 @@ def test_dp_costs_what_the_accountant_says_and_still_learns() -> None:
     assert _accuracy(model, [_xor(99, 3000)]) > 0.8
 
 
+def test_each_release_is_noised_for_its_own_sensitivity() -> None:
+    """The count table moves by √features per beat, the leaves by √trees: swapping them would pass the bill."""
+    config = calibrate(ForestConfig(trees=9, depth=3, n_bins=6), 8.0)
+    trainer = FederatedForest(config)
+    sigmas: list[float] = []
+
+    class Recorded(NoisedSums):
+        def release(self, shares: list[np.ndarray], sigma: float) -> np.ndarray:
+            sigmas.append(sigma)
+            return super().release(shares, sigma)
+
+    trainer._sums = Recorded(trainer._sums.aggregate, trainer._sums.rng)
+    trainer.fit(_clients([_xor(0, 300), _xor(1, 300)]))
+    assert sigmas == pytest.approx([config.count_noise_multiplier * np.sqrt(4), config.noise_multiplier * 3.0])
+
+
+def test_two_releases_cost_what_one_gaussian_of_their_combined_multiplier_costs() -> None:
+    """Gaussian RDP adds: multipliers a and b compose to one of (a⁻² + b⁻²)^−½ — a check on the bill that does not
+    go through `calibrate`."""
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    config = ForestConfig(noise_multiplier=3.0, count_noise_multiplier=1.5)
+    single = RdpAccountant()
+    single.compose(dp_accounting.GaussianDpEvent((3.0 ** -2 + 1.5 ** -2) ** -0.5))
+    assert accounted_epsilon(config) == pytest.approx(single.get_epsilon(1e-5), rel=1e-6)
+    with pytest.raises(ValueError, match="cannot be reached"):
+        calibrate(ForestConfig(), 1e-6)
+
+
 def test_the_noise_is_secret_by_default() -> None:
     parts = [_xor(s, 400) for s in range(3)]
     config = calibrate(ForestConfig(trees=5, depth=4, n_bins=8), 8.0)
@@ -141,6 +171,12 @@ def test_a_saved_model_reads_back_exactly_and_bad_files_are_refused(tmp_path: Pa
              columns=np.arange(4), n_bins=model.n_bins, meta="{}")
     with pytest.raises(ModelFileError, match="inconsistent forest"):
         forest.load(bad)
+    negative = tmp_path / "negative.npz"  # a leaf that is no distribution would read every beat as class 0
+    np.savez(negative, kind=forest.FILE_KIND, version=forest.FILE_VERSION, coarse=model.coarse,
+             feature=model.feature, cut=model.cut, leaf_proba=-model.leaf_proba, class_weight=model.class_weight,
+             bias=model.bias, columns=np.arange(4), n_bins=model.n_bins, meta="{}")
+    with pytest.raises(ModelFileError, match="inconsistent forest"):
+        forest.load(negative)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     assert not forest.is_model_file(tmp_path / "junk.npz")
     with pytest.raises(ModelFileError):
