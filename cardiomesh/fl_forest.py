@@ -14,6 +14,7 @@ inter-patient figures.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from shared.model.evaluation import per_recording_metrics
 from shared.model.tree_features import DP_FEATURES, FEATURE_NAMES
 from shared.settings import Settings
 from watch_agent.forest_learner import ForestLearner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,22 @@ def forest_config(options: ForestOptions) -> forest.ForestConfig:
     return forest.calibrate(config, options.epsilon, delta=options.delta)
 
 
+#: what a signed model message adds to its base64 vector (version, signature, hashes, JSON), with room
+MESSAGE_OVERHEAD = 16 * 1024
+
+
+def fleet_settings(settings: Settings, state: np.ndarray) -> Settings:
+    """`settings` with a payload limit the forest's state fits: at the chosen cell it is 232,160 float32 values,
+    1.24 MB as a signed message, over the 512 KB default meant for the monitoring traffic. A deployed watch that
+    joins such a training needs the same limit (`CARDIOMESH_MAX_PAYLOAD_BYTES`)."""
+    needed = math.ceil(state.size * 4 / 3) * 4 + MESSAGE_OVERHEAD  # base64 of float32
+    if needed <= settings.max_payload_bytes:
+        return settings
+    log.warning("payload limit raised for the forest's model messages", extra={
+        "from_bytes": settings.max_payload_bytes, "to_bytes": needed, "values": int(state.size)})
+    return settings.model_copy(update={"max_payload_bytes": needed})
+
+
 def run_forest_federation(settings: Settings, options: ForestOptions, *,
                           progress: Callable[[RoundRecord, str], None] | None = None,
                           train_sets: dict[str, BeatSet] | None = None,
@@ -83,8 +102,9 @@ def run_forest_federation(settings: Settings, options: ForestOptions, *,
     round_config = RoundConfig(encrypt=options.encrypt, quant_bits=24, max_clients=max(64, n),
                                min_clients=options.min_clients or n, round_timeout_s=options.timeout_s,
                                grace_s=2.0, model_delta_bits=0)  # lossless: the watches hold the coordinator's bytes
+    initial = forest.ForestState.empty(config, len(columns)).vector()
     fleet_run = run_release_fleet(
-        settings, "forest", learners, initial=forest.ForestState.empty(config, len(columns)).vector(),
+        fleet_settings(settings, initial), "forest", learners, initial=initial,
         round_config=round_config, edges=options.edges, run_errors=(ForestRunError,),
         train=lambda coordinator, prepare: run_forest(coordinator, config, bound=options.client_bound,
                                                       delta=options.delta, progress=progress,
