@@ -7,7 +7,8 @@
 #                 (fl_accuracy, its seed spread included, took 55 min here as parallel processes: see its --parts;
 #                 fl_scale, one round of 1,000 watches, about 15 min, most of it the watches' offline precompute;
 #                 fl_additive about 20 min, fl_trees about 22 min, fl_population 17 min;
-#                 fl_trees_bus, the DP trees over the broker, about 3.5 min; fl_forest, the DP forest, 11 min;
+#                 fl_trees_bus, the DP trees over the broker, about 3.5 min; fl_forest, the DP forest, 11 min,
+#                 and fl_forest_bus, over the broker, 13 min;
 #                 bench/_trees_loro.py and bench/_tree_cost.py, the DS1 choices fl_trees reads, and
 #                 bench/_dp_forest.py --protocol loro, the one fl_forest reads, are studies run apart: 28, about
 #                 15 and 19 min)
