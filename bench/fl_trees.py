@@ -286,7 +286,7 @@ def _train_cell(ds1: dict[str, Any], ds2: dict[str, Any], params: dict[str, Any]
     """`columns`: the first this many of `tree_features`' columns (None: all)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from bench.fl_additive import _Verified
+    from bench._common import PaillierChecked
     from shared.model.train import metrics
 
     config, n_bins, points = _cell_config(params, rounds)
@@ -296,7 +296,7 @@ def _train_cell(ds1: dict[str, Any], ds2: dict[str, Any], params: dict[str, Any]
         X, X2 = [x[:, :columns] for x in X], [x[:, :columns] for x in X2]
     y2_all, missed = np.concatenate(y2), sum(s.missed for s in ds2.values())
     bound = client_bound(y)
-    verified = _Verified(verify, bound=bound, value_bits=VALUE_BITS)
+    verified = PaillierChecked(verify, bound=bound, value_bits=VALUE_BITS)
     started = time.perf_counter()
     model, booster = _fit(X, y, config, n_bins, points, aggregate=verified)
     fit_s = time.perf_counter() - started

@@ -28,7 +28,9 @@ def test_the_summary_is_the_mean_in_the_evaluate_shape() -> None:
 
 
 def test_every_verified_release_goes_through_paillier_and_equals_the_fixed_point() -> None:
-    verified = bench._Verified(limit=2)
+    from bench._common import PaillierChecked
+
+    verified = PaillierChecked(limit=2, bound=bench.CLIENT_BOUND)
     rng = np.random.default_rng(0)
     vectors = [rng.normal(0, 50, 64) for _ in range(3)]
     out = verified(vectors)

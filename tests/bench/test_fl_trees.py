@@ -27,9 +27,9 @@ def test_the_client_bound_covers_a_bin_holding_every_beat_of_the_largest_client(
 
 
 def test_32_bit_fixed_point_sums_through_paillier_exactly() -> None:
-    from bench.fl_additive import _Verified
+    from bench._common import PaillierChecked
 
-    verified = _Verified(limit=1, bound=5000.0, value_bits=bench.VALUE_BITS)
+    verified = PaillierChecked(limit=1, bound=5000.0, value_bits=bench.VALUE_BITS)
     rng = np.random.default_rng(1)
     vectors = [rng.normal(0, 100, 300) for _ in range(3)]
     out = verified(vectors)
