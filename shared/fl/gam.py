@@ -401,12 +401,3 @@ def predict_beats(model: GamModel, columns: int, beats: BeatSet) -> np.ndarray:
     from shared.model.tree_features import as_distances, record_features
 
     return model.predict_proba(as_distances(record_features(beats))[:, :columns])
-
-
-def predict_rows(model: GamModel, columns: int, wave: np.ndarray, context: np.ndarray,
-                 samples: np.ndarray) -> np.ndarray:
-    """`predict_beats` for featurised beats that are not a recording (a phone's strip, a watch's recent window):
-    `wave` (n, channels, length), `context` (n, N_CONTEXT), `samples` their R peaks; relative to these beats."""
-    from shared.model.data import BeatSet
-
-    return predict_beats(model, columns, BeatSet.window(wave, context, samples))

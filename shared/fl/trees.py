@@ -765,10 +765,3 @@ def predict_beats(model: BoostedModel, beats: BeatSet) -> np.ndarray:
     from shared.model.tree_features import record_features
 
     return model.predict_features(record_features(beats))
-
-
-def predict_rows(model: BoostedModel, wave: np.ndarray, context: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """`predict_beats` for featurised beats that are not a recording (a phone's strip): relative to these beats."""
-    from shared.model.data import BeatSet
-
-    return predict_beats(model, BeatSet.window(wave, context, samples))
