@@ -20,6 +20,7 @@ from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload, UpdateMessage, decode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
+from tests.fl.conftest import recorded_specs
 from tests.fl_problems import additive_problem
 from watch_agent.additive_learner import AdditiveLearner
 from watch_agent.trainer import FlClient
@@ -84,14 +85,7 @@ def test_with_dp_each_release_carries_its_noise_and_the_bill_counts_what_was_dec
     parts = [_problem(s, 2000) for s in range(3)]
     config = gam.calibrate(GamConfig(epochs=2, n_bins=8), features=FEATURES, epsilon=8.0)
     coordinator, _clients = _fleet(coordinator_keys, parts, config, encrypt=False)
-    specs: list[RoundPayload] = []
-    real = coordinator.build_spec
-
-    def recorded(round_id: int, release: Release | None = None) -> RoundPayload:
-        specs.append(real(round_id, release))
-        return specs[-1]
-
-    coordinator.build_spec = recorded  # type: ignore[method-assign]
+    specs = recorded_specs(coordinator)
     totals: list[np.ndarray] = []
     run_release = coordinator.run_release
 

@@ -21,6 +21,7 @@ from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload
 from shared.settings import Settings
 from shared.transport import InMemoryBus
+from tests.fl.conftest import recorded_specs
 from tests.fl_problems import xor_problem as _xor
 from watch_agent.forest_learner import ForestLearner
 from watch_agent.trainer import FlClient
@@ -88,14 +89,7 @@ def test_with_dp_both_releases_carry_the_charged_noise(coordinator_keys: Coordin
     parts = [_xor(s, 1500) for s in range(3)]
     config = forest.calibrate(CONFIG, 8.0)
     coordinator, _clients = _fleet(coordinator_keys, parts, config, encrypt=False)
-    specs: list[RoundPayload] = []
-    real = coordinator.build_spec
-
-    def recorded(round_id: int, release: Release | None = None) -> RoundPayload:
-        specs.append(real(round_id, release))
-        return specs[-1]
-
-    coordinator.build_spec = recorded  # type: ignore[method-assign]
+    specs = recorded_specs(coordinator)
     result = run_forest(coordinator, config, bound=BOUND, timeout_s=20.0)
     counts, leaves = (s for s in specs if s.release is not None)
     assert counts.dp.noise_scale == pytest.approx(config.count_noise_multiplier * np.sqrt(FEATURES))

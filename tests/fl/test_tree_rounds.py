@@ -27,6 +27,7 @@ from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload
 from shared.settings import Settings
 from shared.transport import InMemoryBus
+from tests.fl.conftest import recorded_specs
 from tests.fl_problems import additive_problem as _problem
 from watch_agent.trainer import FlClient
 from watch_agent.tree_learner import TreeLearner
@@ -106,14 +107,7 @@ def test_with_dp_every_release_carries_its_noise_and_the_bill_is_the_in_process_
     config = TreeConfig(rounds=2, max_depth=2, clip=2.0, min_hessian=5.0, noise_multiplier=3.0,
                         private_edges=True)
     coordinator, _clients = _fleet(coordinator_keys, parts, config, encrypt=False)
-    specs: list[RoundPayload] = []
-    real = coordinator.build_spec
-
-    def recorded(round_id: int, release: Release | None = None) -> RoundPayload:
-        specs.append(real(round_id, release))
-        return specs[-1]
-
-    coordinator.build_spec = recorded  # type: ignore[method-assign]
+    specs = recorded_specs(coordinator)
     class_sigma = 3.0 * 2.0 * np.sqrt(2 * FEATURES)
     result = run_trees(coordinator, config, bound=BOUND, cells=CELLS, class_weights=_balanced, sketch_timeout_s=20.0,
                        class_sigma=class_sigma)
