@@ -11,6 +11,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import shutdown_lifespans
 
 from tests.cloud_expert.web.conftest import Seeded
 
@@ -21,11 +22,16 @@ def test_no_operation_answers_with_a_server_error(client: TestClient, seeded: Se
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) >= 5
-    for operation in operations:
+    try:
+        for operation in operations:
 
-        @given(operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def run(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=[not_a_server_error])
+            @given(operation.as_strategy())
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            def run(case: schemathesis.Case) -> None:
+                case.call_and_validate(checks=[not_a_server_error])
 
-        run()
+            run()
+    finally:
+        # schemathesis starts the app's lifespan on its own event-loop thread and keeps it for the process; the
+        # app's background work stops here, the (idle) loop thread at interpreter exit (schemathesis' atexit)
+        shutdown_lifespans()
