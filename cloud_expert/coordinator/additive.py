@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundRecord
+from cloud_expert.coordinator.releases import gaussian_dp, labelled_release
 from shared.fl import gam
-from shared.messages import DpConfig, ReleaseRequest, RoundPayload
+from shared.messages import ReleaseRequest, RoundPayload
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ class AdditiveResult:
                                      gradient_releases=self.gradient_releases)
 
 
-def _dp(sigma: float, k: int, delta: float) -> DpConfig:
-    return DpConfig(mechanism="gaussian", noise_scale=sigma, planned_clients=k, delta=delta) if sigma else DpConfig()
-
-
 def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int, *, bound: float,
                  delta: float = 1e-5, progress: Callable[[RoundRecord, str], None] | None = None,
                  count_timeout_s: float = 900.0,
@@ -67,16 +64,11 @@ def run_additive(coordinator: Coordinator, config: gam.GamConfig, features: int,
                 step: Callable[[np.ndarray, int], np.ndarray], label: str, timeout_s: float | None = None
                 ) -> RoundRecord:
         nonlocal round_id
-        spec = Release(request=request, params=params, clip=clip, bound=bound, dp=_dp(sigma, k, delta),
+        spec = Release(request=request, params=params, clip=clip, bound=bound, dp=gaussian_dp(sigma, k, delta),
                        timeout_s=timeout_s)
-        offline = prepare(coordinator.build_spec(round_id, spec)) if prepare is not None and timeout_s else None
-        record = coordinator.run_release(round_id, spec, step)
-        record.extra["release"] = label
-        if offline is not None:
-            record.extra["offline_precompute_s"] = round(offline, 3)
+        record = labelled_release(coordinator, round_id, spec, label, step,
+                                  prepare=prepare if timeout_s else None, progress=progress)
         round_id += 1
-        if progress is not None:
-            progress(record, label)
         return record
 
     public: list[gam.GamPublic] = []

@@ -17,10 +17,11 @@ from typing import Literal
 import numpy as np
 
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundRecord
+from cloud_expert.coordinator.releases import gaussian_dp, labelled_release
 from shared.fl import forest
 from shared.fl.gam import FINE_BINS
 from shared.fl.model_delta import LOSSLESS
-from shared.messages import DpConfig, ReleaseRequest, RoundPayload
+from shared.messages import ReleaseRequest, RoundPayload
 
 
 class ForestRunError(RuntimeError):
@@ -35,11 +36,6 @@ class ForestResult:
     @property
     def model(self) -> forest.ForestModel:
         return self.state.model()
-
-
-def _dp(sigma: float, k: int, delta: float) -> DpConfig:
-    """The round's noise: each of ≥ k watches adds its share, so the decrypted sum carries at least σ."""
-    return DpConfig(mechanism="gaussian", noise_scale=sigma, planned_clients=k, delta=delta) if sigma else DpConfig()
 
 
 def run_forest(coordinator: Coordinator, config: forest.ForestConfig, *, bound: float, delta: float = 1e-5,
@@ -64,16 +60,11 @@ def run_forest(coordinator: Coordinator, config: forest.ForestConfig, *, bound: 
     def release(round_id: int, kind: Literal["forest_counts", "forest_leaves"], params: int, sensitivity: float,
                 multiplier: float, label: str) -> np.ndarray:
         spec = Release(request=ReleaseRequest(kind=kind), params=params, clip=sensitivity, bound=bound,
-                       dp=_dp(multiplier * sensitivity, k, delta), timeout_s=timeout_s)
-        offline = prepare(coordinator.build_spec(round_id, spec)) if prepare is not None else None
+                       dp=gaussian_dp(multiplier * sensitivity, k, delta), timeout_s=timeout_s)
         got: list[np.ndarray] = []
-        record = coordinator.run_release(round_id, spec, lambda total, _clients: got.append(total))
-        record.extra["release"] = label
-        if offline is not None:
-            record.extra["offline_precompute_s"] = round(offline, 3)
+        record = labelled_release(coordinator, round_id, spec, label, lambda total, _clients: got.append(total),
+                                  prepare=prepare, progress=progress)
         result.records.append(record)
-        if progress is not None:
-            progress(record, label)
         if record.status != "ok" or not got:
             raise ForestRunError(f"release {label!r} was not decrypted ({record.status}, {record.clients} watches, "
                                  f"k = {k}): no model")

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundRecord
+from cloud_expert.coordinator.releases import gaussian_dp, labelled_release
 from shared.fl.model_delta import LOSSLESS
 from shared.fl.tree_state import TreeState
 from shared.fl.trees import Tree, TreeConfig, edges_from_counts, grow_tree, noised_floor, sketch_grid
-from shared.messages import DpConfig, ReleaseRequest, RoundPayload
+from shared.messages import ReleaseRequest, RoundPayload
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,6 @@ def check_plan(config: TreeConfig, state: TreeState, *, class_sigma: float, mode
                          "exceed what a round may announce (256 nodes, 10 M values)")
 
 
-def _dp(sigma: float, k: int, delta: float) -> DpConfig:
-    return DpConfig(mechanism="gaussian", noise_scale=sigma, planned_clients=k, delta=delta) if sigma else DpConfig()
-
-
 def run_trees(coordinator: Coordinator, config: TreeConfig, *, bound: float, cells: int,
               class_weights: Callable[[np.ndarray], np.ndarray], class_sigma: float = 0.0, delta: float = 1e-5,
               progress: Callable[[RoundRecord, str], None] | None = None, sketch_timeout_s: float = 900.0,
@@ -84,18 +81,13 @@ def run_trees(coordinator: Coordinator, config: TreeConfig, *, bound: float, cel
     def release(request: ReleaseRequest, params: int, clip: float, sigma: float, label: str,
                 timeout_s: float | None = None) -> np.ndarray:
         nonlocal round_id
-        spec = Release(request=request, params=params, clip=clip, bound=bound, dp=_dp(sigma, k, delta),
+        spec = Release(request=request, params=params, clip=clip, bound=bound, dp=gaussian_dp(sigma, k, delta),
                        timeout_s=timeout_s)
-        offline = prepare(coordinator.build_spec(round_id, spec)) if prepare is not None and timeout_s else None
         got: list[np.ndarray] = []
-        record = coordinator.run_release(round_id, spec, lambda total, _clients: got.append(total))
-        record.extra["release"] = label
-        if offline is not None:
-            record.extra["offline_precompute_s"] = round(offline, 3)
+        record = labelled_release(coordinator, round_id, spec, label, lambda total, _clients: got.append(total),
+                                  prepare=prepare if timeout_s else None, progress=progress)
         round_id += 1
         result.records.append(record)
-        if progress is not None:
-            progress(record, label)
         if record.status != "ok" or not got:
             raise TreesRunError(f"release {label!r} was not decrypted ({record.status}, {record.clients} watches, "
                                 f"k = {k}): the trees stop at {state.rounds_done} rounds")
