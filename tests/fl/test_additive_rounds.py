@@ -13,14 +13,12 @@ import pytest
 from cloud_expert.coordinator.additive import AdditiveRunError, run_additive
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundConfig, RoundRecord
 from cloud_expert.coordinator.keys import CoordinatorKeys
-from edge_hub.aggregation import EdgeAggregator
 from shared.fl import gam
 from shared.fl.gam import FederatedGam, GamClient, GamConfig, fine_bins
-from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload, UpdateMessage, decode
 from shared.settings import Settings
 from shared.transport import InMemoryBus
-from tests.fl.conftest import recorded_specs
+from tests.fl.conftest import recorded_specs, release_fleet
 from tests.fl_problems import additive_problem
 from watch_agent.additive_learner import AdditiveLearner
 from watch_agent.trainer import FlClient
@@ -36,24 +34,8 @@ def _problem(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: GamConfig, *,
            encrypt: bool = True, min_clients: int | None = None, timeout_s: float = 20.0,
            bus: InMemoryBus | None = None) -> tuple[Coordinator, list[FlClient]]:
-    bus = bus or InMemoryBus()
-    participants = [f"s1/watch-{i}" for i in range(len(parts))]
-    round_config = RoundConfig(encrypt=encrypt, min_clients=min_clients or len(parts), quant_bits=24,
-                               round_timeout_s=timeout_s, grace_s=0.5, max_clients=16, model_delta_bits=0)
-    coordinator = Coordinator(Settings(site="cloud"), bus.transport("coordinator"), keys=keys,
-                              initial=gam.empty_state(FEATURES, config), config=round_config,
-                              participants=participants)
-    coordinator.start()
-    EdgeAggregator(Settings(site="s1"), bus.transport("edge"), edge_id="edge-1",
-                   codec_factory=codec_for_round).start()
-    clients = []
-    for i, (X, y) in enumerate(parts):
-        client = FlClient(Settings(site="s1"), bus.transport(f"watch-{i}"), device_id=f"watch-{i}",
-                          learner=AdditiveLearner(X, y), verify_key=keys.verify_key, seed=None)
-        client.start()
-        clients.append(client)
-    coordinator.publish_model()
-    return coordinator, clients
+    return release_fleet(keys, [AdditiveLearner(X, y) for X, y in parts], gam.empty_state(FEATURES, config),
+                         encrypt=encrypt, min_clients=min_clients, timeout_s=timeout_s, bus=bus)
 
 
 def test_the_bus_trains_the_model_the_in_process_fit_computes(coordinator_keys: CoordinatorKeys) -> None:

@@ -13,15 +13,13 @@ import pytest
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundConfig
 from cloud_expert.coordinator.forest import ForestRunError, run_forest
 from cloud_expert.coordinator.keys import CoordinatorKeys
-from edge_hub.aggregation import EdgeAggregator
 from shared.fl import forest
 from shared.fl.forest import FederatedForest, ForestConfig, ForestState
 from shared.fl.gam import FINE_BINS, fine_bins
-from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload
 from shared.settings import Settings
 from shared.transport import InMemoryBus
-from tests.fl.conftest import recorded_specs
+from tests.fl.conftest import recorded_specs, release_fleet
 from tests.fl_problems import xor_problem as _xor
 from watch_agent.forest_learner import ForestLearner
 from watch_agent.trainer import FlClient
@@ -34,25 +32,8 @@ CONFIG = ForestConfig(trees=40, depth=6, n_bins=10, seed=7)
 def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: ForestConfig, *,
            encrypt: bool = True, min_clients: int | None = None, timeout_s: float = 20.0
            ) -> tuple[Coordinator, list[FlClient]]:
-    bus = InMemoryBus()
-    participants = [f"s1/watch-{i}" for i in range(len(parts))]
-    round_config = RoundConfig(encrypt=encrypt, min_clients=min_clients or len(parts), quant_bits=24,
-                               round_timeout_s=timeout_s, grace_s=0.5, max_clients=16, model_delta_bits=0)
-    coordinator = Coordinator(Settings(site="cloud"), bus.transport("coordinator"), keys=keys,
-                              initial=ForestState.empty(config, FEATURES).vector(), config=round_config,
-                              participants=participants, federation="forest-test")
-    coordinator.start()
-    EdgeAggregator(Settings(site="s1"), bus.transport("edge"), edge_id="edge-1", federation="forest-test",
-                   codec_factory=codec_for_round).start()
-    clients = []
-    for i, (X, y) in enumerate(parts):
-        client = FlClient(Settings(site="s1"), bus.transport(f"watch-{i}"), device_id=f"watch-{i}",
-                          learner=ForestLearner(X, y), verify_key=keys.verify_key, seed=None,
-                          federation="forest-test")
-        client.start()
-        clients.append(client)
-    coordinator.publish_model()
-    return coordinator, clients
+    return release_fleet(keys, [ForestLearner(X, y) for X, y in parts], ForestState.empty(config, FEATURES).vector(),
+                         federation="forest-test", encrypt=encrypt, min_clients=min_clients, timeout_s=timeout_s)
 
 
 def test_the_bus_trains_the_forest_the_in_process_fit_trains(coordinator_keys: CoordinatorKeys) -> None:

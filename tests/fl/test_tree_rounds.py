@@ -11,7 +11,6 @@ import pytest
 from cloud_expert.coordinator.coordinator import Coordinator, Release, RoundConfig
 from cloud_expert.coordinator.keys import CoordinatorKeys
 from cloud_expert.coordinator.trees import TreesRunError, run_trees
-from edge_hub.aggregation import EdgeAggregator
 from shared.fl.tree_state import TreeState, TreeStateError
 from shared.fl.trees import (
     Client,
@@ -23,11 +22,10 @@ from shared.fl.trees import (
     grid_counts,
     sketch_grid,
 )
-from shared.fl_codec import codec_for_round
 from shared.messages import DpConfig, ReleaseRequest, RoundPayload
 from shared.settings import Settings
 from shared.transport import InMemoryBus
-from tests.fl.conftest import recorded_specs
+from tests.fl.conftest import recorded_specs, release_fleet
 from tests.fl_problems import additive_problem as _problem
 from watch_agent.trainer import FlClient
 from watch_agent.tree_learner import TreeLearner
@@ -45,24 +43,9 @@ def _balanced(counts: np.ndarray) -> np.ndarray:
 def _fleet(keys: CoordinatorKeys, parts: list[tuple[np.ndarray, np.ndarray]], config: TreeConfig, *,
            encrypt: bool = True, min_clients: int | None = None, timeout_s: float = 20.0
            ) -> tuple[Coordinator, list[FlClient]]:
-    bus = InMemoryBus()
-    participants = [f"s1/watch-{i}" for i in range(len(parts))]
-    round_config = RoundConfig(encrypt=encrypt, min_clients=min_clients or len(parts), quant_bits=24,
-                               round_timeout_s=timeout_s, grace_s=0.5, max_clients=16, model_delta_bits=0)
-    coordinator = Coordinator(Settings(site="cloud"), bus.transport("coordinator"), keys=keys,
-                              initial=TreeState.empty(config, FEATURES, N_BINS).vector(), config=round_config,
-                              participants=participants, federation="trees-test")
-    coordinator.start()
-    EdgeAggregator(Settings(site="s1"), bus.transport("edge"), edge_id="edge-1", federation="trees-test",
-                   codec_factory=codec_for_round).start()
-    clients = []
-    for i, (X, y) in enumerate(parts):
-        client = FlClient(Settings(site="s1"), bus.transport(f"watch-{i}"), device_id=f"watch-{i}",
-                          learner=TreeLearner(X, y), verify_key=keys.verify_key, seed=None, federation="trees-test")
-        client.start()
-        clients.append(client)
-    coordinator.publish_model()
-    return coordinator, clients
+    return release_fleet(keys, [TreeLearner(X, y) for X, y in parts],
+                         TreeState.empty(config, FEATURES, N_BINS).vector(), federation="trees-test", encrypt=encrypt,
+                         min_clients=min_clients, timeout_s=timeout_s)
 
 
 @pytest.mark.parametrize("config", [TreeConfig(rounds=3, max_depth=2),
