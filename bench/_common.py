@@ -170,6 +170,18 @@ def class_pct(m: dict[str, Any] | None, cls: str, key: str) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
+def in_process_runs(per_seed: list[dict[str, Any]], measured_by: str) -> dict[str, Any]:
+    """VEB Se, +P and macro-F1 of each in-process run (`evaluate --json`-shaped), for a bus run to sit beside."""
+    return {"veb_se": [m["per_class"]["V"]["se"] for m in per_seed],
+            "veb_ppv": [m["per_class"]["V"]["ppv"] for m in per_seed],
+            "macro_f1": [m["macro_f1"] for m in per_seed], "measured_by": measured_by}
+
+
+def percents(values: list[float]) -> str:
+    """Fractions as "92.3 / 92.4 %"."""
+    return " / ".join(f"{100 * v:.1f}" for v in values) + " %"
+
+
 class PaillierChecked:
     """A federated trainer's aggregate that sends each release (the first `limit`, or all) through real packed
     Paillier — client encrypts, edge adds blind, coordinator decrypts — AND the fixed point, asserts the two sums

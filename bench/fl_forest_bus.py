@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, class_pct, write_result
+from bench._common import RESULTS, class_pct, in_process_runs, percents, write_result
 
 
 def main() -> None:
@@ -62,9 +62,7 @@ def main() -> None:
         shutil.copyfile(result.model_path, model_path)
     final = result.final_metrics or {}
     seeds = row["per_seed"]
-    in_process: dict[str, Any] = {"veb_se": [m["per_class"]["V"]["se"] for m in seeds],
-                  "veb_ppv": [m["per_class"]["V"]["ppv"] for m in seeds],
-                  "macro_f1": [m["macro_f1"] for m in seeds], "measured_by": "bench/fl_forest.py"}
+    in_process = in_process_runs(seeds, "bench/fl_forest.py")
     release_s = {r["extra"].get("release", str(r["round"])): r["seconds"] for r in result.records}
     out = {
         "configuration": {**chosen, "v_logit_offset": defaults.v_offset,
@@ -78,9 +76,6 @@ def main() -> None:
         "model": str(model_path.relative_to(RESULTS.parent.parent)),
     }
 
-    def span(values: list[float]) -> str:
-        return " / ".join(f"{100 * v:.1f}" for v in values) + " %"
-
     table = [
         ("releases over the bus", str(result.releases)),
         ("ε, δ (sample level, per wearer)", f"{result.epsilon:.2f}, {result.delta:g}" if result.epsilon else "none"),
@@ -90,8 +85,8 @@ def main() -> None:
         ("bytes sent per watch", f"{result.bytes_per_client:,}"),
         ("values clipped to the packing range", str(result.release_clipped)),
         ("DS2 VEB Se / +P (bus)", f"{class_pct(final, 'V', 'se')} / {class_pct(final, 'V', 'ppv')}"),
-        ("DS2 VEB Se (in process, 3 runs)", span(in_process["veb_se"])),
-        ("DS2 VEB +P (in process, 3 runs)", span(in_process["veb_ppv"])),
+        ("DS2 VEB Se (in process, 3 runs)", percents(in_process["veb_se"])),
+        ("DS2 VEB +P (in process, 3 runs)", percents(in_process["veb_ppv"])),
         ("DS2 macro-F1 bus / in process", f"{final.get('macro_f1', float('nan')):.3f} / "
                                           f"{min(in_process['macro_f1']):.3f}–{max(in_process['macro_f1']):.3f}"),
     ]

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, class_pct, write_result
+from bench._common import RESULTS, class_pct, in_process_runs, percents, write_result
 
 
 def main() -> None:
@@ -67,9 +67,7 @@ def main() -> None:
         shutil.copyfile(result.model_path, model_path)
     final = result.final_metrics or {}
     seeds = dp_row["per_seed"]
-    in_process: dict[str, Any] = {"veb_se": [m["per_class"]["V"]["se"] for m in seeds],
-                  "veb_ppv": [m["per_class"]["V"]["ppv"] for m in seeds],
-                  "macro_f1": [m["macro_f1"] for m in seeds], "measured_by": "bench/fl_trees.py --parts dp"}
+    in_process = in_process_runs(seeds, "bench/fl_trees.py --parts dp")
     out = {
         "configuration": {"preset": "dp", **chosen, "features": dp_row["features"], "bins": dp_row["bins"],
                           "chosen_by": "bench/fl_trees.py on DS1 (read from fl_trees.json)"},
@@ -83,9 +81,6 @@ def main() -> None:
         "model": str(model_path.relative_to(RESULTS.parent.parent)),
     }
 
-    def span(values: list[float]) -> str:
-        return " / ".join(f"{100 * v:.1f}" for v in values) + " %"
-
     table = [
         ("releases over the bus (rounds)", f"{result.releases} ({result.rounds})"),
         ("ε, δ (sample level, per wearer)", f"{result.epsilon:.2f}, {result.delta:g}" if result.epsilon else "none"),
@@ -96,8 +91,8 @@ def main() -> None:
         ("offline phase before the sketch (all watches)", f"{result.offline_precompute_s:.0f} s"),
         ("bytes sent per watch", f"{result.bytes_per_client:,}"),
         ("DS2 VEB Se / +P (bus)", f"{class_pct(final, 'V', 'se')} / {class_pct(final, 'V', 'ppv')}"),
-        ("DS2 VEB Se (in process, 3 noise draws)", span(in_process["veb_se"])),
-        ("DS2 VEB +P (in process, 3 noise draws)", span(in_process["veb_ppv"])),
+        ("DS2 VEB Se (in process, 3 noise draws)", percents(in_process["veb_se"])),
+        ("DS2 VEB +P (in process, 3 noise draws)", percents(in_process["veb_ppv"])),
         ("DS2 macro-F1 bus / in process", f"{final.get('macro_f1', float('nan')):.3f} / "
                                           f"{min(in_process['macro_f1']):.3f}–{max(in_process['macro_f1']):.3f}"),
     ]
