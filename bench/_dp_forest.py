@@ -58,15 +58,16 @@ OFFSETS = np.round(np.arange(-3.0, 3.0001, 0.25), 2)
 CLASSES = 4
 
 
-def _tables(split: dict[str, Any], columns: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def fine_tables(split: dict[str, Any], columns: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per record (sorted): its labelled beats' `columns` (correlations as distances) on the public fine grid, and
+    their labels — what each wearer's learner holds (`ForestLearner.from_beats`)."""
     from shared.fl.gam import fine_bins
-    from shared.model.tree_features import as_distances, record_features
+    from shared.model.tree_features import labelled_rows
 
     out = {}
     for record, beats in sorted(split.items()):
-        keep = (beats.y >= 0) & (beats.y < CLASSES)
-        out[record] = (fine_bins(as_distances(record_features(beats))[keep][:, columns]),
-                       beats.y[keep].astype(np.int64))
+        rows, y = labelled_rows(beats, columns, distances=True)
+        out[record] = (fine_bins(rows), y.astype(np.int64))
     return out
 
 
@@ -199,7 +200,7 @@ def main() -> None:
     protocol, seeds = (_loro, LORO_SEEDS) if loro else (_halves, SEEDS)
     started = time.perf_counter()
     if loro:  # the additive model on the same protocol
-        named = _tables(split, columns["named"][: additive["chosen"]["columns"]])
+        named = fine_tables(split, columns["named"][: additive["chosen"]["columns"]])
         reference = _cell_scores(protocol(named, _additive(additive["chosen"], args.epsilon), seeds))["veb_f1"]
         print(f"[{time.perf_counter() - started:.0f} s] additive: VEB F1 {reference:.4f}", file=sys.stderr, flush=True)
     else:
@@ -207,7 +208,7 @@ def main() -> None:
     cells: dict[str, dict[str, Any]] = {}
     grid = list(itertools.product(LORO_FEATURE_SETS if loro else FEATURE_SETS, QUANTILES, TREES, DEPTHS))
     for n, (features, quantiles, trees, depth) in enumerate(grid, start=1):
-        tables = _tables(split, columns[features])
+        tables = fine_tables(split, columns[features])
         key = f"{features}, {quantiles} bins, {trees} trees, depth {depth}"
         cells[key] = {**_cell_scores(protocol(tables, _forest(quantiles, trees, depth, args.epsilon), seeds)),
                       "values_per_watch": trees * 2 ** depth * CLASSES + len(columns[features]) * 256 * CLASSES}

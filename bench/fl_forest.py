@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from bench._common import RESULTS, PaillierChecked, load_mitdb_split, write_result
+from bench._dp_forest import fine_tables
 
 DELTA = 1e-5
 SEEDS = (0, 1, 2)
@@ -45,17 +46,6 @@ def _cell(name: str) -> dict[str, Any]:
     features, bins, trees, depth = (part.strip() for part in name.split(","))
     return {"features": features, "bins": int(bins.split()[0]), "trees": int(trees.split()[0]),
             "depth": int(depth.split()[1])}
-
-
-def _clients(split: dict[str, Any], columns: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-    from shared.fl.gam import fine_bins
-    from shared.model.tree_features import labelled_rows
-
-    out = []
-    for _record, beats in sorted(split.items()):
-        rows, y = labelled_rows(beats, columns, distances=True)
-        out.append((fine_bins(rows), y.astype(np.int64)))
-    return out
 
 
 def _scored(model: Any, columns: np.ndarray, sets: list[Any]) -> dict[str, Any]:
@@ -83,7 +73,7 @@ def main() -> None:
     columns = [FEATURE_NAMES.index(f) for f in DP_FEATURES] if cell["features"] == "dp" else list(
         range(len(FEATURE_NAMES)))
     started = time.perf_counter()
-    clients = _clients(load_mitdb_split("DS1"), columns)
+    clients = list(fine_tables(load_mitdb_split("DS1"), columns).values())
     ds2 = list(load_mitdb_split("DS2").values())
     base = forest.ForestConfig(trees=cell["trees"], depth=cell["depth"], n_bins=cell["bins"])
     runs, unbiased, verified = [], [], {}
